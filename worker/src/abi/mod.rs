@@ -1,0 +1,44 @@
+//! Plugin ABIs the worker hosts. Each turns a [`Call`] into guest calls and the
+//! guest's answer into an [`Outcome`]; the worker service does not care which ABI a
+//! plugin uses.
+
+pub mod component;
+pub mod host;
+
+use tark_proto::worker::v1 as pb;
+
+/// A call tarkd asked the worker to make.
+pub type Call = pb::invoke_request::Call;
+/// A successful answer to a [`Call`].
+pub type Outcome = pb::invoke_response::Outcome;
+
+/// Why a call produced no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: pb::FailureKind,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(kind: pb::FailureKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
+    }
+
+    /// Whether the guest instance is unusable after this failure and must be
+    /// replaced before the next call.
+    pub fn poisons_instance(&self) -> bool {
+        !matches!(
+            self.kind,
+            pb::FailureKind::ResponseTooLarge
+                | pb::FailureKind::BadRequest
+                | pb::FailureKind::WrongWorld
+                | pb::FailureKind::NotLoaded
+        )
+    }
+}
+
+impl From<Failure> for pb::Failure {
+    fn from(f: Failure) -> Self {
+        pb::Failure { kind: f.kind as i32, message: f.message }
+    }
+}

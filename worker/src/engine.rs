@@ -1,0 +1,42 @@
+//! The wasmtime engine a worker compiles and runs its one plugin with.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine};
+
+/// Builds the engine. Fuel metering changes generated code, so it is part of the
+/// engine's compatibility hash (and of tarkd's artifact cache key).
+pub fn build(fuel: bool) -> wasmtime::Result<Engine> {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .consume_fuel(fuel)
+        // Compile on this thread: once seccomp is on, the worker spawns no threads.
+        .parallel_compilation(false);
+    Engine::new(&config)
+}
+
+/// A stable text form of the engine's compatibility hash.
+pub fn compatibility_hash(engine: &Engine) -> String {
+    let mut h = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// Compiles raw component bytes.
+pub fn compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Component> {
+    Component::new(engine, wasm)
+}
+
+/// Loads an artifact a worker of the same build compiled earlier.
+///
+/// The artifact comes from tarkd's private cache, written only with bytes a worker
+/// returned from `Load` *before* running any guest code, and wasmtime rejects one
+/// made by a different engine or configuration.
+pub fn deserialize(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Component> {
+    // SAFETY: see above; the bytes are a wasmtime artifact from tarkd's own cache,
+    // produced by this same worker binary from the plugin's wasm.
+    unsafe { Component::deserialize(engine, artifact) }
+}

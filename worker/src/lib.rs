@@ -1,0 +1,18 @@
+//! tark-worker: hosts one plugin for tarkd inside a process that holds no authority.
+//!
+//! The worker is started by tarkd with two socketpair ends (fd 3: tarkd's calls to
+//! the worker; fd 4: the worker's broker calls to tarkd), a cleared environment and
+//! nothing else. It compiles or loads the plugin, locks itself down
+//! ([`sandbox::lockdown`]) and then serves calls, turning every host import the
+//! plugin makes into a broker RPC.
+
+pub mod abi;
+pub mod channel;
+pub mod engine;
+pub mod limits;
+pub mod sandbox;
+pub mod service;
+
+/// Largest message either side of the worker channel accepts: a plugin's wasm or
+/// compiled artifact travels in one `Load`.
+pub const MAX_MESSAGE_BYTES: usize = 256 << 20;

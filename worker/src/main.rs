@@ -1,0 +1,56 @@
+//! tark-worker entry point. Not meant to be run by hand: tarkd starts it with the
+//! channel fds in place. The single argument names the tenant/plugin, for `ps` only.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tark_proto::worker::v1::broker_client::BrokerClient;
+use tark_proto::worker::v1::worker_server::WorkerServer;
+use tark_worker::{MAX_MESSAGE_BYTES, channel, service::WorkerService};
+
+fn main() -> std::process::ExitCode {
+    // Diagnostics go to stderr, which tarkd captures and labels with the plugin.
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).without_time().init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("tark-worker: starting the runtime: {e}");
+            return std::process::ExitCode::from(70);
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("tark-worker: {e:#}");
+            std::process::ExitCode::from(70)
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    // SAFETY: tarkd passes exactly these two fds and nothing else owns them.
+    let control = unsafe { channel::adopt(channel::CONTROL_FD) }.context("control channel (fd 3)")?;
+    // SAFETY: as above.
+    let broker = unsafe { channel::adopt(channel::BROKER_FD) }.context("broker channel (fd 4)")?;
+    let broker = BrokerClient::new(channel::client_over(broker).await.context("connecting the broker")?)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+
+    let service = WorkerService::new(broker);
+    let shutdown = Arc::clone(&service.shutdown);
+    let server = WorkerServer::new(service)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let incoming = tokio_stream::once(Ok::<_, std::io::Error>(control));
+    // The server ends when tarkd closes the control channel or asks us to stop.
+    tonic::transport::Server::builder()
+        .add_service(server)
+        .serve_with_incoming_shutdown(incoming, async move { shutdown.notified().await })
+        .await
+        .context("serving tarkd")?;
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! The `Worker` gRPC service: what tarkd can ask of this worker.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use prost::Message;
+use tark_proto::worker::v1 as pb;
+use tark_proto::worker::v1::broker_client::BrokerClient;
+use tokio::sync::{Mutex, Notify};
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::abi::component::{self, CallLimits, ComponentPlugin};
+use crate::abi::{Failure, host::HostState};
+use crate::{engine, sandbox};
+
+/// Serves one plugin. Calls are serialised: a worker runs one guest call at a
+/// time, and concurrency comes from one worker per tenant × plugin.
+pub struct WorkerService {
+    broker: BrokerClient<Channel>,
+    plugin: Mutex<Option<Loaded>>,
+    /// Signalled when tarkd asks the worker to end.
+    pub shutdown: Arc<Notify>,
+}
+
+struct Loaded {
+    plugin: ComponentPlugin,
+    exports: Vec<String>,
+    max_response_bytes: usize,
+}
+
+impl WorkerService {
+    pub fn new(broker: BrokerClient<Channel>) -> Self {
+        Self { broker, plugin: Mutex::new(None), shutdown: Arc::new(Notify::new()) }
+    }
+}
+
+fn failure(kind: pb::FailureKind, message: impl Into<String>) -> Response<pb::InvokeResponse> {
+    let f = Failure::new(kind, message);
+    Response::new(pb::InvokeResponse { outcome: Some(pb::invoke_response::Outcome::Failure(f.into())) })
+}
+
+#[tonic::async_trait]
+impl pb::worker_server::Worker for WorkerService {
+    async fn load(&self, req: Request<pb::LoadRequest>) -> Result<Response<pb::LoadResponse>, Status> {
+        let req = req.into_inner();
+        let mut slot = self.plugin.lock().await;
+        if slot.is_some() {
+            return Err(Status::failed_precondition("a plugin is already loaded"));
+        }
+        let kind = pb::PluginKind::try_from(req.kind).unwrap_or(pb::PluginKind::Unspecified);
+        let limits = CallLimits::from_proto(&req.limits.unwrap_or_default());
+        let engine = engine::build(limits.fuel.is_some())
+            .map_err(|e| Status::internal(format!("engine setup failed: {e:#}")))?;
+        let started = Instant::now();
+        let (component, precompiled) = match req.module {
+            Some(pb::load_request::Module::Wasm(wasm)) => {
+                let c = engine::compile(&engine, &wasm)
+                    .map_err(|e| Status::invalid_argument(format!("not a valid component: {e:#}")))?;
+                let artifact = c
+                    .serialize()
+                    .map_err(|e| Status::internal(format!("serializing the compiled module: {e:#}")))?;
+                (c, artifact)
+            }
+            Some(pb::load_request::Module::Precompiled(bytes)) => {
+                let c = engine::deserialize(&engine, &bytes)
+                    .map_err(|e| Status::data_loss(format!("stale precompiled artifact: {e:#}")))?;
+                (c, Vec::new())
+            }
+            None => return Err(Status::invalid_argument("LoadRequest carries no module")),
+        };
+        let compile_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let exports = component::exports(&engine, &component);
+        component::check_world(&exports, kind).map_err(|f| Status::failed_precondition(f.message))?;
+
+        let broker = self.broker.clone();
+        let max_response_bytes = limits.max_response_bytes;
+        let plugin = ComponentPlugin::new(
+            engine.clone(),
+            component,
+            limits,
+            Box::new(move |limiter| HostState::new(broker.clone(), limiter)),
+        )
+        .map_err(|e| Status::internal(format!("linking host imports: {e:#}")))?;
+
+        // Everything the plugin needs is set up: lock down before any guest code.
+        let layers = if req.lockdown { sandbox::lockdown() } else { Vec::new() };
+        *slot = Some(Loaded { plugin, exports, max_response_bytes });
+        Ok(Response::new(pb::LoadResponse {
+            precompiled,
+            engine_hash: engine::compatibility_hash(&engine),
+            compile_micros,
+            sandbox: layers.iter().map(ToString::to_string).collect(),
+        }))
+    }
+
+    async fn describe(
+        &self,
+        _req: Request<pb::DescribeRequest>,
+    ) -> Result<Response<pb::DescribeResponse>, Status> {
+        let slot = self.plugin.lock().await;
+        let loaded = slot.as_ref().ok_or_else(|| Status::failed_precondition("no plugin loaded"))?;
+        Ok(Response::new(pb::DescribeResponse { exports: loaded.exports.clone() }))
+    }
+
+    async fn invoke(&self, req: Request<pb::InvokeRequest>) -> Result<Response<pb::InvokeResponse>, Status> {
+        let Some(call) = req.into_inner().call else {
+            return Ok(failure(pb::FailureKind::BadRequest, "InvokeRequest carries no call"));
+        };
+        let mut slot = self.plugin.lock().await;
+        let Some(loaded) = slot.as_mut() else {
+            return Ok(failure(pb::FailureKind::NotLoaded, "no plugin loaded"));
+        };
+        let outcome = match loaded.plugin.invoke(call).await {
+            Ok(o) => o,
+            Err(f) => return Ok(Response::new(pb::InvokeResponse { outcome: Some(pb::invoke_response::Outcome::Failure(f.into())) })),
+        };
+        let reply = pb::InvokeResponse { outcome: Some(outcome) };
+        let size = reply.encoded_len();
+        if size > loaded.max_response_bytes {
+            return Ok(failure(
+                pb::FailureKind::ResponseTooLarge,
+                format!("response of {size} bytes exceeds the limit of {} bytes", loaded.max_response_bytes),
+            ));
+        }
+        Ok(Response::new(reply))
+    }
+
+    async fn shutdown(
+        &self,
+        _req: Request<pb::ShutdownRequest>,
+    ) -> Result<Response<pb::ShutdownResponse>, Status> {
+        self.shutdown.notify_one();
+        Ok(Response::new(pb::ShutdownResponse {}))
+    }
+}
