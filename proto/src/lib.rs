@@ -2,6 +2,9 @@
 //!
 //! - [`plugin::v1`]: the agent API (`tark.plugin.v1`), used by tark and tarkctl.
 //! - [`worker::v1`]: the tarkd ⇄ tark-worker channel (`tark.worker.v1`).
+//! - [`channel`]: gRPC over the socketpairs that connect the two.
+
+pub mod channel;
 
 /// The agent API.
 pub mod plugin {

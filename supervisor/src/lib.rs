@@ -1,1 +1,21 @@
+//! tarkd, the supervisor of tark's WebAssembly plugins.
+//!
+//! tarkd owns everything with authority (the plugin registry, grants, storage,
+//! the environment) and never runs plugin code: each tenant × plugin gets its own
+//! `tark-worker` process, and every host call the plugin makes comes back here, to
+//! the [`broker`], to be checked.
 
+pub mod api;
+pub mod broker;
+pub mod bundled;
+pub mod cache;
+pub mod channel;
+pub mod config;
+pub mod daemon;
+pub mod manifest;
+pub mod policy;
+pub mod registry;
+pub mod server;
+pub mod spawn;
+pub mod storage;
+pub mod workers;

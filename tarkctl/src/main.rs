@@ -1,1 +1,456 @@
-fn main() {}
+//! tarkctl: the operator's CLI for tarkd. A thin client of the agent API: anything
+//! it does, the agent can do through the same RPCs.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tark_proto::plugin::v1 as pb;
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Operate tarkd, the tark plugin supervisor")]
+struct Cli {
+    /// tarkd's socket. Default: $TARKD_SOCKET, else $XDG_RUNTIME_DIR/tarkd.sock if it
+    /// exists, else /run/tarkd/tarkd.sock.
+    #[arg(long, global = true)]
+    socket: Option<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Act for this tenant (default: "default").
+    #[arg(long, global = true)]
+    tenant: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// tarkd and each plugin: state, pid, restarts, calls, last error.
+    Status,
+    /// Stop a plugin's workers and clear its failures; the next call starts fresh.
+    Restart { plugin: String },
+    /// Installed plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Tools offered by tool plugins.
+    Tools,
+    /// Run a tool.
+    Invoke {
+        tool: String,
+        /// Arguments as a JSON object.
+        #[arg(long, default_value = "{}")]
+        args: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PluginCommand {
+    /// Name, version, type, state and description of each plugin.
+    List,
+    /// Manifest, capabilities, paths and state of one plugin.
+    Info { id: String },
+}
+
+fn default_socket() -> PathBuf {
+    if let Some(s) = std::env::var_os("TARKD_SOCKET") {
+        return PathBuf::from(s);
+    }
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR") {
+        let p = PathBuf::from(dir).join("tarkd.sock");
+        if p.exists() {
+            return p;
+        }
+    }
+    PathBuf::from("/run/tarkd/tarkd.sock")
+}
+
+async fn connect(path: PathBuf) -> anyhow::Result<Channel> {
+    let shown = path.display().to_string();
+    Endpoint::from_static("http://tarkd")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
+        }))
+        .await
+        .with_context(|| format!("cannot reach tarkd at {shown} (is it running? try --socket)"))
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tarkctl: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tarkctl: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Turns a gRPC status into one readable line.
+fn status_error(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{} ({:?})", s.message(), s.code())
+}
+
+fn request<T>(msg: T, tenant: &Option<String>) -> anyhow::Result<tonic::Request<T>> {
+    let mut req = tonic::Request::new(msg);
+    if let Some(t) = tenant {
+        req.metadata_mut()
+            .insert("tark-tenant", t.parse().context("--tenant must be ASCII")?);
+    }
+    Ok(req)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let channel = connect(cli.socket.clone().unwrap_or_else(default_socket)).await?;
+    let t = &cli.tenant;
+    match cli.command {
+        Command::Status => {
+            let mut c = pb::system_client::SystemClient::new(channel);
+            let s = c
+                .status(request(pb::StatusRequest {}, t)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if cli.json {
+                print_json(&status_json(&s));
+            } else {
+                print_status(&s);
+            }
+        }
+        Command::Restart { plugin } => {
+            let mut c = pb::plugins_client::PluginsClient::new(channel);
+            let r = c
+                .restart_plugin(request(pb::PluginRef { id: plugin }, t)?)
+                .await
+                .map_err(status_error)?;
+            let msg = r.into_inner().message;
+            if cli.json {
+                print_json(&json!({ "message": msg }));
+            } else {
+                println!("{msg}");
+            }
+        }
+        Command::Plugin(PluginCommand::List) => {
+            let mut c = pb::plugins_client::PluginsClient::new(channel);
+            let r = c
+                .list_plugins(request(pb::ListPluginsRequest {}, t)?)
+                .await
+                .map_err(status_error)?;
+            let plugins = r.into_inner().plugins;
+            if cli.json {
+                print_json(&json!(plugins.iter().map(plugin_json).collect::<Vec<_>>()));
+            } else {
+                let rows = plugins
+                    .iter()
+                    .map(|p| {
+                        let desc = if p.state() == pb::PluginState::Invalid {
+                            p.diagnostics.join("; ")
+                        } else {
+                            p.description.clone()
+                        };
+                        vec![
+                            p.id.clone(),
+                            p.version.clone(),
+                            type_name(p.r#type()),
+                            state_name(p.state()),
+                            desc,
+                        ]
+                    })
+                    .collect();
+                print_table(&["NAME", "VERSION", "TYPE", "STATUS", "DESCRIPTION"], rows);
+            }
+        }
+        Command::Plugin(PluginCommand::Info { id }) => {
+            let mut c = pb::plugins_client::PluginsClient::new(channel);
+            let p = c
+                .get_plugin(request(pb::PluginRef { id }, t)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if cli.json {
+                print_json(&plugin_json(&p));
+            } else {
+                print_info(&p);
+            }
+        }
+        Command::Tools => {
+            let mut c = pb::tools_client::ToolsClient::new(channel);
+            let r = c
+                .list_tools(request(pb::ListToolsRequest {}, t)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if cli.json {
+                let tools: Vec<_> = r
+                    .tools
+                    .iter()
+                    .map(|t| {
+                        json!({ "name": t.name, "plugin": t.plugin, "risk": risk_name(t.risk()),
+                                "description": t.description, "parameters_schema": t.parameters_schema })
+                    })
+                    .collect();
+                let conflicts: Vec<_> = r
+                    .conflicts
+                    .iter()
+                    .map(|c| json!({ "tool": c.tool, "plugins": c.plugins }))
+                    .collect();
+                print_json(&json!({ "tools": tools, "conflicts": conflicts, "errors": r.errors }));
+            } else {
+                let rows = r
+                    .tools
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.name.clone(),
+                            t.plugin.clone(),
+                            risk_name(t.risk()),
+                            t.description.clone(),
+                        ]
+                    })
+                    .collect();
+                print_table(&["TOOL", "PLUGIN", "RISK", "DESCRIPTION"], rows);
+                for c in &r.conflicts {
+                    println!(
+                        "conflict: {} is claimed by {}",
+                        c.tool,
+                        c.plugins.join(", ")
+                    );
+                }
+                for e in &r.errors {
+                    println!("error: {e}");
+                }
+            }
+        }
+        Command::Invoke { tool, args } => {
+            serde_json::from_str::<serde_json::Value>(&args).context("--args is not valid JSON")?;
+            let mut c = pb::tools_client::ToolsClient::new(channel);
+            let req = pb::InvokeToolRequest {
+                tool,
+                arguments_json: args,
+            };
+            let r = c
+                .invoke_tool(request(req, t)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            match r.result {
+                Some(pb::invoke_tool_response::Result::Output(out)) => {
+                    if cli.json {
+                        print_json(&json!({ "plugin": r.plugin, "output": out }));
+                    } else {
+                        println!("{out}");
+                    }
+                }
+                Some(pb::invoke_tool_response::Result::Error(e)) => {
+                    if cli.json {
+                        print_json(&json!({ "plugin": r.plugin, "error": e }));
+                    }
+                    anyhow::bail!("tool failed: {e}");
+                }
+                None => anyhow::bail!("tarkd returned no result"),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn type_name(t: pb::PluginType) -> String {
+    t.as_str_name()
+        .trim_start_matches("PLUGIN_TYPE_")
+        .to_lowercase()
+        .replace("unspecified", "-")
+}
+
+fn state_name(s: pb::PluginState) -> String {
+    s.as_str_name()
+        .trim_start_matches("PLUGIN_STATE_")
+        .to_lowercase()
+}
+
+fn risk_name(r: pb::RiskLevel) -> String {
+    r.as_str_name()
+        .trim_start_matches("RISK_LEVEL_")
+        .to_lowercase()
+        .replace('_', "-")
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn workers_json(p: &pb::PluginInfo) -> serde_json::Value {
+    json!(p
+        .workers
+        .iter()
+        .map(|w| json!({ "tenant": w.tenant, "pid": w.pid, "running": w.running, "restarts": w.restarts,
+                          "calls": w.calls, "last_error": w.last_error }))
+        .collect::<Vec<_>>())
+}
+
+fn plugin_json(p: &pb::PluginInfo) -> serde_json::Value {
+    let caps = p.capabilities.clone().unwrap_or_default();
+    json!({
+        "id": p.id, "version": p.version, "type": type_name(p.r#type()), "state": state_name(p.state()),
+        "description": p.description, "author": p.author, "homepage": p.homepage, "license": p.license,
+        "path": p.path, "wasm_sha256": p.wasm_sha256, "diagnostics": p.diagnostics,
+        "capabilities": { "storage": caps.storage, "http": caps.http, "env": caps.env,
+                          "fs_read": caps.fs_read, "shell": caps.shell },
+        "workers": workers_json(p),
+    })
+}
+
+fn status_json(s: &pb::StatusResponse) -> serde_json::Value {
+    json!({
+        "version": s.version, "pid": s.pid, "uptime_seconds": s.uptime_seconds, "socket": s.socket,
+        "state_dir": s.state_dir, "plugins_dir": s.plugins_dir, "warnings": s.warnings,
+        "plugins": s.plugins.iter().map(plugin_json).collect::<Vec<_>>(),
+    })
+}
+
+fn print_status(s: &pb::StatusResponse) {
+    println!(
+        "tarkd {} (pid {}), up {}s",
+        s.version, s.pid, s.uptime_seconds
+    );
+    println!(
+        "socket {}  state {}  plugins {}",
+        s.socket, s.state_dir, s.plugins_dir
+    );
+    for w in &s.warnings {
+        println!("warning: {w}");
+    }
+    println!();
+    let mut rows = Vec::new();
+    for p in &s.plugins {
+        if p.workers.is_empty() {
+            let err = p.diagnostics.join("; ");
+            rows.push(vec![
+                p.id.clone(),
+                state_name(p.state()),
+                "-".into(),
+                "-".into(),
+                "0".into(),
+                "0".into(),
+                err,
+            ]);
+        }
+        for w in &p.workers {
+            let pid = if w.running {
+                w.pid.to_string()
+            } else {
+                "-".into()
+            };
+            rows.push(vec![
+                p.id.clone(),
+                state_name(p.state()),
+                w.tenant.clone(),
+                pid,
+                w.restarts.to_string(),
+                w.calls.to_string(),
+                w.last_error.clone(),
+            ]);
+        }
+    }
+    print_table(
+        &[
+            "PLUGIN",
+            "STATE",
+            "TENANT",
+            "PID",
+            "RESTARTS",
+            "CALLS",
+            "LAST ERROR",
+        ],
+        rows,
+    );
+}
+
+fn print_info(p: &pb::PluginInfo) {
+    let caps = p.capabilities.clone().unwrap_or_default();
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    println!("{} {} ({})", p.id, p.version, type_name(p.r#type()));
+    println!("  state:       {}", state_name(p.state()));
+    println!("  description: {}", p.description);
+    if !p.author.is_empty() {
+        println!("  author:      {}", p.author);
+    }
+    println!("  path:        {}", p.path);
+    println!("  wasm sha256: {}", p.wasm_sha256);
+    println!("  capabilities:");
+    println!("    storage: {}", caps.storage);
+    println!("    http:    {}", list(&caps.http));
+    println!("    env:     {}", list(&caps.env));
+    println!("    fs_read: {}", list(&caps.fs_read));
+    println!("    shell:   {}", caps.shell);
+    for d in &p.diagnostics {
+        println!("  diagnostic: {d}");
+    }
+    for w in &p.workers {
+        let pid = if w.running {
+            w.pid.to_string()
+        } else {
+            "-".into()
+        };
+        println!(
+            "  worker [{}]: pid {pid}, {} restarts, {} calls{}",
+            w.tenant,
+            w.restarts,
+            w.calls,
+            if w.last_error.is_empty() {
+                String::new()
+            } else {
+                format!(", last error: {}", w.last_error)
+            }
+        );
+    }
+}
+
+fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let last = cells.len().saturating_sub(1);
+        let padded: Vec<String> = cells
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == last {
+                    c
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| (*h).to_owned()).collect());
+    for row in rows {
+        line(row);
+    }
+}

@@ -12,7 +12,3 @@ pub mod engine;
 pub mod limits;
 pub mod sandbox;
 pub mod service;
-
-/// Largest message either side of the worker channel accepts: a plugin's wasm or
-/// compiled artifact travels in one `Load`.
-pub const MAX_MESSAGE_BYTES: usize = 256 << 20;

@@ -37,7 +37,12 @@ impl std::fmt::Display for LimitHit {
 
 impl Limiter {
     pub fn new(memory_bytes: usize, table_elements: usize, instances: usize) -> Self {
-        Self { memory_bytes, table_elements, instances, hit: None }
+        Self {
+            memory_bytes,
+            table_elements,
+            instances,
+            hit: None,
+        }
     }
 }
 
@@ -49,7 +54,10 @@ impl ResourceLimiter for Limiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
-            let hit = LimitHit::Memory { requested: desired, limit: self.memory_bytes };
+            let hit = LimitHit::Memory {
+                requested: desired,
+                limit: self.memory_bytes,
+            };
             self.hit = Some(hit);
             // An error (not `Ok(false)`) traps the guest: a plugin that ignores a
             // failed `memory.grow` must not keep running on a limit it cannot see.
@@ -65,7 +73,10 @@ impl ResourceLimiter for Limiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.table_elements {
-            let hit = LimitHit::Table { requested: desired, limit: self.table_elements };
+            let hit = LimitHit::Table {
+                requested: desired,
+                limit: self.table_elements,
+            };
             self.hit = Some(hit);
             return Err(wasmtime::Error::msg(hit.to_string()));
         }
@@ -95,7 +106,13 @@ mod tests {
         assert!(l.memory_growing(0, 1 << 20, None).is_ok_and(|ok| ok));
         assert!(l.hit.is_none());
         assert!(l.memory_growing(0, (1 << 20) + 1, None).is_err());
-        assert_eq!(l.hit, Some(LimitHit::Memory { requested: (1 << 20) + 1, limit: 1 << 20 }));
+        assert_eq!(
+            l.hit,
+            Some(LimitHit::Memory {
+                requested: (1 << 20) + 1,
+                limit: 1 << 20
+            })
+        );
     }
 
     #[test]
@@ -103,6 +120,12 @@ mod tests {
         let mut l = Limiter::new(1 << 20, 10, 1);
         assert!(l.table_growing(0, 10, None).is_ok_and(|ok| ok));
         assert!(l.table_growing(10, 11, None).is_err());
-        assert_eq!(l.hit, Some(LimitHit::Table { requested: 11, limit: 10 }));
+        assert_eq!(
+            l.hit,
+            Some(LimitHit::Table {
+                requested: 11,
+                limit: 10
+            })
+        );
     }
 }

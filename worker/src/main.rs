@@ -4,13 +4,18 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use tark_proto::channel::{MAX_MESSAGE_BYTES, client_over, one_connection};
 use tark_proto::worker::v1::broker_client::BrokerClient;
 use tark_proto::worker::v1::worker_server::WorkerServer;
-use tark_worker::{MAX_MESSAGE_BYTES, channel, service::WorkerService};
+use tark_worker::{channel, service::WorkerService};
 
 fn main() -> std::process::ExitCode {
     // Diagnostics go to stderr, which tarkd captures and labels with the plugin.
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).without_time().init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .without_time()
+        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -33,10 +38,11 @@ fn main() -> std::process::ExitCode {
 
 async fn run() -> anyhow::Result<()> {
     // SAFETY: tarkd passes exactly these two fds and nothing else owns them.
-    let control = unsafe { channel::adopt(channel::CONTROL_FD) }.context("control channel (fd 3)")?;
+    let control =
+        unsafe { channel::adopt(channel::CONTROL_FD) }.context("control channel (fd 3)")?;
     // SAFETY: as above.
     let broker = unsafe { channel::adopt(channel::BROKER_FD) }.context("broker channel (fd 4)")?;
-    let broker = BrokerClient::new(channel::client_over(broker).await.context("connecting the broker")?)
+    let broker = BrokerClient::new(client_over(broker).await.context("connecting the broker")?)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
@@ -45,8 +51,9 @@ async fn run() -> anyhow::Result<()> {
     let server = WorkerServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let incoming = tokio_stream::once(Ok::<_, std::io::Error>(control));
-    // The server ends when tarkd closes the control channel or asks us to stop.
+    let incoming = one_connection(control);
+    // The worker ends when tarkd asks it to (Shutdown), kills it, or dies (the
+    // death signal tarkd set at spawn).
     tonic::transport::Server::builder()
         .add_service(server)
         .serve_with_incoming_shutdown(incoming, async move { shutdown.notified().await })

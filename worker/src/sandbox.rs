@@ -19,7 +19,11 @@ pub struct Layer {
 
 impl std::fmt::Display for Layer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = if self.applied { "applied" } else { "not applied" };
+        let state = if self.applied {
+            "applied"
+        } else {
+            "not applied"
+        };
         if self.detail.is_empty() {
             write!(f, "{}: {state}", self.name)
         } else {
@@ -30,8 +34,16 @@ impl std::fmt::Display for Layer {
 
 fn layer(name: &'static str, r: nix::Result<()>) -> Layer {
     match r {
-        Ok(()) => Layer { name, applied: true, detail: String::new() },
-        Err(e) => Layer { name, applied: false, detail: e.desc().to_owned() },
+        Ok(()) => Layer {
+            name,
+            applied: true,
+            detail: String::new(),
+        },
+        Err(e) => Layer {
+            name,
+            applied: false,
+            detail: e.desc().to_owned(),
+        },
     }
 }
 
@@ -55,6 +67,9 @@ mod tests {
         assert_eq!(layer("x", Ok(())).to_string(), "x: applied");
         let refused = layer("y", Err(nix::Error::EPERM));
         assert!(!refused.applied);
-        assert!(refused.to_string().starts_with("y: not applied ("), "{refused}");
+        assert!(
+            refused.to_string().starts_with("y: not applied ("),
+            "{refused}"
+        );
     }
 }

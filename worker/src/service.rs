@@ -31,18 +31,27 @@ struct Loaded {
 
 impl WorkerService {
     pub fn new(broker: BrokerClient<Channel>) -> Self {
-        Self { broker, plugin: Mutex::new(None), shutdown: Arc::new(Notify::new()) }
+        Self {
+            broker,
+            plugin: Mutex::new(None),
+            shutdown: Arc::new(Notify::new()),
+        }
     }
 }
 
 fn failure(kind: pb::FailureKind, message: impl Into<String>) -> Response<pb::InvokeResponse> {
     let f = Failure::new(kind, message);
-    Response::new(pb::InvokeResponse { outcome: Some(pb::invoke_response::Outcome::Failure(f.into())) })
+    Response::new(pb::InvokeResponse {
+        outcome: Some(pb::invoke_response::Outcome::Failure(f.into())),
+    })
 }
 
 #[tonic::async_trait]
 impl pb::worker_server::Worker for WorkerService {
-    async fn load(&self, req: Request<pb::LoadRequest>) -> Result<Response<pb::LoadResponse>, Status> {
+    async fn load(
+        &self,
+        req: Request<pb::LoadRequest>,
+    ) -> Result<Response<pb::LoadResponse>, Status> {
         let req = req.into_inner();
         let mut slot = self.plugin.lock().await;
         if slot.is_some() {
@@ -55,11 +64,12 @@ impl pb::worker_server::Worker for WorkerService {
         let started = Instant::now();
         let (component, precompiled) = match req.module {
             Some(pb::load_request::Module::Wasm(wasm)) => {
-                let c = engine::compile(&engine, &wasm)
-                    .map_err(|e| Status::invalid_argument(format!("not a valid component: {e:#}")))?;
-                let artifact = c
-                    .serialize()
-                    .map_err(|e| Status::internal(format!("serializing the compiled module: {e:#}")))?;
+                let c = engine::compile(&engine, &wasm).map_err(|e| {
+                    Status::invalid_argument(format!("not a valid component: {e:#}"))
+                })?;
+                let artifact = c.serialize().map_err(|e| {
+                    Status::internal(format!("serializing the compiled module: {e:#}"))
+                })?;
                 (c, artifact)
             }
             Some(pb::load_request::Module::Precompiled(bytes)) => {
@@ -71,7 +81,8 @@ impl pb::worker_server::Worker for WorkerService {
         };
         let compile_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let exports = component::exports(&engine, &component);
-        component::check_world(&exports, kind).map_err(|f| Status::failed_precondition(f.message))?;
+        component::check_world(&exports, kind)
+            .map_err(|f| Status::failed_precondition(f.message))?;
 
         let broker = self.broker.clone();
         let max_response_bytes = limits.max_response_bytes;
@@ -84,8 +95,16 @@ impl pb::worker_server::Worker for WorkerService {
         .map_err(|e| Status::internal(format!("linking host imports: {e:#}")))?;
 
         // Everything the plugin needs is set up: lock down before any guest code.
-        let layers = if req.lockdown { sandbox::lockdown() } else { Vec::new() };
-        *slot = Some(Loaded { plugin, exports, max_response_bytes });
+        let layers = if req.lockdown {
+            sandbox::lockdown()
+        } else {
+            Vec::new()
+        };
+        *slot = Some(Loaded {
+            plugin,
+            exports,
+            max_response_bytes,
+        });
         Ok(Response::new(pb::LoadResponse {
             precompiled,
             engine_hash: engine::compatibility_hash(&engine),
@@ -99,13 +118,23 @@ impl pb::worker_server::Worker for WorkerService {
         _req: Request<pb::DescribeRequest>,
     ) -> Result<Response<pb::DescribeResponse>, Status> {
         let slot = self.plugin.lock().await;
-        let loaded = slot.as_ref().ok_or_else(|| Status::failed_precondition("no plugin loaded"))?;
-        Ok(Response::new(pb::DescribeResponse { exports: loaded.exports.clone() }))
+        let loaded = slot
+            .as_ref()
+            .ok_or_else(|| Status::failed_precondition("no plugin loaded"))?;
+        Ok(Response::new(pb::DescribeResponse {
+            exports: loaded.exports.clone(),
+        }))
     }
 
-    async fn invoke(&self, req: Request<pb::InvokeRequest>) -> Result<Response<pb::InvokeResponse>, Status> {
+    async fn invoke(
+        &self,
+        req: Request<pb::InvokeRequest>,
+    ) -> Result<Response<pb::InvokeResponse>, Status> {
         let Some(call) = req.into_inner().call else {
-            return Ok(failure(pb::FailureKind::BadRequest, "InvokeRequest carries no call"));
+            return Ok(failure(
+                pb::FailureKind::BadRequest,
+                "InvokeRequest carries no call",
+            ));
         };
         let mut slot = self.plugin.lock().await;
         let Some(loaded) = slot.as_mut() else {
@@ -113,14 +142,23 @@ impl pb::worker_server::Worker for WorkerService {
         };
         let outcome = match loaded.plugin.invoke(call).await {
             Ok(o) => o,
-            Err(f) => return Ok(Response::new(pb::InvokeResponse { outcome: Some(pb::invoke_response::Outcome::Failure(f.into())) })),
+            Err(f) => {
+                return Ok(Response::new(pb::InvokeResponse {
+                    outcome: Some(pb::invoke_response::Outcome::Failure(f.into())),
+                }));
+            }
         };
-        let reply = pb::InvokeResponse { outcome: Some(outcome) };
+        let reply = pb::InvokeResponse {
+            outcome: Some(outcome),
+        };
         let size = reply.encoded_len();
         if size > loaded.max_response_bytes {
             return Ok(failure(
                 pb::FailureKind::ResponseTooLarge,
-                format!("response of {size} bytes exceeds the limit of {} bytes", loaded.max_response_bytes),
+                format!(
+                    "response of {size} bytes exceeds the limit of {} bytes",
+                    loaded.max_response_bytes
+                ),
             ));
         }
         Ok(Response::new(reply))

@@ -75,7 +75,11 @@ pub fn required_export(kind: pb::PluginKind) -> Option<&'static str> {
 
 /// The exported interface names of a component, e.g. `tark:plugin/tool-plugin@0.1.0`.
 pub fn exports(engine: &Engine, component: &Component) -> Vec<String> {
-    component.component_type().exports(engine).map(|(name, _)| name.to_owned()).collect()
+    component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect()
 }
 
 /// Checks that the component exports the interface its manifest type promises, at
@@ -83,10 +87,15 @@ pub fn exports(engine: &Engine, component: &Component) -> Vec<String> {
 /// before anything runs.
 pub fn check_world(exports: &[String], kind: pb::PluginKind) -> Result<(), Failure> {
     let Some(iface) = required_export(kind) else {
-        return Err(Failure::new(pb::FailureKind::BadRequest, "no plugin type given"));
+        return Err(Failure::new(
+            pb::FailureKind::BadRequest,
+            "no plugin type given",
+        ));
     };
     let want = format!("{PACKAGE}{iface}");
-    let found = exports.iter().find(|e| e.split('@').next() == Some(want.as_str()));
+    let found = exports
+        .iter()
+        .find(|e| e.split('@').next() == Some(want.as_str()));
     match found {
         Some(e) if e.contains(SUPPORTED_VERSION_PREFIX) => {}
         Some(e) => {
@@ -96,10 +105,16 @@ pub fn check_world(exports: &[String], kind: pb::PluginKind) -> Result<(), Failu
             ));
         }
         None => {
-            let listed = if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") };
+            let listed = if exports.is_empty() {
+                "nothing".to_owned()
+            } else {
+                exports.join(", ")
+            };
             return Err(Failure::new(
                 pb::FailureKind::WrongWorld,
-                format!("component does not export {want}@0.1.x, so it is not a {iface:?} plugin (it exports {listed})"),
+                format!(
+                    "component does not export {want}@0.1.x, so it is not a {iface:?} plugin (it exports {listed})"
+                ),
             ));
         }
     }
@@ -132,7 +147,14 @@ impl ComponentPlugin {
     ) -> wasmtime::Result<Self> {
         let mut linker = Linker::new(&engine);
         bindings::ToolWorld::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
-        Ok(Self { engine, component, linker, limits, new_state, live: None })
+        Ok(Self {
+            engine,
+            component,
+            linker,
+            limits,
+            new_state,
+            live: None,
+        })
     }
 
     /// Runs one call under the deadline, fuel and memory limits.
@@ -150,7 +172,10 @@ impl ComponentPlugin {
         let result = result.unwrap_or_else(|_| {
             Err(Failure::new(
                 pb::FailureKind::Deadline,
-                format!("deadline of {} ms exceeded (stuck in a host call)", deadline.as_millis()),
+                format!(
+                    "deadline of {} ms exceeded (stuck in a host call)",
+                    deadline.as_millis()
+                ),
             ))
         });
         if let Err(f) = &result
@@ -163,8 +188,11 @@ impl ComponentPlugin {
 
     async fn run(&mut self, call: Call) -> Result<Outcome, Failure> {
         if self.live.is_none() {
-            let limiter =
-                Limiter::new(self.limits.memory_bytes, self.limits.table_elements, self.limits.instances);
+            let limiter = Limiter::new(
+                self.limits.memory_bytes,
+                self.limits.table_elements,
+                self.limits.instances,
+            );
             let mut store = Store::new(&self.engine, (self.new_state)(limiter));
             store.limiter(|s| &mut s.limiter);
             store.epoch_deadline_trap();
@@ -175,14 +203,18 @@ impl ComponentPlugin {
                     .map_err(|e| {
                         let f = self.classify(e, store.data().limiter.hit);
                         if f.kind == pb::FailureKind::Trap {
-                            Failure::new(pb::FailureKind::Instantiate, format!("instantiation failed: {}", f.message))
+                            Failure::new(
+                                pb::FailureKind::Instantiate,
+                                format!("instantiation failed: {}", f.message),
+                            )
                         } else {
                             f
                         }
                     })?;
             self.live = Some((store, instance));
         } else if let Some((store, _)) = self.live.as_mut() {
-            arm(store, &self.limits).map_err(|e| Failure::new(pb::FailureKind::Trap, format!("{e:#}")))?;
+            arm(store, &self.limits)
+                .map_err(|e| Failure::new(pb::FailureKind::Trap, format!("{e:#}")))?;
         }
         let Some((store, instance)) = self.live.as_mut() else {
             return Err(Failure::new(pb::FailureKind::NotLoaded, "no instance"));
@@ -208,20 +240,28 @@ impl ComponentPlugin {
                 .map(|r| {
                     Outcome::ToolResult(pb::ToolResult {
                         result: Some(match r {
-                            tool_plugin::ToolResult::Success(s) => pb::tool_result::Result::Success(s),
+                            tool_plugin::ToolResult::Success(s) => {
+                                pb::tool_result::Result::Success(s)
+                            }
                             tool_plugin::ToolResult::Error(e) => pb::tool_result::Result::Error(e),
                         }),
                     })
                 }),
-            Call::GetRiskLevel(req) => tool.call_get_risk_level(&mut *store, &req.tool).await.map(|r| {
-                let level = match r {
-                    tool_plugin::RiskLevel::ReadOnly => pb::RiskLevel::ReadOnly,
-                    tool_plugin::RiskLevel::Write => pb::RiskLevel::Write,
-                    tool_plugin::RiskLevel::Risky => pb::RiskLevel::Risky,
-                    tool_plugin::RiskLevel::Dangerous => pb::RiskLevel::Dangerous,
-                };
-                Outcome::Risk(pb::Risk { level: level as i32 })
-            }),
+            Call::GetRiskLevel(req) => {
+                tool.call_get_risk_level(&mut *store, &req.tool)
+                    .await
+                    .map(|r| {
+                        let level = match r {
+                            tool_plugin::RiskLevel::ReadOnly => pb::RiskLevel::ReadOnly,
+                            tool_plugin::RiskLevel::Write => pb::RiskLevel::Write,
+                            tool_plugin::RiskLevel::Risky => pb::RiskLevel::Risky,
+                            tool_plugin::RiskLevel::Dangerous => pb::RiskLevel::Dangerous,
+                        };
+                        Outcome::Risk(pb::Risk {
+                            level: level as i32,
+                        })
+                    })
+            }
         };
         let hit = store.data().limiter.hit;
         result.map_err(|e| self.classify(e, hit))
@@ -249,8 +289,12 @@ pub fn classify(
 ) -> Failure {
     use crate::limits::LimitHit;
     match hit {
-        Some(h @ LimitHit::Memory { .. }) => return Failure::new(pb::FailureKind::MemoryLimit, h.to_string()),
-        Some(h @ LimitHit::Table { .. }) => return Failure::new(pb::FailureKind::TableLimit, h.to_string()),
+        Some(h @ LimitHit::Memory { .. }) => {
+            return Failure::new(pb::FailureKind::MemoryLimit, h.to_string());
+        }
+        Some(h @ LimitHit::Table { .. }) => {
+            return Failure::new(pb::FailureKind::TableLimit, h.to_string());
+        }
         None => {}
     }
     match err.downcast_ref::<Trap>() {
@@ -317,7 +361,13 @@ impl http::Host for HostState {
         url: String,
         headers: Vec<(String, String)>,
     ) -> Result<http::HttpResponse, http::HttpError> {
-        self.request(http::HttpRequest { method: "GET".into(), url, headers, body: None }).await
+        self.request(http::HttpRequest {
+            method: "GET".into(),
+            url,
+            headers,
+            body: None,
+        })
+        .await
     }
 
     async fn post(
@@ -326,7 +376,12 @@ impl http::Host for HostState {
         body: String,
         headers: Vec<(String, String)>,
     ) -> Result<http::HttpResponse, http::HttpError> {
-        let req = http::HttpRequest { method: "POST".into(), url, headers, body: Some(body) };
+        let req = http::HttpRequest {
+            method: "POST".into(),
+            url,
+            headers,
+            body: Some(body),
+        };
         self.request(req).await
     }
 
@@ -335,7 +390,9 @@ impl http::Host for HostState {
         req: http::HttpRequest,
     ) -> Result<http::HttpResponse, http::HttpError> {
         let headers = |h: Vec<(String, String)>| {
-            h.into_iter().map(|(name, value)| pb::HttpHeader { name, value }).collect()
+            h.into_iter()
+                .map(|(name, value)| pb::HttpHeader { name, value })
+                .collect()
         };
         let req = pb::HttpRequest {
             method: req.method,
@@ -349,7 +406,10 @@ impl http::Host for HostState {
                 headers: r.headers.into_iter().map(|h| (h.name, h.value)).collect(),
                 body: r.body,
             }),
-            Err(message) => Err(http::HttpError { message, status: None }),
+            Err(message) => Err(http::HttpError {
+                message,
+                status: None,
+            }),
         }
     }
 }
@@ -375,7 +435,11 @@ mod tests {
             (&["evil:plugin/tool-plugin@0.1.0"], Tool, Some(WrongWorld)),
             (&["tark:plugin/tool-plugin-x@0.1.0"], Tool, Some(WrongWorld)),
             (&[], Tool, Some(WrongWorld)),
-            (&["tark:plugin/tool-plugin@0.1.0"], Unspecified, Some(BadRequest)),
+            (
+                &["tark:plugin/tool-plugin@0.1.0"],
+                Unspecified,
+                Some(BadRequest),
+            ),
             (&["tark:plugin/hook-plugin@0.1.0"], Hook, Some(WrongWorld)),
         ];
         for (exports, kind, want) in cases {

@@ -4,9 +4,9 @@
 //! A refusal or a broken channel becomes an error value (or `none`) for the guest,
 //! never a trap: a plugin must be able to handle "no" gracefully.
 
+use serde_json::json;
 use tark_proto::worker::v1 as pb;
 use tark_proto::worker::v1::broker_client::BrokerClient;
-use serde_json::json;
 use tonic::transport::Channel;
 
 use crate::limits::Limiter;
@@ -28,7 +28,10 @@ impl HostState {
     }
 
     pub async fn storage_set(&mut self, key: String, value: String) -> Result<(), String> {
-        let r = self.broker.storage_set(pb::StorageEntry { key, value }).await;
+        let r = self
+            .broker
+            .storage_set(pb::StorageEntry { key, value })
+            .await;
         r.map(drop).map_err(message)
     }
 
@@ -50,7 +53,13 @@ impl HostState {
     pub async fn log(&mut self, level: pb::LogLevel, message: String) {
         // A log line that cannot be delivered is dropped: logging must never fail
         // the plugin's call.
-        let _ = self.broker.log(pb::LogRecord { level: level as i32, message }).await;
+        let _ = self
+            .broker
+            .log(pb::LogRecord {
+                level: level as i32,
+                message,
+            })
+            .await;
     }
 
     pub async fn fs_read(&mut self, path: String) -> Result<String, String> {
@@ -59,25 +68,43 @@ impl HostState {
     }
 
     pub async fn http(&mut self, req: pb::HttpRequest) -> Result<pb::HttpResponse, String> {
-        self.broker.http(req).await.map(|r| r.into_inner()).map_err(message)
+        self.broker
+            .http(req)
+            .await
+            .map(|r| r.into_inner())
+            .map_err(message)
     }
 
     pub async fn ws_connect(&mut self, url: String, headers_json: String) -> String {
-        let r = self.broker.ws_connect(pb::WsConnectRequest { url, headers_json }).await;
+        let r = self
+            .broker
+            .ws_connect(pb::WsConnectRequest { url, headers_json })
+            .await;
         ws_json(r.map(|h| json!({ "ok": true, "handle": h.into_inner().handle })))
     }
 
     pub async fn ws_send(&mut self, handle: i64, data: String) -> String {
-        let r = self.broker.ws_send(pb::WsSendRequest { handle, data }).await;
+        let r = self
+            .broker
+            .ws_send(pb::WsSendRequest { handle, data })
+            .await;
         ws_json(r.map(|_| json!({ "ok": true })))
     }
 
     pub async fn ws_recv(&mut self, handle: i64, timeout_ms: i64, max_bytes: i64) -> String {
-        let req = pb::WsRecvRequest { handle, timeout_ms, max_bytes };
-        let r = self.broker.ws_recv(req).await.map(|m| match m.into_inner().data {
-            Some(data) => json!({ "ok": true, "data": data }),
-            None => json!({ "ok": true, "timeout": true }),
-        });
+        let req = pb::WsRecvRequest {
+            handle,
+            timeout_ms,
+            max_bytes,
+        };
+        let r = self
+            .broker
+            .ws_recv(req)
+            .await
+            .map(|m| match m.into_inner().data {
+                Some(data) => json!({ "ok": true, "data": data }),
+                None => json!({ "ok": true, "timeout": true }),
+            });
         ws_json(r)
     }
 
@@ -97,7 +124,8 @@ fn message(status: tonic::Status) -> String {
 
 /// The ws interface answers in JSON strings (tark's published contract).
 fn ws_json(r: Result<serde_json::Value, tonic::Status>) -> String {
-    r.unwrap_or_else(|s| json!({ "ok": false, "error": message(s) })).to_string()
+    r.unwrap_or_else(|s| json!({ "ok": false, "error": message(s) }))
+        .to_string()
 }
 
 #[cfg(test)]
@@ -106,8 +134,14 @@ mod tests {
 
     #[test]
     fn ws_answers_are_json() {
-        assert_eq!(ws_json(Ok(json!({ "ok": true, "handle": 7 }))), r#"{"handle":7,"ok":true}"#);
+        assert_eq!(
+            ws_json(Ok(json!({ "ok": true, "handle": 7 }))),
+            r#"{"handle":7,"ok":true}"#
+        );
         let denied = tonic::Status::permission_denied("ws to \"x\" denied");
-        assert_eq!(ws_json(Err(denied)), r#"{"error":"ws to \"x\" denied","ok":false}"#);
+        assert_eq!(
+            ws_json(Err(denied)),
+            r#"{"error":"ws to \"x\" denied","ok":false}"#
+        );
     }
 }

@@ -21,7 +21,10 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(kind: pb::FailureKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 
     /// Whether the guest instance is unusable after this failure and must be
@@ -39,6 +42,9 @@ impl Failure {
 
 impl From<Failure> for pb::Failure {
     fn from(f: Failure) -> Self {
-        pb::Failure { kind: f.kind as i32, message: f.message }
+        pb::Failure {
+            kind: f.kind as i32,
+            message: f.message,
+        }
     }
 }

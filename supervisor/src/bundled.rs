@@ -1,0 +1,50 @@
+//! The example plugins compiled into tarkd, so `tarkd --dev` works from anywhere
+//! without a separate install step.
+
+use std::path::Path;
+
+/// (folder, plugin.toml, plugin.wasm) of each bundled example.
+const BUNDLED: &[(&str, &str, &[u8])] = &[(
+    "notes",
+    include_str!("../../examples/plugins/notes/plugin.toml"),
+    include_bytes!("../../examples/plugins/notes/plugin.wasm"),
+)];
+
+/// Installs each bundled example that is not already installed. An installed copy
+/// (perhaps edited by the user) is never overwritten. Returns the names installed.
+pub fn install_missing(plugins_dir: &Path) -> std::io::Result<Vec<&'static str>> {
+    let mut installed = Vec::new();
+    for (name, toml, wasm) in BUNDLED {
+        let dir = plugins_dir.join(name);
+        if dir.exists() {
+            continue;
+        }
+        // Stage, then rename: a crash never leaves a half-written plugin behind.
+        let staging = plugins_dir.join(format!(".{name}.staging"));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging)?;
+        std::fs::write(staging.join("plugin.toml"), toml)?;
+        std::fs::write(staging.join("plugin.wasm"), wasm)?;
+        std::fs::rename(&staging, &dir)?;
+        installed.push(*name);
+    }
+    Ok(installed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn installs_once_and_keeps_user_copies() -> std::io::Result<()> {
+        let d = tempfile::tempdir()?;
+        assert_eq!(install_missing(d.path())?, ["notes"]);
+        std::fs::write(d.path().join("notes/plugin.toml"), "edited")?;
+        assert!(install_missing(d.path())?.is_empty());
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("notes/plugin.toml"))?,
+            "edited"
+        );
+        Ok(())
+    }
+}

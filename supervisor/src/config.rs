@@ -1,0 +1,220 @@
+//! tarkd's configuration: a TOML file (`--config`) whose every key has a default,
+//! so an empty file (or `--dev`) is a working configuration.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Paths of the system service (`packaging/tarkd.service`).
+pub const SYSTEM_SOCKET: &str = "/run/tarkd/tarkd.sock";
+pub const SYSTEM_STATE_DIR: &str = "/var/lib/tarkd";
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The whole configuration. See README.md ("Configuration") for each key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The Unix socket tarkd serves the agent API on (mode 0660).
+    pub socket: PathBuf,
+    /// Storage database, artifact cache and other durable state.
+    pub state_dir: PathBuf,
+    /// Installed plugins, one folder each (`plugin.toml` + wasm).
+    pub plugins_dir: PathBuf,
+    /// The tark-worker executable; default: beside the tarkd executable.
+    pub worker_path: Option<PathBuf>,
+    /// The tark version plugins' `min_tark_version` is checked against.
+    pub tark_version: String,
+    pub limits: LimitsConfig,
+    pub storage: StorageConfig,
+    pub sandbox: SandboxConfig,
+}
+
+/// Default per-call limits of every plugin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub deadline_ms: u64,
+    pub memory_mib: u64,
+    pub table_elements: u32,
+    pub instances: u32,
+    /// 0 disables fuel metering.
+    pub fuel: u64,
+    pub max_response_kib: u64,
+    /// Extra time tarkd gives a worker past the deadline before killing it.
+    pub kill_grace_ms: u64,
+}
+
+/// Limits of the per-plugin key/value store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub max_key_bytes: usize,
+    pub max_value_bytes: usize,
+}
+
+/// Sandbox layers tarkd asks workers to apply.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// Apply the worker lockdown. Only a benchmark turns this off.
+    pub lockdown: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from(SYSTEM_SOCKET),
+            state_dir: PathBuf::from(SYSTEM_STATE_DIR),
+            plugins_dir: PathBuf::from(SYSTEM_STATE_DIR).join("plugins"),
+            worker_path: None,
+            tark_version: env!("CARGO_PKG_VERSION").to_owned(),
+            limits: LimitsConfig::default(),
+            storage: StorageConfig::default(),
+            sandbox: SandboxConfig::default(),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            deadline_ms: 5_000,
+            memory_mib: 64,
+            table_elements: 20_000,
+            instances: 10,
+            fuel: 0,
+            max_response_kib: 1024,
+            kill_grace_ms: 2_000,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            max_key_bytes: 512,
+            max_value_bytes: 1 << 20,
+        }
+    }
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self { lockdown: true }
+    }
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text; `path` only labels errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let l = &self.limits;
+        if l.deadline_ms == 0 || l.memory_mib == 0 || l.max_response_kib == 0 {
+            return Err(
+                "limits.deadline_ms, memory_mib and max_response_kib must be positive".into(),
+            );
+        }
+        semver::Version::parse(&self.tark_version)
+            .map_err(|e| format!("tark_version {:?} is not semver: {e}", self.tark_version))?;
+        Ok(())
+    }
+
+    /// The zero-configuration mode: user-level XDG paths, no root needed.
+    pub fn dev() -> Self {
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/tmp"));
+        let xdg = |var: &str, fallback: &str| {
+            std::env::var_os(var)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| home.join(fallback))
+        };
+        let state_dir = xdg("XDG_STATE_HOME", ".local/state").join("tarkd");
+        let plugins_dir = xdg("XDG_DATA_HOME", ".local/share")
+            .join("tarkd")
+            .join("plugins");
+        let socket = match std::env::var_os("XDG_RUNTIME_DIR") {
+            Some(dir) => PathBuf::from(dir).join("tarkd.sock"),
+            None => state_dir.join("tarkd.sock"),
+        };
+        Self {
+            socket,
+            state_dir,
+            plugins_dir,
+            ..Self::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_default() {
+        let c = Config::parse("", Path::new("t.toml")).ok();
+        assert!(c.is_some_and(|c| c.limits.deadline_ms == 5_000 && c.socket == Path::new(SYSTEM_SOCKET)));
+    }
+
+    #[test]
+    fn bad_configs_are_refused_with_the_path() {
+        let cases = [
+            ("unknown_key = 1", "unknown field"),
+            ("[limits]\ndeadline_ms = 0", "must be positive"),
+            ("tark_version = \"1.0\"", "not semver"),
+            ("socket = 3", "invalid type"),
+        ];
+        for (text, want) in cases {
+            let err = Config::parse(text, Path::new("/etc/tarkd.toml"))
+                .err()
+                .map(|e| e.to_string());
+            let err = err.unwrap_or_default();
+            assert!(
+                err.contains(want) && err.contains("/etc/tarkd.toml"),
+                "{text:?} gave {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn partial_sections_keep_other_defaults() {
+        let c = Config::parse("[limits]\nmemory_mib = 8", Path::new("t")).ok();
+        assert!(c.is_some_and(|c| c.limits.memory_mib == 8 && c.limits.deadline_ms == 5_000));
+    }
+}

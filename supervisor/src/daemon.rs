@@ -1,0 +1,213 @@
+//! The daemon's shared state and the operations behind the agent API.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use tark_proto::worker::v1 as wpb;
+use tonic::Code;
+
+use crate::config::Config;
+use crate::registry::{Plugin, Registry};
+use crate::workers::{CallError, Workers};
+
+/// A tool as the agent sees it: which plugin serves it and how risky it is.
+#[derive(Debug, Clone)]
+pub struct Tool {
+    pub plugin: String,
+    pub name: String,
+    pub description: String,
+    pub parameters_schema: String,
+    pub risk: wpb::RiskLevel,
+}
+
+/// What the tool plugins of one tenant offer.
+#[derive(Debug, Default)]
+pub struct ToolIndex {
+    pub tools: Vec<Tool>,
+    /// Tool name → the plugins that claim it, for names claimed more than once.
+    pub conflicts: BTreeMap<String, Vec<String>>,
+    /// Plugins whose tools could not be listed, with the reason.
+    pub errors: Vec<String>,
+}
+
+/// tarkd's state.
+pub struct Daemon {
+    pub config: Arc<Config>,
+    registry: RwLock<Arc<Registry>>,
+    pub workers: Workers,
+    /// Tool lists by (tenant, plugin), valid while the module's SHA-256 matches.
+    tool_cache: Mutex<HashMap<(String, String), (String, Vec<Tool>)>>,
+    pub started: Instant,
+    /// Things the operator should know (degraded layers, ...), shown by `status`.
+    pub warnings: Vec<String>,
+}
+
+impl Daemon {
+    pub fn new(
+        config: Arc<Config>,
+        registry: Registry,
+        workers: Workers,
+        warnings: Vec<String>,
+    ) -> Self {
+        Self {
+            config,
+            registry: RwLock::new(Arc::new(registry)),
+            workers,
+            tool_cache: Mutex::default(),
+            started: Instant::now(),
+            warnings,
+        }
+    }
+
+    pub fn registry(&self) -> Arc<Registry> {
+        Arc::clone(&self.registry.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub fn plugin(&self, id: &str) -> Result<Arc<Plugin>, CallError> {
+        self.registry().get(id).cloned().ok_or_else(|| CallError {
+            code: Code::NotFound,
+            message: format!("no plugin named {id:?} is installed"),
+        })
+    }
+
+    /// The tools one plugin offers a tenant (listed once per module version).
+    async fn plugin_tools(&self, tenant: &str, plugin: &Plugin) -> Result<Vec<Tool>, CallError> {
+        let Some(loaded) = plugin.runnable() else {
+            return Ok(Vec::new());
+        };
+        let key = (tenant.to_owned(), plugin.id.clone());
+        if let Some((sha, tools)) = self
+            .tool_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            && *sha == loaded.sha256
+        {
+            return Ok(tools.clone());
+        }
+        let listed = match self
+            .workers
+            .call(
+                tenant,
+                plugin,
+                wpb::invoke_request::Call::ListTools(wpb::ListTools {}),
+            )
+            .await?
+        {
+            wpb::invoke_response::Outcome::Tools(t) => t.tools,
+            _ => return Err(unexpected(&plugin.id)),
+        };
+        let mut tools = Vec::with_capacity(listed.len());
+        for t in listed {
+            let call = wpb::invoke_request::Call::GetRiskLevel(wpb::GetRiskLevel {
+                tool: t.name.clone(),
+            });
+            let risk = match self.workers.call(tenant, plugin, call).await? {
+                wpb::invoke_response::Outcome::Risk(r) => {
+                    wpb::RiskLevel::try_from(r.level).unwrap_or(wpb::RiskLevel::Unspecified)
+                }
+                _ => return Err(unexpected(&plugin.id)),
+            };
+            tools.push(Tool {
+                plugin: plugin.id.clone(),
+                name: t.name,
+                description: t.description,
+                parameters_schema: t.parameters_schema,
+                risk,
+            });
+        }
+        self.tool_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, (loaded.sha256.clone(), tools.clone()));
+        Ok(tools)
+    }
+
+    /// Every tool of every runnable tool plugin, listed concurrently; a plugin that
+    /// fails is reported in `errors` and does not hide the others.
+    pub async fn tools(self: &Arc<Self>, tenant: &str) -> ToolIndex {
+        let registry = self.registry();
+        let mut set = tokio::task::JoinSet::new();
+        for plugin in registry.plugins.values().filter(|p| p.runnable().is_some()) {
+            let (daemon, plugin, tenant) =
+                (Arc::clone(self), Arc::clone(plugin), tenant.to_owned());
+            set.spawn(async move {
+                (
+                    plugin.id.clone(),
+                    daemon.plugin_tools(&tenant, &plugin).await,
+                )
+            });
+        }
+        let mut index = ToolIndex::default();
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok((_, Ok(tools))) => index.tools.extend(tools),
+                Ok((id, Err(e))) => index.errors.push(format!("{id}: {}", e.message)),
+                Err(e) => index.errors.push(format!("listing tools failed: {e}")),
+            }
+        }
+        index
+            .tools
+            .sort_by(|a, b| (&a.name, &a.plugin).cmp(&(&b.name, &b.plugin)));
+        index.errors.sort();
+        let mut claims: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for t in &index.tools {
+            claims.entry(&t.name).or_default().push(t.plugin.clone());
+        }
+        index.conflicts = claims
+            .into_iter()
+            .filter(|(_, plugins)| plugins.len() > 1)
+            .map(|(name, plugins)| (name.to_owned(), plugins))
+            .collect();
+        index
+    }
+
+    /// Runs a tool by name, routed to the one plugin that provides it.
+    pub async fn invoke_tool(
+        self: &Arc<Self>,
+        tenant: &str,
+        tool: &str,
+        arguments_json: &str,
+    ) -> Result<(String, wpb::ToolResult), CallError> {
+        let index = self.tools(tenant).await;
+        if let Some(plugins) = index.conflicts.get(tool) {
+            return Err(CallError {
+                code: Code::FailedPrecondition,
+                message: format!(
+                    "tool {tool:?} is provided by more than one plugin ({}); disable or remove all but one",
+                    plugins.join(", ")
+                ),
+            });
+        }
+        let Some(found) = index.tools.iter().find(|t| t.name == tool) else {
+            let mut message = format!("unknown tool {tool:?}");
+            if !index.errors.is_empty() {
+                message.push_str(&format!(
+                    " (some plugins could not be asked: {})",
+                    index.errors.join("; ")
+                ));
+            }
+            return Err(CallError {
+                code: Code::NotFound,
+                message,
+            });
+        };
+        let plugin = self.plugin(&found.plugin)?;
+        let call = wpb::invoke_request::Call::ExecuteTool(wpb::ExecuteTool {
+            tool: tool.to_owned(),
+            arguments_json: arguments_json.to_owned(),
+        });
+        match self.workers.call(tenant, &plugin, call).await? {
+            wpb::invoke_response::Outcome::ToolResult(r) => Ok((plugin.id.clone(), r)),
+            _ => Err(unexpected(&plugin.id)),
+        }
+    }
+}
+
+fn unexpected(plugin: &str) -> CallError {
+    CallError {
+        code: Code::Internal,
+        message: format!("plugin {plugin}: worker answered a different call"),
+    }
+}

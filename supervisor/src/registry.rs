@@ -1,0 +1,221 @@
+//! The installed plugins: one folder each under the plugins dir. A plugin that
+//! cannot be loaded stays listed with its diagnostics; it never stops the others.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::manifest::{self, Manifest, PluginType};
+
+/// Largest wasm file tarkd will read for a plugin.
+pub const MAX_WASM_BYTES: u64 = 64 << 20;
+
+/// One plugin folder, loaded or not.
+#[derive(Debug)]
+pub struct Plugin {
+    /// The folder name, which is also the plugin's name when it is valid.
+    pub id: String,
+    pub dir: PathBuf,
+    /// Present when the manifest is valid and the module was read.
+    pub loaded: Option<Loaded>,
+    /// Why the plugin is invalid, or warnings about a valid one.
+    pub diagnostics: Vec<String>,
+}
+
+/// A plugin whose manifest validated and whose module was read.
+#[derive(Debug)]
+pub struct Loaded {
+    pub manifest: Manifest,
+    pub wasm: Arc<[u8]>,
+    pub sha256: String,
+}
+
+impl Plugin {
+    /// A plugin the worker manager can start: valid and of a hosted type.
+    pub fn runnable(&self) -> Option<&Loaded> {
+        self.loaded
+            .as_ref()
+            .filter(|l| l.manifest.plugin_type == PluginType::Tool)
+    }
+}
+
+/// A snapshot of the plugins dir.
+#[derive(Debug, Default)]
+pub struct Registry {
+    pub plugins: BTreeMap<String, Arc<Plugin>>,
+}
+
+impl Registry {
+    /// Reads every folder under `dir`. A missing dir is an empty registry.
+    pub fn scan(dir: &Path, host_version: &semver::Version) -> std::io::Result<Self> {
+        let mut plugins = BTreeMap::new();
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            if !entry.file_type()?.is_dir() {
+                continue;
+            }
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if id.starts_with('.') {
+                continue;
+            }
+            let plugin = load(&entry.path(), &id, host_version);
+            if let Some(d) = plugin.diagnostics.first() {
+                tracing::warn!(plugin = %plugin.id, "{d}");
+            }
+            plugins.insert(id, Arc::new(plugin));
+        }
+        Ok(Self { plugins })
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<Plugin>> {
+        self.plugins.get(id)
+    }
+}
+
+/// Loads one plugin folder, turning every failure into a diagnostic.
+pub fn load(dir: &Path, id: &str, host_version: &semver::Version) -> Plugin {
+    let mut plugin = Plugin {
+        id: id.to_owned(),
+        dir: dir.to_owned(),
+        loaded: None,
+        diagnostics: Vec::new(),
+    };
+    let toml_path = dir.join("plugin.toml");
+    let text = match std::fs::read_to_string(&toml_path) {
+        Ok(t) => t,
+        Err(e) => {
+            plugin
+                .diagnostics
+                .push(format!("cannot read {}: {e}", toml_path.display()));
+            return plugin;
+        }
+    };
+    let manifest = match manifest::parse(&text, id, host_version) {
+        Ok(m) => m,
+        Err(e) => {
+            plugin.diagnostics.extend(e.problems);
+            return plugin;
+        }
+    };
+    let wasm_path = dir.join(&manifest.wasm);
+    match read_wasm(&wasm_path) {
+        Ok(wasm) => {
+            let sha256 = hex::encode(Sha256::digest(&wasm));
+            if manifest.plugin_type != PluginType::Tool {
+                plugin.diagnostics.push(format!(
+                    "{} plugins are not hosted by this tarkd version yet; only tool plugins run",
+                    manifest.plugin_type
+                ));
+            }
+            plugin.loaded = Some(Loaded {
+                manifest,
+                wasm: wasm.into(),
+                sha256,
+            });
+        }
+        Err(e) => plugin.diagnostics.push(e),
+    }
+    plugin
+}
+
+fn read_wasm(path: &Path) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("wasm file {} not found", path.display()),
+        _ => format!("cannot read wasm file {}: {e}", path.display()),
+    })?;
+    if meta.len() > MAX_WASM_BYTES {
+        return Err(format!(
+            "wasm file {} is {} bytes, over the limit of {MAX_WASM_BYTES}",
+            path.display(),
+            meta.len()
+        ));
+    }
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("cannot read wasm file {}: {e}", path.display()))?;
+    if !bytes.starts_with(b"\0asm") {
+        return Err(format!(
+            "{} is not a WebAssembly file (bad magic bytes)",
+            path.display()
+        ));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, rel: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let p = dir.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(p, bytes)
+    }
+
+    #[test]
+    fn bad_plugins_are_listed_with_diagnostics_beside_good_ones() -> std::io::Result<()> {
+        let d = tempfile::tempdir()?;
+        let ok = "[plugin]\nname = \"good\"\nversion = \"1.0.0\"\ntype = \"tool\"\n";
+        write(d.path(), "good/plugin.toml", ok.as_bytes())?;
+        write(d.path(), "good/plugin.wasm", b"\0asm\x0d\0\x01\0")?;
+        write(
+            d.path(),
+            "nowasm/plugin.toml",
+            ok.replace("good", "nowasm").as_bytes(),
+        )?;
+        write(
+            d.path(),
+            "garbage/plugin.toml",
+            ok.replace("good", "garbage").as_bytes(),
+        )?;
+        write(d.path(), "garbage/plugin.wasm", b"not wasm at all")?;
+        write(d.path(), "broken/plugin.toml", b"[plugin\nname=")?;
+        write(d.path(), "empty/README.md", b"hi")?;
+        write(d.path(), "stray-file", b"x")?;
+        let r = Registry::scan(d.path(), &semver::Version::new(0, 5, 0))?;
+        let ids: Vec<_> = r.plugins.keys().cloned().collect();
+        assert_eq!(ids, ["broken", "empty", "garbage", "good", "nowasm"]);
+        let diag = |id: &str| {
+            r.plugins
+                .get(id)
+                .map(|p| p.diagnostics.join(" | "))
+                .unwrap_or_default()
+        };
+        assert!(
+            r.plugins
+                .get("good")
+                .is_some_and(|p| p.runnable().is_some() && p.diagnostics.is_empty())
+        );
+        assert!(diag("nowasm").contains("not found"), "{}", diag("nowasm"));
+        assert!(
+            diag("garbage").contains("not a WebAssembly file"),
+            "{}",
+            diag("garbage")
+        );
+        assert!(
+            diag("broken").starts_with("plugin.toml:"),
+            "{}",
+            diag("broken")
+        );
+        assert!(diag("empty").contains("cannot read"), "{}", diag("empty"));
+        Ok(())
+    }
+
+    #[test]
+    fn missing_dir_is_empty() -> std::io::Result<()> {
+        let r = Registry::scan(
+            Path::new("/nonexistent/tarkd-plugins"),
+            &semver::Version::new(0, 5, 0),
+        )?;
+        assert!(r.plugins.is_empty());
+        Ok(())
+    }
+}

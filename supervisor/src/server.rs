@@ -1,0 +1,149 @@
+//! Starting tarkd: directories, storage, registry, and the agent API socket.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tark_proto::plugin::v1 as pb;
+use tokio::net::UnixListener;
+
+use crate::api::Api;
+use crate::bundled;
+use crate::cache::{self, ArtifactCache};
+use crate::config::Config;
+use crate::daemon::Daemon;
+use crate::registry::Registry;
+use crate::spawn::Spawner;
+use crate::storage::Storage;
+use crate::workers::Workers;
+
+/// Why tarkd could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("tark-worker not found at {0} (set worker_path in the config)")]
+    NoWorker(PathBuf),
+    #[error("another tarkd is already serving on {0}")]
+    SocketInUse(PathBuf),
+    #[error("opening storage {path}: {source}")]
+    Storage {
+        path: PathBuf,
+        source: crate::storage::StorageError,
+    },
+    #[error("tark_version: {0}")]
+    Version(#[from] semver::Error),
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StartError + 'a {
+    move |source| StartError::Io {
+        what,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A started tarkd: the daemon state and its bound socket.
+pub struct Started {
+    pub daemon: Arc<Daemon>,
+    pub listener: UnixListener,
+}
+
+/// Prepares everything tarkd needs and binds the socket. With `dev`, the bundled
+/// example plugins are installed into the plugins dir first.
+pub async fn start(config: Config, dev: bool) -> Result<Started, StartError> {
+    let config = Arc::new(config);
+    std::fs::create_dir_all(&config.state_dir)
+        .map_err(io("creating state dir", &config.state_dir))?;
+    cache::set_private(&config.state_dir).map_err(io("securing state dir", &config.state_dir))?;
+    std::fs::create_dir_all(&config.plugins_dir)
+        .map_err(io("creating plugins dir", &config.plugins_dir))?;
+    if dev {
+        let installed = bundled::install_missing(&config.plugins_dir)
+            .map_err(io("installing bundled plugins into", &config.plugins_dir))?;
+        for name in installed {
+            tracing::info!(plugin = name, "installed bundled example plugin");
+        }
+    }
+    let worker_path = match &config.worker_path {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()
+            .map_err(io("locating", Path::new("tarkd")))?
+            .with_file_name("tark-worker"),
+    };
+    if !worker_path.is_file() {
+        return Err(StartError::NoWorker(worker_path));
+    }
+    let db = config.state_dir.join("storage.redb");
+    let storage = Storage::open(
+        &db,
+        config.storage.max_key_bytes,
+        config.storage.max_value_bytes,
+    )
+    .map_err(|source| StartError::Storage {
+        path: db.clone(),
+        source,
+    })?;
+    let cache_dir = config.state_dir.join("cache");
+    let cache = ArtifactCache::open(cache_dir.clone(), &worker_path)
+        .map_err(io("opening artifact cache", &cache_dir))?;
+    let spawner = Spawner::start().map_err(io("starting the spawner thread for", &worker_path))?;
+    let version = semver::Version::parse(&config.tark_version)?;
+    let registry = Registry::scan(&config.plugins_dir, &version)
+        .map_err(io("scanning", &config.plugins_dir))?;
+    tracing::info!(plugins = registry.plugins.len(), dir = %config.plugins_dir.display(), "plugins scanned");
+    let listener = bind(&config.socket)?;
+    let workers = Workers::new(Arc::clone(&config), worker_path, storage, cache, spawner);
+    let daemon = Arc::new(Daemon::new(config, registry, workers, Vec::new()));
+    Ok(Started { daemon, listener })
+}
+
+/// Binds the API socket, mode 0660. A stale socket (no one answering) is replaced;
+/// a live one means another tarkd, and is left alone.
+fn bind(path: &Path) -> Result<UnixListener, StartError> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io("creating socket dir", parent))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(StartError::SocketInUse(path.to_owned()));
+        }
+        std::fs::remove_file(path).map_err(io("removing stale socket", path))?;
+    }
+    let listener = UnixListener::bind(path).map_err(io("binding", path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(io("setting mode of", path))?;
+    Ok(listener)
+}
+
+/// Serves the agent API until `shutdown` resolves, then stops every worker.
+pub async fn serve(
+    started: Started,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    let Started { daemon, listener } = started;
+    let api = Api(Arc::clone(&daemon));
+    let socket = daemon.config.socket.clone();
+    tracing::info!(socket = %socket.display(), pid = std::process::id(), "tarkd serving");
+    let served = tonic::transport::Server::builder()
+        .add_service(pb::plugins_server::PluginsServer::new(api.clone()))
+        .add_service(pb::tools_server::ToolsServer::new(api.clone()))
+        .add_service(pb::system_server::SystemServer::new(api.clone()))
+        .add_service(pb::auth_server::AuthServer::new(api.clone()))
+        .add_service(pb::providers_server::ProvidersServer::new(api.clone()))
+        .add_service(pb::hooks_server::HooksServer::new(api.clone()))
+        .add_service(pb::channels_server::ChannelsServer::new(api))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::UnixListenerStream::new(listener),
+            shutdown,
+        )
+        .await;
+    daemon.workers.stop_all().await;
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("tarkd stopped");
+    served
+}

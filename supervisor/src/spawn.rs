@@ -1,0 +1,155 @@
+//! Starting worker processes.
+//!
+//! `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits, not the
+//! process. tokio's blocking threads come and go, so every worker is forked from
+//! one dedicated thread that lives as long as tarkd: a worker then dies exactly
+//! when tarkd does.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::mpsc;
+
+use nix::fcntl::{FcntlArg, fcntl};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+use tokio::sync::oneshot;
+
+/// Where the worker finds its channels (see tark-worker's `channel` module).
+const CONTROL_FD: RawFd = 3;
+const BROKER_FD: RawFd = 4;
+
+/// A started worker: the process and tarkd's ends of its two channels.
+#[derive(Debug)]
+pub struct Spawned {
+    pub child: tokio::process::Child,
+    pub pid: u32,
+    /// tarkd calls the worker's `Worker` service over this.
+    pub control: std::os::unix::net::UnixStream,
+    /// The worker calls tarkd's `Broker` service over this.
+    pub broker: std::os::unix::net::UnixStream,
+}
+
+struct Request {
+    program: PathBuf,
+    label: String,
+    reply: oneshot::Sender<std::io::Result<Spawned>>,
+}
+
+/// A handle to the spawner thread.
+#[derive(Clone)]
+pub struct Spawner {
+    tx: mpsc::Sender<Request>,
+}
+
+impl Spawner {
+    /// Starts the spawner thread. It must be called from within the tokio runtime
+    /// whose reactor will reap the children.
+    pub fn start() -> std::io::Result<Self> {
+        let handle = tokio::runtime::Handle::current();
+        let (tx, rx) = mpsc::channel::<Request>();
+        std::thread::Builder::new()
+            .name("tarkd-spawner".into())
+            .spawn(move || {
+                let _runtime = handle.enter();
+                for req in rx {
+                    let _ = req.reply.send(spawn(&req.program, &req.label));
+                }
+            })?;
+        Ok(Self { tx })
+    }
+
+    /// Starts `program` as a worker. `label` (tenant/plugin) becomes its argument,
+    /// so operators can tell workers apart in `ps`; the worker trusts nothing in it.
+    pub async fn spawn(&self, program: PathBuf, label: String) -> std::io::Result<Spawned> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request {
+                program,
+                label,
+                reply,
+            })
+            .map_err(|_| std::io::Error::other("the spawner thread is gone"))?;
+        rx.await
+            .map_err(|_| std::io::Error::other("the spawner thread dropped the request"))?
+    }
+}
+
+/// Duplicates `fd` to a number ≥ 10 (close-on-exec), out of the way of 3 and 4.
+fn high_dup(fd: &OwnedFd) -> std::io::Result<OwnedFd> {
+    let raw = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(10))?;
+    // SAFETY: fcntl just returned this new fd and nothing else owns it.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) })
+}
+
+fn spawn(program: &std::path::Path, label: &str) -> std::io::Result<Spawned> {
+    let (control, control_child) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    let (broker, broker_child) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    let control_child = high_dup(&control_child)?;
+    let broker_child = high_dup(&broker_child)?;
+    let (c, b) = (control_child.as_raw_fd(), broker_child.as_raw_fd());
+    let parent = std::process::id();
+
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.arg(label)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        // Its own process group: tarkd can kill the worker and anything it forked.
+        .process_group(0);
+    // SAFETY: the closure runs between fork and exec and only makes
+    // async-signal-safe system calls on values copied into it.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // tarkd may have died between fork and prctl: then nobody will signal.
+            if libc::getppid() != parent as libc::pid_t {
+                return Err(std::io::Error::other(
+                    "tarkd exited while starting the worker",
+                ));
+            }
+            // dup2 clears close-on-exec on the copies; the sources are >= 10, so
+            // neither dup2 can clobber the other's source.
+            if libc::dup2(c, CONTROL_FD) < 0 || libc::dup2(b, BROKER_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Anything else a library left open without close-on-exec is closed at
+            // exec. (CLOEXEC rather than close: std's own exec-error pipe must live.)
+            let first = (BROKER_FD + 1) as libc::c_uint;
+            if libc::syscall(
+                libc::SYS_close_range,
+                first,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    drop((control_child, broker_child));
+    let pid = child
+        .id()
+        .ok_or_else(|| std::io::Error::other("worker exited at once"))?;
+    Ok(Spawned {
+        child,
+        pid,
+        control: control.into(),
+        broker: broker.into(),
+    })
+}

@@ -1,0 +1,576 @@
+//! The worker manager: one worker process per tenant × plugin, started on first
+//! use, replaced after it dies, and never trusted with anything but its own calls.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tark_proto::worker::v1 as pb;
+use tark_proto::worker::v1::worker_client::WorkerClient;
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::watch;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use crate::broker::Broker;
+use crate::cache::ArtifactCache;
+use crate::channel;
+use crate::config::Config;
+use crate::registry::Plugin;
+use crate::spawn::Spawner;
+use crate::storage::Storage;
+
+/// How long tarkd waits, after a worker's channel broke, to learn why it exited.
+const EXIT_REPORT_WAIT: Duration = Duration::from_secs(2);
+/// Lines of a worker's stderr tarkd relays to its own log, per worker.
+const MAX_STDERR_LINES: usize = 200;
+
+/// Which worker: tenant and plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkerKey {
+    pub tenant: String,
+    pub plugin: String,
+}
+
+/// Counters and last error of one tenant × plugin, shown by `tarkctl status`.
+#[derive(Debug, Clone, Default)]
+pub struct SlotStats {
+    pub pid: Option<u32>,
+    pub starts: u64,
+    pub calls: u64,
+    pub last_error: String,
+    pub sandbox: Vec<String>,
+}
+
+impl SlotStats {
+    /// Worker starts after the first.
+    pub fn restarts(&self) -> u64 {
+        self.starts.saturating_sub(1)
+    }
+}
+
+/// A live worker process.
+struct Worker {
+    pid: u32,
+    client: WorkerClient<Channel>,
+    exit: watch::Receiver<Option<String>>,
+}
+
+impl Worker {
+    fn exited(&self) -> bool {
+        self.exit.borrow().is_some()
+    }
+
+    /// Why the worker exited, once it has; `None` if it is still running after `wait`.
+    async fn exit_reason(&self, wait: Duration) -> Option<String> {
+        let mut rx = self.exit.clone();
+        let waited = tokio::time::timeout(wait, rx.wait_for(Option::is_some)).await;
+        waited.ok().and_then(|r| r.ok().and_then(|v| v.clone()))
+    }
+
+    fn kill(&self) {
+        // The worker leads its own process group; kill the group.
+        let pgid = nix::unistd::Pid::from_raw(self.pid as i32);
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// One tenant × plugin: its live worker, if any, and its history.
+#[derive(Default)]
+struct Slot {
+    worker: tokio::sync::Mutex<Option<Arc<Worker>>>,
+    stats: Mutex<SlotStats>,
+    /// A load failure for this module (by SHA-256): the same bytes will fail the
+    /// same way, so calls fail fast until the plugin changes or is restarted.
+    load_error: Mutex<Option<(String, String)>>,
+}
+
+/// Why a call to a plugin failed, as the agent sees it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct CallError {
+    pub code: Code,
+    pub message: String,
+}
+
+impl CallError {
+    fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<CallError> for Status {
+    fn from(e: CallError) -> Self {
+        Status::new(e.code, e.message)
+    }
+}
+
+/// Describes how a process ended, the way an operator wants to read it.
+pub fn describe_exit(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(sig) = status.signal() {
+        let name = nix::sys::signal::Signal::try_from(sig)
+            .map(|s| s.as_str())
+            .unwrap_or("unknown signal");
+        format!("killed by signal {sig} ({name})")
+    } else if let Some(code) = status.code() {
+        format!("exited with status {code}")
+    } else {
+        format!("ended: {status}")
+    }
+}
+
+/// Starts, calls and stops workers.
+pub struct Workers {
+    config: Arc<Config>,
+    worker_path: PathBuf,
+    storage: Storage,
+    cache: ArtifactCache,
+    spawner: Spawner,
+    slots: Mutex<HashMap<WorkerKey, Arc<Slot>>>,
+}
+
+impl Workers {
+    pub fn new(
+        config: Arc<Config>,
+        worker_path: PathBuf,
+        storage: Storage,
+        cache: ArtifactCache,
+        spawner: Spawner,
+    ) -> Self {
+        Self {
+            config,
+            worker_path,
+            storage,
+            cache,
+            spawner,
+            slots: Mutex::default(),
+        }
+    }
+
+    fn slot(&self, key: &WorkerKey) -> Arc<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(slots.entry(key.clone()).or_default())
+    }
+
+    /// Status of every tenant × plugin that has had a worker, in key order.
+    pub fn stats(&self) -> Vec<(WorkerKey, SlotStats)> {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = slots
+            .iter()
+            .map(|(k, s)| {
+                (
+                    k.clone(),
+                    s.stats.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                )
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Makes one call to a plugin for a tenant, starting its worker if need be.
+    pub async fn call(
+        &self,
+        tenant: &str,
+        plugin: &Plugin,
+        call: pb::invoke_request::Call,
+    ) -> Result<pb::invoke_response::Outcome, CallError> {
+        let key = WorkerKey {
+            tenant: tenant.to_owned(),
+            plugin: plugin.id.clone(),
+        };
+        let slot = self.slot(&key);
+        let worker = self.ensure_worker(&key, &slot, plugin).await?;
+        slot.stats.lock().unwrap_or_else(|p| p.into_inner()).calls += 1;
+
+        let limit = Duration::from_millis(
+            self.config.limits.deadline_ms + self.config.limits.kill_grace_ms,
+        );
+        let mut client = worker.client.clone();
+        let request = pb::InvokeRequest { call: Some(call) };
+        let result = tokio::time::timeout(limit, client.invoke(request)).await;
+        let id = &plugin.id;
+        let outcome = match result {
+            Err(_) => {
+                // The worker ignored its own deadline: it is stuck or compromised.
+                worker.kill();
+                let msg = format!(
+                    "plugin {id} did not answer within {} ms; its worker was killed",
+                    limit.as_millis()
+                );
+                Err(CallError::new(Code::DeadlineExceeded, msg))
+            }
+            Ok(Err(status)) => {
+                let reason = match worker.exit_reason(EXIT_REPORT_WAIT).await {
+                    Some(r) => r,
+                    None => {
+                        worker.kill();
+                        format!("its channel failed ({})", status.message())
+                    }
+                };
+                Err(CallError::new(
+                    Code::Unavailable,
+                    format!("worker for plugin {id} exited: {reason}"),
+                ))
+            }
+            Ok(Ok(resp)) => match resp.into_inner().outcome {
+                Some(pb::invoke_response::Outcome::Failure(f)) => Err(failure_to_error(id, &f)),
+                Some(o) => Ok(o),
+                None => Err(CallError::new(
+                    Code::Internal,
+                    format!("plugin {id}: worker sent an empty answer"),
+                )),
+            },
+        };
+        if let Err(e) = &outcome {
+            slot.stats
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .last_error = e.message.clone();
+        }
+        outcome
+    }
+
+    /// The slot's live worker, or a newly started and loaded one.
+    async fn ensure_worker(
+        &self,
+        key: &WorkerKey,
+        slot: &Arc<Slot>,
+        plugin: &Plugin,
+    ) -> Result<Arc<Worker>, CallError> {
+        let Some(loaded) = plugin.runnable() else {
+            let why = plugin.diagnostics.join("; ");
+            return Err(CallError::new(
+                Code::FailedPrecondition,
+                format!("plugin {} cannot run: {why}", plugin.id),
+            ));
+        };
+        if let Some((sha, err)) = slot
+            .load_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            && *sha == loaded.sha256
+        {
+            return Err(CallError::new(Code::FailedPrecondition, err.clone()));
+        }
+        let mut current = slot.worker.lock().await;
+        if let Some(w) = current.as_ref()
+            && !w.exited()
+        {
+            return Ok(Arc::clone(w));
+        }
+        let worker = match self.start(key, &slot, plugin, loaded).await {
+            Ok(w) => w,
+            Err(e) => {
+                slot.stats
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .last_error = e.message.clone();
+                return Err(e);
+            }
+        };
+        *current = Some(Arc::clone(&worker));
+        Ok(worker)
+    }
+
+    async fn start(
+        &self,
+        key: &WorkerKey,
+        slot: &Arc<Slot>,
+        plugin: &Plugin,
+        loaded: &crate::registry::Loaded,
+    ) -> Result<Arc<Worker>, CallError> {
+        let id = &plugin.id;
+        let unavailable = |what: &str, e: &dyn std::fmt::Display| {
+            CallError::new(Code::Unavailable, format!("plugin {id}: {what}: {e}"))
+        };
+        let label = format!("{}/{}", key.tenant, key.plugin);
+        let spawned = self
+            .spawner
+            .spawn(self.worker_path.clone(), label)
+            .await
+            .map_err(|e| unavailable(&format!("starting {}", self.worker_path.display()), &e))?;
+        let pid = spawned.pid;
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let mut child = spawned.child;
+        if let Some(stderr) = child.stderr.take() {
+            tokio::spawn(relay_stderr(id.clone(), pid, stderr));
+        }
+        let watched = Arc::clone(slot);
+        let plugin_id = id.clone();
+        tokio::spawn(async move {
+            let reason = match child.wait().await {
+                Ok(status) => describe_exit(status),
+                Err(e) => format!("could not be waited for: {e}"),
+            };
+            {
+                let mut stats = watched.stats.lock().unwrap_or_else(|p| p.into_inner());
+                if stats.pid == Some(pid) {
+                    stats.pid = None;
+                    stats.last_error = format!("worker exited: {reason}");
+                }
+            }
+            tracing::info!(plugin = %plugin_id, pid, "worker {reason}");
+            let _ = exit_tx.send(Some(reason));
+        });
+
+        // The broker for this worker: its identity is fixed here, from the key.
+        let grant = Arc::new(loaded.manifest.capabilities.clone());
+        let broker = Broker::new(
+            key.tenant.clone(),
+            key.plugin.clone(),
+            grant,
+            self.storage.clone(),
+        );
+        let broker_stream =
+            channel::adopt(spawned.broker).map_err(|e| unavailable("broker channel", &e))?;
+        let mut exited = exit_rx.clone();
+        let gone = async move {
+            let _ = exited.wait_for(Option::is_some).await;
+        };
+        tokio::spawn(channel::serve_broker(broker, broker_stream, gone));
+
+        let control =
+            channel::adopt(spawned.control).map_err(|e| unavailable("control channel", &e))?;
+        let client = channel::worker_client(control)
+            .await
+            .map_err(|e| unavailable("control channel", &e))?;
+        let worker = Arc::new(Worker {
+            pid,
+            client,
+            exit: exit_rx,
+        });
+
+        match self.load(&worker, loaded).await {
+            Ok(layers) => {
+                let mut stats = slot.stats.lock().unwrap_or_else(|p| p.into_inner());
+                stats.starts += 1;
+                stats.pid = Some(pid);
+                stats.sandbox = layers;
+                tracing::info!(plugin = %id, tenant = %key.tenant, pid, "worker started");
+                Ok(worker)
+            }
+            Err(e) => {
+                worker.kill();
+                if e.code == Code::FailedPrecondition || e.code == Code::InvalidArgument {
+                    *slot.load_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some((loaded.sha256.clone(), e.message.clone()));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends the module (precompiled when the cache has it) and the limits.
+    async fn load(
+        &self,
+        worker: &Worker,
+        loaded: &crate::registry::Loaded,
+    ) -> Result<Vec<String>, CallError> {
+        let l = &self.config.limits;
+        let fuel = l.fuel > 0;
+        let limits = pb::Limits {
+            deadline_ms: l.deadline_ms,
+            memory_bytes: l.memory_mib << 20,
+            table_elements: l.table_elements,
+            instances: l.instances,
+            fuel: l.fuel,
+            max_response_bytes: l.max_response_kib << 10,
+        };
+        let kind = match loaded.manifest.plugin_type {
+            crate::manifest::PluginType::Auth => pb::PluginKind::Auth,
+            crate::manifest::PluginType::Tool => pb::PluginKind::Tool,
+            crate::manifest::PluginType::Provider => pb::PluginKind::Provider,
+            crate::manifest::PluginType::Channel => pb::PluginKind::Channel,
+            crate::manifest::PluginType::Hook => pb::PluginKind::Hook,
+        };
+        let request = |module| pb::LoadRequest {
+            kind: kind as i32,
+            limits: Some(limits),
+            module: Some(module),
+            lockdown: self.config.sandbox.lockdown,
+        };
+        let name = &loaded.manifest.name;
+        let mut client = worker.client.clone();
+        if let Some(artifact) = self.cache.get(&loaded.sha256, fuel) {
+            match client
+                .load(request(pb::load_request::Module::Precompiled(artifact)))
+                .await
+            {
+                Ok(r) => return Ok(r.into_inner().sandbox),
+                Err(s) if s.code() == Code::DataLoss => {
+                    tracing::info!(plugin = %name, "cached artifact refused ({}); recompiling", s.message());
+                    self.cache.remove(&loaded.sha256, fuel);
+                }
+                Err(s) => return Err(self.load_error(worker, name, s).await),
+            }
+        }
+        let wasm = pb::load_request::Module::Wasm(loaded.wasm.to_vec());
+        let reply = match client.load(request(wasm)).await {
+            Ok(r) => r.into_inner(),
+            Err(s) => return Err(self.load_error(worker, name, s).await),
+        };
+        tracing::info!(plugin = %name, compile_ms = reply.compile_micros / 1000, "compiled");
+        if !reply.precompiled.is_empty()
+            && let Err(e) = self.cache.put(&loaded.sha256, fuel, &reply.precompiled)
+        {
+            tracing::warn!(plugin = %name, "caching the compiled module failed: {e}");
+        }
+        Ok(reply.sandbox)
+    }
+
+    async fn load_error(&self, worker: &Worker, name: &str, s: Status) -> CallError {
+        match s.code() {
+            Code::FailedPrecondition | Code::InvalidArgument => CallError::new(
+                Code::FailedPrecondition,
+                format!("plugin {name} cannot be loaded: {}", s.message()),
+            ),
+            _ => {
+                let reason = worker
+                    .exit_reason(EXIT_REPORT_WAIT)
+                    .await
+                    .unwrap_or_else(|| s.message().to_owned());
+                CallError::new(
+                    Code::Unavailable,
+                    format!("worker for plugin {name} failed to load it: {reason}"),
+                )
+            }
+        }
+    }
+
+    /// Stops every worker of a plugin (all tenants) and forgets its load failure;
+    /// the next call starts fresh. Returns how many workers were stopped.
+    pub async fn restart(&self, plugin: &str) -> usize {
+        let slots: Vec<Arc<Slot>> = {
+            let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots
+                .iter()
+                .filter(|(k, _)| k.plugin == plugin)
+                .map(|(_, s)| Arc::clone(s))
+                .collect()
+        };
+        let mut stopped = 0;
+        for slot in slots {
+            *slot.load_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            if let Some(w) = slot.worker.lock().await.take() {
+                w.kill();
+                let _ = w.exit_reason(EXIT_REPORT_WAIT).await;
+                stopped += 1;
+            }
+            let mut stats = slot.stats.lock().unwrap_or_else(|p| p.into_inner());
+            stats.pid = None;
+            stats.last_error.clear();
+        }
+        stopped
+    }
+
+    /// Live worker pids with their keys (exited workers are left out).
+    pub fn live(&self) -> Vec<(WorkerKey, u32)> {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .iter()
+            .filter_map(|(k, s)| {
+                let w = s.worker.try_lock().ok()?;
+                let w = w.as_ref()?;
+                (!w.exited()).then(|| (k.clone(), w.pid))
+            })
+            .collect()
+    }
+
+    /// Kills every worker (tarkd is shutting down).
+    pub async fn stop_all(&self) {
+        let slots: Vec<Arc<Slot>> = {
+            let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.values().cloned().collect()
+        };
+        for slot in slots {
+            if let Some(w) = slot.worker.lock().await.take() {
+                w.kill();
+            }
+        }
+    }
+}
+
+/// Maps a worker's failure report to the agent's status code.
+fn failure_to_error(plugin: &str, f: &pb::Failure) -> CallError {
+    use pb::FailureKind as K;
+    let code = match K::try_from(f.kind).unwrap_or(K::Unspecified) {
+        K::Deadline => Code::DeadlineExceeded,
+        K::MemoryLimit | K::TableLimit | K::Fuel | K::ResponseTooLarge => Code::ResourceExhausted,
+        K::WrongWorld | K::NotLoaded => Code::FailedPrecondition,
+        K::BadRequest => Code::InvalidArgument,
+        K::Trap | K::Instantiate => Code::Aborted,
+        K::Unspecified => Code::Unknown,
+    };
+    CallError::new(code, format!("plugin {plugin}: {}", f.message))
+}
+
+/// Relays a worker's stderr into tarkd's log, labelled and bounded.
+async fn relay_stderr(plugin: String, pid: u32, stderr: tokio::process::ChildStderr) {
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let mut n = 0;
+    while let Ok(Some(line)) = lines.next_line().await {
+        n += 1;
+        if n <= MAX_STDERR_LINES {
+            let line: String = line.chars().take(1024).collect();
+            tracing::warn!(target: "worker", plugin = %plugin, pid, "{line}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn exits_are_described_for_operators() {
+        assert_eq!(
+            describe_exit(ExitStatus::from_raw(9)),
+            "killed by signal 9 (SIGKILL)"
+        );
+        assert_eq!(
+            describe_exit(ExitStatus::from_raw(31)),
+            "killed by signal 31 (SIGSYS)"
+        );
+        assert_eq!(
+            describe_exit(ExitStatus::from_raw(3 << 8)),
+            "exited with status 3"
+        );
+    }
+
+    #[test]
+    fn failures_map_to_status_codes() {
+        use pb::FailureKind as K;
+        let cases = [
+            (K::Deadline, Code::DeadlineExceeded),
+            (K::MemoryLimit, Code::ResourceExhausted),
+            (K::Fuel, Code::ResourceExhausted),
+            (K::ResponseTooLarge, Code::ResourceExhausted),
+            (K::Trap, Code::Aborted),
+            (K::WrongWorld, Code::FailedPrecondition),
+            (K::BadRequest, Code::InvalidArgument),
+        ];
+        for (kind, code) in cases {
+            let e = failure_to_error(
+                "p",
+                &pb::Failure {
+                    kind: kind as i32,
+                    message: "m".into(),
+                },
+            );
+            assert_eq!(
+                (e.code, e.message.as_str()),
+                (code, "plugin p: m"),
+                "{kind:?}"
+            );
+        }
+    }
+}
