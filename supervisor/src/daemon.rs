@@ -9,7 +9,7 @@ use tonic::Code;
 
 use crate::config::Config;
 use crate::registry::{Plugin, Registry};
-use crate::workers::{CallError, Workers};
+use crate::workers::{CallError, WorkerKey, Workers};
 
 /// A tool as the agent sees it: which plugin serves it and how risky it is.
 #[derive(Debug, Clone)]
@@ -31,13 +31,16 @@ pub struct ToolIndex {
     pub errors: Vec<String>,
 }
 
+/// A plugin's tools as listed for one tenant, valid while the module's SHA-256
+/// (the first field) is unchanged.
+type ListedTools = (String, Vec<Tool>);
+
 /// tarkd's state.
 pub struct Daemon {
     pub config: Arc<Config>,
     registry: RwLock<Arc<Registry>>,
     pub workers: Workers,
-    /// Tool lists by (tenant, plugin), valid while the module's SHA-256 matches.
-    tool_cache: Mutex<HashMap<(String, String), (String, Vec<Tool>)>>,
+    tool_cache: Mutex<HashMap<WorkerKey, ListedTools>>,
     pub started: Instant,
     /// Things the operator should know (degraded layers, ...), shown by `status`.
     pub warnings: Vec<String>,
@@ -76,7 +79,10 @@ impl Daemon {
         let Some(loaded) = plugin.runnable() else {
             return Ok(Vec::new());
         };
-        let key = (tenant.to_owned(), plugin.id.clone());
+        let key = WorkerKey {
+            tenant: tenant.to_owned(),
+            plugin: plugin.id.clone(),
+        };
         if let Some((sha, tools)) = self
             .tool_cache
             .lock()

@@ -266,7 +266,7 @@ impl Workers {
         {
             return Ok(Arc::clone(w));
         }
-        let worker = match self.start(key, &slot, plugin, loaded).await {
+        let worker = match self.start(key, slot, plugin, loaded).await {
             Ok(w) => w,
             Err(e) => {
                 slot.stats

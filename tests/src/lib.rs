@@ -1,1 +1,336 @@
+//! Harness for end-to-end tests and benchmarks: real tarkd processes (which start
+//! real workers) on a temp socket with a temp state dir.
 
+pub mod fixtures;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hyper_util::rt::TokioIo;
+use tark_proto::plugin::v1 as pb;
+use tonic::transport::{Channel, Endpoint};
+
+/// How long a test waits for tarkd to come up or for an expected log line.
+pub const STARTUP: Duration = Duration::from_secs(30);
+
+/// The directory holding the workspace's built binaries (this test's own
+/// target dir: target/<profile>).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// A built binary of the workspace; fails with a hint if it was not built.
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let p = bin_dir().join(name);
+    if !p.is_file() {
+        bail!(
+            "{} not found: build the binaries first (scripts/test does)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// A plugin folder to install before tarkd starts.
+pub struct PluginFiles {
+    pub folder: String,
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+impl PluginFiles {
+    /// The notes example plugin as committed in examples/plugins/notes.
+    pub fn notes() -> anyhow::Result<Self> {
+        let dir = fixtures::repo_root().join("examples/plugins/notes");
+        Ok(Self {
+            folder: "notes".into(),
+            files: vec![
+                (
+                    "plugin.toml".into(),
+                    std::fs::read(dir.join("plugin.toml"))?,
+                ),
+                (
+                    "plugin.wasm".into(),
+                    std::fs::read(dir.join("plugin.wasm"))?,
+                ),
+            ],
+        })
+    }
+
+    /// A fixture: manifest text and wasm bytes.
+    pub fn new(folder: &str, manifest: &str, wasm: Option<Vec<u8>>) -> Self {
+        let mut files = vec![("plugin.toml".to_owned(), manifest.as_bytes().to_vec())];
+        if let Some(w) = wasm {
+            files.push(("plugin.wasm".to_owned(), w));
+        }
+        Self {
+            folder: folder.into(),
+            files,
+        }
+    }
+
+    /// Replaces one file's content.
+    pub fn with_file(mut self, name: &str, content: &[u8]) -> Self {
+        self.files.retain(|(n, _)| n != name);
+        self.files.push((name.to_owned(), content.to_vec()));
+        self
+    }
+}
+
+/// A tarkd under test. Killed (with its workers) when dropped.
+pub struct Tarkd {
+    pub child: Option<Child>,
+    pub dir: Arc<tempfile::TempDir>,
+    pub socket: PathBuf,
+    log: Arc<(Mutex<Vec<String>>, Condvar)>,
+    config_path: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+/// Options for [`Tarkd::start`].
+#[derive(Default)]
+pub struct Options {
+    /// Extra config TOML (sections beyond the paths).
+    pub config: String,
+    /// Environment variables for tarkd.
+    pub env: Vec<(String, String)>,
+}
+
+impl Tarkd {
+    /// Installs `plugins` into a fresh plugins dir and starts tarkd on it.
+    pub fn start(plugins: Vec<PluginFiles>, opts: Options) -> anyhow::Result<Self> {
+        let dir = Arc::new(tempfile::tempdir()?);
+        let plugins_dir = dir.path().join("plugins");
+        for p in plugins {
+            let pdir = plugins_dir.join(&p.folder);
+            std::fs::create_dir_all(&pdir)?;
+            for (name, bytes) in p.files {
+                std::fs::write(pdir.join(name), bytes)?;
+            }
+        }
+        let socket = dir.path().join("tarkd.sock");
+        let config_path = dir.path().join("tarkd.toml");
+        let config = format!(
+            "socket = {:?}\nstate_dir = {:?}\nplugins_dir = {:?}\n{}\n",
+            socket,
+            dir.path().join("state"),
+            plugins_dir,
+            opts.config
+        );
+        std::fs::write(&config_path, config)?;
+        let mut t = Self {
+            child: None,
+            dir,
+            socket,
+            log: Arc::new((Mutex::new(Vec::new()), Condvar::new())),
+            config_path,
+            env: opts.env,
+        };
+        t.launch()?;
+        Ok(t)
+    }
+
+    /// Starts (or restarts) the tarkd process on the same dirs and waits until it
+    /// says it is serving.
+    pub fn launch(&mut self) -> anyhow::Result<()> {
+        let mut cmd = Command::new(binary("tarkd")?);
+        cmd.arg("--config")
+            .arg(&self.config_path)
+            .env("TARKD_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().context("starting tarkd")?;
+        let stderr = child.stderr.take().context("tarkd stderr")?;
+        let log = Arc::clone(&self.log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let (lines, cv) = &*log;
+                lines
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(strip_ansi(&line));
+                cv.notify_all();
+            }
+        });
+        let pid = child.id();
+        self.child = Some(child);
+        self.wait_for_log(
+            &format!("tarkd serving socket={} pid={pid}", self.socket.display()),
+            STARTUP,
+        )
+        .context("tarkd did not start")?;
+        Ok(())
+    }
+
+    /// Waits until a log line contains `needle`; returns that line.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> anyhow::Result<String> {
+        let (lines, cv) = &*self.log;
+        let deadline = Instant::now() + timeout;
+        let mut guard = lines.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(l) = guard.iter().find(|l| l.contains(needle)) {
+                return Ok(l.clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!(
+                    "no log line containing {needle:?} within {timeout:?}; log:\n{}",
+                    guard.join("\n")
+                );
+            }
+            guard = cv
+                .wait_timeout(guard, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Every log line so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Sends a signal to tarkd and waits for it to exit.
+    pub fn stop(&mut self, signal: i32) -> anyhow::Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("tarkd is not running")?;
+        // SAFETY: kill(2) with our own child's pid.
+        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        Ok(child.wait()?)
+    }
+
+    /// A gRPC channel to tarkd's socket.
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
+        let path = self.socket.clone();
+        Ok(Endpoint::from_static("http://tarkd")
+            .connect_with_connector(tower::service_fn(move |_| {
+                let path = path.clone();
+                async move {
+                    Ok::<_, std::io::Error>(TokioIo::new(
+                        tokio::net::UnixStream::connect(path).await?,
+                    ))
+                }
+            }))
+            .await?)
+    }
+
+    pub async fn tools(&self) -> anyhow::Result<pb::tools_client::ToolsClient<Channel>> {
+        Ok(pb::tools_client::ToolsClient::new(self.channel().await?))
+    }
+
+    pub async fn plugins(&self) -> anyhow::Result<pb::plugins_client::PluginsClient<Channel>> {
+        Ok(pb::plugins_client::PluginsClient::new(
+            self.channel().await?,
+        ))
+    }
+
+    pub async fn system(&self) -> anyhow::Result<pb::system_client::SystemClient<Channel>> {
+        Ok(pb::system_client::SystemClient::new(self.channel().await?))
+    }
+
+    /// Runs tarkctl against this tarkd.
+    pub fn tarkctl(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        Ok(Command::new(binary("tarkctl")?)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()?)
+    }
+}
+
+impl Drop for Tarkd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A request acting for `tenant`.
+pub fn for_tenant<T>(msg: T, tenant: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    if let Ok(v) = tenant.parse() {
+        req.metadata_mut().insert("tark-tenant", v);
+    }
+    req
+}
+
+/// An InvokeTool request.
+pub fn invoke(tool: &str, args: &str) -> pb::InvokeToolRequest {
+    pb::InvokeToolRequest {
+        tool: tool.into(),
+        arguments_json: args.into(),
+    }
+}
+
+/// The output of a successful tool call, or a description of what happened.
+pub fn output(
+    r: Result<tonic::Response<pb::InvokeToolResponse>, tonic::Status>,
+) -> Result<String, String> {
+    match r {
+        Ok(r) => match r.into_inner().result {
+            Some(pb::invoke_tool_response::Result::Output(o)) => Ok(o),
+            other => Err(format!("tool did not succeed: {other:?}")),
+        },
+        Err(s) => Err(format!("{:?}: {}", s.code(), s.message())),
+    }
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Waits until `cond` holds, checking every few milliseconds, up to `timeout`.
+/// For conditions that other processes make true (a pid appearing or going away),
+/// where there is no event to wait on.
+pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cond()
+}

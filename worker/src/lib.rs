@@ -12,3 +12,4 @@ pub mod engine;
 pub mod limits;
 pub mod sandbox;
 pub mod service;
+pub mod watchdog;

@@ -13,6 +13,7 @@ use wasmtime::{Engine, Store, Trap};
 use super::host::HostState;
 use super::{Call, Failure, Outcome};
 use crate::limits::Limiter;
+use crate::watchdog::Watchdog;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -135,6 +136,7 @@ pub struct ComponentPlugin {
     limits: CallLimits,
     new_state: Box<dyn Fn(Limiter) -> HostState + Send + Sync>,
     live: Option<(Store<HostState>, bindings::ToolWorld)>,
+    watchdog: Watchdog,
 }
 
 impl ComponentPlugin {
@@ -147,6 +149,7 @@ impl ComponentPlugin {
     ) -> wasmtime::Result<Self> {
         let mut linker = Linker::new(&engine);
         bindings::ToolWorld::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        let watchdog = Watchdog::start(engine.clone())?;
         Ok(Self {
             engine,
             component,
@@ -154,21 +157,18 @@ impl ComponentPlugin {
             limits,
             new_state,
             live: None,
+            watchdog,
         })
     }
 
     /// Runs one call under the deadline, fuel and memory limits.
     pub async fn invoke(&mut self, call: Call) -> Result<Outcome, Failure> {
         let deadline = self.limits.deadline;
-        let engine = self.engine.clone();
         // The guest is interrupted at the deadline by one epoch tick; the engine
         // belongs to this plugin alone, so the tick touches no one else.
-        let ticker = tokio::spawn(async move {
-            tokio::time::sleep(deadline).await;
-            engine.increment_epoch();
-        });
+        let armed = self.watchdog.arm(std::time::Instant::now() + deadline);
         let result = tokio::time::timeout(deadline + HOST_CALL_GRACE, self.run(call)).await;
-        ticker.abort();
+        drop(armed);
         let result = result.unwrap_or_else(|_| {
             Err(Failure::new(
                 pb::FailureKind::Deadline,
@@ -424,8 +424,8 @@ mod tests {
 
     #[test]
     fn world_check_table() {
-        use pb::FailureKind::*;
-        use pb::PluginKind::*;
+        use pb::FailureKind::{BadRequest, WrongWorld};
+        use pb::PluginKind::{Hook, Tool, Unspecified};
         let cases: &[(&[&str], pb::PluginKind, Option<pb::FailureKind>)] = &[
             (&["tark:plugin/tool-plugin@0.1.0"], Tool, None),
             (&["tark:plugin/tool-plugin@0.1.7"], Tool, None),

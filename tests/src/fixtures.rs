@@ -1,0 +1,145 @@
+//! Test plugins written as WAT core modules and turned into components against
+//! `wit/tark.wit` with wit-component, the same way wit-bindgen guests are.
+//!
+//! Each tool fixture `P` offers two tools: `P-ok`, which answers "ok", and
+//! `P-run`, which runs the fixture's hostile body.
+
+use std::path::{Path, PathBuf};
+
+/// The repository root (for `wit/` and `examples/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// Encodes a core module (WAT) as a component of `world` in `wit/tark.wit`.
+pub fn component(world: &str, wat: &str) -> anyhow::Result<Vec<u8>> {
+    let mut resolve = wit_parser::Resolve::default();
+    let (pkg, _) = resolve.push_path(repo_root().join("wit"))?;
+    let world = resolve.select_world(&[pkg], Some(world))?;
+    encode(&resolve, world, wat)
+}
+
+/// Encodes a core module as a component of a world given as WIT text.
+pub fn component_of(wit: &str, world: &str, wat: &str) -> anyhow::Result<Vec<u8>> {
+    let mut resolve = wit_parser::Resolve::default();
+    let pkg = resolve.push_str("fixture.wit", wit)?;
+    let world = resolve.select_world(&[pkg], Some(world))?;
+    encode(&resolve, world, wat)
+}
+
+fn encode(
+    resolve: &wit_parser::Resolve,
+    world: wit_parser::WorldId,
+    wat: &str,
+) -> anyhow::Result<Vec<u8>> {
+    let mut module = wat::parse_str(wat)?;
+    wit_component::embed_component_metadata(
+        &mut module,
+        resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )?;
+    wit_component::ComponentEncoder::default()
+        .module(&module)?
+        .validate(true)
+        .encode()
+}
+
+const TOOL: &str = "tark:plugin/tool-plugin@0.1.0";
+
+/// A tool-world fixture named `prefix` whose `prefix-run` tool executes `run_body`
+/// (WAT instructions leaving nothing on the stack; the tool then answers "ran").
+/// `extra` is spliced into the module (imports first, then other items).
+pub fn tool_wat(prefix: &str, imports: &str, run_body: &str) -> String {
+    let ok = format!("{prefix}-ok");
+    let run = format!("{prefix}-run");
+    let (ok_len, run_len) = (ok.len(), run.len());
+    format!(
+        r#"(module
+  {imports}
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (data (i32.const 16) "{ok}")
+  (data (i32.const 48) "{run}")
+  (data (i32.const 80) "fixture tool")
+  (data (i32.const 96) "{{}}")
+  (data (i32.const 100) "okran")
+  ;; list<tool-def> of two records (name, description, schema) at 128
+  (data (i32.const 128) "\10\00\00\00\{ok_len:02x}\00\00\00\50\00\00\00\0c\00\00\00\60\00\00\00\02\00\00\00")
+  (data (i32.const 152) "\30\00\00\00\{run_len:02x}\00\00\00\50\00\00\00\0c\00\00\00\60\00\00\00\02\00\00\00")
+  ;; the list itself: (ptr 128, len 2)
+  (data (i32.const 176) "\80\00\00\00\02\00\00\00")
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (local $p i32)
+    (local.set $p (i32.and (i32.add (global.get $heap) (i32.const 7)) (i32.const -8)))
+    (global.set $heap (i32.add (local.get $p) (local.get 3)))
+    (local.get $p))
+  (func (export "{TOOL}#get-tools") (result i32) (i32.const 176))
+  (func (export "{TOOL}#get-risk-level") (param i32 i32) (result i32) (i32.const 0))
+  ;; tool-result at 192: success(string)
+  (func (export "{TOOL}#execute") (param $name i32) (param $name_len i32) (param $args i32) (param $args_len i32) (result i32)
+    (if (i32.eq (local.get $name_len) (i32.const {run_len}))
+      (then
+        {run_body}
+        (i32.store (i32.const 196) (i32.const 102))
+        (i32.store (i32.const 200) (i32.const 3)))
+      (else
+        (i32.store (i32.const 196) (i32.const 100))
+        (i32.store (i32.const 200) (i32.const 2))))
+    (i32.store8 (i32.const 192) (i32.const 0))
+    (i32.const 192))
+)"#
+    )
+}
+
+/// A tool fixture as component bytes.
+pub fn tool(prefix: &str, imports: &str, run_body: &str) -> anyhow::Result<Vec<u8>> {
+    component("tool-world", &tool_wat(prefix, imports, run_body))
+}
+
+/// Loops forever.
+pub fn spinner(prefix: &str) -> anyhow::Result<Vec<u8>> {
+    tool(prefix, "", "(loop $l (br $l))")
+}
+
+/// Grows memory by 1 MiB at a time until refused.
+pub fn memory_hog(prefix: &str) -> anyhow::Result<Vec<u8>> {
+    tool(
+        prefix,
+        "",
+        "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))",
+    )
+}
+
+/// A component of a world that is not one of tark's.
+pub fn wrong_world() -> anyhow::Result<Vec<u8>> {
+    let wit = "package fixture:other;\nworld other { export run: func() -> u32; }";
+    component_of(
+        wit,
+        "other",
+        r#"(module (func (export "run") (result i32) (i32.const 7)))"#,
+    )
+}
+
+/// A `plugin.toml` for a fixture.
+pub fn manifest(name: &str, plugin_type: &str, capabilities: &str) -> String {
+    format!(
+        "[plugin]\nname = \"{name}\"\nversion = \"1.0.0\"\ntype = \"{plugin_type}\"\ndescription = \"test fixture\"\n\n[capabilities]\n{capabilities}\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixtures_encode_as_valid_components() -> anyhow::Result<()> {
+        for bytes in [spinner("s")?, memory_hog("h")?, wrong_world()?] {
+            assert_eq!(&bytes[..8], b"\0asm\x0d\0\x01\0", "component header");
+        }
+        Ok(())
+    }
+}

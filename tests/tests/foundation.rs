@@ -1,0 +1,619 @@
+//! One plugin call through every layer: agent API → tarkd → tark-worker → plugin →
+//! broker → tarkd, through real processes.
+
+use std::time::{Duration, Instant};
+
+use tark_proto::plugin::v1 as pb;
+use tark_tests::fixtures::{self, manifest};
+use tark_tests::{Options, PluginFiles, Tarkd, alive, eventually, for_tenant, invoke, output};
+use tonic::Code;
+
+/// Short limits keep hostile-plugin tests quick; the bounds below are generous.
+const LIMITS: &str = "[limits]\ndeadline_ms = 1000\nmemory_mib = 16\nkill_grace_ms = 3000\n";
+
+fn fixture(name: &str, wasm: anyhow::Result<Vec<u8>>) -> anyhow::Result<PluginFiles> {
+    Ok(PluginFiles::new(
+        name,
+        &manifest(name, "tool", ""),
+        Some(wasm?),
+    ))
+}
+
+async fn worker_pid(t: &Tarkd, plugin: &str, tenant: &str) -> anyhow::Result<Option<u32>> {
+    let s = t
+        .system()
+        .await?
+        .status(pb::StatusRequest {})
+        .await?
+        .into_inner();
+    Ok(s.plugins
+        .iter()
+        .filter(|p| p.id == plugin)
+        .flat_map(|p| &p.workers)
+        .find(|w| w.tenant == tenant && w.running)
+        .map(|w| w.pid))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notes_tools_work_through_the_api_and_tarkctl() -> anyhow::Result<()> {
+    let t = Tarkd::start(
+        vec![PluginFiles::notes()?],
+        Options {
+            env: vec![("NOTES_AUTHOR".into(), "alice".into())],
+            ..Default::default()
+        },
+    )?;
+    let mut tools = t.tools().await?;
+    let list = tools
+        .list_tools(pb::ListToolsRequest {})
+        .await?
+        .into_inner();
+    let names: Vec<_> = list
+        .tools
+        .iter()
+        .map(|t| (t.name.as_str(), t.plugin.as_str(), t.risk()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("notes_get", "notes", pb::RiskLevel::ReadOnly),
+            ("notes_list", "notes", pb::RiskLevel::ReadOnly),
+            ("notes_save", "notes", pb::RiskLevel::Write),
+        ]
+    );
+    assert!(
+        list.conflicts.is_empty() && list.errors.is_empty(),
+        "{list:?}"
+    );
+
+    let saved = output(
+        tools
+            .invoke_tool(invoke("notes_save", r#"{"title":"t1","body":"hello"}"#))
+            .await,
+    );
+    assert_eq!(saved.as_deref(), Ok("saved t1"));
+    // The declared env var (NOTES_*) is read through the broker.
+    let got = output(
+        tools
+            .invoke_tool(invoke("notes_get", r#"{"title":"t1"}"#))
+            .await,
+    );
+    assert_eq!(got.as_deref(), Ok("hello\n-- alice"));
+    // A tool's own failure is a result, not a transport error.
+    let missing = tools
+        .invoke_tool(invoke("notes_get", r#"{"title":"nope"}"#))
+        .await?
+        .into_inner();
+    assert_eq!(
+        missing.result,
+        Some(pb::invoke_tool_response::Result::Error(
+            "no note named \"nope\"".into()
+        ))
+    );
+    t.wait_for_log(
+        "saved note \"t1\" (14 bytes) tenant=default plugin=notes",
+        Duration::from_secs(5),
+    )?;
+
+    // The same through tarkctl, as an operator types it.
+    let out = t.tarkctl(&[
+        "invoke",
+        "notes_save",
+        "--args",
+        r#"{"title":"t2","body":"b"}"#,
+    ])?;
+    assert!(out.status.success(), "{out:?}");
+    let out = t.tarkctl(&["--json", "invoke", "notes_list"])?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(v["output"], r#"["t1","t2"]"#);
+    let out = t.tarkctl(&["tools"])?;
+    let text = String::from_utf8(out.stdout)?;
+    assert!(
+        text.lines().next().is_some_and(|h| h.starts_with("TOOL")),
+        "{text}"
+    );
+    assert!(
+        text.contains("notes_save") && text.contains("write"),
+        "{text}"
+    );
+    let out = t.tarkctl(&["--json", "status"])?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let w = &v["plugins"][0]["workers"][0];
+    assert_eq!(
+        (v["plugins"][0]["id"].as_str(), w["running"].as_bool()),
+        (Some("notes"), Some(true)),
+        "{v}"
+    );
+    assert!(
+        w["calls"].as_u64().is_some_and(|c| c >= 6) && w["pid"].as_u64().is_some_and(|p| p > 0),
+        "{v}"
+    );
+    let out = t.tarkctl(&["plugin", "info", "notes"])?;
+    let text = String::from_utf8(out.stdout)?;
+    assert!(
+        text.contains("env:     NOTES_*") && text.contains("storage: true"),
+        "{text}"
+    );
+    let out = t.tarkctl(&["plugin", "list"])?;
+    let text = String::from_utf8(out.stdout)?;
+    assert!(text.contains("notes") && text.contains("running"), "{text}");
+
+    // Errors are one clear line and a non-zero exit.
+    let out = t.tarkctl(&["invoke", "no_such_tool"])?;
+    let err = String::from_utf8(out.stderr)?;
+    assert!(!out.status.success() && err.lines().count() == 1, "{err}");
+    assert!(err.contains("unknown tool \"no_such_tool\""), "{err}");
+    let out = t.tarkctl(&["plugin", "info", "ghost"])?;
+    assert!(
+        !out.status.success()
+            && String::from_utf8(out.stderr)?.contains("no plugin named \"ghost\"")
+    );
+    let out = tark_tests::binary("tarkctl").and_then(|b| {
+        Ok(std::process::Command::new(b)
+            .args(["--socket", "/nonexistent/tarkd.sock", "status"])
+            .output()?)
+    })?;
+    assert!(!out.status.success() && String::from_utf8(out.stderr)?.contains("cannot reach tarkd"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_survives_tarkd_restart_and_kill() -> anyhow::Result<()> {
+    let mut t = Tarkd::start(vec![PluginFiles::notes()?], Options::default())?;
+    let mut tools = t.tools().await?;
+    let saved = output(
+        tools
+            .invoke_tool(invoke("notes_save", r#"{"title":"keep","body":"v1"}"#))
+            .await,
+    );
+    assert_eq!(saved.as_deref(), Ok("saved keep"));
+    let worker = worker_pid(&t, "notes", "default").await?.unwrap_or(0);
+    assert!(alive(worker));
+
+    // Orderly stop: workers are stopped with tarkd.
+    assert!(t.stop(libc::SIGTERM)?.success());
+    assert!(
+        eventually(Duration::from_secs(5), || !alive(worker)).await,
+        "worker outlived tarkd"
+    );
+    t.launch()?;
+    let mut tools = t.tools().await?;
+    let got = output(
+        tools
+            .invoke_tool(invoke("notes_get", r#"{"title":"keep"}"#))
+            .await,
+    );
+    assert_eq!(got.as_deref(), Ok("v1"));
+
+    // kill -9: the acknowledged write is on disk, and the worker dies with tarkd.
+    let saved = output(
+        tools
+            .invoke_tool(invoke("notes_save", r#"{"title":"keep","body":"v2"}"#))
+            .await,
+    );
+    assert_eq!(saved.as_deref(), Ok("saved keep"));
+    let worker = worker_pid(&t, "notes", "default").await?.unwrap_or(0);
+    t.stop(libc::SIGKILL)?;
+    assert!(
+        eventually(Duration::from_secs(5), || !alive(worker)).await,
+        "worker outlived a killed tarkd"
+    );
+    t.launch()?;
+    let mut tools = t.tools().await?;
+    let got = output(
+        tools
+            .invoke_tool(invoke("notes_get", r#"{"title":"keep"}"#))
+            .await,
+    );
+    assert_eq!(got.as_deref(), Ok("v2"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_worker_mid_call_fails_that_call_and_the_next_succeeds() -> anyhow::Result<()> {
+    let config = "[limits]\ndeadline_ms = 20000\n".to_owned();
+    let t = Tarkd::start(
+        vec![fixture("spinner", fixtures::spinner("spin"))?],
+        Options {
+            config,
+            ..Default::default()
+        },
+    )?;
+    let mut tools = t.tools().await?;
+    assert_eq!(
+        output(tools.invoke_tool(invoke("spin-ok", "{}")).await).as_deref(),
+        Ok("ok")
+    );
+    let pid = worker_pid(&t, "spinner", "default").await?.unwrap_or(0);
+    assert!(pid > 0);
+
+    let mut caller = tools.clone();
+    let call = tokio::spawn(async move {
+        let started = Instant::now();
+        (
+            caller.invoke_tool(invoke("spin-run", "{}")).await,
+            started.elapsed(),
+        )
+    });
+    // The call is running once the worker burns CPU in the guest loop.
+    let busy = eventually(Duration::from_secs(10), || cpu_ticks(pid) > 10).await;
+    assert!(busy, "the spinning call never started");
+    // SAFETY: kill(2) on the worker we just looked up.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    let (result, elapsed) = call.await?;
+    let status = result
+        .err()
+        .unwrap_or_else(|| tonic::Status::ok("call succeeded"));
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(
+        status.message(),
+        "worker for plugin spinner exited: killed by signal 9 (SIGKILL)"
+    );
+    assert!(
+        elapsed < Duration::from_secs(15),
+        "the caller waited for the deadline: {elapsed:?}"
+    );
+
+    assert_eq!(
+        output(tools.invoke_tool(invoke("spin-ok", "{}")).await).as_deref(),
+        Ok("ok")
+    );
+    let new_pid = worker_pid(&t, "spinner", "default").await?.unwrap_or(0);
+    assert!(new_pid != pid && new_pid > 0);
+    let info = t
+        .plugins()
+        .await?
+        .get_plugin(pb::PluginRef {
+            id: "spinner".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(info.workers.first().map(|w| w.restarts), Some(1));
+    Ok(())
+}
+
+/// Stops a background workload however the test ends.
+struct StopOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// User + system CPU ticks a process has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let n = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    n(11) + n(12)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_plugins_hit_their_limits_while_another_plugin_keeps_serving() -> anyhow::Result<()>
+{
+    let t = Tarkd::start(
+        vec![
+            PluginFiles::notes()?,
+            fixture("spinner", fixtures::spinner("spin"))?,
+            fixture("hog", fixtures::memory_hog("hog"))?,
+        ],
+        Options {
+            config: LIMITS.into(),
+            ..Default::default()
+        },
+    )?;
+    let mut tools = t.tools().await?;
+    assert_eq!(
+        output(
+            tools
+                .invoke_tool(invoke("notes_save", r#"{"title":"v","body":"x"}"#))
+                .await
+        )
+        .as_deref(),
+        Ok("saved v")
+    );
+
+    // A victim workload on the notes plugin runs the whole time; it stops at its
+    // first failure (and after a bounded number of calls).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut victim = tools.clone();
+    let flag = std::sync::Arc::clone(&stop);
+    let victim = tokio::spawn(async move {
+        let mut ok = 0u32;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) && ok < 100_000 {
+            match output(
+                victim
+                    .invoke_tool(invoke("notes_get", r#"{"title":"v"}"#))
+                    .await,
+            ) {
+                Ok(o) if o == "x" => ok += 1,
+                other => return Err(format!("victim call {ok} failed: {other:?}")),
+            }
+        }
+        Ok(ok)
+    });
+    let _stop_victim = StopOnDrop(std::sync::Arc::clone(&stop));
+
+    let mut spin = tools.clone();
+    let spinning = tokio::spawn(async move {
+        let started = Instant::now();
+        (
+            spin.invoke_tool(invoke("spin-run", "{}")).await,
+            started.elapsed(),
+        )
+    });
+    let hog = tools.invoke_tool(invoke("hog-run", "{}")).await;
+    let (spun, elapsed) = spinning.await?;
+
+    let status = spun.err().unwrap_or_else(|| tonic::Status::ok(""));
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert_eq!(
+        status.message(),
+        "plugin spinner: deadline of 1000 ms exceeded"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(1000) && elapsed < Duration::from_millis(3000),
+        "{elapsed:?}"
+    );
+
+    let status = hog.err().unwrap_or_else(|| tonic::Status::ok(""));
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status
+            .message()
+            .starts_with("plugin hog: memory limit of 16777216 bytes exceeded"),
+        "{}",
+        status.message()
+    );
+
+    // Both plugins serve again (fresh instances), and the victim never failed.
+    assert_eq!(
+        output(tools.invoke_tool(invoke("spin-ok", "{}")).await).as_deref(),
+        Ok("ok")
+    );
+    assert_eq!(
+        output(tools.invoke_tool(invoke("hog-ok", "{}")).await).as_deref(),
+        Ok("ok")
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let ok = victim.await?.map_err(anyhow::Error::msg)?;
+    assert!(ok > 0, "the victim made no calls");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_plugins_get_diagnostics_and_leave_the_others_working() -> anyhow::Result<()> {
+    let t = Tarkd::start(
+        vec![
+            PluginFiles::notes()?,
+            PluginFiles::new("malformed", "[plugin\nname = ", None),
+            PluginFiles::new("nowasm", &manifest("nowasm", "tool", ""), None),
+            PluginFiles::new(
+                "garbage",
+                &manifest("garbage", "tool", ""),
+                Some(b"\0asm garbage".to_vec()),
+            ),
+            fixture("wrongworld", fixtures::wrong_world())?,
+            PluginFiles::new(
+                "badcaps",
+                &manifest("badcaps", "tool", "env = [\"*\"]"),
+                Some(b"\0asm".to_vec()),
+            ),
+        ],
+        Options::default(),
+    )?;
+    let plugins = t
+        .plugins()
+        .await?
+        .list_plugins(pb::ListPluginsRequest {})
+        .await?
+        .into_inner()
+        .plugins;
+    let diag = |id: &str| {
+        let p = plugins.iter().find(|p| p.id == id);
+        p.map(|p| (p.state(), p.diagnostics.join(" | ")))
+            .unwrap_or((pb::PluginState::Unspecified, String::new()))
+    };
+    let (state, d) = diag("malformed");
+    assert!(
+        state == pb::PluginState::Invalid && d.starts_with("plugin.toml: TOML parse error"),
+        "{d}"
+    );
+    let (state, d) = diag("nowasm");
+    assert!(
+        state == pb::PluginState::Invalid && d.contains("wasm file") && d.contains("not found"),
+        "{d}"
+    );
+    let (state, d) = diag("badcaps");
+    assert!(
+        state == pb::PluginState::Invalid && d.contains("capabilities.env entry \"*\""),
+        "{d}"
+    );
+    assert_eq!(diag("notes").0, pb::PluginState::Idle);
+
+    // Listing tools reports the plugins that cannot run and still lists the rest.
+    let mut tools = t.tools().await?;
+    let list = tools
+        .list_tools(pb::ListToolsRequest {})
+        .await?
+        .into_inner();
+    assert_eq!(list.tools.len(), 3, "{list:?}");
+    let errors = list.errors.join("\n");
+    assert!(
+        errors.contains("wrongworld: plugin wrongworld cannot be loaded: component does not export tark:plugin/tool-plugin@0.1.x"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("garbage: plugin garbage cannot be loaded: not a valid component"),
+        "{errors}"
+    );
+
+    // The wrong-world plugin fails fast afterwards and says why in status.
+    let info = t
+        .plugins()
+        .await?
+        .get_plugin(pb::PluginRef {
+            id: "wrongworld".into(),
+        })
+        .await?
+        .into_inner();
+    let last = info
+        .workers
+        .first()
+        .map(|w| w.last_error.clone())
+        .unwrap_or_default();
+    assert!(last.contains("it exports run"), "{last}");
+
+    let unknown = tools
+        .invoke_tool(invoke("frobnicate", "{}"))
+        .await
+        .err()
+        .unwrap_or_else(|| tonic::Status::ok(""));
+    assert_eq!(unknown.code(), Code::NotFound);
+    assert!(
+        unknown.message().starts_with("unknown tool \"frobnicate\""),
+        "{}",
+        unknown.message()
+    );
+    let saved = output(
+        tools
+            .invoke_tool(invoke("notes_save", r#"{"title":"a","body":"b"}"#))
+            .await,
+    );
+    assert_eq!(saved.as_deref(), Ok("saved a"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undeclared_env_reads_return_nothing_and_are_logged_as_denials() -> anyhow::Result<()> {
+    let notes = PluginFiles::notes()?;
+    let toml =
+        std::fs::read_to_string(fixtures::repo_root().join("examples/plugins/notes/plugin.toml"))?;
+    let undeclared = toml.replace("env = [\"NOTES_*\"]", "env = []");
+    assert_ne!(
+        toml, undeclared,
+        "the notes manifest no longer declares NOTES_*"
+    );
+    let t = Tarkd::start(
+        vec![notes.with_file("plugin.toml", undeclared.as_bytes())],
+        Options {
+            env: vec![("NOTES_AUTHOR".into(), "alice".into())],
+            ..Default::default()
+        },
+    )?;
+    let mut tools = t.tools().await?;
+    output(
+        tools
+            .invoke_tool(invoke("notes_save", r#"{"title":"x","body":"plain"}"#))
+            .await,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let got = output(
+        tools
+            .invoke_tool(invoke("notes_get", r#"{"title":"x"}"#))
+            .await,
+    );
+    assert_eq!(got.as_deref(), Ok("plain"), "the env value leaked");
+    let line = t.wait_for_log("host call denied", Duration::from_secs(5))?;
+    for field in [
+        "tenant=default",
+        "plugin=notes",
+        "capability=\"env\"",
+        "target_name=\"NOTES_AUTHOR\"",
+        "decision=\"deny\"",
+    ] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_name_conflicts_are_reported_not_resolved_by_chance() -> anyhow::Result<()> {
+    let t = Tarkd::start(
+        vec![
+            fixture("one", fixtures::spinner("dup"))?,
+            fixture("two", fixtures::spinner("dup"))?,
+        ],
+        Options::default(),
+    )?;
+    let mut tools = t.tools().await?;
+    let list = tools
+        .list_tools(pb::ListToolsRequest {})
+        .await?
+        .into_inner();
+    let conflicts: Vec<_> = list
+        .conflicts
+        .iter()
+        .map(|c| (c.tool.as_str(), c.plugins.join(",")))
+        .collect();
+    assert_eq!(
+        conflicts,
+        [
+            ("dup-ok", "one,two".to_owned()),
+            ("dup-run", "one,two".to_owned())
+        ]
+    );
+    let err = tools
+        .invoke_tool(invoke("dup-ok", "{}"))
+        .await
+        .err()
+        .unwrap_or_else(|| tonic::Status::ok(""));
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message()
+            .contains("provided by more than one plugin (one, two)"),
+        "{}",
+        err.message()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_get_their_own_workers_and_storage() -> anyhow::Result<()> {
+    let t = Tarkd::start(vec![PluginFiles::notes()?], Options::default())?;
+    let mut tools = t.tools().await?;
+    let save = |body: &str| invoke("notes_save", &format!(r#"{{"title":"k","body":"{body}"}}"#));
+    output(tools.invoke_tool(for_tenant(save("from a"), "acme")).await)
+        .map_err(anyhow::Error::msg)?;
+    output(
+        tools
+            .invoke_tool(for_tenant(save("from b"), "globex"))
+            .await,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let get = |tenant| for_tenant(invoke("notes_get", r#"{"title":"k"}"#), tenant);
+    assert_eq!(
+        output(tools.invoke_tool(get("acme")).await).as_deref(),
+        Ok("from a")
+    );
+    assert_eq!(
+        output(tools.invoke_tool(get("globex")).await).as_deref(),
+        Ok("from b")
+    );
+    let none = tools.invoke_tool(get("default")).await?.into_inner();
+    assert!(matches!(
+        none.result,
+        Some(pb::invoke_tool_response::Result::Error(_))
+    ));
+    let (a, b) = (
+        worker_pid(&t, "notes", "acme").await?,
+        worker_pid(&t, "notes", "globex").await?,
+    );
+    assert!(a.is_some() && b.is_some() && a != b, "{a:?} {b:?}");
+    let bad = tools
+        .invoke_tool(for_tenant(invoke("notes_list", "{}"), "Evil/../x"))
+        .await;
+    assert_eq!(bad.err().map(|s| s.code()), Some(Code::InvalidArgument));
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! The per-call deadline: one thread that ticks the engine's epoch when a call
+//! overruns, which traps the guest at its next epoch check.
+//!
+//! It is a plain thread, not a tokio task, on purpose: a guest in a tight loop
+//! holds the runtime thread it runs on, and a task queued behind it (tokio's
+//! non-stealable LIFO slot) would never fire.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use wasmtime::Engine;
+
+#[derive(Default)]
+struct State {
+    /// The running call's deadline and its number.
+    armed: Option<(u64, Instant)>,
+    next: u64,
+    stop: bool,
+}
+
+/// Ticks an engine's epoch at armed deadlines.
+pub struct Watchdog {
+    shared: Arc<(Mutex<State>, Condvar)>,
+}
+
+/// Disarms the deadline when the call ends (however it ends).
+pub struct Armed {
+    shared: Arc<(Mutex<State>, Condvar)>,
+    id: u64,
+}
+
+impl Watchdog {
+    /// Starts the watchdog thread for `engine`.
+    pub fn start(engine: Engine) -> std::io::Result<Self> {
+        let shared = Arc::new((Mutex::new(State::default()), Condvar::new()));
+        let theirs = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("tark-watchdog".into())
+            .spawn(move || {
+                let (lock, cv) = &*theirs;
+                let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
+                loop {
+                    if state.stop {
+                        return;
+                    }
+                    match state.armed {
+                        None => state = cv.wait(state).unwrap_or_else(|p| p.into_inner()),
+                        Some((_, at)) if Instant::now() >= at => {
+                            state.armed = None;
+                            engine.increment_epoch();
+                        }
+                        Some((_, at)) => {
+                            let left = at.saturating_duration_since(Instant::now());
+                            state = cv
+                                .wait_timeout(state, left)
+                                .unwrap_or_else(|p| p.into_inner())
+                                .0;
+                        }
+                    }
+                }
+            })?;
+        Ok(Self { shared })
+    }
+
+    /// Arms the deadline for one call; dropping the guard disarms it.
+    pub fn arm(&self, at: Instant) -> Armed {
+        let (lock, cv) = &*self.shared;
+        let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
+        state.next += 1;
+        let id = state.next;
+        state.armed = Some((id, at));
+        cv.notify_one();
+        Armed {
+            shared: Arc::clone(&self.shared),
+            id,
+        }
+    }
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.shared;
+        let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
+        if state.armed.is_some_and(|(id, _)| id == self.id) {
+            state.armed = None;
+            cv.notify_one();
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.shared;
+        lock.lock().unwrap_or_else(|p| p.into_inner()).stop = true;
+        cv.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn epoch_config() -> wasmtime::Result<Engine> {
+        let mut c = wasmtime::Config::new();
+        c.epoch_interruption(true);
+        Engine::new(&c)
+    }
+
+    /// A guest loop is interrupted at the deadline even though the thread that
+    /// armed it never yields.
+    #[test]
+    fn interrupts_a_spinning_guest() -> wasmtime::Result<()> {
+        let engine = epoch_config()?;
+        let wasm = wat::parse_str(r#"(module (func (export "spin") (loop $l (br $l))))"#)?;
+        let module = wasmtime::Module::new(&engine, wasm)?;
+        let dog = Watchdog::start(engine.clone())?;
+        let mut store = wasmtime::Store::new(&engine, ());
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_trap();
+        let spin = wasmtime::Instance::new(&mut store, &module, &[])?
+            .get_typed_func::<(), ()>(&mut store, "spin")?;
+        let started = Instant::now();
+        let err = {
+            let _armed = dog.arm(Instant::now() + Duration::from_millis(50));
+            spin.call(&mut store, ()).err()
+        };
+        assert_eq!(
+            err.and_then(|e| e.downcast_ref::<wasmtime::Trap>().copied()),
+            Some(wasmtime::Trap::Interrupt)
+        );
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        Ok(())
+    }
+}
