@@ -213,6 +213,16 @@ mod tests {
     }
 
     #[test]
+    fn packaged_config_is_the_default() {
+        let text = include_str!("../../packaging/tarkd.toml");
+        let packaged = Config::parse(text, Path::new("packaging/tarkd.toml"));
+        assert_eq!(
+            packaged.map(|c| format!("{c:?}")).ok(),
+            Some(format!("{:?}", Config::default()))
+        );
+    }
+
+    #[test]
     fn partial_sections_keep_other_defaults() {
         let c = Config::parse("[limits]\nmemory_mib = 8", Path::new("t")).ok();
         assert!(c.is_some_and(|c| c.limits.memory_mib == 8 && c.limits.deadline_ms == 5_000));

@@ -13,7 +13,7 @@ use tonic::transport::{Channel, Endpoint};
 #[derive(Parser, Debug)]
 #[command(version, about = "Operate tarkd, the tark plugin supervisor")]
 struct Cli {
-    /// tarkd's socket. Default: $TARKD_SOCKET, else $XDG_RUNTIME_DIR/tarkd.sock if it
+    /// tarkd's socket. Default: $TARKD_SOCKET, else the `tarkd --dev` socket if it
     /// exists, else /run/tarkd/tarkd.sock.
     #[arg(long, global = true)]
     socket: Option<PathBuf>,
@@ -55,17 +55,25 @@ enum PluginCommand {
     Info { id: String },
 }
 
+/// The first socket that exists of: $TARKD_SOCKET, then where `tarkd --dev` puts it
+/// ($XDG_RUNTIME_DIR/tarkd.sock, else $XDG_STATE_HOME/tarkd/tarkd.sock), then the
+/// system service's /run/tarkd/tarkd.sock.
 fn default_socket() -> PathBuf {
     if let Some(s) = std::env::var_os("TARKD_SOCKET") {
         return PathBuf::from(s);
     }
-    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR") {
-        let p = PathBuf::from(dir).join("tarkd.sock");
-        if p.exists() {
-            return p;
-        }
-    }
-    PathBuf::from("/run/tarkd/tarkd.sock")
+    let state_home = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")));
+    let candidates = [
+        std::env::var_os("XDG_RUNTIME_DIR").map(|d| PathBuf::from(d).join("tarkd.sock")),
+        state_home.map(|d| d.join("tarkd/tarkd.sock")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("/run/tarkd/tarkd.sock"))
 }
 
 async fn connect(path: PathBuf) -> anyhow::Result<Channel> {

@@ -260,6 +260,20 @@ async fn killing_a_worker_mid_call_fails_that_call_and_the_next_succeeds() -> an
     );
     let new_pid = worker_pid(&t, "spinner", "default").await?.unwrap_or(0);
     assert!(new_pid != pid && new_pid > 0);
+    // The replacement loaded the cached artifact: the module was compiled once.
+    let compiled = t
+        .log()
+        .iter()
+        .filter(|l| l.contains("compiled plugin=spinner"))
+        .count();
+    assert_eq!(compiled, 1, "{:#?}", t.log());
+    // Workers start with an empty environment (tarkd's own is not inherited).
+    let environ = std::fs::read(format!("/proc/{new_pid}/environ"))?;
+    assert!(
+        environ.is_empty(),
+        "worker environment: {:?}",
+        String::from_utf8_lossy(&environ)
+    );
     let info = t
         .plugins()
         .await?
