@@ -58,20 +58,25 @@ impl Broker {
         }
     }
 
-    /// Runs a storage operation off the async threads (commits fsync).
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Storage, &Namespace) -> Result<T, StorageError> + Send + 'static,
-    ) -> Result<T, Status> {
-        let (storage, ns) = (self.storage.clone(), self.ns.clone());
-        let plugin = self.ns.plugin.clone();
-        match tokio::task::spawn_blocking(move || f(&storage, &ns)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e @ StorageError::Backend(_))) => {
-                tracing::error!(plugin = %plugin, "{e}");
-                Err(Status::internal(e.to_string()))
+    /// What the plugin is told about a failed storage operation.
+    fn storage_status(&self, e: StorageError) -> Status {
+        match e {
+            StorageError::Backend(_) => {
+                tracing::error!(plugin = %self.ns.plugin, "{e}");
+                Status::internal(e.to_string())
             }
-            Ok(Err(e)) => Err(Status::invalid_argument(e.to_string())),
+            e => Status::invalid_argument(e.to_string()),
+        }
+    }
+
+    /// Runs a storage write off the async threads (its commit fsyncs).
+    async fn blocking(
+        &self,
+        f: impl FnOnce(&Storage, &Namespace) -> Result<(), StorageError> + Send + 'static,
+    ) -> Result<(), Status> {
+        let (storage, ns) = (self.storage.clone(), self.ns.clone());
+        match tokio::task::spawn_blocking(move || f(&storage, &ns)).await {
+            Ok(r) => r.map_err(|e| self.storage_status(e)),
             Err(e) => Err(Status::internal(format!("storage task failed: {e}"))),
         }
     }
@@ -91,7 +96,12 @@ impl pb::broker_server::Broker for Broker {
     ) -> Result<Response<pb::StorageValue>, Status> {
         let key = req.into_inner().key;
         self.check_storage(&key)?;
-        let value = self.blocking(move |s, ns| s.get(ns, &key)).await?;
+        // Reads take no fsync and are served from redb's cache: answered inline,
+        // saving a hand-off to the blocking pool.
+        let value = self
+            .storage
+            .get(&self.ns, &key)
+            .map_err(|e| self.storage_status(e))?;
         Ok(Response::new(pb::StorageValue { value }))
     }
 
@@ -120,7 +130,10 @@ impl pb::broker_server::Broker for Broker {
         _req: Request<pb::Empty>,
     ) -> Result<Response<pb::StorageKeys>, Status> {
         self.check_storage("*")?;
-        let keys = self.blocking(|s, ns| s.list_keys(ns)).await?;
+        let keys = self
+            .storage
+            .list_keys(&self.ns)
+            .map_err(|e| self.storage_status(e))?;
         Ok(Response::new(pb::StorageKeys { keys }))
     }
 

@@ -56,6 +56,9 @@ struct Worker {
     pid: u32,
     client: WorkerClient<Channel>,
     exit: watch::Receiver<Option<String>>,
+    /// The worker runs one call at a time; tarkd queues here, so a call's kill
+    /// timer starts when it is the call's turn, not while it waits behind others.
+    turn: tokio::sync::Mutex<()>,
 }
 
 impl Worker {
@@ -194,7 +197,9 @@ impl Workers {
         );
         let mut client = worker.client.clone();
         let request = pb::InvokeRequest { call: Some(call) };
+        let turn = worker.turn.lock().await;
         let result = tokio::time::timeout(limit, client.invoke(request)).await;
+        drop(turn);
         let id = &plugin.id;
         let outcome = match result {
             Err(_) => {
@@ -346,6 +351,7 @@ impl Workers {
             pid,
             client,
             exit: exit_rx,
+            turn: tokio::sync::Mutex::new(()),
         });
 
         match self.load(&worker, loaded).await {

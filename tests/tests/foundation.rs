@@ -631,3 +631,41 @@ async fn tenants_get_their_own_workers_and_storage() -> anyhow::Result<()> {
     assert_eq!(bad.err().map(|s| s.code()), Some(Code::InvalidArgument));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_calls_are_timed_from_their_turn_not_from_arrival() -> anyhow::Result<()> {
+    // Deadline 1 s, kill backstop 1 + 3 s: five runaway calls queued at once take
+    // about 5 s in all, longer than the backstop, yet none may get the worker killed.
+    let t = Tarkd::start(
+        vec![fixture("spinner", fixtures::spinner("spin"))?],
+        Options {
+            config: LIMITS.into(),
+            ..Default::default()
+        },
+    )?;
+    let mut tools = t.tools().await?;
+    assert_eq!(
+        output(tools.invoke_tool(invoke("spin-ok", "{}")).await).as_deref(),
+        Ok("ok")
+    );
+    let pid = worker_pid(&t, "spinner", "default").await?;
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..5 {
+        let mut c = tools.clone();
+        calls.spawn(async move { c.invoke_tool(invoke("spin-run", "{}")).await });
+    }
+    while let Some(r) = calls.join_next().await {
+        let status = r?.err().unwrap_or_else(|| tonic::Status::ok(""));
+        assert_eq!(
+            status.message(),
+            "plugin spinner: deadline of 1000 ms exceeded",
+            "{status:?}"
+        );
+    }
+    assert_eq!(
+        worker_pid(&t, "spinner", "default").await?,
+        pid,
+        "the worker was replaced"
+    );
+    Ok(())
+}
