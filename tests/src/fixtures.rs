@@ -72,13 +72,19 @@ pub fn tool_wat(prefix: &str, imports: &str, run_body: &str) -> String {
   (data (i32.const 152) "\30\00\00\00\{run_len:02x}\00\00\00\50\00\00\00\0c\00\00\00\60\00\00\00\02\00\00\00")
   ;; the list itself: (ptr 128, len 2)
   (data (i32.const 176) "\80\00\00\00\02\00\00\00")
+  ;; A bump allocator for the arguments the host passes in; each export frees
+  ;; everything when it returns (nothing it returns lives on the heap).
   (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
     (local $p i32)
     (local.set $p (i32.and (i32.add (global.get $heap) (i32.const 7)) (i32.const -8)))
     (global.set $heap (i32.add (local.get $p) (local.get 3)))
+    (if (i32.gt_u (global.get $heap) (i32.shl (memory.size) (i32.const 16)))
+      (then (drop (memory.grow (i32.add (i32.shr_u (local.get 3) (i32.const 16)) (i32.const 1))))))
     (local.get $p))
   (func (export "{TOOL}#get-tools") (result i32) (i32.const 176))
-  (func (export "{TOOL}#get-risk-level") (param i32 i32) (result i32) (i32.const 0))
+  (func (export "{TOOL}#get-risk-level") (param i32 i32) (result i32)
+    (global.set $heap (i32.const 4096))
+    (i32.const 0))
   ;; tool-result at 192: success(string)
   (func (export "{TOOL}#execute") (param $name i32) (param $name_len i32) (param $args i32) (param $args_len i32) (result i32)
     (if (i32.eq (local.get $name_len) (i32.const {run_len}))
@@ -90,6 +96,7 @@ pub fn tool_wat(prefix: &str, imports: &str, run_body: &str) -> String {
         (i32.store (i32.const 196) (i32.const 100))
         (i32.store (i32.const 200) (i32.const 2))))
     (i32.store8 (i32.const 192) (i32.const 0))
+    (global.set $heap (i32.const 4096))
     (i32.const 192))
 )"#
     )

@@ -16,6 +16,8 @@ struct State {
     armed: Option<(u64, Instant)>,
     next: u64,
     stop: bool,
+    /// The thread waits with no timer and must be woken to see a new deadline.
+    idle: bool,
 }
 
 /// Ticks an engine's epoch at armed deadlines.
@@ -79,11 +81,11 @@ impl Watchdog {
 
 impl Drop for Armed {
     fn drop(&mut self) {
-        let (lock, cv) = &*self.shared;
+        // No wake-up: the thread finds the deadline gone when its timer fires.
+        let (lock, _) = &*self.shared;
         let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
         if state.armed.is_some_and(|(id, _)| id == self.id) {
             state.armed = None;
-            cv.notify_one();
         }
     }
 }
