@@ -65,13 +65,21 @@ impl Watchdog {
     }
 
     /// Arms the deadline for one call; dropping the guard disarms it.
+    ///
+    /// The thread is woken only when it is idle (or waiting for a later time).
+    /// A thread already waiting on a timer wakes at that earlier, stale deadline
+    /// (deadlines only move later, being `now + limit`), sees the new one and waits
+    /// again: at most one wake-up per deadline period instead of two per call.
     pub fn arm(&self, at: Instant) -> Armed {
         let (lock, cv) = &*self.shared;
         let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
         state.next += 1;
         let id = state.next;
+        let wake = state.idle || state.armed.is_some_and(|(_, old)| old > at);
         state.armed = Some((id, at));
-        cv.notify_one();
+        if wake {
+            cv.notify_one();
+        }
         Armed {
             shared: Arc::clone(&self.shared),
             id,
