@@ -46,7 +46,11 @@ impl Watchdog {
                         return;
                     }
                     match state.armed {
-                        None => state = cv.wait(state).unwrap_or_else(|p| p.into_inner()),
+                        None => {
+                            state.idle = true;
+                            state = cv.wait(state).unwrap_or_else(|p| p.into_inner());
+                            state.idle = false;
+                        }
                         Some((_, at)) if Instant::now() >= at => {
                             state.armed = None;
                             engine.increment_epoch();
@@ -84,6 +88,13 @@ impl Watchdog {
             shared: Arc::clone(&self.shared),
             id,
         }
+    }
+}
+
+#[cfg(test)]
+impl Watchdog {
+    fn is_idle(&self) -> bool {
+        self.shared.0.lock().map(|s| s.idle).unwrap_or(false)
     }
 }
 
@@ -140,6 +151,65 @@ mod tests {
             Some(wasmtime::Trap::Interrupt)
         );
         assert!(started.elapsed() >= Duration::from_millis(50));
+        Ok(())
+    }
+
+    /// A guest loop long enough to outlast any deadline in these tests, but
+    /// finite: a missed wake-up makes the test fail instead of hang.
+    const LONG_LOOP: &str = r#"(module (func (export "spin") (local i64)
+        (loop $l (br_if $l (i64.lt_u (local.tee 0 (i64.add (local.get 0) (i64.const 1))) (i64.const 20000000000))))))"#;
+
+    fn spin_with(
+        dog: &Watchdog,
+        engine: &Engine,
+        after: Duration,
+    ) -> wasmtime::Result<Option<wasmtime::Trap>> {
+        let module = wasmtime::Module::new(engine, wat::parse_str(LONG_LOOP)?)?;
+        let mut store = wasmtime::Store::new(engine, ());
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_trap();
+        let spin = wasmtime::Instance::new(&mut store, &module, &[])?
+            .get_typed_func::<(), ()>(&mut store, "spin")?;
+        let _armed = dog.arm(Instant::now() + after);
+        Ok(spin
+            .call(&mut store, ())
+            .err()
+            .and_then(|e| e.downcast_ref::<wasmtime::Trap>().copied()))
+    }
+
+    /// A deadline armed while the thread waits with no timer wakes it.
+    #[test]
+    fn interrupts_when_armed_while_idle() -> wasmtime::Result<()> {
+        let engine = epoch_config()?;
+        let dog = Watchdog::start(engine.clone())?;
+        let started = Instant::now();
+        while !dog.is_idle() {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the watchdog never went idle"
+            );
+            std::thread::yield_now();
+        }
+        assert_eq!(
+            spin_with(&dog, &engine, Duration::from_millis(20))?,
+            Some(wasmtime::Trap::Interrupt)
+        );
+        Ok(())
+    }
+
+    /// Deadlines of calls that finished early leave the thread on a stale timer;
+    /// a later call's deadline still fires.
+    #[test]
+    fn interrupts_after_earlier_calls_finished_in_time() -> wasmtime::Result<()> {
+        let engine = epoch_config()?;
+        let dog = Watchdog::start(engine.clone())?;
+        for _ in 0..3 {
+            drop(dog.arm(Instant::now() + Duration::from_millis(30)));
+        }
+        assert_eq!(
+            spin_with(&dog, &engine, Duration::from_millis(60))?,
+            Some(wasmtime::Trap::Interrupt)
+        );
         Ok(())
     }
 }
