@@ -114,9 +114,6 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     };
-    time(n / 10, &mut call_echo).await?;
-    let echo_samples = time(n, &mut call_echo).await?;
-    drop(echo);
 
     // tarkd with the notes plugin and a tool without host calls.
     let sandbox = std::env::var("TARK_BENCH_SANDBOX").map_or(true, |v| v != "off");
@@ -152,11 +149,23 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let mut bare_call = call("bare-ok", "{}");
-    time(n / 10, &mut bare_call).await?;
-    let bare_samples = time(n, &mut bare_call).await?;
     let mut notes_call = call("notes_get", r#"{"title":"b"}"#);
-    time(n / 10, &mut notes_call).await?;
-    let notes_samples = time(n, &mut notes_call).await?;
+    // Warm up, then sample the three round-robin, so the baseline and the invoke
+    // paths are measured under the same machine state (this VM's latency shifts
+    // between runs as threads land on one core or two).
+    for _ in 0..n / 10 {
+        call_echo().await?;
+        bare_call().await?;
+        notes_call().await?;
+    }
+    let (mut echo_samples, mut bare_samples, mut notes_samples) =
+        (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..n {
+        echo_samples.extend(time(1, &mut call_echo).await?);
+        bare_samples.extend(time(1, &mut bare_call).await?);
+        notes_samples.extend(time(1, &mut notes_call).await?);
+    }
+    drop(echo);
 
     // Cold start: restart the plugin, then time its first call.
     let mut plugins = t.plugins().await?;
