@@ -156,6 +156,10 @@ impl Workers {
         }
     }
 
+    fn max_response_bytes(&self) -> usize {
+        usize::try_from(self.config.limits.max_response_kib << 10).unwrap_or(usize::MAX)
+    }
+
     fn slot(&self, key: &WorkerKey) -> Arc<Slot> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(slots.entry(key.clone()).or_default())
@@ -224,14 +228,16 @@ impl Workers {
                     format!("worker for plugin {id} exited: {reason}"),
                 ))
             }
-            Ok(Ok(resp)) => match resp.into_inner().outcome {
-                Some(pb::invoke_response::Outcome::Failure(f)) => Err(failure_to_error(id, &f)),
-                Some(o) => Ok(o),
-                None => Err(CallError::new(
-                    Code::Internal,
-                    format!("plugin {id}: worker sent an empty answer"),
-                )),
-            },
+            Ok(Ok(resp)) => {
+                match check_size(id, resp.into_inner(), self.max_response_bytes())?.outcome {
+                    Some(pb::invoke_response::Outcome::Failure(f)) => Err(failure_to_error(id, &f)),
+                    Some(o) => Ok(o),
+                    None => Err(CallError::new(
+                        Code::Internal,
+                        format!("plugin {id}: worker sent an empty answer"),
+                    )),
+                }
+            }
         };
         if let Err(e) = &outcome {
             slot.stats
@@ -504,6 +510,24 @@ impl Workers {
     }
 }
 
+/// The worker caps its answers; tarkd checks again on receipt, because a
+/// compromised worker would not.
+fn check_size(
+    plugin: &str,
+    reply: pb::InvokeResponse,
+    limit: usize,
+) -> Result<pb::InvokeResponse, CallError> {
+    use prost::Message;
+    let size = reply.encoded_len();
+    if size > limit {
+        return Err(CallError::new(
+            Code::ResourceExhausted,
+            format!("plugin {plugin}: response of {size} bytes exceeds the limit of {limit} bytes"),
+        ));
+    }
+    Ok(reply)
+}
+
 /// Maps a worker's failure report to the agent's status code.
 fn failure_to_error(plugin: &str, f: &pb::Failure) -> CallError {
     use pb::FailureKind as K;
@@ -550,6 +574,19 @@ mod tests {
             describe_exit(ExitStatus::from_raw(3 << 8)),
             "exited with status 3"
         );
+    }
+
+    #[test]
+    fn oversized_answers_are_refused_on_receipt() {
+        let reply = |text: &str| pb::InvokeResponse {
+            outcome: Some(pb::invoke_response::Outcome::ToolResult(pb::ToolResult {
+                result: Some(pb::tool_result::Result::Success(text.to_owned())),
+            })),
+        };
+        assert!(check_size("p", reply("small"), 64).is_ok());
+        let err = check_size("p", reply(&"x".repeat(100)), 64).err();
+        assert_eq!(err.as_ref().map(|e| e.code), Some(Code::ResourceExhausted));
+        assert!(err.is_some_and(|e| e.message.starts_with("plugin p: response of 10")));
     }
 
     #[test]

@@ -121,6 +121,24 @@ pub fn memory_hog(prefix: &str) -> anyhow::Result<Vec<u8>> {
     )
 }
 
+/// Answers `prefix-run` with `bytes` NUL characters (valid UTF-8), to test the
+/// response cap.
+pub fn big_answer(prefix: &str, bytes: u32) -> anyhow::Result<Vec<u8>> {
+    let pages = bytes / 65536 + 1;
+    tool(
+        prefix,
+        "",
+        &format!(
+            "(drop (memory.grow (i32.const {pages})))
+        (i32.store8 (i32.const 192) (i32.const 0))
+        (i32.store (i32.const 196) (i32.const 65536))
+        (i32.store (i32.const 200) (i32.const {bytes}))
+        (global.set $heap (i32.const 4096))
+        (return (i32.const 192))"
+        ),
+    )
+}
+
 /// A component of a world that is not one of tark's.
 pub fn wrong_world() -> anyhow::Result<Vec<u8>> {
     let wit = "package fixture:other;\nworld other { export run: func() -> u32; }";

@@ -669,3 +669,60 @@ async fn queued_calls_are_timed_from_their_turn_not_from_arrival() -> anyhow::Re
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_over_the_size_cap_are_refused_and_the_plugin_keeps_serving() -> anyhow::Result<()>
+{
+    let config = "[limits]\nmax_response_kib = 64\n".to_owned();
+    let t = Tarkd::start(
+        vec![fixture("big", fixtures::big_answer("big", 200_000))?],
+        Options {
+            config,
+            ..Default::default()
+        },
+    )?;
+    let mut tools = t.tools().await?;
+    let err = tools
+        .invoke_tool(invoke("big-run", "{}"))
+        .await
+        .err()
+        .unwrap_or_else(|| tonic::Status::ok(""));
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message().starts_with("plugin big: response of 2000"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        err.message().ends_with("exceeds the limit of 65536 bytes"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(
+        output(tools.invoke_tool(invoke("big-ok", "{}")).await).as_deref(),
+        Ok("ok")
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpcs_not_implemented_yet_say_so() -> anyhow::Result<()> {
+    let t = Tarkd::start(vec![], Options::default())?;
+    let mut auth = pb::auth_client::AuthClient::new(t.channel().await?);
+    let err = auth
+        .get_auth_status(pb::PluginRef { id: "x".into() })
+        .await
+        .err();
+    let err = err.unwrap_or_else(|| tonic::Status::ok(""));
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::Unimplemented, "Not yet implemented")
+    );
+    let mut plugins = t.plugins().await?;
+    let err = plugins
+        .install_plugin(pb::InstallPluginRequest::default())
+        .await
+        .err();
+    assert_eq!(err.map(|e| e.code()), Some(Code::Unimplemented));
+    Ok(())
+}
