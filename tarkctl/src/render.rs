@@ -1,0 +1,189 @@
+//! How tarkctl shows tarkd's answers: aligned tables for people, JSON for scripts.
+
+use serde_json::json;
+use tark_proto::plugin::v1 as pb;
+
+pub fn type_name(t: pb::PluginType) -> String {
+    t.as_str_name()
+        .trim_start_matches("PLUGIN_TYPE_")
+        .to_lowercase()
+        .replace("unspecified", "-")
+}
+
+pub fn state_name(s: pb::PluginState) -> String {
+    s.as_str_name()
+        .trim_start_matches("PLUGIN_STATE_")
+        .to_lowercase()
+}
+
+pub fn risk_name(r: pb::RiskLevel) -> String {
+    r.as_str_name()
+        .trim_start_matches("RISK_LEVEL_")
+        .to_lowercase()
+        .replace('_', "-")
+}
+
+pub fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn workers_json(p: &pb::PluginInfo) -> serde_json::Value {
+    json!(p
+        .workers
+        .iter()
+        .map(|w| json!({ "tenant": w.tenant, "pid": w.pid, "running": w.running, "restarts": w.restarts,
+                          "calls": w.calls, "last_error": w.last_error }))
+        .collect::<Vec<_>>())
+}
+
+pub fn plugin_json(p: &pb::PluginInfo) -> serde_json::Value {
+    let caps = p.capabilities.clone().unwrap_or_default();
+    json!({
+        "id": p.id, "version": p.version, "type": type_name(p.r#type()), "state": state_name(p.state()),
+        "description": p.description, "author": p.author, "homepage": p.homepage, "license": p.license,
+        "path": p.path, "wasm_sha256": p.wasm_sha256, "diagnostics": p.diagnostics,
+        "capabilities": { "storage": caps.storage, "http": caps.http, "env": caps.env,
+                          "fs_read": caps.fs_read, "shell": caps.shell },
+        "workers": workers_json(p),
+    })
+}
+
+pub fn status_json(s: &pb::StatusResponse) -> serde_json::Value {
+    json!({
+        "version": s.version, "pid": s.pid, "uptime_seconds": s.uptime_seconds, "socket": s.socket,
+        "state_dir": s.state_dir, "plugins_dir": s.plugins_dir, "warnings": s.warnings,
+        "plugins": s.plugins.iter().map(plugin_json).collect::<Vec<_>>(),
+    })
+}
+
+pub fn print_status(s: &pb::StatusResponse) {
+    println!(
+        "tarkd {} (pid {}), up {}s",
+        s.version, s.pid, s.uptime_seconds
+    );
+    println!(
+        "socket {}  state {}  plugins {}",
+        s.socket, s.state_dir, s.plugins_dir
+    );
+    for w in &s.warnings {
+        println!("warning: {w}");
+    }
+    println!();
+    let mut rows = Vec::new();
+    for p in &s.plugins {
+        if p.workers.is_empty() {
+            let err = p.diagnostics.join("; ");
+            rows.push(vec![
+                p.id.clone(),
+                state_name(p.state()),
+                "-".into(),
+                "-".into(),
+                "0".into(),
+                "0".into(),
+                err,
+            ]);
+        }
+        for w in &p.workers {
+            let pid = if w.running {
+                w.pid.to_string()
+            } else {
+                "-".into()
+            };
+            rows.push(vec![
+                p.id.clone(),
+                state_name(p.state()),
+                w.tenant.clone(),
+                pid,
+                w.restarts.to_string(),
+                w.calls.to_string(),
+                w.last_error.clone(),
+            ]);
+        }
+    }
+    print_table(
+        &[
+            "PLUGIN",
+            "STATE",
+            "TENANT",
+            "PID",
+            "RESTARTS",
+            "CALLS",
+            "LAST ERROR",
+        ],
+        rows,
+    );
+}
+
+pub fn print_info(p: &pb::PluginInfo) {
+    let caps = p.capabilities.clone().unwrap_or_default();
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    println!("{} {} ({})", p.id, p.version, type_name(p.r#type()));
+    println!("  state:       {}", state_name(p.state()));
+    println!("  description: {}", p.description);
+    if !p.author.is_empty() {
+        println!("  author:      {}", p.author);
+    }
+    println!("  path:        {}", p.path);
+    println!("  wasm sha256: {}", p.wasm_sha256);
+    println!("  capabilities:");
+    println!("    storage: {}", caps.storage);
+    println!("    http:    {}", list(&caps.http));
+    println!("    env:     {}", list(&caps.env));
+    println!("    fs_read: {}", list(&caps.fs_read));
+    println!("    shell:   {}", caps.shell);
+    for d in &p.diagnostics {
+        println!("  diagnostic: {d}");
+    }
+    for w in &p.workers {
+        let pid = if w.running {
+            w.pid.to_string()
+        } else {
+            "-".into()
+        };
+        println!(
+            "  worker [{}]: pid {pid}, {} restarts, {} calls{}",
+            w.tenant,
+            w.restarts,
+            w.calls,
+            if w.last_error.is_empty() {
+                String::new()
+            } else {
+                format!(", last error: {}", w.last_error)
+            }
+        );
+    }
+}
+
+pub fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let last = cells.len().saturating_sub(1);
+        let padded: Vec<String> = cells
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == last {
+                    c
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| (*h).to_owned()).collect());
+    for row in rows {
+        line(row);
+    }
+}
