@@ -115,6 +115,7 @@ fn worker_status(tenant: &str, s: &SlotStats) -> pb::WorkerStatus {
         calls: s.calls,
         last_error: s.last_error.clone(),
         running: s.pid.is_some(),
+        sandbox: s.sandbox.clone(),
     }
 }
 

@@ -32,7 +32,7 @@ fn workers_json(p: &pb::PluginInfo) -> serde_json::Value {
         .workers
         .iter()
         .map(|w| json!({ "tenant": w.tenant, "pid": w.pid, "running": w.running, "restarts": w.restarts,
-                          "calls": w.calls, "last_error": w.last_error }))
+                          "calls": w.calls, "last_error": w.last_error, "sandbox": w.sandbox }))
         .collect::<Vec<_>>())
 }
 
@@ -157,6 +157,9 @@ pub fn print_info(p: &pb::PluginInfo) {
                 format!(", last error: {}", w.last_error)
             }
         );
+        for layer in &w.sandbox {
+            println!("    sandbox {layer}");
+        }
     }
 }
 

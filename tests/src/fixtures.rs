@@ -139,6 +139,20 @@ pub fn big_answer(prefix: &str, bytes: u32) -> anyhow::Result<Vec<u8>> {
     )
 }
 
+/// Traps with `unreachable`.
+pub fn unreachable(prefix: &str) -> anyhow::Result<Vec<u8>> {
+    tool(prefix, "", "(unreachable)")
+}
+
+/// Recurses without bound (stack overflow).
+pub fn recursion(prefix: &str) -> anyhow::Result<Vec<u8>> {
+    let wat = tool_wat(prefix, "", "(call $deep (i32.const 0))").replace(
+        "  (func (export \"cabi_realloc\")",
+        "  (func $deep (param i32) (call $deep (i32.add (local.get 0) (i32.const 1))))\n  (func (export \"cabi_realloc\")",
+    );
+    component("tool-world", &wat)
+}
+
 /// A component of a world that is not one of tark's.
 pub fn wrong_world() -> anyhow::Result<Vec<u8>> {
     let wit = "package fixture:other;\nworld other { export run: func() -> u32; }";

@@ -134,6 +134,18 @@ async fn notes_tools_work_through_the_api_and_tarkctl() -> anyhow::Result<()> {
         text.contains("env:     NOTES_*") && text.contains("storage: true"),
         "{text}"
     );
+    for layer in [
+        "rlimits",
+        "no_new_privs",
+        "not_dumpable",
+        "landlock",
+        "seccomp",
+    ] {
+        assert!(
+            text.contains(&format!("sandbox {layer}: applied")),
+            "{layer} missing in {text}"
+        );
+    }
     let out = t.tarkctl(&["plugin", "list"])?;
     let text = String::from_utf8(out.stdout)?;
     assert!(text.contains("notes") && text.contains("running"), "{text}");
@@ -724,5 +736,80 @@ async fn rpcs_not_implemented_yet_say_so() -> anyhow::Result<()> {
         .await
         .err();
     assert_eq!(err.map(|e| e.code()), Some(Code::Unimplemented));
+    Ok(())
+}
+
+/// `Seccomp` and `NoNewPrivs` of every thread of a process, from /proc.
+fn thread_sandbox(pid: u32) -> anyhow::Result<Vec<(String, String, String)>> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let status = std::fs::read_to_string(task?.path().join("status"))?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        out.push((field("Name:"), field("Seccomp:"), field("NoNewPrivs:")));
+    }
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traps_under_the_sandbox_fail_the_call_and_the_plugin_recovers() -> anyhow::Result<()> {
+    let t = Tarkd::start(
+        vec![
+            fixture("trapper", fixtures::unreachable("trap"))?,
+            fixture("deep", fixtures::recursion("deep"))?,
+        ],
+        Options::default(),
+    )?;
+    let mut tools = t.tools().await?;
+    for (tool, ok, want) in [
+        (
+            "trap-run",
+            "trap-ok",
+            "plugin trapper: wasm trap: wasm `unreachable` instruction executed",
+        ),
+        (
+            "deep-run",
+            "deep-ok",
+            "plugin deep: wasm trap: call stack exhausted",
+        ),
+    ] {
+        let err = tools
+            .invoke_tool(invoke(tool, "{}"))
+            .await
+            .err()
+            .unwrap_or_else(|| tonic::Status::ok(""));
+        assert_eq!((err.code(), err.message()), (Code::Aborted, want), "{tool}");
+        assert_eq!(
+            output(tools.invoke_tool(invoke(ok, "{}")).await).as_deref(),
+            Ok("ok"),
+            "{ok}"
+        );
+    }
+    // The traps were caught in the guest: no worker died, and every thread of
+    // each worker runs under seccomp (mode 2, filter) with no_new_privs.
+    for plugin in ["trapper", "deep"] {
+        let info = t
+            .plugins()
+            .await?
+            .get_plugin(pb::PluginRef { id: plugin.into() })
+            .await?
+            .into_inner();
+        let w = info.workers.first().cloned().unwrap_or_default();
+        assert!(w.running && w.restarts == 0, "{w:?}");
+        let threads = thread_sandbox(w.pid)?;
+        assert!(threads.len() >= 2, "{threads:?}");
+        for (name, seccomp, nnp) in &threads {
+            assert_eq!(
+                (seccomp.as_str(), nnp.as_str()),
+                ("2", "1"),
+                "thread {name} of {plugin}"
+            );
+        }
+    }
     Ok(())
 }

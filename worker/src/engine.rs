@@ -13,6 +13,9 @@ pub fn build(fuel: bool) -> wasmtime::Result<Engine> {
         .wasm_component_model(true)
         .epoch_interruption(true)
         .consume_fuel(fuel)
+        // Initialise memories by copying: copy-on-write images are memfds created
+        // at first instantiation, after lockdown, which forbids file writes.
+        .memory_init_cow(false)
         // Compile on this thread: once seccomp is on, the worker spawns no threads.
         .parallel_compilation(false);
     Engine::new(&config)

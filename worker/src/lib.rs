@@ -11,5 +11,6 @@ pub mod channel;
 pub mod engine;
 pub mod limits;
 pub mod sandbox;
+pub mod seccomp;
 pub mod service;
 pub mod watchdog;

@@ -3,11 +3,23 @@
 //! instruction runs.
 //!
 //! tarkd already started the worker with a cleared environment, only its channel
-//! fds, a death signal tied to tarkd and its own process group. The layers here are
-//! the ones the worker applies to itself; each reports whether the kernel accepted
-//! it, so tarkd can show the operator what a worker actually runs under.
+//! fds (every other fd close-on-exec), a death signal tied to tarkd and its own
+//! process group. The layers here are the ones the worker applies to itself, in
+//! this order; each reports whether the kernel accepted it, so tarkd can show the
+//! operator what a worker actually runs under.
 
+use landlock::{ABI, Access, AccessFs, AccessNet, Ruleset, RulesetAttr, RulesetStatus, Scope};
 use nix::sys::prctl;
+use rlimit::Resource;
+
+use crate::seccomp;
+
+/// Open files a locked-down worker may hold: its channels and its runtime's fds,
+/// with room to spare; it can open no new ones anyway.
+const MAX_OPEN_FILES: u64 = 64;
+/// CPU seconds over a worker's life before the kernel ends it: a backstop, far
+/// above what the per-call deadlines allow in normal use.
+const MAX_CPU_SECONDS: u64 = 24 * 3600;
 
 /// One sandbox layer and what became of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +44,7 @@ impl std::fmt::Display for Layer {
     }
 }
 
-fn layer(name: &'static str, r: nix::Result<()>) -> Layer {
+fn layer<E: std::fmt::Display>(name: &'static str, r: Result<(), E>) -> Layer {
     match r {
         Ok(()) => Layer {
             name,
@@ -42,20 +54,61 @@ fn layer(name: &'static str, r: nix::Result<()>) -> Layer {
         Err(e) => Layer {
             name,
             applied: false,
-            detail: e.desc().to_owned(),
+            detail: e.to_string(),
         },
     }
 }
 
-/// Applies the lockdown layers in order and reports each.
+/// Resource limits. Never RLIMIT_AS: wasmtime reserves large virtual ranges for
+/// guard pages, and memory is capped per store instead.
+fn rlimits() -> std::io::Result<()> {
+    rlimit::setrlimit(Resource::NOFILE, MAX_OPEN_FILES, MAX_OPEN_FILES)?;
+    rlimit::setrlimit(Resource::CORE, 0, 0)?;
+    // No file writes: the worker has no files (wasmtime's copy-on-write memory
+    // images, which are memfds, are turned off in `engine`).
+    rlimit::setrlimit(Resource::FSIZE, 0, 0)?;
+    // No new processes (ignored by the kernel for root; seccomp refuses them too).
+    rlimit::setrlimit(Resource::NPROC, 0, 0)?;
+    rlimit::setrlimit(Resource::CPU, MAX_CPU_SECONDS, MAX_CPU_SECONDS)?;
+    Ok(())
+}
+
+/// Landlock: no filesystem access, no TCP, no signals or abstract sockets beyond
+/// the worker's own domain, at the best ABI the kernel offers.
+fn landlock() -> Result<(), String> {
+    let abi = ABI::V6;
+    let status = Ruleset::default()
+        .handle_access(AccessFs::from_all(abi))
+        .and_then(|r| r.handle_access(AccessNet::from_all(abi)))
+        .and_then(|r| r.scope(Scope::from_all(abi)))
+        .and_then(|r| r.create())
+        .and_then(|r| r.restrict_self())
+        .map_err(|e| e.to_string())?;
+    match status.ruleset {
+        RulesetStatus::FullyEnforced => Ok(()),
+        RulesetStatus::PartiallyEnforced => {
+            Err("partially enforced: the kernel's landlock ABI is older".into())
+        }
+        RulesetStatus::NotEnforced => Err("not supported by this kernel".into()),
+    }
+}
+
+/// Applies the lockdown layers in order and reports each. seccomp comes last: the
+/// layers before it need system calls it forbids.
 pub fn lockdown() -> Vec<Layer> {
-    vec![
+    // Built before anything is locked: compiling allocates and may fail.
+    let filter = seccomp::compile(seccomp::Violation::Kill);
+    let mut layers = vec![
+        layer("rlimits", rlimits()),
         // No setuid/file-capability gains from here on (and a precondition for
-        // unprivileged seccomp).
+        // unprivileged landlock and seccomp).
         layer("no_new_privs", prctl::set_no_new_privs()),
         // No core dumps and no ptrace attach by same-uid processes.
         layer("not_dumpable", prctl::set_dumpable(false)),
-    ]
+        layer("landlock", landlock()),
+    ];
+    layers.push(layer("seccomp", filter.and_then(|f| seccomp::apply(&f))));
+    layers
 }
 
 #[cfg(test)]
@@ -64,7 +117,7 @@ mod tests {
 
     #[test]
     fn layer_display_names_state_and_reason() {
-        assert_eq!(layer("x", Ok(())).to_string(), "x: applied");
+        assert_eq!(layer::<String>("x", Ok(())).to_string(), "x: applied");
         let refused = layer("y", Err(nix::Error::EPERM));
         assert!(!refused.applied);
         assert!(

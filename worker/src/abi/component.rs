@@ -306,7 +306,7 @@ pub fn classify(
             pb::FailureKind::Fuel,
             format!("fuel limit of {} exhausted", limits.fuel.unwrap_or(0)),
         ),
-        Some(trap) => Failure::new(pb::FailureKind::Trap, format!("plugin trapped: {trap}")),
+        Some(trap) => Failure::new(pb::FailureKind::Trap, trap.to_string()),
         None => Failure::new(pb::FailureKind::Trap, format!("plugin failed: {err:#}")),
     }
 }
