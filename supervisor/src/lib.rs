@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod manifest;
 pub mod policy;
 pub mod registry;
+pub mod restart;
 pub mod server;
 pub mod spawn;
 pub mod storage;
