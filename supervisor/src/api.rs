@@ -98,6 +98,8 @@ impl Api {
         });
         info.set_state(if p.runnable().is_none() {
             pb::PluginState::Invalid
+        } else if self.0.workers.quarantined(&p.id) {
+            pb::PluginState::Quarantined
         } else if running {
             pb::PluginState::Running
         } else {

@@ -43,6 +43,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub storage: StorageConfig,
     pub sandbox: SandboxConfig,
+    /// Restart backoff and quarantine of crashing workers.
+    pub supervision: crate::restart::RestartPolicy,
 }
 
 /// Default per-call limits of every plugin.
@@ -87,6 +89,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             storage: StorageConfig::default(),
             sandbox: SandboxConfig::default(),
+            supervision: crate::restart::RestartPolicy::default(),
         }
     }
 }

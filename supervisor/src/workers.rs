@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tark_proto::worker::v1 as pb;
 use tark_proto::worker::v1::worker_client::WorkerClient;
@@ -19,6 +20,7 @@ use crate::cache::ArtifactCache;
 use crate::channel;
 use crate::config::Config;
 use crate::registry::Plugin;
+use crate::restart::{CrashHistory, Decision};
 use crate::spawn::Spawner;
 use crate::storage::Storage;
 
@@ -59,6 +61,8 @@ struct Worker {
     /// The worker runs one call at a time; tarkd queues here, so a call's kill
     /// timer starts when it is the call's turn, not while it waits behind others.
     turn: tokio::sync::Mutex<()>,
+    /// Set when tarkd itself ends the worker (restart, shutdown): not a crash.
+    stopping: Arc<AtomicBool>,
 }
 
 impl Worker {
@@ -73,6 +77,13 @@ impl Worker {
         waited.ok().and_then(|r| r.ok().and_then(|v| v.clone()))
     }
 
+    /// Ends the worker on tarkd's behalf; its exit is not counted as a crash.
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.kill();
+    }
+
+    /// Kills a worker that misbehaved; its exit counts as a crash.
     fn kill(&self) {
         // The worker leads its own process group; kill the group.
         let pgid = nix::unistd::Pid::from_raw(self.pid as i32);
@@ -88,6 +99,18 @@ struct Slot {
     /// A load failure for this module (by SHA-256): the same bytes will fail the
     /// same way, so calls fail fast until the plugin changes or is restarted.
     load_error: Mutex<Option<(String, String)>>,
+    /// Crashes of this slot's workers: backoff and quarantine.
+    history: Mutex<CrashHistory>,
+}
+
+impl Slot {
+    fn stats(&self) -> std::sync::MutexGuard<'_, SlotStats> {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn history(&self) -> std::sync::MutexGuard<'_, CrashHistory> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Why a call to a plugin failed, as the agent sees it.
@@ -165,6 +188,14 @@ impl Workers {
         Arc::clone(slots.entry(key.clone()).or_default())
     }
 
+    /// Whether any tenant's worker of this plugin is quarantined.
+    pub fn quarantined(&self, plugin: &str) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .iter()
+            .any(|(k, s)| k.plugin == plugin && s.history().quarantined())
+    }
+
     /// Status of every tenant × plugin that has had a worker, in key order.
     pub fn stats(&self) -> Vec<(WorkerKey, SlotStats)> {
         let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -231,7 +262,10 @@ impl Workers {
             Ok(Ok(resp)) => {
                 match check_size(id, resp.into_inner(), self.max_response_bytes())?.outcome {
                     Some(pb::invoke_response::Outcome::Failure(f)) => Err(failure_to_error(id, &f)),
-                    Some(o) => Ok(o),
+                    Some(o) => {
+                        slot.history().succeeded();
+                        Ok(o)
+                    }
                     None => Err(CallError::new(
                         Code::Internal,
                         format!("plugin {id}: worker sent an empty answer"),
@@ -277,6 +311,7 @@ impl Workers {
         {
             return Ok(Arc::clone(w));
         }
+        self.wait_for_backoff(&plugin.id, slot).await?;
         let worker = match self.start(key, slot, plugin, loaded).await {
             Ok(w) => w,
             Err(e) => {
@@ -289,6 +324,40 @@ impl Workers {
         };
         *current = Some(Arc::clone(&worker));
         Ok(worker)
+    }
+
+    /// Holds a restart back until the slot's backoff has passed; a quarantined
+    /// slot, or a backoff longer than a call may wait, fails the call instead.
+    async fn wait_for_backoff(&self, plugin: &str, slot: &Slot) -> Result<(), CallError> {
+        let decision = slot.history().may_start(Instant::now());
+        let last = || slot.stats().last_error.clone();
+        match decision {
+            Ok(()) => Ok(()),
+            Err(Decision::Quarantine) => Err(CallError::new(
+                Code::Unavailable,
+                format!(
+                    "plugin {plugin} is quarantined after {} crashes within {} s (last: {}); run `tarkctl restart {plugin}` once it is fixed",
+                    self.config.supervision.intensity,
+                    self.config.supervision.period_s,
+                    last()
+                ),
+            )),
+            Err(Decision::RestartAt(at)) => {
+                let wait = at.saturating_duration_since(Instant::now());
+                if wait > Duration::from_millis(self.config.limits.deadline_ms) {
+                    return Err(CallError::new(
+                        Code::Unavailable,
+                        format!(
+                            "plugin {plugin} is restarting after a crash ({}); retry in {} ms",
+                            last(),
+                            wait.as_millis()
+                        ),
+                    ));
+                }
+                tokio::time::sleep_until(at.into()).await;
+                Ok(())
+            }
+        }
     }
 
     async fn start(
@@ -316,19 +385,34 @@ impl Workers {
         }
         let watched = Arc::clone(slot);
         let plugin_id = id.clone();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let asked = Arc::clone(&stopping);
+        let policy = self.config.supervision;
         tokio::spawn(async move {
             let reason = match child.wait().await {
                 Ok(status) => describe_exit(status),
                 Err(e) => format!("could not be waited for: {e}"),
             };
+            let crashed = !asked.load(Ordering::SeqCst);
+            let decision = crashed.then(|| watched.history().crashed(&policy, Instant::now()));
             {
-                let mut stats = watched.stats.lock().unwrap_or_else(|p| p.into_inner());
+                let mut stats = watched.stats();
                 if stats.pid == Some(pid) {
                     stats.pid = None;
-                    stats.last_error = format!("worker exited: {reason}");
+                    if crashed {
+                        stats.last_error = format!("worker exited: {reason}");
+                    }
                 }
             }
-            tracing::info!(plugin = %plugin_id, pid, "worker {reason}");
+            match decision {
+                Some(Decision::Quarantine) => {
+                    tracing::error!(plugin = %plugin_id, pid, "worker {reason}; plugin quarantined after {} crashes in {} s", policy.intensity, policy.period_s)
+                }
+                Some(Decision::RestartAt(_)) => {
+                    tracing::warn!(plugin = %plugin_id, pid, "worker {reason}")
+                }
+                None => tracing::info!(plugin = %plugin_id, pid, "worker {reason}"),
+            }
             let _ = exit_tx.send(Some(reason));
         });
 
@@ -358,6 +442,7 @@ impl Workers {
             client,
             exit: exit_rx,
             turn: tokio::sync::Mutex::new(()),
+            stopping,
         });
 
         match self.load(&worker, loaded).await {
@@ -471,8 +556,9 @@ impl Workers {
         let mut stopped = 0;
         for slot in slots {
             *slot.load_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            slot.history().reset();
             if let Some(w) = slot.worker.lock().await.take() {
-                w.kill();
+                w.stop();
                 let _ = w.exit_reason(EXIT_REPORT_WAIT).await;
                 stopped += 1;
             }
@@ -504,7 +590,7 @@ impl Workers {
         };
         for slot in slots {
             if let Some(w) = slot.worker.lock().await.take() {
-                w.kill();
+                w.stop();
             }
         }
     }

@@ -813,3 +813,103 @@ async fn traps_under_the_sandbox_fail_the_call_and_the_plugin_recovers() -> anyh
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_keeps_crashing_is_quarantined_until_restarted() -> anyhow::Result<()> {
+    let config =
+        "[limits]\ndeadline_ms = 20000\n[supervision]\nintensity = 3\ninitial_backoff_ms = 50\n"
+            .to_owned();
+    let t = Tarkd::start(
+        vec![fixture("spinner", fixtures::spinner("spin"))?],
+        Options {
+            config,
+            ..Default::default()
+        },
+    )?;
+    let mut tools = t.tools().await?;
+    assert_eq!(
+        output(tools.invoke_tool(invoke("spin-ok", "{}")).await).as_deref(),
+        Ok("ok")
+    );
+    for crash in 1..=3 {
+        let mut caller = tools.clone();
+        let call = tokio::spawn(async move { caller.invoke_tool(invoke("spin-run", "{}")).await });
+        // Wait for the spinning call's worker, then kill it mid-call.
+        let found = eventually_async(Duration::from_secs(10), || async {
+            match worker_pid(&t, "spinner", "default").await {
+                Ok(Some(p)) if cpu_ticks(p) > 5 => Some(p),
+                _ => None,
+            }
+        })
+        .await;
+        let pid = found.unwrap_or(0);
+        assert!(pid > 0, "crash {crash}: the spinning call never started");
+        // SAFETY: kill(2) on the worker we just looked up.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        let status = call.await?.err().unwrap_or_else(|| tonic::Status::ok(""));
+        assert_eq!(
+            status.code(),
+            Code::Unavailable,
+            "crash {crash}: {status:?}"
+        );
+    }
+    // Quarantined: calls fail fast with the last crash, and status says so.
+    let started = Instant::now();
+    let err = tools
+        .invoke_tool(invoke("spin-ok", "{}"))
+        .await
+        .err()
+        .unwrap_or_else(|| tonic::Status::ok(""));
+    assert_eq!(err.code(), Code::Unavailable);
+    assert!(
+        err.message().starts_with("plugin spinner is quarantined after 3 crashes within 60 s (last: worker for plugin spinner exited: killed by signal 9 (SIGKILL)); run `tarkctl restart spinner`"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a quarantined call did not fail fast"
+    );
+    let info = t
+        .plugins()
+        .await?
+        .get_plugin(pb::PluginRef {
+            id: "spinner".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(info.state(), pb::PluginState::Quarantined);
+
+    let out = t.tarkctl(&["restart", "spinner"])?;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        output(tools.invoke_tool(invoke("spin-ok", "{}")).await).as_deref(),
+        Ok("ok")
+    );
+    let info = t
+        .plugins()
+        .await?
+        .get_plugin(pb::PluginRef {
+            id: "spinner".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(info.state(), pb::PluginState::Running);
+    Ok(())
+}
+
+/// Polls an async condition every few milliseconds until it yields a value.
+async fn eventually_async<T, F, Fut>(timeout: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
