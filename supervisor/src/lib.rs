@@ -19,4 +19,5 @@ pub mod restart;
 pub mod server;
 pub mod spawn;
 pub mod storage;
+pub mod syscalls;
 pub mod workers;

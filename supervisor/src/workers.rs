@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use tark_proto::worker::v1 as pb;
 use tark_proto::worker::v1::worker_client::WorkerClient;
-use tokio::io::AsyncBufReadExt;
 use tokio::sync::watch;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -28,6 +27,11 @@ use crate::storage::Storage;
 const EXIT_REPORT_WAIT: Duration = Duration::from_secs(2);
 /// Lines of a worker's stderr tarkd relays to its own log, per worker.
 const MAX_STDERR_LINES: usize = 200;
+/// Longest stderr line tarkd reads from a worker.
+const MAX_STDERR_LINE: usize = 1024;
+/// What a worker writes before seccomp's SIGSYS ends it (tark-worker's seccomp
+/// module), followed by the system call's number.
+const VIOLATION_PREFIX: &str = "tark-worker: seccomp: forbidden system call ";
 
 /// Which worker: tenant and plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -133,6 +137,18 @@ impl CallError {
 impl From<CallError> for Status {
     fn from(e: CallError) -> Self {
         Status::new(e.code, e.message)
+    }
+}
+
+/// Adds the system call seccomp stopped to a SIGSYS death's description.
+fn with_violation(reason: String, status: ExitStatus, violation: Option<i64>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.signal(), violation) {
+        (Some(libc::SIGSYS), Some(nr)) => match crate::syscalls::name(nr) {
+            Some(name) => format!("{reason}: forbidden system call {name} ({nr})"),
+            None => format!("{reason}: forbidden system call {nr}"),
+        },
+        _ => reason,
     }
 }
 
@@ -380,17 +396,28 @@ impl Workers {
         let pid = spawned.pid;
         let (exit_tx, exit_rx) = watch::channel(None);
         let mut child = spawned.child;
-        if let Some(stderr) = child.stderr.take() {
-            tokio::spawn(relay_stderr(id.clone(), pid, stderr));
-        }
+        let relay = child
+            .stderr
+            .take()
+            .map(|stderr| tokio::spawn(relay_stderr(id.clone(), pid, stderr)));
         let watched = Arc::clone(slot);
         let plugin_id = id.clone();
         let stopping = Arc::new(AtomicBool::new(false));
         let asked = Arc::clone(&stopping);
         let policy = self.config.supervision;
         tokio::spawn(async move {
-            let reason = match child.wait().await {
-                Ok(status) => describe_exit(status),
+            let status = child.wait().await;
+            // The stderr relay ends when the worker's last write end closes.
+            let violation = match relay {
+                Some(r) => tokio::time::timeout(EXIT_REPORT_WAIT, r)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .flatten(),
+                None => None,
+            };
+            let reason = match status {
+                Ok(status) => with_violation(describe_exit(status), status, violation),
                 Err(e) => format!("could not be waited for: {e}"),
             };
             let crashed = !asked.load(Ordering::SeqCst);
@@ -629,16 +656,32 @@ fn failure_to_error(plugin: &str, f: &pb::Failure) -> CallError {
 }
 
 /// Relays a worker's stderr into tarkd's log, labelled and bounded.
-async fn relay_stderr(plugin: String, pid: u32, stderr: tokio::process::ChildStderr) {
-    let mut lines = tokio::io::BufReader::new(stderr).lines();
-    let mut n = 0;
-    while let Ok(Some(line)) = lines.next_line().await {
+/// Relays a worker's stderr into tarkd's log, labelled and bounded (line length
+/// and count), until the worker exits. Returns the system call the worker said
+/// seccomp stopped, if it said so (it is only believed if it then died by SIGSYS).
+async fn relay_stderr(
+    plugin: String,
+    pid: u32,
+    stderr: tokio::process::ChildStderr,
+) -> Option<i64> {
+    use tokio_stream::StreamExt;
+    let codec = tokio_util::codec::LinesCodec::new_with_max_length(MAX_STDERR_LINE);
+    let mut lines = tokio_util::codec::FramedRead::new(stderr, codec);
+    let (mut n, mut violation) = (0, None);
+    while let Some(line) = lines.next().await {
+        let Ok(line) = line else {
+            // An overlong line is dropped whole; anything else ends the stream.
+            continue;
+        };
+        if let Some(nr) = line.strip_prefix(VIOLATION_PREFIX) {
+            violation = nr.trim().parse().ok();
+        }
         n += 1;
         if n <= MAX_STDERR_LINES {
-            let line: String = line.chars().take(1024).collect();
             tracing::warn!(target: "worker", plugin = %plugin, pid, "{line}");
         }
     }
+    violation
 }
 
 #[cfg(test)]
@@ -673,6 +716,32 @@ mod tests {
         let err = check_size("p", reply(&"x".repeat(100)), 64).err();
         assert_eq!(err.as_ref().map(|e| e.code), Some(Code::ResourceExhausted));
         assert!(err.is_some_and(|e| e.message.starts_with("plugin p: response of 10")));
+    }
+
+    #[test]
+    fn sigsys_deaths_name_the_call_and_others_ignore_the_claim() {
+        let sys = ExitStatus::from_raw(libc::SIGSYS);
+        let base = || describe_exit(sys);
+        assert_eq!(
+            with_violation(base(), sys, Some(libc::SYS_socket)),
+            format!(
+                "killed by signal 31 (SIGSYS): forbidden system call socket ({})",
+                libc::SYS_socket
+            )
+        );
+        assert_eq!(
+            with_violation(base(), sys, Some(99_999)),
+            "killed by signal 31 (SIGSYS): forbidden system call 99999"
+        );
+        assert_eq!(
+            with_violation(base(), sys, None),
+            "killed by signal 31 (SIGSYS)"
+        );
+        let killed = ExitStatus::from_raw(9);
+        assert_eq!(
+            with_violation(describe_exit(killed), killed, Some(41)),
+            "killed by signal 9 (SIGKILL)"
+        );
     }
 
     #[test]

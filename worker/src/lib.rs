@@ -9,6 +9,8 @@
 pub mod abi;
 pub mod channel;
 pub mod engine;
+#[cfg(any(test, feature = "escape-hatch"))]
+pub mod escape;
 pub mod limits;
 pub mod sandbox;
 pub mod seccomp;

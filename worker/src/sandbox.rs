@@ -96,8 +96,10 @@ fn landlock() -> Result<(), String> {
 /// Applies the lockdown layers in order and reports each. seccomp comes last: the
 /// layers before it need system calls it forbids.
 pub fn lockdown() -> Vec<Layer> {
-    // Built before anything is locked: compiling allocates and may fail.
-    let filter = seccomp::compile(seccomp::Violation::Kill);
+    // Built before anything is locked: compiling allocates and may fail. A
+    // violation traps into a handler that names the call, then dies by SIGSYS.
+    let filter = seccomp::install_violation_reporter()
+        .and_then(|()| seccomp::compile(seccomp::Violation::Trap));
     let mut layers = vec![
         layer("rlimits", rlimits()),
         // No setuid/file-capability gains from here on (and a precondition for

@@ -132,6 +132,76 @@ pub enum Violation {
 #[error("seccomp: {0}")]
 pub struct SeccompError(String);
 
+/// The line a worker writes to stderr when seccomp stops it; tarkd reads the
+/// number after it to name the system call in its report.
+pub const VIOLATION_PREFIX: &[u8] = b"tark-worker: seccomp: forbidden system call ";
+
+/// Makes a seccomp violation name itself before the worker dies of it.
+///
+/// With [`Violation::Trap`], a forbidden call raises SIGSYS in the calling thread.
+/// The handler writes [`VIOLATION_PREFIX`] and the call's number to stderr, then
+/// makes a forbidden call again: SIGSYS is blocked inside its own handler, so the
+/// kernel resets it to the default action and the process dies by SIGSYS, as with
+/// a plain kill. It must be installed before the filter (seccomp forbids
+/// `rt_sigaction` afterwards, so a compromised worker cannot replace it).
+pub fn install_violation_reporter() -> Result<(), SeccompError> {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let action = SigAction::new(
+        SigHandler::SigAction(on_sigsys),
+        SaFlags::SA_SIGINFO,
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only reads its siginfo and makes raw system calls.
+    unsafe { sigaction(Signal::SIGSYS, &action) }
+        .map(drop)
+        .map_err(|e| SeccompError(format!("SIGSYS handler: {e}")))
+}
+
+extern "C" fn on_sigsys(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // siginfo for SIGSYS (64-bit Linux): after signo, errno, code and padding come
+    // the call address (8 bytes at 16) and the system call number (i32 at 24).
+    let nr = if info.is_null() {
+        -1
+    } else {
+        // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
+        unsafe { info.cast::<u8>().add(24).cast::<i32>().read_unaligned() }
+    };
+    let mut line = [0u8; 96];
+    let mut len = VIOLATION_PREFIX.len();
+    line[..len].copy_from_slice(VIOLATION_PREFIX);
+    len += write_decimal(nr, &mut line[len..]);
+    line[len] = b'\n';
+    // SAFETY: write(2) and a forbidden getppid(2) are async-signal-safe.
+    unsafe {
+        libc::write(2, line.as_ptr().cast(), len + 1);
+        libc::syscall(libc::SYS_getppid);
+        libc::_exit(128 + libc::SIGSYS);
+    }
+}
+
+/// Formats `n` in decimal into `out` without allocating; returns the length.
+fn write_decimal(n: i32, out: &mut [u8]) -> usize {
+    let mut digits = [0u8; 11];
+    let mut v = i64::from(n).unsigned_abs();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let mut len = 0;
+    if n < 0 {
+        out[0] = b'-';
+        len = 1;
+    }
+    let d = &digits[i..];
+    out[len..len + d.len()].copy_from_slice(d);
+    len + d.len()
+}
+
 /// Compiles the policy to BPF.
 pub fn compile(on_violation: Violation) -> Result<BpfProgram, SeccompError> {
     let err = |e: &dyn std::fmt::Display| SeccompError(e.to_string());
@@ -168,13 +238,10 @@ pub fn apply(program: &BpfProgram) -> Result<(), SeccompError> {
 mod tests {
     use super::*;
 
-    /// A named system call attempt.
-    type Attempt = (&'static str, fn() -> libc::c_long);
-
     /// Runs `attempt` in a forked child under the policy; returns the signal that
     /// killed the child, or `None` if it exited normally. The child only makes
     /// system calls (no allocation) after fork, as a multi-threaded parent requires.
-    fn under_policy(program: &BpfProgram, attempt: fn() -> libc::c_long) -> Option<i32> {
+    fn under_policy(program: &BpfProgram, attempt: fn(i64) -> libc::c_long) -> Option<i32> {
         let filter = libc::sock_fprog {
             len: program.len() as u16,
             filter: program.as_ptr() as *mut libc::sock_filter,
@@ -188,7 +255,7 @@ mod tests {
                 if libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &filter) != 0 {
                     libc::_exit(3);
                 }
-                attempt();
+                attempt(0);
                 libc::_exit(0);
             }
         }
@@ -207,94 +274,82 @@ mod tests {
         }
     }
 
-    /// Forbidden calls, each with arguments that would be harmless without the
-    /// filter (so a missing rule cannot hurt the machine running the test).
+    /// In trap mode the worker names the call on stderr and still dies by SIGSYS.
+    #[test]
+    fn trap_mode_reports_the_call_then_dies_by_sigsys() -> Result<(), SeccompError> {
+        let program = compile(Violation::Trap)?;
+        let filter = libc::sock_fprog {
+            len: program.len() as u16,
+            filter: program.as_ptr() as *mut libc::sock_filter,
+        };
+        let mut fds = [0; 2];
+        // SAFETY: a pipe for the child's stderr.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: the child makes only raw system calls (and a sigaction) and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: as above.
+            unsafe {
+                libc::dup2(fds[1], 2);
+                if install_violation_reporter().is_err()
+                    || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                    || libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &filter) != 0
+                {
+                    libc::_exit(3);
+                }
+                libc::syscall(libc::SYS_socket, libc::AF_INET, libc::SOCK_STREAM, 0);
+                libc::_exit(0);
+            }
+        }
+        // SAFETY: closing our copy of the write end, then reading and reaping.
+        let (status, text) = unsafe {
+            libc::close(fds[1]);
+            let mut status = 0;
+            libc::waitpid(pid, &mut status, 0);
+            let mut buf = [0u8; 256];
+            let n = libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len());
+            libc::close(fds[0]);
+            (
+                status,
+                String::from_utf8_lossy(&buf[..n.max(0) as usize]).into_owned(),
+            )
+        };
+        assert!(
+            libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS,
+            "status {status:#x}"
+        );
+        assert_eq!(
+            text,
+            format!(
+                "tark-worker: seccomp: forbidden system call {}\n",
+                libc::SYS_socket
+            )
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn decimal_formatting_table() {
+        for (n, want) in [
+            (0, "0"),
+            (7, "7"),
+            (41, "41"),
+            (-1, "-1"),
+            (i32::MAX, "2147483647"),
+            (i32::MIN, "-2147483648"),
+        ] {
+            let mut buf = [0u8; 16];
+            let len = write_decimal(n, &mut buf);
+            assert_eq!(&buf[..len], want.as_bytes());
+        }
+    }
+
+    /// Forbidden calls (the compromised-worker table) die by SIGSYS.
     #[test]
     fn forbidden_syscalls_kill_the_process() -> Result<(), SeccompError> {
         let program = compile(Violation::Kill)?;
-        // SAFETY (all rows): raw system calls with invalid or harmless arguments.
-        let table: &[Attempt] = &[
-            ("socket", || unsafe {
-                libc::syscall(libc::SYS_socket, libc::AF_INET, libc::SOCK_STREAM, 0)
-            }),
-            ("connect", || unsafe {
-                libc::syscall(libc::SYS_connect, -1, 0, 0)
-            }),
-            ("openat", || unsafe {
-                libc::syscall(libc::SYS_openat, libc::AT_FDCWD, c"/etc/passwd".as_ptr(), 0)
-            }),
-            ("execve", || unsafe {
-                libc::syscall(libc::SYS_execve, c"/nonexistent".as_ptr(), 0, 0)
-            }),
-            ("fork (clone)", || unsafe {
-                libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0)
-            }),
-            ("clone3", || unsafe {
-                libc::syscall(libc::SYS_clone3, 0, 0)
-            }),
-            ("ptrace", || unsafe {
-                libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0)
-            }),
-            ("kill", || unsafe {
-                libc::syscall(libc::SYS_kill, libc::getpid(), 0)
-            }),
-            ("mount", || unsafe {
-                libc::syscall(libc::SYS_mount, 0, 0, 0, 0, 0)
-            }),
-            ("unshare", || unsafe { libc::syscall(libc::SYS_unshare, 0) }),
-            ("setns", || unsafe { libc::syscall(libc::SYS_setns, -1, 0) }),
-            ("bpf", || unsafe { libc::syscall(libc::SYS_bpf, -1, 0, 0) }),
-            ("perf_event_open", || unsafe {
-                libc::syscall(libc::SYS_perf_event_open, 0, 0, -1, -1, 0)
-            }),
-            ("io_uring_setup", || unsafe {
-                libc::syscall(libc::SYS_io_uring_setup, 0, 0)
-            }),
-            ("userfaultfd", || unsafe {
-                libc::syscall(libc::SYS_userfaultfd, 0)
-            }),
-            ("keyctl", || unsafe {
-                libc::syscall(libc::SYS_keyctl, -1, 0, 0, 0, 0)
-            }),
-            ("init_module", || unsafe {
-                libc::syscall(libc::SYS_init_module, 0, 0, 0)
-            }),
-            ("mmap PROT_EXEC", || unsafe {
-                libc::syscall(
-                    libc::SYS_mmap,
-                    0,
-                    4096,
-                    libc::PROT_READ | libc::PROT_EXEC,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            }),
-            ("mprotect RWX", || unsafe {
-                libc::syscall(
-                    libc::SYS_mprotect,
-                    0,
-                    4096,
-                    libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
-                )
-            }),
-            ("futex LOCK_PI", || unsafe {
-                libc::syscall(libc::SYS_futex, 0, libc::FUTEX_LOCK_PI, 0, 0, 0, 0)
-            }),
-            ("madvise HWPOISON", || unsafe {
-                libc::syscall(libc::SYS_madvise, 0, 0, libc::MADV_HWPOISON)
-            }),
-            ("prctl PR_SET_DUMPABLE", || unsafe {
-                libc::syscall(libc::SYS_prctl, libc::PR_SET_DUMPABLE, 1, 0, 0, 0)
-            }),
-            ("fcntl F_DUPFD", || unsafe {
-                libc::syscall(libc::SYS_fcntl, 0, libc::F_DUPFD, 100)
-            }),
-            ("rt_sigaction", || unsafe {
-                libc::syscall(libc::SYS_rt_sigaction, libc::SIGUSR1, 0, 0, 8)
-            }),
-        ];
-        for (name, attempt) in table {
+        assert!(crate::escape::FORBIDDEN.len() >= 15);
+        for (name, attempt) in crate::escape::FORBIDDEN {
             assert_eq!(
                 under_policy(&program, *attempt),
                 Some(libc::SIGSYS),
@@ -309,54 +364,7 @@ mod tests {
     #[test]
     fn allowed_syscalls_and_arguments_pass() -> Result<(), SeccompError> {
         let program = compile(Violation::Kill)?;
-        // SAFETY (all rows): raw system calls with harmless arguments.
-        let table: &[Attempt] = &[
-            ("mmap RW", || unsafe {
-                libc::syscall(
-                    libc::SYS_mmap,
-                    0,
-                    4096,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            }),
-            ("mprotect R", || unsafe {
-                libc::syscall(libc::SYS_mprotect, 0, 0, libc::PROT_READ)
-            }),
-            ("futex WAKE private", || unsafe {
-                libc::syscall(
-                    libc::SYS_futex,
-                    0,
-                    libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-                    0,
-                    0,
-                    0,
-                    0,
-                )
-            }),
-            ("madvise DONTNEED", || unsafe {
-                libc::syscall(libc::SYS_madvise, 0, 0, libc::MADV_DONTNEED)
-            }),
-            ("prctl PR_SET_NAME", || unsafe {
-                libc::syscall(libc::SYS_prctl, libc::PR_SET_NAME, c"t".as_ptr(), 0, 0, 0)
-            }),
-            ("fcntl F_GETFL", || unsafe {
-                libc::syscall(libc::SYS_fcntl, 0, libc::F_GETFL)
-            }),
-            ("write", || unsafe {
-                libc::syscall(libc::SYS_write, -1, 0, 0)
-            }),
-            ("getrandom", || unsafe {
-                libc::syscall(libc::SYS_getrandom, 0, 0, 0)
-            }),
-            ("clock_gettime", || unsafe {
-                libc::syscall(libc::SYS_clock_gettime, libc::CLOCK_MONOTONIC, 0)
-            }),
-            ("gettid", || unsafe { libc::syscall(libc::SYS_gettid) }),
-        ];
-        for (name, attempt) in table {
+        for (name, attempt) in crate::escape::ALLOWED {
             assert_eq!(under_policy(&program, *attempt), None, "{name} was stopped");
         }
         Ok(())

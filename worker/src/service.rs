@@ -140,6 +140,17 @@ impl pb::worker_server::Worker for WorkerService {
         let Some(loaded) = slot.as_mut() else {
             return Ok(failure(pb::FailureKind::NotLoaded, "no plugin loaded"));
         };
+        #[cfg(feature = "escape-hatch")]
+        if let pb::invoke_request::Call::ExecuteTool(t) = &call
+            && let Some(((name, attempt), pid)) = crate::escape::requested(&t.arguments_json)
+        {
+            // Only reached if the sandbox let the call through.
+            let returned = attempt(pid);
+            return Ok(failure(
+                pb::FailureKind::BadRequest,
+                format!("escape attempt {name} returned {returned}"),
+            ));
+        }
         let outcome = match loaded.plugin.invoke(call).await {
             Ok(o) => o,
             Err(f) => {
