@@ -76,6 +76,16 @@ pub struct StorageConfig {
 pub struct SandboxConfig {
     /// Apply the worker lockdown. Only a benchmark turns this off.
     pub lockdown: bool,
+    /// Put each worker in its own user (when not root), network, mount, IPC and
+    /// UTS namespaces.
+    pub namespaces: bool,
+    /// When tarkd runs as root, each tenant × plugin's worker runs as its own
+    /// uid and gid, from `worker_id_base` up (`worker_id_count` of them).
+    pub worker_id_base: u32,
+    pub worker_id_count: u32,
+    /// Layers that must be applied; a worker missing one is refused, with the
+    /// kernel's reason, instead of running degraded.
+    pub require: Vec<String>,
 }
 
 impl Default for Config {
@@ -119,7 +129,13 @@ impl Default for StorageConfig {
 
 impl Default for SandboxConfig {
     fn default() -> Self {
-        Self { lockdown: true }
+        Self {
+            lockdown: true,
+            namespaces: true,
+            worker_id_base: 600_000,
+            worker_id_count: 65_536,
+            require: Vec::new(),
+        }
     }
 }
 
@@ -152,6 +168,29 @@ impl Config {
             return Err(
                 "limits.deadline_ms, memory_mib and max_response_kib must be positive".into(),
             );
+        }
+        let known = [
+            "rlimits",
+            "no_new_privs",
+            "not_dumpable",
+            "landlock",
+            "seccomp",
+            "namespaces",
+            "worker_uid",
+        ];
+        if let Some(bad) = self
+            .sandbox
+            .require
+            .iter()
+            .find(|l| !known.contains(&l.as_str()))
+        {
+            return Err(format!(
+                "sandbox.require: unknown layer {bad:?} (known: {})",
+                known.join(", ")
+            ));
+        }
+        if self.sandbox.worker_id_count == 0 || self.sandbox.worker_id_base == 0 {
+            return Err("sandbox.worker_id_base and worker_id_count must be positive".into());
         }
         semver::Version::parse(&self.tark_version)
             .map_err(|e| format!("tark_version {:?} is not semver: {e}", self.tark_version))?;

@@ -29,9 +29,20 @@ pub struct Spawned {
     pub broker: std::os::unix::net::UnixStream,
 }
 
+/// How to confine a worker before it runs its first instruction.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Confinement {
+    /// Unshare the user (when not root), network, mount, IPC and UTS namespaces;
+    /// best effort: tarkd checks afterwards which took ([`namespaces_of`]).
+    pub namespaces: bool,
+    /// Run as this uid and gid (tarkd must be root).
+    pub ids: Option<(u32, u32)>,
+}
+
 struct Request {
     program: PathBuf,
     label: String,
+    confinement: Confinement,
     reply: oneshot::Sender<std::io::Result<Spawned>>,
 }
 
@@ -52,7 +63,9 @@ impl Spawner {
             .spawn(move || {
                 let _runtime = handle.enter();
                 for req in rx {
-                    let _ = req.reply.send(spawn(&req.program, &req.label));
+                    let _ = req
+                        .reply
+                        .send(spawn(&req.program, &req.label, req.confinement));
                 }
             })?;
         Ok(Self { tx })
@@ -60,12 +73,18 @@ impl Spawner {
 
     /// Starts `program` as a worker. `label` (tenant/plugin) becomes its argument,
     /// so operators can tell workers apart in `ps`; the worker trusts nothing in it.
-    pub async fn spawn(&self, program: PathBuf, label: String) -> std::io::Result<Spawned> {
+    pub async fn spawn(
+        &self,
+        program: PathBuf,
+        label: String,
+        confinement: Confinement,
+    ) -> std::io::Result<Spawned> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request {
                 program,
                 label,
+                confinement,
                 reply,
             })
             .map_err(|_| std::io::Error::other("the spawner thread is gone"))?;
@@ -81,7 +100,11 @@ fn high_dup(fd: &OwnedFd) -> std::io::Result<OwnedFd> {
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) })
 }
 
-fn spawn(program: &std::path::Path, label: &str) -> std::io::Result<Spawned> {
+fn spawn(
+    program: &std::path::Path,
+    label: &str,
+    confinement: Confinement,
+) -> std::io::Result<Spawned> {
     let (control, control_child) = socketpair(
         AddressFamily::Unix,
         SockType::Stream,
@@ -112,6 +135,28 @@ fn spawn(program: &std::path::Path, label: &str) -> std::io::Result<Spawned> {
     // async-signal-safe system calls on values copied into it.
     unsafe {
         cmd.pre_exec(move || {
+            if confinement.namespaces {
+                let shared = libc::CLONE_NEWNET
+                    | libc::CLONE_NEWNS
+                    | libc::CLONE_NEWIPC
+                    | libc::CLONE_NEWUTS;
+                // Root can unshare directly; anyone else needs a user namespace
+                // (the child is single-threaded here, as that requires). Failure
+                // is not fatal: tarkd reports what took.
+                if libc::geteuid() == 0 {
+                    libc::unshare(shared);
+                } else if libc::unshare(libc::CLONE_NEWUSER | shared) != 0 {
+                    libc::unshare(libc::CLONE_NEWUSER);
+                }
+            }
+            if let Some((uid, gid)) = confinement.ids
+                && (libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setresgid(gid, gid, gid) != 0
+                    || libc::setresuid(uid, uid, uid) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // After the credential change, which clears the death signal.
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -152,4 +197,16 @@ fn spawn(program: &std::path::Path, label: &str) -> std::io::Result<Spawned> {
         control: control.into(),
         broker: broker.into(),
     })
+}
+
+/// Namespaces the process `pid` does not share with tarkd, by name.
+pub fn namespaces_of(pid: u32) -> Vec<&'static str> {
+    ["user", "net", "mnt", "ipc", "uts"]
+        .into_iter()
+        .filter(|ns| {
+            let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{ns}"));
+            let ours = std::fs::read_link(format!("/proc/self/ns/{ns}"));
+            matches!((theirs, ours), (Ok(a), Ok(b)) if a != b)
+        })
+        .collect()
 }

@@ -20,7 +20,7 @@ use crate::channel;
 use crate::config::Config;
 use crate::registry::Plugin;
 use crate::restart::{CrashHistory, Decision};
-use crate::spawn::Spawner;
+use crate::spawn::{Confinement, Spawner};
 use crate::storage::Storage;
 
 /// How long tarkd waits, after a worker's channel broke, to learn why it exited.
@@ -175,9 +175,67 @@ pub struct Workers {
     cache: ArtifactCache,
     spawner: Spawner,
     slots: Mutex<HashMap<WorkerKey, Arc<Slot>>>,
+    /// The uid/gid offset of each tenant × plugin, when tarkd runs as root.
+    ids: Mutex<HashMap<WorkerKey, u32>>,
 }
 
 impl Workers {
+    /// How to confine the worker of `key`: namespaces if configured, and its own
+    /// uid and gid when tarkd can set them (it is root).
+    fn confinement(&self, key: &WorkerKey) -> Confinement {
+        let sandbox = &self.config.sandbox;
+        let ids = nix::unistd::geteuid().is_root().then(|| {
+            let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+            let next = ids.len() as u32;
+            let offset = *ids.entry(key.clone()).or_insert(next) % sandbox.worker_id_count;
+            let id = sandbox.worker_id_base.saturating_add(offset);
+            (id, id)
+        });
+        Confinement {
+            namespaces: sandbox.namespaces,
+            ids,
+        }
+    }
+
+    /// The layers tarkd applies at spawn, as found on the running worker.
+    fn outer_layers(&self, pid: u32, confinement: Confinement) -> Vec<String> {
+        let namespaces = if !confinement.namespaces {
+            "namespaces: not applied (disabled by sandbox.namespaces)".to_owned()
+        } else {
+            match crate::spawn::namespaces_of(pid) {
+                ns if ns.is_empty() => {
+                    "namespaces: not applied (the kernel refused them)".to_owned()
+                }
+                ns => format!("namespaces: applied ({})", ns.join(", ")),
+            }
+        };
+        let uid = match confinement.ids {
+            Some((uid, _)) => format!("worker_uid: applied (uid and gid {uid})"),
+            None => "worker_uid: not applied (tarkd is not root)".to_owned(),
+        };
+        let cgroup = "cgroup: not applied (no delegated cgroup; rlimits only)".to_owned();
+        vec![namespaces, uid, cgroup]
+    }
+
+    /// Refuses a worker that lacks a layer the config requires.
+    fn check_required(&self, plugin: &str, layers: &[String]) -> Result<(), CallError> {
+        for required in &self.config.sandbox.require {
+            let line = layers
+                .iter()
+                .find(|l| l.split(':').next() == Some(required.as_str()));
+            if !line.is_some_and(|l| l.starts_with(&format!("{required}: applied"))) {
+                let found = line
+                    .cloned()
+                    .unwrap_or_else(|| format!("{required}: not reported"));
+                return Err(CallError::new(
+                    Code::FailedPrecondition,
+                    format!("plugin {plugin}: required sandbox layer missing: {found}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn new(
         config: Arc<Config>,
         worker_path: PathBuf,
@@ -192,6 +250,7 @@ impl Workers {
             cache,
             spawner,
             slots: Mutex::default(),
+            ids: Mutex::default(),
         }
     }
 
@@ -388,9 +447,10 @@ impl Workers {
             CallError::new(Code::Unavailable, format!("plugin {id}: {what}: {e}"))
         };
         let label = format!("{}/{}", key.tenant, key.plugin);
+        let confinement = self.confinement(key);
         let spawned = self
             .spawner
-            .spawn(self.worker_path.clone(), label)
+            .spawn(self.worker_path.clone(), label, confinement)
             .await
             .map_err(|e| unavailable(&format!("starting {}", self.worker_path.display()), &e))?;
         let pid = spawned.pid;
@@ -472,8 +532,12 @@ impl Workers {
             stopping,
         });
 
-        match self.load(&worker, loaded).await {
-            Ok(layers) => {
+        let mut layers = self.outer_layers(pid, confinement);
+        match self.load(&worker, loaded).await.and_then(|inner| {
+            layers.extend(inner);
+            self.check_required(id, &layers)
+        }) {
+            Ok(()) => {
                 let mut stats = slot.stats.lock().unwrap_or_else(|p| p.into_inner());
                 stats.starts += 1;
                 stats.pid = Some(pid);

@@ -152,7 +152,8 @@ async fn workers_hold_only_their_channels_and_no_environment() -> anyhow::Result
     // (anonymous inodes, and tokio's signal self-pipe: one unnamed, connected
     // socketpair, present because cargo unifies tokio's features with tarkd's).
     // Nothing from the filesystem or the network.
-    let unix = std::fs::read_to_string("/proc/net/unix")?;
+    // The worker has its own network namespace: read its view of Unix sockets.
+    let unix = std::fs::read_to_string(format!("/proc/{pid}/net/unix"))?;
     let mut extra_sockets = std::collections::BTreeSet::new();
     for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
         let fd = fd?;
@@ -184,6 +185,127 @@ async fn workers_hold_only_their_channels_and_no_environment() -> anyhow::Result
     assert!(
         extra_sockets.len() <= 2,
         "more than one internal socketpair: {extra_sockets:?}"
+    );
+    Ok(())
+}
+
+/// Namespaces a process does not share with this test (and so with tarkd).
+fn own_namespaces(pid: u32) -> Vec<&'static str> {
+    ["user", "net", "mnt", "ipc", "uts"]
+        .into_iter()
+        .filter(|ns| {
+            let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).ok();
+            theirs.is_some() && theirs != std::fs::read_link(format!("/proc/self/ns/{ns}")).ok()
+        })
+        .collect()
+}
+
+fn uid_of(pid: u32) -> anyhow::Result<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap_or_default();
+    Ok(line.split_whitespace().nth(1).unwrap_or_default().parse()?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_get_their_own_namespaces_and_uids() -> anyhow::Result<()> {
+    let t = Tarkd::start(vec![PluginFiles::notes()?], Options::default())?;
+    let mut tools = t.tools().await?;
+    for tenant in ["acme", "globex"] {
+        output(
+            tools
+                .invoke_tool(tark_tests::for_tenant(invoke("notes_list", "{}"), tenant))
+                .await,
+        )
+        .map_err(anyhow::Error::msg)?;
+    }
+    let info = t
+        .plugins()
+        .await?
+        .get_plugin(pb::PluginRef { id: "notes".into() })
+        .await?
+        .into_inner();
+    let pids: Vec<u32> = info.workers.iter().map(|w| w.pid).collect();
+    assert_eq!(pids.len(), 2, "{info:?}");
+    let root = nix::unistd::geteuid().is_root();
+    for w in &info.workers {
+        let ns = own_namespaces(w.pid);
+        for want in ["net", "mnt", "ipc", "uts"] {
+            assert!(
+                ns.contains(&want),
+                "worker {} shares the {want} namespace: {ns:?}",
+                w.pid
+            );
+        }
+        assert!(
+            w.sandbox
+                .iter()
+                .any(|l| l.starts_with("namespaces: applied")),
+            "{:?}",
+            w.sandbox
+        );
+        if root {
+            assert!(
+                w.sandbox
+                    .iter()
+                    .any(|l| l.starts_with("worker_uid: applied")),
+                "{:?}",
+                w.sandbox
+            );
+            assert!(
+                uid_of(w.pid)? >= 600_000,
+                "worker {} runs as uid {}",
+                w.pid,
+                uid_of(w.pid)?
+            );
+        }
+    }
+    if root {
+        assert_ne!(
+            uid_of(pids[0])?,
+            uid_of(pids[1])?,
+            "two tenants' workers share a uid"
+        );
+    }
+    // The worker still serves after all of that (storage through the broker).
+    let saved = output(
+        tools
+            .invoke_tool(invoke("notes_save", r#"{"title":"n","body":"b"}"#))
+            .await,
+    );
+    assert_eq!(saved.as_deref(), Ok("saved n"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_required_layer_that_is_missing_refuses_the_worker() -> anyhow::Result<()> {
+    // Namespaces are turned off but required: the worker must be refused.
+    let config =
+        "[sandbox]\nnamespaces = false\nrequire = [\"seccomp\", \"namespaces\"]\n".to_owned();
+    let t = Tarkd::start(
+        vec![PluginFiles::notes()?],
+        Options {
+            config,
+            ..Default::default()
+        },
+    )?;
+    let mut tools = t.tools().await?;
+    let err = tools
+        .invoke_tool(invoke("notes_list", "{}"))
+        .await
+        .err()
+        .unwrap_or_else(|| tonic::Status::ok(""));
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let list = tools
+        .list_tools(pb::ListToolsRequest {})
+        .await?
+        .into_inner();
+    let errors = list.errors.join("\n");
+    assert!(
+        errors.contains("plugin notes: required sandbox layer missing: namespaces: not applied (disabled by sandbox.namespaces)"),
+        "{errors}"
     );
     Ok(())
 }
