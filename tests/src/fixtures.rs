@@ -153,6 +153,29 @@ pub fn recursion(prefix: &str) -> anyhow::Result<Vec<u8>> {
     component("tool-world", &wat)
 }
 
+/// Grows a table by 1000 elements at a time until refused.
+pub fn table_bomb(prefix: &str) -> anyhow::Result<Vec<u8>> {
+    let body = "(loop $l (br_if $l (i32.ne (table.grow $t (ref.null func) (i32.const 1000)) (i32.const -1))))";
+    tool(prefix, "(table $t 1 funcref)", body)
+}
+
+/// Traps in its start function, so no instance can ever be made.
+pub fn start_trap(prefix: &str) -> anyhow::Result<Vec<u8>> {
+    tool(prefix, "(func $boom unreachable) (start $boom)", "")
+}
+
+/// Calls a host function (env.get of an allowed, unset variable) forever, the way
+/// a plugin stuck in a retry loop would. Declare `env = ["FIXTURE_*"]`.
+pub fn host_call_loop(prefix: &str) -> anyhow::Result<Vec<u8>> {
+    let imports = r#"(import "tark:plugin/env@0.1.0" "get" (func $get (param i32 i32 i32)))
+  (data (i32.const 3000) "FIXTURE_RETRY")"#;
+    tool(
+        prefix,
+        imports,
+        "(loop $l (call $get (i32.const 3000) (i32.const 13) (i32.const 3072)) (br $l))",
+    )
+}
+
 /// A component of a world that is not one of tark's.
 pub fn wrong_world() -> anyhow::Result<Vec<u8>> {
     let wit = "package fixture:other;\nworld other { export run: func() -> u32; }";
@@ -176,7 +199,17 @@ mod tests {
 
     #[test]
     fn fixtures_encode_as_valid_components() -> anyhow::Result<()> {
-        for bytes in [spinner("s")?, memory_hog("h")?, wrong_world()?] {
+        for bytes in [
+            spinner("s")?,
+            memory_hog("h")?,
+            wrong_world()?,
+            table_bomb("t")?,
+            start_trap("x")?,
+            host_call_loop("l")?,
+            unreachable("u")?,
+            recursion("r")?,
+            big_answer("b", 10)?,
+        ] {
             assert_eq!(&bytes[..8], b"\0asm\x0d\0\x01\0", "component header");
         }
         Ok(())

@@ -1,0 +1,195 @@
+//! Hostile plugins, all at once: each gets a clear error and leaves a working
+//! worker (or a clear diagnostic), while a victim workload on another plugin sees
+//! no failure at all.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tark_proto::plugin::v1 as pb;
+use tark_tests::fixtures::{self, manifest};
+use tark_tests::{Options, PluginFiles, Tarkd, invoke, output};
+use tonic::Code;
+
+const LIMITS: &str =
+    "[limits]\ndeadline_ms = 1000\nmemory_mib = 16\nmax_response_kib = 64\nkill_grace_ms = 3000\n";
+
+fn plugin(name: &str, caps: &str, wasm: anyhow::Result<Vec<u8>>) -> anyhow::Result<PluginFiles> {
+    Ok(PluginFiles::new(
+        name,
+        &manifest(name, "tool", caps),
+        Some(wasm?),
+    ))
+}
+
+/// Stops a background workload however the test ends.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_hostile_plugin_fails_alone_and_the_victim_never_notices() -> anyhow::Result<()> {
+    let t = Tarkd::start(
+        vec![
+            PluginFiles::notes()?,
+            plugin("spinner", "", fixtures::spinner("spin"))?,
+            plugin("hog", "", fixtures::memory_hog("hog"))?,
+            plugin("tables", "", fixtures::table_bomb("tables"))?,
+            plugin("deep", "", fixtures::recursion("deep"))?,
+            plugin("big", "", fixtures::big_answer("big", 200_000))?,
+            plugin("trapper", "", fixtures::unreachable("trap"))?,
+            plugin(
+                "retry",
+                "env = [\"FIXTURE_*\"]",
+                fixtures::host_call_loop("retry"),
+            )?,
+            plugin("starttrap", "", fixtures::start_trap("st"))?,
+            plugin("otherworld", "", fixtures::wrong_world())?,
+            PluginFiles::new(
+                "garbage",
+                &manifest("garbage", "tool", ""),
+                Some(b"\0asm\x01\0\0\0garbage".to_vec()),
+            ),
+        ],
+        Options {
+            config: LIMITS.into(),
+            ..Default::default()
+        },
+    )?;
+    let mut tools = t.tools().await?;
+    output(
+        tools
+            .invoke_tool(invoke("notes_save", r#"{"title":"v","body":"x"}"#))
+            .await,
+    )
+    .map_err(anyhow::Error::msg)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop = StopOnDrop(Arc::clone(&stop));
+    let (flag, mut victim) = (Arc::clone(&stop), tools.clone());
+    let victim = tokio::spawn(async move {
+        let mut ok = 0u32;
+        while !flag.load(Ordering::Relaxed) && ok < 100_000 {
+            match output(
+                victim
+                    .invoke_tool(invoke("notes_get", r#"{"title":"v"}"#))
+                    .await,
+            ) {
+                Ok(o) if o == "x" => ok += 1,
+                other => return Err(format!("victim call {ok} failed: {other:?}")),
+            }
+        }
+        Ok(ok)
+    });
+
+    // (tool, expected code, expected message prefix, tool that must work after)
+    let cases: &[(&str, Code, &str, &str)] = &[
+        (
+            "spin-run",
+            Code::DeadlineExceeded,
+            "plugin spinner: deadline of 1000 ms exceeded",
+            "spin-ok",
+        ),
+        (
+            "hog-run",
+            Code::ResourceExhausted,
+            "plugin hog: memory limit of 16777216 bytes exceeded",
+            "hog-ok",
+        ),
+        (
+            "tables-run",
+            Code::ResourceExhausted,
+            "plugin tables: table limit of 20000 elements exceeded",
+            "tables-ok",
+        ),
+        (
+            "deep-run",
+            Code::Aborted,
+            "plugin deep: wasm trap: call stack exhausted",
+            "deep-ok",
+        ),
+        (
+            "big-run",
+            Code::ResourceExhausted,
+            "plugin big: response of 2000",
+            "big-ok",
+        ),
+        (
+            "trap-run",
+            Code::Aborted,
+            "plugin trapper: wasm trap: wasm `unreachable` instruction executed",
+            "trap-ok",
+        ),
+        (
+            "retry-run",
+            Code::DeadlineExceeded,
+            "plugin retry: deadline of 1000 ms exceeded",
+            "retry-ok",
+        ),
+    ];
+    let mut calls = tokio::task::JoinSet::new();
+    for (tool, code, prefix, _) in cases {
+        let mut c = tools.clone();
+        calls.spawn(async move {
+            (
+                *tool,
+                *code,
+                *prefix,
+                c.invoke_tool(invoke(tool, "{}")).await,
+            )
+        });
+    }
+    while let Some(joined) = calls.join_next().await {
+        let (tool, code, prefix, result) = joined?;
+        let err = result
+            .err()
+            .unwrap_or_else(|| tonic::Status::ok("succeeded"));
+        assert_eq!(err.code(), code, "{tool}: {err:?}");
+        assert!(
+            err.message().starts_with(prefix),
+            "{tool}: {}",
+            err.message()
+        );
+    }
+    for (tool, _, _, after) in cases {
+        assert_eq!(
+            output(tools.invoke_tool(invoke(after, "{}")).await).as_deref(),
+            Ok("ok"),
+            "{after} after {tool}"
+        );
+    }
+
+    // Plugins that can never run say why, in the tool listing and in their status.
+    let list = tools
+        .list_tools(pb::ListToolsRequest {})
+        .await?
+        .into_inner();
+    let errors = list.errors.join("\n");
+    for want in [
+        "starttrap: plugin starttrap: instantiation failed: wasm trap: wasm `unreachable` instruction executed",
+        "otherworld: plugin otherworld cannot be loaded: component does not export tark:plugin/tool-plugin@0.1.x",
+        "garbage: plugin garbage cannot be loaded: not a valid component",
+    ] {
+        assert!(errors.contains(want), "missing {want:?} in:\n{errors}");
+    }
+
+    // No hostile plugin cost a worker its life: every worker started once.
+    let status = t
+        .system()
+        .await?
+        .status(pb::StatusRequest {})
+        .await?
+        .into_inner();
+    for p in &status.plugins {
+        for w in &p.workers {
+            assert_eq!(w.restarts, 0, "{} restarted: {w:?}", p.id);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let ok = victim.await?.map_err(anyhow::Error::msg)?;
+    assert!(ok > 0, "the victim made no calls");
+    Ok(())
+}
