@@ -14,7 +14,8 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RestartPolicy {
-    /// Backoff after the first crash; it doubles with each crash in a row.
+    /// Backoff after the second crash in a row (the first restart is
+    /// immediate); it doubles with each further crash in a row.
     pub initial_backoff_ms: u64,
     pub max_backoff_ms: u64,
     /// Crashes within `period_s` that quarantine the plugin.
@@ -67,11 +68,14 @@ impl CrashHistory {
         let decision = if self.crashes.len() >= policy.intensity.max(1) as usize {
             Decision::Quarantine
         } else {
-            let doublings = self.in_a_row.saturating_sub(1).min(32);
-            let backoff = policy
-                .initial_backoff_ms
-                .saturating_mul(1u64 << doublings)
-                .min(policy.max_backoff_ms);
+            // The first restart is immediate; then initial, doubling, capped.
+            let backoff = match self.in_a_row {
+                0 | 1 => 0,
+                n => policy
+                    .initial_backoff_ms
+                    .saturating_mul(1u64 << (n - 2).min(32))
+                    .min(policy.max_backoff_ms),
+            };
             Decision::RestartAt(now + Duration::from_millis(backoff))
         };
         self.decision = Some(decision);
@@ -131,12 +135,16 @@ mod tests {
         }
         assert_eq!(
             backoffs,
-            [ms(100), ms(200), ms(400), ms(500), ms(500), ms(500)]
+            [ms(0), ms(100), ms(200), ms(400), ms(500), ms(500)]
         );
         h.succeeded();
         assert_eq!(
             h.crashed(&policy, t0 + ms(10_000)),
-            Decision::RestartAt(t0 + ms(10_100))
+            Decision::RestartAt(t0 + ms(10_000))
+        );
+        assert_eq!(
+            h.crashed(&policy, t0 + ms(11_000)),
+            Decision::RestartAt(t0 + ms(11_100))
         );
     }
 
@@ -170,18 +178,20 @@ mod tests {
     #[test]
     fn starts_wait_for_the_backoff_and_quarantine_holds_until_reset() {
         let policy = RestartPolicy {
-            intensity: 2,
+            intensity: 3,
             ..RestartPolicy::default()
         };
         let t0 = Instant::now();
         let mut h = CrashHistory::default();
         assert_eq!(h.may_start(t0), Ok(()));
         h.crashed(&policy, t0);
+        assert_eq!(h.may_start(t0), Ok(()), "the first restart is immediate");
+        h.crashed(&policy, t0 + ms(10));
         assert_eq!(
             h.may_start(t0 + ms(50)),
-            Err(Decision::RestartAt(t0 + ms(100)))
+            Err(Decision::RestartAt(t0 + ms(110)))
         );
-        assert_eq!(h.may_start(t0 + ms(100)), Ok(()));
+        assert_eq!(h.may_start(t0 + ms(110)), Ok(()));
         h.crashed(&policy, t0 + ms(200));
         assert_eq!(
             h.may_start(t0 + Duration::from_secs(3600)),

@@ -41,7 +41,7 @@ fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {
 }
 
 fn row(name: &str, n: usize, (p50, p99): (f64, f64)) {
-    println!("{name:<34} {n:>6} {p50:>12.1} {p99:>12.1}");
+    println!("{name:<40} {n:>6} {p50:>12.1} {p99:>12.1}");
 }
 
 async fn time<F, Fut>(n: usize, mut f: F) -> anyhow::Result<Vec<Duration>>
@@ -115,29 +115,39 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
-    // tarkd with the notes plugin and a tool without host calls.
-    let sandbox = std::env::var("TARK_BENCH_SANDBOX").map_or(true, |v| v != "off");
-    let config = format!("[sandbox]\nlockdown = {sandbox}\n");
-    let bare = fixtures::tool("bare", "", "")?;
-    let t = Tarkd::start(
-        vec![
-            PluginFiles::notes()?,
-            PluginFiles::new("bare", &manifest("bare", "tool", ""), Some(bare)),
-        ],
-        Options {
-            config,
-            ..Default::default()
-        },
-    )?;
-    let tools = t.tools().await?;
-    output(
-        tools
-            .clone()
-            .invoke_tool(invoke("notes_save", r#"{"title":"b","body":"bench"}"#))
-            .await,
-    )
-    .map_err(anyhow::Error::msg)?;
-    let call = |tool: &'static str, args: &'static str| {
+    // Two tarkds with the notes plugin and a tool without host calls: one with the
+    // full sandbox, one with the worker lockdown and namespaces off.
+    let start = |sandboxed: bool| -> anyhow::Result<Tarkd> {
+        // Kills are part of the benchmark: no quarantine.
+        let config = format!(
+            "[sandbox]\nlockdown = {sandboxed}\nnamespaces = {sandboxed}\n[supervision]\nintensity = 1000000\n"
+        );
+        let bare = fixtures::tool("bare", "", "")?;
+        Tarkd::start(
+            vec![
+                PluginFiles::notes()?,
+                PluginFiles::new("bare", &manifest("bare", "tool", ""), Some(bare)),
+            ],
+            Options {
+                config,
+                ..Default::default()
+            },
+        )
+    };
+    let (on, off) = (start(true)?, start(false)?);
+    let (tools_on, tools_off) = (on.tools().await?, off.tools().await?);
+    for tools in [&tools_on, &tools_off] {
+        output(
+            tools
+                .clone()
+                .invoke_tool(invoke("notes_save", r#"{"title":"b","body":"bench"}"#))
+                .await,
+        )
+        .map_err(anyhow::Error::msg)?;
+    }
+    let call = |tools: &pb::tools_client::ToolsClient<tonic::transport::Channel>,
+                tool: &'static str,
+                args: &'static str| {
         let c = tools.clone();
         move || {
             let mut c = c.clone();
@@ -148,32 +158,33 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     };
-    let mut bare_call = call("bare-ok", "{}");
-    let mut notes_call = call("notes_get", r#"{"title":"b"}"#);
-    // Warm up, then sample the three round-robin, so the baseline and the invoke
-    // paths are measured under the same machine state (this VM's latency shifts
-    // between runs as threads land on one core or two).
+    let mut bare_on = call(&tools_on, "bare-ok", "{}");
+    let mut bare_off = call(&tools_off, "bare-ok", "{}");
+    let mut notes_on = call(&tools_on, "notes_get", r#"{"title":"b"}"#);
+    // Warm up, then sample round-robin, so the baseline and every invoke path are
+    // measured under the same machine state (this VM's latency shifts between
+    // runs as threads land on one core or two).
     for _ in 0..n / 10 {
         call_echo().await?;
-        bare_call().await?;
-        notes_call().await?;
+        bare_on().await?;
+        bare_off().await?;
+        notes_on().await?;
     }
-    let (mut echo_samples, mut bare_samples, mut notes_samples) =
-        (Vec::new(), Vec::new(), Vec::new());
+    let mut samples: [Vec<Duration>; 4] = Default::default();
     for _ in 0..n {
-        echo_samples.extend(time(1, &mut call_echo).await?);
-        bare_samples.extend(time(1, &mut bare_call).await?);
-        notes_samples.extend(time(1, &mut notes_call).await?);
+        samples[0].extend(time(1, &mut call_echo).await?);
+        samples[1].extend(time(1, &mut bare_on).await?);
+        samples[2].extend(time(1, &mut bare_off).await?);
+        samples[3].extend(time(1, &mut notes_on).await?);
     }
     drop(echo);
 
-    // Cold start: restart the plugin, then time its first call.
-    let mut plugins = t.plugins().await?;
-    let cache_dir = t.dir.path().join("state/cache");
+    // Cold start (full sandbox): restart the plugin, then time its first call,
+    // with the compiled module in the cache and without.
+    let plugins = on.plugins().await?;
+    let cache_dir = on.dir.path().join("state/cache");
     let cold = |clear_cache: bool| {
-        let mut p = plugins.clone();
-        let mut c = tools.clone();
-        let cache_dir = cache_dir.clone();
+        let (mut p, mut c, cache_dir) = (plugins.clone(), tools_on.clone(), cache_dir.clone());
         async move {
             p.restart_plugin(pb::PluginRef { id: "bare".into() })
                 .await?;
@@ -187,46 +198,75 @@ async fn main() -> anyhow::Result<()> {
             Ok::<_, anyhow::Error>(t0.elapsed())
         }
     };
-    let mut warm_cold = Vec::new();
-    let mut compile_cold = Vec::new();
+    let (mut cached, mut compiled, mut recovered) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..cold_n {
-        warm_cold.push(cold(false).await?);
-        compile_cold.push(cold(true).await?);
+        cached.push(cold(false).await?);
+        compiled.push(cold(true).await?);
     }
-    let _ = plugins
-        .list_plugins(pb::ListPluginsRequest {})
-        .await
-        .context("tarkd still serving")?;
+    // Kill to next success: SIGKILL the worker, then call until a call succeeds.
+    let mut system = on.system().await?;
+    for _ in 0..cold_n {
+        let status = system.status(pb::StatusRequest {}).await?.into_inner();
+        let pid = status
+            .plugins
+            .iter()
+            .filter(|p| p.id == "bare")
+            .flat_map(|p| &p.workers)
+            .find(|w| w.running)
+            .map(|w| w.pid);
+        let pid = pid.context("no running worker for bare")?;
+        let mut c = tools_on.clone();
+        let t0 = Instant::now();
+        // SAFETY: kill(2) on the benchmark's own worker.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        while output(c.invoke_tool(invoke("bare-ok", "{}")).await).is_err() {
+            anyhow::ensure!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no recovery after a kill"
+            );
+        }
+        recovered.push(t0.elapsed());
+    }
 
-    let echo_p = percentiles(echo_samples);
-    let bare_p = percentiles(bare_samples);
-    let notes_p = percentiles(notes_samples);
-    println!(
-        "tark-bench: {} cores, sandbox lockdown {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        if sandbox { "on" } else { "off" }
+    let [echo_s, on_s, off_s, notes_s] = samples;
+    let (echo_p, on_p, off_p, notes_p) = (
+        percentiles(echo_s),
+        percentiles(on_s),
+        percentiles(off_s),
+        percentiles(notes_s),
     );
     println!(
-        "{:<34} {:>6} {:>12} {:>12}",
+        "tark-bench: {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "{:<40} {:>6} {:>12} {:>12}",
         "measurement", "n", "p50 µs", "p99 µs"
     );
     row("echo (tonic unary, UDS) baseline", n, echo_p);
-    row("InvokeTool bare-ok (no host call)", n, bare_p);
-    row("InvokeTool notes_get (1 storage get)", n, notes_p);
+    row("InvokeTool bare-ok, full sandbox", n, on_p);
+    row("InvokeTool bare-ok, sandbox off", n, off_p);
+    row("InvokeTool notes_get, full sandbox", n, notes_p);
     row(
-        "cold start, compiled module cached",
+        "cold start, full sandbox, cached module",
         cold_n,
-        percentiles(warm_cold),
+        percentiles(cached),
     );
     row(
-        "cold start, worker compiles",
+        "cold start, full sandbox, worker compiles",
         cold_n,
-        percentiles(compile_cold),
+        percentiles(compiled),
+    );
+    row(
+        "worker SIGKILL to next success",
+        cold_n,
+        percentiles(recovered),
     );
     println!(
-        "ratio invoke/echo at p50: bare-ok {:.2}, notes_get {:.2}",
-        bare_p.0 / echo_p.0,
-        notes_p.0 / echo_p.0
+        "ratio invoke/echo at p50: bare-ok {:.2}, notes_get {:.2}; sandbox cost at p50: {:+.1} %",
+        on_p.0 / echo_p.0,
+        notes_p.0 / echo_p.0,
+        (on_p.0 / off_p.0 - 1.0) * 100.0
     );
     Ok(())
 }
