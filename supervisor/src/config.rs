@@ -86,6 +86,19 @@ pub struct SandboxConfig {
     /// Layers that must be applied; a worker missing one is refused, with the
     /// kernel's reason, instead of running degraded.
     pub require: Vec<String>,
+    /// `enforce`: a forbidden system call ends the worker (SIGSYS). `log`: it is
+    /// allowed and logged by the kernel, to find what the policy misses during
+    /// development. Never `log` in production.
+    pub seccomp: SeccompMode,
+}
+
+/// What seccomp does with a forbidden system call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeccompMode {
+    #[default]
+    Enforce,
+    Log,
 }
 
 impl Default for Config {
@@ -135,6 +148,7 @@ impl Default for SandboxConfig {
             worker_id_base: 600_000,
             worker_id_count: 65_536,
             require: Vec::new(),
+            seccomp: SeccompMode::Enforce,
         }
     }
 }

@@ -210,3 +210,29 @@ pub fn namespaces_of(pid: u32) -> Vec<&'static str> {
         })
         .collect()
 }
+
+/// Why workers get no cgroup of their own: tarkd needs a cgroup v2 it may write,
+/// with the memory and pids controllers available (systemd `Delegate=yes`).
+pub fn cgroup_delegation() -> String {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let Some(path) = cgroups.lines().find_map(|l| l.strip_prefix("0::")) else {
+        return "tarkd is not in a cgroup v2 hierarchy".to_owned();
+    };
+    let dir = std::path::Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
+    let controllers = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+    let missing: Vec<&str> = ["memory", "pids"]
+        .into_iter()
+        .filter(|c| !controllers.split_whitespace().any(|x| x == *c))
+        .collect();
+    if !missing.is_empty() {
+        return format!(
+            "no delegated cgroup: {} lacks the {} controller(s)",
+            dir.display(),
+            missing.join(" and ")
+        );
+    }
+    format!(
+        "{} is delegated, but per-worker cgroups are not implemented yet",
+        dir.display()
+    )
+}

@@ -213,7 +213,10 @@ impl Workers {
             Some((uid, _)) => format!("worker_uid: applied (uid and gid {uid})"),
             None => "worker_uid: not applied (tarkd is not root)".to_owned(),
         };
-        let cgroup = "cgroup: not applied (no delegated cgroup; rlimits only)".to_owned();
+        let cgroup = format!(
+            "cgroup: not applied ({}; rlimits only)",
+            crate::spawn::cgroup_delegation()
+        );
         vec![namespaces, uid, cgroup]
     }
 
@@ -543,6 +546,9 @@ impl Workers {
                 stats.pid = Some(pid);
                 stats.sandbox = layers;
                 tracing::info!(plugin = %id, tenant = %key.tenant, pid, "worker started");
+                for missing in stats.sandbox.iter().filter(|l| !l.contains(": applied")) {
+                    tracing::warn!(plugin = %id, tenant = %key.tenant, pid, "sandbox layer {missing}");
+                }
                 Ok(worker)
             }
             Err(e) => {
@@ -584,6 +590,7 @@ impl Workers {
             limits: Some(limits),
             module: Some(module),
             lockdown: self.config.sandbox.lockdown,
+            seccomp_log: self.config.sandbox.seccomp == crate::config::SeccompMode::Log,
         };
         let name = &loaded.manifest.name;
         let mut client = worker.client.clone();

@@ -56,6 +56,24 @@ pub fn status_json(s: &pb::StatusResponse) -> serde_json::Value {
     })
 }
 
+/// "8/9 (-cgroup)": layers applied of those reported, and the missing ones.
+pub fn sandbox_summary(layers: &[String]) -> String {
+    if layers.is_empty() {
+        return "-".into();
+    }
+    let missing: Vec<&str> = layers
+        .iter()
+        .filter(|l| !l.contains(": applied"))
+        .filter_map(|l| l.split(':').next())
+        .collect();
+    let applied = layers.len() - missing.len();
+    if missing.is_empty() {
+        format!("{applied}/{}", layers.len())
+    } else {
+        format!("{applied}/{} (-{})", layers.len(), missing.join(",-"))
+    }
+}
+
 pub fn print_status(s: &pb::StatusResponse) {
     println!(
         "tarkd {} (pid {}), up {}s",
@@ -80,6 +98,7 @@ pub fn print_status(s: &pb::StatusResponse) {
                 "-".into(),
                 "0".into(),
                 "0".into(),
+                "-".into(),
                 err,
             ]);
         }
@@ -96,6 +115,7 @@ pub fn print_status(s: &pb::StatusResponse) {
                 pid,
                 w.restarts.to_string(),
                 w.calls.to_string(),
+                sandbox_summary(&w.sandbox),
                 w.last_error.clone(),
             ]);
         }
@@ -108,6 +128,7 @@ pub fn print_status(s: &pb::StatusResponse) {
             "PID",
             "RESTARTS",
             "CALLS",
+            "SANDBOX",
             "LAST ERROR",
         ],
         rows,

@@ -10,6 +10,7 @@ use tark_proto::worker::v1::worker_server::WorkerServer;
 use tark_worker::{channel, service::WorkerService};
 
 fn main() -> std::process::ExitCode {
+    let start_layers = tark_worker::sandbox::at_start();
     // Diagnostics go to stderr, which tarkd captures and labels with the plugin.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -29,7 +30,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(70);
         }
     };
-    match runtime.block_on(run()) {
+    match runtime.block_on(run(start_layers)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("tark-worker: {e:#}");
@@ -38,7 +39,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run() -> anyhow::Result<()> {
+async fn run(start_layers: Vec<tark_worker::sandbox::Layer>) -> anyhow::Result<()> {
     // SAFETY: tarkd passes exactly these two fds and nothing else owns them.
     let control =
         unsafe { channel::adopt(channel::CONTROL_FD) }.context("control channel (fd 3)")?;
@@ -48,7 +49,7 @@ async fn run() -> anyhow::Result<()> {
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
-    let service = WorkerService::new(broker);
+    let service = WorkerService::new(broker, start_layers);
     let shutdown = Arc::clone(&service.shutdown);
     let server = WorkerServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)

@@ -93,13 +93,49 @@ fn landlock() -> Result<(), String> {
     }
 }
 
+/// First thing at start, while the worker is one thread: close every fd above
+/// the channels (tarkd marked them close-on-exec already; this also covers a
+/// launcher that did not) and drop any environment. Reported as layers.
+pub fn at_start() -> Vec<Layer> {
+    // SAFETY: close_range(2) on fds this process has not started using.
+    let closed = unsafe { libc::syscall(libc::SYS_close_range, 5, libc::c_uint::MAX, 0) };
+    let fds = layer(
+        "close_fds",
+        if closed == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        },
+    );
+    let names: Vec<_> = std::env::vars_os().map(|(k, _)| k).collect();
+    for name in &names {
+        // SAFETY: the worker is single-threaded here (no runtime, no threads yet).
+        unsafe { std::env::remove_var(name) };
+    }
+    let env = Layer {
+        name: "empty_env",
+        applied: true,
+        detail: if names.is_empty() {
+            String::new()
+        } else {
+            format!("removed {} inherited variables", names.len())
+        },
+    };
+    vec![fds, env]
+}
+
 /// Applies the lockdown layers in order and reports each. seccomp comes last: the
-/// layers before it need system calls it forbids.
-pub fn lockdown() -> Vec<Layer> {
+/// layers before it need system calls it forbids. With `seccomp_log`, violations
+/// are allowed and logged by the kernel instead (to find what a policy misses).
+pub fn lockdown(seccomp_log: bool) -> Vec<Layer> {
     // Built before anything is locked: compiling allocates and may fail. A
     // violation traps into a handler that names the call, then dies by SIGSYS.
-    let filter = seccomp::install_violation_reporter()
-        .and_then(|()| seccomp::compile(seccomp::Violation::Trap));
+    let violation = if seccomp_log {
+        seccomp::Violation::Log
+    } else {
+        seccomp::Violation::Trap
+    };
+    let filter = seccomp::install_violation_reporter().and_then(|()| seccomp::compile(violation));
     let mut layers = vec![
         layer("rlimits", rlimits()),
         // No setuid/file-capability gains from here on (and a precondition for
@@ -109,7 +145,11 @@ pub fn lockdown() -> Vec<Layer> {
         layer("not_dumpable", prctl::set_dumpable(false)),
         layer("landlock", landlock()),
     ];
-    layers.push(layer("seccomp", filter.and_then(|f| seccomp::apply(&f))));
+    let mut seccomp = layer("seccomp", filter.and_then(|f| seccomp::apply(&f)));
+    if seccomp.applied && seccomp_log {
+        seccomp.detail = "log mode: violations are allowed and logged by the kernel".into();
+    }
+    layers.push(seccomp);
     layers
 }
 

@@ -17,6 +17,7 @@ use crate::{engine, sandbox};
 /// Serves one plugin. Calls are serialised: a worker runs one guest call at a
 /// time, and concurrency comes from one worker per tenant × plugin.
 pub struct WorkerService {
+    start_layers: Vec<sandbox::Layer>,
     broker: BrokerClient<Channel>,
     plugin: Mutex<Option<Loaded>>,
     /// Signalled when tarkd asks the worker to end.
@@ -30,8 +31,10 @@ struct Loaded {
 }
 
 impl WorkerService {
-    pub fn new(broker: BrokerClient<Channel>) -> Self {
+    /// `start_layers`: what [`sandbox::at_start`] did, reported with the rest.
+    pub fn new(broker: BrokerClient<Channel>, start_layers: Vec<sandbox::Layer>) -> Self {
         Self {
+            start_layers,
             broker,
             plugin: Mutex::new(None),
             shutdown: Arc::new(Notify::new()),
@@ -95,11 +98,12 @@ impl pb::worker_server::Worker for WorkerService {
         .map_err(|e| Status::internal(format!("linking host imports: {e:#}")))?;
 
         // Everything the plugin needs is set up: lock down before any guest code.
-        let layers = if req.lockdown {
-            sandbox::lockdown()
+        let mut layers = self.start_layers.clone();
+        layers.extend(if req.lockdown {
+            sandbox::lockdown(req.seccomp_log)
         } else {
             Vec::new()
-        };
+        });
         *slot = Some(Loaded {
             plugin,
             exports,
