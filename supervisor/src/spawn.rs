@@ -136,10 +136,13 @@ fn spawn(
     unsafe {
         cmd.pre_exec(move || {
             if confinement.namespaces {
+                // The worker forks into the PID namespace itself (tark-worker's
+                // pidns module): unshare gives one only to a process's children.
                 let shared = libc::CLONE_NEWNET
                     | libc::CLONE_NEWNS
                     | libc::CLONE_NEWIPC
-                    | libc::CLONE_NEWUTS;
+                    | libc::CLONE_NEWUTS
+                    | libc::CLONE_NEWPID;
                 // Root can unshare directly; anyone else needs a user namespace
                 // (the child is single-threaded here, as that requires). Failure
                 // is not fatal: tarkd reports what took.
@@ -201,7 +204,7 @@ fn spawn(
 
 /// Namespaces the process `pid` does not share with tarkd, by name.
 pub fn namespaces_of(pid: u32) -> Vec<&'static str> {
-    ["user", "net", "mnt", "ipc", "uts"]
+    ["user", "pid", "net", "mnt", "ipc", "uts"]
         .into_iter()
         .filter(|ns| {
             let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{ns}"));
@@ -235,4 +238,16 @@ pub fn cgroup_delegation() -> String {
         "{} is delegated, but per-worker cgroups are not implemented yet",
         dir.display()
     )
+}
+
+/// The process that runs as the worker: the spawned process's child when the
+/// worker forked into its own PID namespace, else the spawned process itself.
+pub fn worker_pid(spawned: u32) -> u32 {
+    let children = std::fs::read_to_string(format!("/proc/{spawned}/task/{spawned}/children"))
+        .unwrap_or_default();
+    children
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(spawned)
 }

@@ -465,6 +465,9 @@ impl Workers {
             .map(|stderr| tokio::spawn(relay_stderr(id.clone(), pid, stderr)));
         let watched = Arc::clone(slot);
         let plugin_id = id.clone();
+        // The pid tarkd shows for this worker (the namespaced child, once loaded).
+        let shown_pid = Arc::new(std::sync::atomic::AtomicU32::new(pid));
+        let shown = Arc::clone(&shown_pid);
         let stopping = Arc::new(AtomicBool::new(false));
         let asked = Arc::clone(&stopping);
         let policy = self.config.supervision;
@@ -487,7 +490,7 @@ impl Workers {
             let decision = crashed.then(|| watched.history().crashed(&policy, Instant::now()));
             {
                 let mut stats = watched.stats();
-                if stats.pid == Some(pid) {
+                if stats.pid == Some(shown.load(Ordering::SeqCst)) {
                     stats.pid = None;
                     if crashed {
                         stats.last_error = format!("worker exited: {reason}");
@@ -535,12 +538,18 @@ impl Workers {
             stopping,
         });
 
-        let mut layers = self.outer_layers(pid, confinement);
+        let mut layers = Vec::new();
         match self.load(&worker, loaded).await.and_then(|inner| {
+            // The worker answered, so it runs: as the child of the pid it was
+            // spawned as when it entered its own PID namespace.
+            let shown = crate::spawn::worker_pid(pid);
+            shown_pid.store(shown, Ordering::SeqCst);
+            layers = self.outer_layers(shown, confinement);
             layers.extend(inner);
             self.check_required(id, &layers)
         }) {
             Ok(()) => {
+                let pid = shown_pid.load(Ordering::SeqCst);
                 let mut stats = slot.stats.lock().unwrap_or_else(|p| p.into_inner());
                 stats.starts += 1;
                 stats.pid = Some(pid);

@@ -191,7 +191,7 @@ async fn workers_hold_only_their_channels_and_no_environment() -> anyhow::Result
 
 /// Namespaces a process does not share with this test (and so with tarkd).
 fn own_namespaces(pid: u32) -> Vec<&'static str> {
-    ["user", "net", "mnt", "ipc", "uts"]
+    ["user", "pid", "net", "mnt", "ipc", "uts"]
         .into_iter()
         .filter(|ns| {
             let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).ok();
@@ -232,7 +232,7 @@ async fn workers_get_their_own_namespaces_and_uids() -> anyhow::Result<()> {
     let root = nix::unistd::geteuid().is_root();
     for w in &info.workers {
         let ns = own_namespaces(w.pid);
-        for want in ["net", "mnt", "ipc", "uts"] {
+        for want in ["pid", "net", "mnt", "ipc", "uts"] {
             assert!(
                 ns.contains(&want),
                 "worker {} shares the {want} namespace: {ns:?}",

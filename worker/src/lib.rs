@@ -12,6 +12,7 @@ pub mod engine;
 #[cfg(any(test, feature = "escape-hatch"))]
 pub mod escape;
 pub mod limits;
+pub mod pidns;
 pub mod sandbox;
 pub mod seccomp;
 pub mod service;

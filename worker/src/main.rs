@@ -10,7 +10,16 @@ use tark_proto::worker::v1::worker_server::WorkerServer;
 use tark_worker::{channel, service::WorkerService};
 
 fn main() -> std::process::ExitCode {
-    let start_layers = tark_worker::sandbox::at_start();
+    // Before anything else, while single-threaded: into the PID namespace tarkd
+    // prepared (the parent of the fork stays behind as a reaper).
+    let pid_ns = tark_worker::pidns::enter();
+    if let Err(e) = &pid_ns {
+        // Carrying on could leave the worker unable to start threads.
+        eprintln!("tark-worker: entering the PID namespace tarkd prepared: {e}");
+        return std::process::ExitCode::from(70);
+    }
+    let mut start_layers = tark_worker::sandbox::at_start();
+    start_layers.push(tark_worker::sandbox::Layer::pid_namespace(&pid_ns));
     // Diagnostics go to stderr, which tarkd captures and labels with the plugin.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

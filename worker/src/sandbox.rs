@@ -44,6 +44,23 @@ impl std::fmt::Display for Layer {
     }
 }
 
+impl Layer {
+    /// How [`crate::pidns::enter`] went.
+    pub fn pid_namespace(r: &std::io::Result<crate::pidns::PidNamespace>) -> Self {
+        use crate::pidns::PidNamespace;
+        let (applied, detail) = match r {
+            Ok(PidNamespace::Entered) => (true, "pid 1 of its own namespace".to_owned()),
+            Ok(PidNamespace::NotRequested) => (false, "tarkd did not create one".to_owned()),
+            Err(e) => (false, e.to_string()),
+        };
+        Layer {
+            name: "pid_namespace",
+            applied,
+            detail,
+        }
+    }
+}
+
 fn layer<E: std::fmt::Display>(name: &'static str, r: Result<(), E>) -> Layer {
     match r {
         Ok(()) => Layer {

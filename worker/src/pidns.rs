@@ -1,0 +1,76 @@
+//! The worker's own PID namespace.
+//!
+//! tarkd unshares a PID namespace when it starts the worker, but that only places
+//! the process's *children* in it. So the worker's first act, while it is still
+//! one thread, is to fork: the child is PID 1 of the new namespace and goes on to
+//! be the worker; the parent stays outside only to reap it and to end the same
+//! way (same exit status, same signal), so tarkd's reports stay true.
+
+use std::io;
+
+/// Where this process stands after [`enter`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PidNamespace {
+    /// tarkd gave no PID namespace: carry on as the worker.
+    NotRequested,
+    /// This is PID 1 of the worker's own namespace: carry on as the worker.
+    Entered,
+}
+
+/// Forks into the PID namespace tarkd prepared, if any. Must run before any
+/// thread is started. In the parent it never returns.
+pub fn enter() -> io::Result<PidNamespace> {
+    let ns = std::fs::read_link("/proc/self/ns/pid")?;
+    // A namespace unshared for children has no process yet, and until it has one
+    // its link does not resolve (ENOENT): that, too, means one is waiting.
+    match std::fs::read_link("/proc/self/ns/pid_for_children") {
+        Ok(for_children) if for_children == ns => return Ok(PidNamespace::NotRequested),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    // SAFETY: single-threaded at this point (nothing has started a thread).
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => {
+            // SAFETY: prctl on ourselves; the parent (the reaper) dies with tarkd.
+            if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(PidNamespace::Entered)
+        }
+        child => reap(child),
+    }
+}
+
+/// The parent: hold nothing, wait for the worker, end as it ended.
+fn reap(child: libc::pid_t) -> ! {
+    // SAFETY: raw system calls on this process only.
+    unsafe {
+        // The channels belong to the worker; the reaper keeps only stderr.
+        libc::syscall(libc::SYS_close_range, 3, libc::c_uint::MAX, 0);
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        let no_core = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+        let mut status = 0;
+        while libc::waitpid(child, &mut status, 0) < 0 {
+            if *libc::__errno_location() != libc::EINTR {
+                libc::_exit(70);
+            }
+        }
+        if libc::WIFSIGNALED(status) {
+            let sig = libc::WTERMSIG(status);
+            libc::signal(sig, libc::SIG_DFL);
+            libc::kill(libc::getpid(), sig);
+        }
+        libc::_exit(if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            70
+        })
+    }
+}
