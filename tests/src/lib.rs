@@ -334,3 +334,160 @@ pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bo
     }
     cond()
 }
+
+impl Options {
+    /// Options with extra config TOML and nothing else.
+    pub fn config(text: &str) -> Self {
+        Self {
+            config: text.to_owned(),
+            ..Self::default()
+        }
+    }
+}
+
+/// A tool plugin folder: a manifest declaring `capabilities` (TOML lines) and the
+/// given module.
+pub fn tool_plugin(
+    name: &str,
+    capabilities: &str,
+    wasm: anyhow::Result<Vec<u8>>,
+) -> anyhow::Result<PluginFiles> {
+    Ok(PluginFiles::new(
+        name,
+        &fixtures::manifest(name, "tool", capabilities),
+        Some(wasm?),
+    ))
+}
+
+impl Tarkd {
+    /// The running worker of a plugin for a tenant, from tarkd's status.
+    pub async fn worker_pid(&self, plugin: &str, tenant: &str) -> anyhow::Result<Option<u32>> {
+        let s = self
+            .system()
+            .await?
+            .status(pb::StatusRequest {})
+            .await?
+            .into_inner();
+        Ok(s.plugins
+            .iter()
+            .filter(|p| p.id == plugin)
+            .flat_map(|p| &p.workers)
+            .find(|w| w.tenant == tenant && w.running)
+            .map(|w| w.pid))
+    }
+
+    /// Every running worker, from tarkd's status.
+    pub async fn worker_pids(&self) -> anyhow::Result<Vec<u32>> {
+        let s = self
+            .system()
+            .await?
+            .status(pb::StatusRequest {})
+            .await?
+            .into_inner();
+        Ok(s.plugins
+            .iter()
+            .flat_map(|p| &p.workers)
+            .filter(|w| w.running)
+            .map(|w| w.pid)
+            .collect())
+    }
+}
+
+/// The status a call failed with; a call that succeeded gives an OK status that
+/// says so, which no assertion on a failure code will accept.
+pub trait Failed {
+    fn failed(self) -> tonic::Status;
+}
+
+impl<T> Failed for Result<tonic::Response<T>, tonic::Status> {
+    fn failed(self) -> tonic::Status {
+        self.err()
+            .unwrap_or_else(|| tonic::Status::ok("the call succeeded"))
+    }
+}
+
+/// Stops a background workload however the test ends.
+pub struct StopOnDrop(pub std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// User + system CPU ticks a process has used (0 if it is gone).
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let n = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    n(11) + n(12)
+}
+
+/// Polls an async probe every few milliseconds until it yields a value.
+pub async fn eventually_async<T, F, Fut>(timeout: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+/// A victim workload: reads the note `v` (which must say `x`) over and over
+/// until stopped, and fails at the first call that does not succeed. Stopped by
+/// dropping the returned guard too.
+pub struct Victim {
+    task: tokio::task::JoinHandle<Result<u32, String>>,
+    _stop: StopOnDrop,
+}
+
+impl Victim {
+    pub fn start(tools: &pb::tools_client::ToolsClient<Channel>) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, mut tools) = (std::sync::Arc::clone(&stop), tools.clone());
+        let task = tokio::spawn(async move {
+            let mut ok = 0u32;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) && ok < 100_000 {
+                match output(
+                    tools
+                        .invoke_tool(invoke("notes_get", r#"{"title":"v"}"#))
+                        .await,
+                ) {
+                    Ok(o) if o == "x" => ok += 1,
+                    other => return Err(format!("victim call {ok} failed: {other:?}")),
+                }
+            }
+            Ok(ok)
+        });
+        Self {
+            task,
+            _stop: StopOnDrop(stop),
+        }
+    }
+
+    /// Stops the workload; the number of calls it made, all successful.
+    pub async fn finish(self) -> anyhow::Result<u32> {
+        self._stop
+            .0
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let ok = self.task.await?.map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(ok > 0, "the victim made no calls");
+        Ok(ok)
+    }
+}

@@ -8,34 +8,16 @@ use std::time::{Duration, Instant};
 
 use tark_proto::plugin::v1 as pb;
 use tark_tests::fixtures::{self, manifest};
-use tark_tests::{Options, PluginFiles, Tarkd, alive, eventually, invoke, output};
+use tark_tests::{
+    Failed, Options, PluginFiles, Tarkd, alive, cpu_ticks, eventually, invoke, output, tool_plugin,
+};
 use tonic::Code;
 
 const CLIENTS: usize = 4;
 const CALLS_PER_CLIENT: usize = 2_500;
 
 fn bare(name: &str) -> anyhow::Result<PluginFiles> {
-    Ok(PluginFiles::new(
-        name,
-        &manifest(name, "tool", ""),
-        Some(fixtures::tool(name, "", "")?),
-    ))
-}
-
-/// Live worker pids, from tarkd's status.
-async fn worker_pids(t: &Tarkd) -> anyhow::Result<Vec<u32>> {
-    let s = t
-        .system()
-        .await?
-        .status(pb::StatusRequest {})
-        .await?
-        .into_inner();
-    Ok(s.plugins
-        .iter()
-        .flat_map(|p| &p.workers)
-        .filter(|w| w.running)
-        .map(|w| w.pid)
-        .collect())
+    tool_plugin(name, "", fixtures::tool(name, "", ""))
 }
 
 /// A small deterministic generator (xorshift): the kill schedule is reproducible.
@@ -94,10 +76,7 @@ async fn random_worker_kills_under_load_lose_nothing() -> anyhow::Result<()> {
         .to_owned();
     let t = Tarkd::start(
         vec![PluginFiles::notes()?, bare("b1")?, bare("b2")?],
-        Options {
-            config,
-            ..Default::default()
-        },
+        Options::config(&config),
     )?;
     let tarkd = t.pid();
     let tools = t.tools().await?;
@@ -132,7 +111,7 @@ async fn random_worker_kills_under_load_lose_nothing() -> anyhow::Result<()> {
                 }
             }
             () = tokio::time::sleep(Duration::from_millis(20)) => {
-                let pids = worker_pids(&t).await?;
+                let pids = t.worker_pids().await?;
                 if !pids.is_empty() {
                     let pid = pids[(rng.next() % pids.len() as u64) as usize];
                     // SAFETY: kill(2) on a worker pid tarkd reported as running.
@@ -185,7 +164,7 @@ async fn sigkill_of_tarkd_under_load_leaves_no_worker_and_loses_nothing() -> any
         acks.load(Ordering::Relaxed) >= 100
     });
     assert!(ready.await, "the load never got going");
-    let pids = worker_pids(&t).await?;
+    let pids = t.worker_pids().await?;
     assert_eq!(pids.len(), 3, "{pids:?}");
     t.stop(libc::SIGKILL)?;
     let mut acked = BTreeMap::new();
@@ -228,31 +207,21 @@ async fn sigterm_lets_calls_in_flight_finish_then_stops_the_workers() -> anyhow:
             &manifest("spinner", "tool", ""),
             Some(fixtures::spinner("spin")?),
         )],
-        Options {
-            config,
-            ..Default::default()
-        },
+        Options::config(&config),
     )?;
     let mut tools = t.tools().await?;
     assert_eq!(
         output(tools.invoke_tool(invoke("spin-ok", "{}")).await).as_deref(),
         Ok("ok")
     );
-    let pid = worker_pids(&t).await?.first().copied().unwrap_or(0);
+    let pid = t.worker_pids().await?.first().copied().unwrap_or(0);
     let mut caller = tools.clone();
     let call = tokio::spawn(async move { caller.invoke_tool(invoke("spin-run", "{}")).await });
-    let busy = eventually(Duration::from_secs(10), || {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        stat.rsplit(')')
-            .next()
-            .and_then(|r| r.split_whitespace().nth(11))
-            .and_then(|u| u.parse::<u64>().ok())
-            > Some(5)
-    });
+    let busy = eventually(Duration::from_secs(10), || cpu_ticks(pid) > 5);
     assert!(busy.await, "the call never started");
     let status = t.stop(libc::SIGTERM)?;
     // The call ran to its own end (the plugin's deadline), not cut off by shutdown.
-    let err = call.await?.err().unwrap_or_else(|| tonic::Status::ok(""));
+    let err = call.await?.failed();
     assert_eq!(
         (err.code(), err.message()),
         (

@@ -5,34 +5,14 @@ use std::time::{Duration, Instant};
 
 use tark_proto::plugin::v1 as pb;
 use tark_tests::fixtures::{self, manifest};
-use tark_tests::{Options, PluginFiles, Tarkd, alive, eventually, for_tenant, invoke, output};
+use tark_tests::{
+    Failed, Options, PluginFiles, Tarkd, Victim, alive, cpu_ticks, eventually, eventually_async,
+    for_tenant, invoke, output, tool_plugin,
+};
 use tonic::Code;
 
 /// Short limits keep hostile-plugin tests quick; the bounds below are generous.
 const LIMITS: &str = "[limits]\ndeadline_ms = 1000\nmemory_mib = 16\nkill_grace_ms = 3000\n";
-
-fn fixture(name: &str, wasm: anyhow::Result<Vec<u8>>) -> anyhow::Result<PluginFiles> {
-    Ok(PluginFiles::new(
-        name,
-        &manifest(name, "tool", ""),
-        Some(wasm?),
-    ))
-}
-
-async fn worker_pid(t: &Tarkd, plugin: &str, tenant: &str) -> anyhow::Result<Option<u32>> {
-    let s = t
-        .system()
-        .await?
-        .status(pb::StatusRequest {})
-        .await?
-        .into_inner();
-    Ok(s.plugins
-        .iter()
-        .filter(|p| p.id == plugin)
-        .flat_map(|p| &p.workers)
-        .find(|w| w.tenant == tenant && w.running)
-        .map(|w| w.pid))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notes_tools_work_through_the_api_and_tarkctl() -> anyhow::Result<()> {
@@ -179,7 +159,7 @@ async fn storage_survives_tarkd_restart_and_kill() -> anyhow::Result<()> {
             .await,
     );
     assert_eq!(saved.as_deref(), Ok("saved keep"));
-    let worker = worker_pid(&t, "notes", "default").await?.unwrap_or(0);
+    let worker = t.worker_pid("notes", "default").await?.unwrap_or(0);
     assert!(alive(worker));
 
     // Orderly stop: workers are stopped with tarkd.
@@ -204,7 +184,7 @@ async fn storage_survives_tarkd_restart_and_kill() -> anyhow::Result<()> {
             .await,
     );
     assert_eq!(saved.as_deref(), Ok("saved keep"));
-    let worker = worker_pid(&t, "notes", "default").await?.unwrap_or(0);
+    let worker = t.worker_pid("notes", "default").await?.unwrap_or(0);
     t.stop(libc::SIGKILL)?;
     assert!(
         eventually(Duration::from_secs(5), || !alive(worker)).await,
@@ -225,18 +205,15 @@ async fn storage_survives_tarkd_restart_and_kill() -> anyhow::Result<()> {
 async fn killing_a_worker_mid_call_fails_that_call_and_the_next_succeeds() -> anyhow::Result<()> {
     let config = "[limits]\ndeadline_ms = 20000\n".to_owned();
     let t = Tarkd::start(
-        vec![fixture("spinner", fixtures::spinner("spin"))?],
-        Options {
-            config,
-            ..Default::default()
-        },
+        vec![tool_plugin("spinner", "", fixtures::spinner("spin"))?],
+        Options::config(&config),
     )?;
     let mut tools = t.tools().await?;
     assert_eq!(
         output(tools.invoke_tool(invoke("spin-ok", "{}")).await).as_deref(),
         Ok("ok")
     );
-    let pid = worker_pid(&t, "spinner", "default").await?.unwrap_or(0);
+    let pid = t.worker_pid("spinner", "default").await?.unwrap_or(0);
     assert!(pid > 0);
 
     let mut caller = tools.clone();
@@ -253,9 +230,7 @@ async fn killing_a_worker_mid_call_fails_that_call_and_the_next_succeeds() -> an
     // SAFETY: kill(2) on the worker we just looked up.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
     let (result, elapsed) = call.await?;
-    let status = result
-        .err()
-        .unwrap_or_else(|| tonic::Status::ok("call succeeded"));
+    let status = result.failed();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert_eq!(
         status.message(),
@@ -270,7 +245,7 @@ async fn killing_a_worker_mid_call_fails_that_call_and_the_next_succeeds() -> an
         output(tools.invoke_tool(invoke("spin-ok", "{}")).await).as_deref(),
         Ok("ok")
     );
-    let new_pid = worker_pid(&t, "spinner", "default").await?.unwrap_or(0);
+    let new_pid = t.worker_pid("spinner", "default").await?.unwrap_or(0);
     assert!(new_pid != pid && new_pid > 0);
     // The replacement loaded the cached artifact: the module was compiled once.
     let compiled = t
@@ -298,46 +273,16 @@ async fn killing_a_worker_mid_call_fails_that_call_and_the_next_succeeds() -> an
     Ok(())
 }
 
-/// Stops a background workload however the test ends.
-struct StopOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// User + system CPU ticks a process has used.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let n = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    n(11) + n(12)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runaway_plugins_hit_their_limits_while_another_plugin_keeps_serving() -> anyhow::Result<()>
 {
     let t = Tarkd::start(
         vec![
             PluginFiles::notes()?,
-            fixture("spinner", fixtures::spinner("spin"))?,
-            fixture("hog", fixtures::memory_hog("hog"))?,
+            tool_plugin("spinner", "", fixtures::spinner("spin"))?,
+            tool_plugin("hog", "", fixtures::memory_hog("hog"))?,
         ],
-        Options {
-            config: LIMITS.into(),
-            ..Default::default()
-        },
+        Options::config(LIMITS),
     )?;
     let mut tools = t.tools().await?;
     assert_eq!(
@@ -350,26 +295,8 @@ async fn runaway_plugins_hit_their_limits_while_another_plugin_keeps_serving() -
         Ok("saved v")
     );
 
-    // A victim workload on the notes plugin runs the whole time; it stops at its
-    // first failure (and after a bounded number of calls).
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut victim = tools.clone();
-    let flag = std::sync::Arc::clone(&stop);
-    let victim = tokio::spawn(async move {
-        let mut ok = 0u32;
-        while !flag.load(std::sync::atomic::Ordering::Relaxed) && ok < 100_000 {
-            match output(
-                victim
-                    .invoke_tool(invoke("notes_get", r#"{"title":"v"}"#))
-                    .await,
-            ) {
-                Ok(o) if o == "x" => ok += 1,
-                other => return Err(format!("victim call {ok} failed: {other:?}")),
-            }
-        }
-        Ok(ok)
-    });
-    let _stop_victim = StopOnDrop(std::sync::Arc::clone(&stop));
+    // A victim workload on the notes plugin runs the whole time.
+    let victim = Victim::start(&tools);
 
     let mut spin = tools.clone();
     let spinning = tokio::spawn(async move {
@@ -382,7 +309,7 @@ async fn runaway_plugins_hit_their_limits_while_another_plugin_keeps_serving() -
     let hog = tools.invoke_tool(invoke("hog-run", "{}")).await;
     let (spun, elapsed) = spinning.await?;
 
-    let status = spun.err().unwrap_or_else(|| tonic::Status::ok(""));
+    let status = spun.failed();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     assert_eq!(
         status.message(),
@@ -393,7 +320,7 @@ async fn runaway_plugins_hit_their_limits_while_another_plugin_keeps_serving() -
         "{elapsed:?}"
     );
 
-    let status = hog.err().unwrap_or_else(|| tonic::Status::ok(""));
+    let status = hog.failed();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert!(
         status
@@ -412,9 +339,7 @@ async fn runaway_plugins_hit_their_limits_while_another_plugin_keeps_serving() -
         output(tools.invoke_tool(invoke("hog-ok", "{}")).await).as_deref(),
         Ok("ok")
     );
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let ok = victim.await?.map_err(anyhow::Error::msg)?;
-    assert!(ok > 0, "the victim made no calls");
+    victim.finish().await?;
     Ok(())
 }
 
@@ -430,7 +355,7 @@ async fn bad_plugins_get_diagnostics_and_leave_the_others_working() -> anyhow::R
                 &manifest("garbage", "tool", ""),
                 Some(b"\0asm garbage".to_vec()),
             ),
-            fixture("wrongworld", fixtures::wrong_world())?,
+            tool_plugin("wrongworld", "", fixtures::wrong_world())?,
             PluginFiles::new(
                 "badcaps",
                 &manifest("badcaps", "tool", "env = [\"*\"]"),
@@ -501,11 +426,7 @@ async fn bad_plugins_get_diagnostics_and_leave_the_others_working() -> anyhow::R
         .unwrap_or_default();
     assert!(last.contains("it exports run"), "{last}");
 
-    let unknown = tools
-        .invoke_tool(invoke("frobnicate", "{}"))
-        .await
-        .err()
-        .unwrap_or_else(|| tonic::Status::ok(""));
+    let unknown = tools.invoke_tool(invoke("frobnicate", "{}")).await.failed();
     assert_eq!(unknown.code(), Code::NotFound);
     assert!(
         unknown.message().starts_with("unknown tool \"frobnicate\""),
@@ -568,8 +489,8 @@ async fn undeclared_env_reads_return_nothing_and_are_logged_as_denials() -> anyh
 async fn tool_name_conflicts_are_reported_not_resolved_by_chance() -> anyhow::Result<()> {
     let t = Tarkd::start(
         vec![
-            fixture("one", fixtures::spinner("dup"))?,
-            fixture("two", fixtures::spinner("dup"))?,
+            tool_plugin("one", "", fixtures::spinner("dup"))?,
+            tool_plugin("two", "", fixtures::spinner("dup"))?,
         ],
         Options::default(),
     )?;
@@ -590,11 +511,7 @@ async fn tool_name_conflicts_are_reported_not_resolved_by_chance() -> anyhow::Re
             ("dup-run", "one,two".to_owned())
         ]
     );
-    let err = tools
-        .invoke_tool(invoke("dup-ok", "{}"))
-        .await
-        .err()
-        .unwrap_or_else(|| tonic::Status::ok(""));
+    let err = tools.invoke_tool(invoke("dup-ok", "{}")).await.failed();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(
         err.message()
@@ -633,8 +550,8 @@ async fn tenants_get_their_own_workers_and_storage() -> anyhow::Result<()> {
         Some(pb::invoke_tool_response::Result::Error(_))
     ));
     let (a, b) = (
-        worker_pid(&t, "notes", "acme").await?,
-        worker_pid(&t, "notes", "globex").await?,
+        t.worker_pid("notes", "acme").await?,
+        t.worker_pid("notes", "globex").await?,
     );
     assert!(a.is_some() && b.is_some() && a != b, "{a:?} {b:?}");
     let bad = tools
@@ -649,25 +566,22 @@ async fn queued_calls_are_timed_from_their_turn_not_from_arrival() -> anyhow::Re
     // Deadline 1 s, kill backstop 1 + 3 s: five runaway calls queued at once take
     // about 5 s in all, longer than the backstop, yet none may get the worker killed.
     let t = Tarkd::start(
-        vec![fixture("spinner", fixtures::spinner("spin"))?],
-        Options {
-            config: LIMITS.into(),
-            ..Default::default()
-        },
+        vec![tool_plugin("spinner", "", fixtures::spinner("spin"))?],
+        Options::config(LIMITS),
     )?;
     let mut tools = t.tools().await?;
     assert_eq!(
         output(tools.invoke_tool(invoke("spin-ok", "{}")).await).as_deref(),
         Ok("ok")
     );
-    let pid = worker_pid(&t, "spinner", "default").await?;
+    let pid = t.worker_pid("spinner", "default").await?;
     let mut calls = tokio::task::JoinSet::new();
     for _ in 0..5 {
         let mut c = tools.clone();
         calls.spawn(async move { c.invoke_tool(invoke("spin-run", "{}")).await });
     }
     while let Some(r) = calls.join_next().await {
-        let status = r?.err().unwrap_or_else(|| tonic::Status::ok(""));
+        let status = r?.failed();
         assert_eq!(
             status.message(),
             "plugin spinner: deadline of 1000 ms exceeded",
@@ -675,7 +589,7 @@ async fn queued_calls_are_timed_from_their_turn_not_from_arrival() -> anyhow::Re
         );
     }
     assert_eq!(
-        worker_pid(&t, "spinner", "default").await?,
+        t.worker_pid("spinner", "default").await?,
         pid,
         "the worker was replaced"
     );
@@ -687,18 +601,15 @@ async fn answers_over_the_size_cap_are_refused_and_the_plugin_keeps_serving() ->
 {
     let config = "[limits]\nmax_response_kib = 64\n".to_owned();
     let t = Tarkd::start(
-        vec![fixture("big", fixtures::big_answer("big", 200_000))?],
-        Options {
-            config,
-            ..Default::default()
-        },
+        vec![tool_plugin(
+            "big",
+            "",
+            fixtures::big_answer("big", 200_000),
+        )?],
+        Options::config(&config),
     )?;
     let mut tools = t.tools().await?;
-    let err = tools
-        .invoke_tool(invoke("big-run", "{}"))
-        .await
-        .err()
-        .unwrap_or_else(|| tonic::Status::ok(""));
+    let err = tools.invoke_tool(invoke("big-run", "{}")).await.failed();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(
         err.message().starts_with("plugin big: response of 2000"),
@@ -760,8 +671,8 @@ fn thread_sandbox(pid: u32) -> anyhow::Result<Vec<(String, String, String)>> {
 async fn traps_under_the_sandbox_fail_the_call_and_the_plugin_recovers() -> anyhow::Result<()> {
     let t = Tarkd::start(
         vec![
-            fixture("trapper", fixtures::unreachable("trap"))?,
-            fixture("deep", fixtures::recursion("deep"))?,
+            tool_plugin("trapper", "", fixtures::unreachable("trap"))?,
+            tool_plugin("deep", "", fixtures::recursion("deep"))?,
         ],
         Options::default(),
     )?;
@@ -778,11 +689,7 @@ async fn traps_under_the_sandbox_fail_the_call_and_the_plugin_recovers() -> anyh
             "plugin deep: wasm trap: call stack exhausted",
         ),
     ] {
-        let err = tools
-            .invoke_tool(invoke(tool, "{}"))
-            .await
-            .err()
-            .unwrap_or_else(|| tonic::Status::ok(""));
+        let err = tools.invoke_tool(invoke(tool, "{}")).await.failed();
         assert_eq!((err.code(), err.message()), (Code::Aborted, want), "{tool}");
         assert_eq!(
             output(tools.invoke_tool(invoke(ok, "{}")).await).as_deref(),
@@ -820,11 +727,8 @@ async fn a_plugin_that_keeps_crashing_is_quarantined_until_restarted() -> anyhow
         "[limits]\ndeadline_ms = 20000\n[supervision]\nintensity = 3\ninitial_backoff_ms = 50\n"
             .to_owned();
     let t = Tarkd::start(
-        vec![fixture("spinner", fixtures::spinner("spin"))?],
-        Options {
-            config,
-            ..Default::default()
-        },
+        vec![tool_plugin("spinner", "", fixtures::spinner("spin"))?],
+        Options::config(&config),
     )?;
     let mut tools = t.tools().await?;
     assert_eq!(
@@ -836,7 +740,7 @@ async fn a_plugin_that_keeps_crashing_is_quarantined_until_restarted() -> anyhow
         let call = tokio::spawn(async move { caller.invoke_tool(invoke("spin-run", "{}")).await });
         // Wait for the spinning call's worker, then kill it mid-call.
         let found = eventually_async(Duration::from_secs(10), || async {
-            match worker_pid(&t, "spinner", "default").await {
+            match t.worker_pid("spinner", "default").await {
                 Ok(Some(p)) if cpu_ticks(p) > 5 => Some(p),
                 _ => None,
             }
@@ -846,7 +750,7 @@ async fn a_plugin_that_keeps_crashing_is_quarantined_until_restarted() -> anyhow
         assert!(pid > 0, "crash {crash}: the spinning call never started");
         // SAFETY: kill(2) on the worker we just looked up.
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-        let status = call.await?.err().unwrap_or_else(|| tonic::Status::ok(""));
+        let status = call.await?.failed();
         assert_eq!(
             status.code(),
             Code::Unavailable,
@@ -855,11 +759,7 @@ async fn a_plugin_that_keeps_crashing_is_quarantined_until_restarted() -> anyhow
     }
     // Quarantined: calls fail fast with the last crash, and status says so.
     let started = Instant::now();
-    let err = tools
-        .invoke_tool(invoke("spin-ok", "{}"))
-        .await
-        .err()
-        .unwrap_or_else(|| tonic::Status::ok(""));
+    let err = tools.invoke_tool(invoke("spin-ok", "{}")).await.failed();
     assert_eq!(err.code(), Code::Unavailable);
     assert!(
         err.message().starts_with("plugin spinner is quarantined after 3 crashes within 60 s (last: worker for plugin spinner exited: killed by signal 9 (SIGKILL)); run `tarkctl restart spinner`"),
@@ -896,20 +796,4 @@ async fn a_plugin_that_keeps_crashing_is_quarantined_until_restarted() -> anyhow
         .into_inner();
     assert_eq!(info.state(), pb::PluginState::Running);
     Ok(())
-}
-
-/// Polls an async condition every few milliseconds until it yields a value.
-async fn eventually_async<T, F, Fut>(timeout: Duration, mut probe: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Some(v) = probe().await {
-            return Some(v);
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    None
 }

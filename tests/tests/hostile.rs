@@ -2,62 +2,39 @@
 //! worker (or a clear diagnostic), while a victim workload on another plugin sees
 //! no failure at all.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use tark_proto::plugin::v1 as pb;
 use tark_tests::fixtures::{self, manifest};
-use tark_tests::{Options, PluginFiles, Tarkd, invoke, output};
+use tark_tests::{Failed, Options, PluginFiles, Tarkd, Victim, invoke, output, tool_plugin};
 use tonic::Code;
 
 const LIMITS: &str =
     "[limits]\ndeadline_ms = 1000\nmemory_mib = 16\nmax_response_kib = 64\nkill_grace_ms = 3000\n";
-
-fn plugin(name: &str, caps: &str, wasm: anyhow::Result<Vec<u8>>) -> anyhow::Result<PluginFiles> {
-    Ok(PluginFiles::new(
-        name,
-        &manifest(name, "tool", caps),
-        Some(wasm?),
-    ))
-}
-
-/// Stops a background workload however the test ends.
-struct StopOnDrop(Arc<AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_hostile_plugin_fails_alone_and_the_victim_never_notices() -> anyhow::Result<()> {
     let t = Tarkd::start(
         vec![
             PluginFiles::notes()?,
-            plugin("spinner", "", fixtures::spinner("spin"))?,
-            plugin("hog", "", fixtures::memory_hog("hog"))?,
-            plugin("tables", "", fixtures::table_bomb("tables"))?,
-            plugin("deep", "", fixtures::recursion("deep"))?,
-            plugin("big", "", fixtures::big_answer("big", 200_000))?,
-            plugin("trapper", "", fixtures::unreachable("trap"))?,
-            plugin(
+            tool_plugin("spinner", "", fixtures::spinner("spin"))?,
+            tool_plugin("hog", "", fixtures::memory_hog("hog"))?,
+            tool_plugin("tables", "", fixtures::table_bomb("tables"))?,
+            tool_plugin("deep", "", fixtures::recursion("deep"))?,
+            tool_plugin("big", "", fixtures::big_answer("big", 200_000))?,
+            tool_plugin("trapper", "", fixtures::unreachable("trap"))?,
+            tool_plugin(
                 "retry",
                 "env = [\"FIXTURE_*\"]",
                 fixtures::host_call_loop("retry"),
             )?,
-            plugin("starttrap", "", fixtures::start_trap("st"))?,
-            plugin("otherworld", "", fixtures::wrong_world())?,
+            tool_plugin("starttrap", "", fixtures::start_trap("st"))?,
+            tool_plugin("otherworld", "", fixtures::wrong_world())?,
             PluginFiles::new(
                 "garbage",
                 &manifest("garbage", "tool", ""),
                 Some(b"\0asm\x01\0\0\0garbage".to_vec()),
             ),
         ],
-        Options {
-            config: LIMITS.into(),
-            ..Default::default()
-        },
+        Options::config(LIMITS),
     )?;
     let mut tools = t.tools().await?;
     output(
@@ -67,23 +44,7 @@ async fn every_hostile_plugin_fails_alone_and_the_victim_never_notices() -> anyh
     )
     .map_err(anyhow::Error::msg)?;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let _stop = StopOnDrop(Arc::clone(&stop));
-    let (flag, mut victim) = (Arc::clone(&stop), tools.clone());
-    let victim = tokio::spawn(async move {
-        let mut ok = 0u32;
-        while !flag.load(Ordering::Relaxed) && ok < 100_000 {
-            match output(
-                victim
-                    .invoke_tool(invoke("notes_get", r#"{"title":"v"}"#))
-                    .await,
-            ) {
-                Ok(o) if o == "x" => ok += 1,
-                other => return Err(format!("victim call {ok} failed: {other:?}")),
-            }
-        }
-        Ok(ok)
-    });
+    let victim = Victim::start(&tools);
 
     // (tool, expected code, expected message prefix, tool that must work after)
     let cases: &[(&str, Code, &str, &str)] = &[
@@ -144,9 +105,7 @@ async fn every_hostile_plugin_fails_alone_and_the_victim_never_notices() -> anyh
     }
     while let Some(joined) = calls.join_next().await {
         let (tool, code, prefix, result) = joined?;
-        let err = result
-            .err()
-            .unwrap_or_else(|| tonic::Status::ok("succeeded"));
+        let err = result.failed();
         assert_eq!(err.code(), code, "{tool}: {err:?}");
         assert!(
             err.message().starts_with(prefix),
@@ -188,8 +147,6 @@ async fn every_hostile_plugin_fails_alone_and_the_victim_never_notices() -> anyh
             assert_eq!(w.restarts, 0, "{} restarted: {w:?}", p.id);
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    let ok = victim.await?.map_err(anyhow::Error::msg)?;
-    assert!(ok > 0, "the victim made no calls");
+    victim.finish().await?;
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tark_proto::plugin::v1 as pb;
 use tark_tests::fixtures::{self, manifest};
-use tark_tests::{Options, PluginFiles, Tarkd, invoke, output};
+use tark_tests::{Failed, Options, PluginFiles, Tarkd, invoke, output};
 use tonic::Code;
 
 /// (attempt, the system call tarkd must name) — worker/src/escape.rs FORBIDDEN.
@@ -45,15 +45,7 @@ const ALLOWED: &[&str] = &[
 ];
 
 async fn running_pid(t: &Tarkd) -> anyhow::Result<u32> {
-    let info = t
-        .plugins()
-        .await?
-        .get_plugin(pb::PluginRef {
-            id: "escaper".into(),
-        })
-        .await?
-        .into_inner();
-    Ok(info.workers.iter().find(|w| w.running).map_or(0, |w| w.pid))
+    Ok(t.worker_pid("escaper", "default").await?.unwrap_or(0))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,10 +60,7 @@ async fn forbidden_syscalls_kill_the_worker_and_tarkd_names_them() -> anyhow::Re
             &manifest("escaper", "tool", ""),
             Some(wasm),
         )],
-        Options {
-            config,
-            ..Default::default()
-        },
+        Options::config(&config),
     )?;
     let mut tools = t.tools().await?;
     let tarkd = t.pid();
@@ -83,11 +72,7 @@ async fn forbidden_syscalls_kill_the_worker_and_tarkd_names_them() -> anyhow::Re
     };
 
     for (name, syscall) in FORBIDDEN {
-        let err = tools
-            .invoke_tool(attempt(name))
-            .await
-            .err()
-            .unwrap_or_else(|| tonic::Status::ok("went through"));
+        let err = tools.invoke_tool(attempt(name)).await.failed();
         assert_eq!(err.code(), Code::Unavailable, "{name}: {err:?}");
         let want = format!(
             "worker for plugin escaper exited: killed by signal 31 (SIGSYS): forbidden system call {syscall} ("
@@ -107,11 +92,7 @@ async fn forbidden_syscalls_kill_the_worker_and_tarkd_names_them() -> anyhow::Re
     // Allowed calls and arguments go through and the worker lives on.
     let pid = running_pid(&t).await?;
     for name in ALLOWED {
-        let err = tools
-            .invoke_tool(attempt(name))
-            .await
-            .err()
-            .unwrap_or_else(|| tonic::Status::ok(""));
+        let err = tools.invoke_tool(attempt(name)).await.failed();
         assert_eq!(err.code(), Code::InvalidArgument, "{name}: {err:?}");
         assert!(
             err.message()
@@ -284,19 +265,9 @@ async fn a_required_layer_that_is_missing_refuses_the_worker() -> anyhow::Result
     // Namespaces are turned off but required: the worker must be refused.
     let config =
         "[sandbox]\nnamespaces = false\nrequire = [\"seccomp\", \"namespaces\"]\n".to_owned();
-    let t = Tarkd::start(
-        vec![PluginFiles::notes()?],
-        Options {
-            config,
-            ..Default::default()
-        },
-    )?;
+    let t = Tarkd::start(vec![PluginFiles::notes()?], Options::config(&config))?;
     let mut tools = t.tools().await?;
-    let err = tools
-        .invoke_tool(invoke("notes_list", "{}"))
-        .await
-        .err()
-        .unwrap_or_else(|| tonic::Status::ok(""));
+    let err = tools.invoke_tool(invoke("notes_list", "{}")).await.failed();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
     let list = tools
         .list_tools(pb::ListToolsRequest {})
