@@ -90,7 +90,8 @@ pub async fn start(config: Config, dev: bool) -> Result<Started, StartError> {
     let cache_dir = config.state_dir.join("cache");
     let cache = ArtifactCache::open(cache_dir.clone(), &worker_path)
         .map_err(io("opening artifact cache", &cache_dir))?;
-    let spawner = Spawner::start().map_err(io("starting the spawner thread for", &worker_path))?;
+    let spawner =
+        Spawner::start(&worker_path).map_err(io("opening the worker executable", &worker_path))?;
     let version = semver::Version::parse(&config.tark_version)?;
     let registry = Registry::scan(&config.plugins_dir, &version)
         .map_err(io("scanning", &config.plugins_dir))?;

@@ -40,7 +40,6 @@ pub struct Confinement {
 }
 
 struct Request {
-    program: PathBuf,
     label: String,
     confinement: Confinement,
     reply: oneshot::Sender<std::io::Result<Spawned>>,
@@ -55,34 +54,34 @@ pub struct Spawner {
 impl Spawner {
     /// Starts the spawner thread. It must be called from within the tokio runtime
     /// whose reactor will reap the children.
-    pub fn start() -> std::io::Result<Self> {
+    ///
+    /// The worker executable is opened here, once, and every worker is executed
+    /// through that descriptor (`/proc/self/fd/N`): a worker running as its own
+    /// unprivileged uid needs no search permission on the directories above the
+    /// binary, and replacing the file on disk does not change what runs.
+    pub fn start(worker: &std::path::Path) -> std::io::Result<Self> {
+        let binary = std::fs::File::open(worker)?;
+        let binary = high_dup(&OwnedFd::from(binary))?;
         let handle = tokio::runtime::Handle::current();
         let (tx, rx) = mpsc::channel::<Request>();
         std::thread::Builder::new()
             .name("tarkd-spawner".into())
             .spawn(move || {
                 let _runtime = handle.enter();
+                let program = PathBuf::from(format!("/proc/self/fd/{}", binary.as_raw_fd()));
                 for req in rx {
-                    let _ = req
-                        .reply
-                        .send(spawn(&req.program, &req.label, req.confinement));
+                    let _ = req.reply.send(spawn(&program, &req.label, req.confinement));
                 }
             })?;
         Ok(Self { tx })
     }
 
-    /// Starts `program` as a worker. `label` (tenant/plugin) becomes its argument,
-    /// so operators can tell workers apart in `ps`; the worker trusts nothing in it.
-    pub async fn spawn(
-        &self,
-        program: PathBuf,
-        label: String,
-        confinement: Confinement,
-    ) -> std::io::Result<Spawned> {
+    /// Starts a worker. `label` (tenant/plugin) becomes its argument, so
+    /// operators can tell workers apart in `ps`; the worker trusts nothing in it.
+    pub async fn spawn(&self, label: String, confinement: Confinement) -> std::io::Result<Spawned> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request {
-                program,
                 label,
                 confinement,
                 reply,
@@ -123,7 +122,8 @@ fn spawn(
     let parent = std::process::id();
 
     let mut cmd = tokio::process::Command::new(program);
-    cmd.arg(label)
+    cmd.arg0("tark-worker")
+        .arg(label)
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -451,11 +451,10 @@ impl Workers {
         };
         let label = format!("{}/{}", key.tenant, key.plugin);
         let confinement = self.confinement(key);
-        let spawned = self
-            .spawner
-            .spawn(self.worker_path.clone(), label, confinement)
-            .await
-            .map_err(|e| unavailable(&format!("starting {}", self.worker_path.display()), &e))?;
+        let spawned =
+            self.spawner.spawn(label, confinement).await.map_err(|e| {
+                unavailable(&format!("starting {}", self.worker_path.display()), &e)
+            })?;
         let pid = spawned.pid;
         let (exit_tx, exit_rx) = watch::channel(None);
         let mut child = spawned.child;

@@ -280,3 +280,34 @@ async fn a_required_layer_that_is_missing_refuses_the_worker() -> anyhow::Result
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_start_from_a_binary_their_uid_cannot_reach_by_path() -> anyhow::Result<()> {
+    // The worker executable sits in a directory only tarkd's user may search;
+    // workers running as their own uid must still start.
+    use std::os::unix::fs::PermissionsExt;
+    let private = tempfile::tempdir()?;
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700))?;
+    let worker = private.path().join("tark-worker");
+    let built = tark_tests::binary("tark-worker")?;
+    if std::fs::hard_link(&built, &worker).is_err() {
+        std::fs::copy(&built, &worker)?;
+    }
+    let config = format!("worker_path = {:?}\n", worker);
+    let t = Tarkd::start(vec![PluginFiles::notes()?], Options::config(&config))?;
+    let mut tools = t.tools().await?;
+    let saved = output(
+        tools
+            .invoke_tool(invoke("notes_save", r#"{"title":"p","body":"b"}"#))
+            .await,
+    );
+    assert_eq!(saved.as_deref(), Ok("saved p"));
+    if nix::unistd::geteuid().is_root() {
+        let pid = t.worker_pid("notes", "default").await?.unwrap_or(0);
+        assert!(
+            uid_of(pid)? >= 600_000,
+            "the worker did not drop to its own uid"
+        );
+    }
+    Ok(())
+}
