@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 
 use crate::manifest::Capabilities;
 use crate::policy;
+use crate::ratelimit::{Rate, TokenBucket};
 use crate::storage::{Namespace, Storage, StorageError};
 
 /// Longest log line a plugin may write; longer lines are cut.
@@ -25,15 +26,52 @@ pub struct Broker {
     ns: Namespace,
     grant: Arc<Capabilities>,
     storage: Storage,
+    /// Log lines the plugin may write, and how many were dropped since the last
+    /// one that went through.
+    log_rate: std::sync::Mutex<(TokenBucket, u64)>,
+    log_limit: Rate,
 }
 
 impl Broker {
-    pub fn new(tenant: String, plugin: String, grant: Arc<Capabilities>, storage: Storage) -> Self {
+    pub fn new(
+        tenant: String,
+        plugin: String,
+        grant: Arc<Capabilities>,
+        storage: Storage,
+        log_limit: Rate,
+    ) -> Self {
         Self {
             ns: Namespace { tenant, plugin },
             grant,
             storage,
+            log_rate: std::sync::Mutex::new((
+                TokenBucket::new(log_limit, std::time::Instant::now()),
+                0,
+            )),
+            log_limit,
         }
+    }
+
+    /// Whether a log line may go through now; when it may after some were
+    /// dropped, says how many were, once.
+    fn admit_log_line(&self) -> bool {
+        let mut guard = self.log_rate.lock().unwrap_or_else(|p| p.into_inner());
+        let (bucket, dropped) = &mut *guard;
+        if !bucket.take(std::time::Instant::now()) {
+            *dropped += 1;
+            return false;
+        }
+        if *dropped > 0 {
+            tracing::warn!(
+                target: "plugin",
+                tenant = %self.ns.tenant,
+                plugin = %self.ns.plugin,
+                "{dropped} log lines dropped: over {} lines/s",
+                self.log_limit.per_second
+            );
+            *dropped = 0;
+        }
+        true
     }
 
     fn deny(&self, capability: &str, target: &str, reason: &str) -> Status {
@@ -65,6 +103,7 @@ impl Broker {
                 tracing::error!(plugin = %self.ns.plugin, "{e}");
                 Status::internal(e.to_string())
             }
+            e @ StorageError::QuotaExceeded(_) => Status::resource_exhausted(e.to_string()),
             e => Status::invalid_argument(e.to_string()),
         }
     }
@@ -156,6 +195,9 @@ impl pb::broker_server::Broker for Broker {
 
     async fn log(&self, req: Request<pb::LogRecord>) -> Result<Response<pb::Empty>, Status> {
         let rec = req.into_inner();
+        if !self.admit_log_line() {
+            return Ok(Response::new(pb::Empty {}));
+        }
         let mut msg = rec.message;
         if msg.len() > MAX_LOG_LINE {
             let mut cut = MAX_LOG_LINE;

@@ -41,10 +41,12 @@ pub struct Config {
     /// The tark version plugins' `min_tark_version` is checked against.
     pub tark_version: String,
     pub limits: LimitsConfig,
-    pub storage: StorageConfig,
+    pub storage: crate::storage::StorageLimits,
     pub sandbox: SandboxConfig,
     /// Restart backoff and quarantine of crashing workers.
     pub supervision: crate::restart::RestartPolicy,
+    /// How many log lines per second each worker's plugin may write.
+    pub logs: crate::ratelimit::Rate,
 }
 
 /// Default per-call limits of every plugin.
@@ -60,14 +62,6 @@ pub struct LimitsConfig {
     pub max_response_kib: u64,
     /// Extra time tarkd gives a worker past the deadline before killing it.
     pub kill_grace_ms: u64,
-}
-
-/// Limits of the per-plugin key/value store.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StorageConfig {
-    pub max_key_bytes: usize,
-    pub max_value_bytes: usize,
 }
 
 /// Sandbox layers tarkd asks workers to apply.
@@ -110,9 +104,10 @@ impl Default for Config {
             worker_path: None,
             tark_version: env!("CARGO_PKG_VERSION").to_owned(),
             limits: LimitsConfig::default(),
-            storage: StorageConfig::default(),
+            storage: crate::storage::StorageLimits::default(),
             sandbox: SandboxConfig::default(),
             supervision: crate::restart::RestartPolicy::default(),
+            logs: crate::ratelimit::Rate::default(),
         }
     }
 }
@@ -127,15 +122,6 @@ impl Default for LimitsConfig {
             fuel: 0,
             max_response_kib: 1024,
             kill_grace_ms: 2_000,
-        }
-    }
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        Self {
-            max_key_bytes: 512,
-            max_value_bytes: 1 << 20,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod daemon;
 pub mod manifest;
 pub mod policy;
+pub mod ratelimit;
 pub mod registry;
 pub mod restart;
 pub mod server;

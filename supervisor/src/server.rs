@@ -78,12 +78,7 @@ pub async fn start(config: Config, dev: bool) -> Result<Started, StartError> {
         return Err(StartError::NoWorker(worker_path));
     }
     let db = config.state_dir.join("storage.redb");
-    let storage = Storage::open(
-        &db,
-        config.storage.max_key_bytes,
-        config.storage.max_value_bytes,
-    )
-    .map_err(|source| StartError::Storage {
+    let storage = Storage::open(&db, config.storage).map_err(|source| StartError::Storage {
         path: db.clone(),
         source,
     })?;

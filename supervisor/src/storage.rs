@@ -5,9 +5,35 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 const KV: TableDefinition<&str, &str> = TableDefinition::new("kv");
+/// (keys, bytes of keys and values) per namespace prefix, kept in the same
+/// transactions as the data, so quota checks cost no scan.
+const USAGE: TableDefinition<&str, (u64, u64)> = TableDefinition::new("usage");
+
+/// Limits of each tenant × plugin's store (config section `[storage]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageLimits {
+    pub max_key_bytes: usize,
+    pub max_value_bytes: usize,
+    /// Keys one tenant × plugin may hold.
+    pub max_keys: u64,
+    /// Bytes of keys and values one tenant × plugin may hold.
+    pub max_total_bytes: u64,
+}
+
+impl Default for StorageLimits {
+    fn default() -> Self {
+        Self {
+            max_key_bytes: 512,
+            max_value_bytes: 1 << 20,
+            max_keys: 10_000,
+            max_total_bytes: 64 << 20,
+        }
+    }
+}
 
 /// Separates tenant, plugin and key inside a stored key. Tenant and plugin names
 /// cannot contain it and keys may not contain control characters.
@@ -20,6 +46,8 @@ pub enum StorageError {
     InvalidKey(String),
     #[error("value of {size} bytes exceeds the limit of {limit} bytes")]
     ValueTooLarge { size: usize, limit: usize },
+    #[error("storage quota exceeded: at most {0}")]
+    QuotaExceeded(String),
     #[error("storage failure: {0}")]
     Backend(String),
 }
@@ -51,8 +79,7 @@ backend!(
 #[derive(Clone)]
 pub struct Storage {
     db: Arc<Database>,
-    max_key_bytes: usize,
-    max_value_bytes: usize,
+    limits: StorageLimits,
 }
 
 /// One plugin's view of the store.
@@ -70,19 +97,15 @@ impl Namespace {
 
 impl Storage {
     /// Opens (or creates) the database at `path`.
-    pub fn open(
-        path: &Path,
-        max_key_bytes: usize,
-        max_value_bytes: usize,
-    ) -> Result<Self, StorageError> {
+    pub fn open(path: &Path, limits: StorageLimits) -> Result<Self, StorageError> {
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
         txn.open_table(KV)?;
+        txn.open_table(USAGE)?;
         txn.commit()?;
         Ok(Self {
             db: Arc::new(db),
-            max_key_bytes,
-            max_value_bytes,
+            limits,
         })
     }
 
@@ -91,11 +114,11 @@ impl Storage {
         if key.is_empty() {
             return Err(StorageError::InvalidKey("empty".into()));
         }
-        if key.len() > self.max_key_bytes {
+        if key.len() > self.limits.max_key_bytes {
             return Err(StorageError::InvalidKey(format!(
                 "{} bytes, over the limit of {}",
                 key.len(),
-                self.max_key_bytes
+                self.limits.max_key_bytes
             )));
         }
         if key.chars().any(char::is_control) {
@@ -114,18 +137,47 @@ impl Storage {
         Ok(table.get(full.as_str())?.map(|v| v.value().to_owned()))
     }
 
+    /// Stores a value; refused (and nothing written) past a quota.
     pub fn set(&self, ns: &Namespace, key: &str, value: &str) -> Result<(), StorageError> {
         self.check_key(key)?;
-        if value.len() > self.max_value_bytes {
+        let limits = &self.limits;
+        if value.len() > limits.max_value_bytes {
             return Err(StorageError::ValueTooLarge {
                 size: value.len(),
-                limit: self.max_value_bytes,
+                limit: limits.max_value_bytes,
             });
         }
+        let (prefix, entry) = (ns.prefix(), (key.len() + value.len()) as u64);
+        let full = format!("{prefix}{key}");
         let txn = self.db.begin_write()?;
         {
-            let mut table = txn.open_table(KV)?;
-            table.insert(format!("{}{key}", ns.prefix()).as_str(), value)?;
+            let mut kv = txn.open_table(KV)?;
+            let mut usage = txn.open_table(USAGE)?;
+            let (keys, bytes) = usage
+                .get(prefix.as_str())?
+                .map(|u| u.value())
+                .unwrap_or((0, 0));
+            let old = kv
+                .get(full.as_str())?
+                .map(|v| (key.len() + v.value().len()) as u64);
+            let (keys, bytes) = match old {
+                Some(old) => (keys, bytes.saturating_sub(old) + entry),
+                None => (keys + 1, bytes + entry),
+            };
+            if keys > limits.max_keys {
+                return Err(StorageError::QuotaExceeded(format!(
+                    "{} keys",
+                    limits.max_keys
+                )));
+            }
+            if bytes > limits.max_total_bytes {
+                return Err(StorageError::QuotaExceeded(format!(
+                    "{} bytes",
+                    limits.max_total_bytes
+                )));
+            }
+            kv.insert(full.as_str(), value)?;
+            usage.insert(prefix.as_str(), (keys, bytes))?;
         }
         txn.commit()?;
         Ok(())
@@ -133,10 +185,24 @@ impl Storage {
 
     pub fn delete(&self, ns: &Namespace, key: &str) -> Result<(), StorageError> {
         self.check_key(key)?;
+        let prefix = ns.prefix();
         let txn = self.db.begin_write()?;
         {
-            let mut table = txn.open_table(KV)?;
-            table.remove(format!("{}{key}", ns.prefix()).as_str())?;
+            let mut kv = txn.open_table(KV)?;
+            let removed = kv
+                .remove(format!("{prefix}{key}").as_str())?
+                .map(|v| (key.len() + v.value().len()) as u64);
+            if let Some(size) = removed {
+                let mut usage = txn.open_table(USAGE)?;
+                let (keys, bytes) = usage
+                    .get(prefix.as_str())?
+                    .map(|u| u.value())
+                    .unwrap_or((0, 0));
+                usage.insert(
+                    prefix.as_str(),
+                    (keys.saturating_sub(1), bytes.saturating_sub(size)),
+                )?;
+            }
         }
         txn.commit()?;
         Ok(())
@@ -162,6 +228,47 @@ impl Storage {
 mod tests {
     use super::*;
 
+    fn limits(max_key_bytes: usize, max_value_bytes: usize) -> StorageLimits {
+        StorageLimits {
+            max_key_bytes,
+            max_value_bytes,
+            ..StorageLimits::default()
+        }
+    }
+
+    #[test]
+    fn quotas_count_keys_and_bytes_and_follow_replacements_and_deletes() -> Result<(), StorageError>
+    {
+        let dir = tempfile::tempdir().map_err(|e| StorageError::Backend(e.to_string()))?;
+        let q = StorageLimits {
+            max_keys: 2,
+            max_total_bytes: 10,
+            ..StorageLimits::default()
+        };
+        let s = Storage::open(&dir.path().join("db"), q)?;
+        let (a, b) = (ns("t", "a"), ns("t", "b"));
+        s.set(&a, "k1", "abc")?; // 5 bytes, 1 key
+        s.set(&a, "k2", "x")?; // 8 bytes, 2 keys
+        assert!(
+            matches!(s.set(&a, "k3", "x"), Err(StorageError::QuotaExceeded(m)) if m == "2 keys")
+        );
+        s.set(&a, "k1", "abcd")?; // replacing: 9 bytes, still 2 keys
+        assert!(
+            matches!(s.set(&a, "k2", "xyz"), Err(StorageError::QuotaExceeded(m)) if m == "10 bytes")
+        );
+        assert_eq!(
+            s.get(&a, "k2")?.as_deref(),
+            Some("x"),
+            "a refused write changed nothing"
+        );
+        s.set(&b, "k1", "abc")?; // another plugin has its own quota
+        s.delete(&a, "k2")?;
+        s.delete(&a, "never-set")?;
+        s.set(&a, "k3", "x")?; // room again after the delete
+        assert_eq!(s.list_keys(&a)?, vec!["k1", "k3"]);
+        Ok(())
+    }
+
     fn ns(t: &str, p: &str) -> Namespace {
         Namespace {
             tenant: t.into(),
@@ -172,7 +279,7 @@ mod tests {
     #[test]
     fn plugins_and_tenants_never_see_each_other() -> Result<(), StorageError> {
         let dir = tempfile::tempdir().map_err(|e| StorageError::Backend(e.to_string()))?;
-        let s = Storage::open(&dir.path().join("db"), 64, 16)?;
+        let s = Storage::open(&dir.path().join("db"), limits(64, 16))?;
         let (a, b, c) = (ns("t1", "a"), ns("t1", "ab"), ns("t2", "a"));
         s.set(&a, "k", "from a")?;
         s.set(&b, "k", "from ab")?;
@@ -191,7 +298,7 @@ mod tests {
     #[test]
     fn keys_and_values_are_checked() -> Result<(), StorageError> {
         let dir = tempfile::tempdir().map_err(|e| StorageError::Backend(e.to_string()))?;
-        let s = Storage::open(&dir.path().join("db"), 8, 4)?;
+        let s = Storage::open(&dir.path().join("db"), limits(8, 4))?;
         let a = ns("t", "a");
         for bad in ["", "123456789", "a\u{0}b", "a\nb", "\u{7f}"] {
             assert!(
@@ -211,9 +318,9 @@ mod tests {
     fn writes_survive_reopening() -> Result<(), StorageError> {
         let dir = tempfile::tempdir().map_err(|e| StorageError::Backend(e.to_string()))?;
         let path = dir.path().join("db");
-        Storage::open(&path, 64, 64)?.set(&ns("t", "p"), "k", "v")?;
+        Storage::open(&path, limits(64, 64))?.set(&ns("t", "p"), "k", "v")?;
         assert_eq!(
-            Storage::open(&path, 64, 64)?
+            Storage::open(&path, limits(64, 64))?
                 .get(&ns("t", "p"), "k")?
                 .as_deref(),
             Some("v")

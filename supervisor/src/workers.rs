@@ -515,6 +515,7 @@ impl Workers {
             key.plugin.clone(),
             grant,
             self.storage.clone(),
+            self.config.logs,
         );
         let broker_stream =
             channel::adopt(spawned.broker).map_err(|e| unavailable("broker channel", &e))?;

@@ -176,6 +176,17 @@ pub fn host_call_loop(prefix: &str) -> anyhow::Result<Vec<u8>> {
     )
 }
 
+/// Writes log lines as fast as it can until stopped.
+pub fn log_flood(prefix: &str) -> anyhow::Result<Vec<u8>> {
+    let imports = r#"(import "tark:plugin/log@0.1.0" "info" (func $info (param i32 i32)))
+  (data (i32.const 3000) "flooding")"#;
+    tool(
+        prefix,
+        imports,
+        "(loop $l (call $info (i32.const 3000) (i32.const 8)) (br $l))",
+    )
+}
+
 /// A component of a world that is not one of tark's.
 pub fn wrong_world() -> anyhow::Result<Vec<u8>> {
     let wit = "package fixture:other;\nworld other { export run: func() -> u32; }";

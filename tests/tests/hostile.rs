@@ -150,3 +150,32 @@ async fn every_hostile_plugin_fails_alone_and_the_victim_never_notices() -> anyh
     victim.finish().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_flooding_the_log_is_held_to_its_rate() -> anyhow::Result<()> {
+    let config = "[limits]\ndeadline_ms = 1000\n[logs]\nper_second = 50.0\nburst = 100.0\n";
+    let t = Tarkd::start(
+        vec![tool_plugin("flood", "", fixtures::log_flood("flood"))?],
+        Options::config(config),
+    )?;
+    let mut tools = t.tools().await?;
+    for _ in 0..2 {
+        let err = tools.invoke_tool(invoke("flood-run", "{}")).await.failed();
+        assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    }
+    let lines = t
+        .log()
+        .iter()
+        .filter(|l| l.contains("flooding") && l.contains("plugin=flood"))
+        .count();
+    // Two 1 s floods: the burst plus about 2 s at 50/s, with a generous margin.
+    assert!(
+        lines > 0 && lines <= 100 + 50 * 6,
+        "{lines} lines went through"
+    );
+    t.wait_for_log(
+        "log lines dropped: over 50 lines/s",
+        std::time::Duration::from_secs(5),
+    )?;
+    Ok(())
+}

@@ -117,7 +117,11 @@ impl HostState {
 /// What the guest is told when tarkd refuses or the channel fails.
 fn message(status: tonic::Status) -> String {
     match status.code() {
-        tonic::Code::Unimplemented | tonic::Code::PermissionDenied => status.message().to_owned(),
+        // tarkd's own answers about the request: passed on as they are.
+        tonic::Code::Unimplemented
+        | tonic::Code::PermissionDenied
+        | tonic::Code::InvalidArgument
+        | tonic::Code::ResourceExhausted => status.message().to_owned(),
         _ => format!("host call failed: {}", status.message()),
     }
 }
