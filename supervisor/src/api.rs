@@ -218,6 +218,44 @@ impl pb::tools_server::Tools for Api {
 
 #[tonic::async_trait]
 impl pb::system_server::System for Api {
+    async fn audit(
+        &self,
+        req: Request<pb::AuditRequest>,
+    ) -> Result<Response<pb::AuditResponse>, Status> {
+        let req = req.into_inner();
+        let audit = &self.0.workers.audit;
+        let plugin = (!req.plugin.is_empty()).then_some(req.plugin.as_str());
+        let limit = if req.limit == 0 {
+            100
+        } else {
+            req.limit as usize
+        };
+        let entries = audit
+            .recent(plugin, limit)
+            .into_iter()
+            .map(|e| pb::AuditEntry {
+                time_ms: e.time_ms,
+                tenant: e.tenant,
+                plugin: e.plugin,
+                capability: e.capability,
+                target: e.target,
+                decision: e.decision,
+                reason: e.reason,
+            })
+            .collect();
+        let counts = audit
+            .counts()
+            .into_iter()
+            .filter(|((p, _), _)| plugin.is_none_or(|want| p == want))
+            .map(|((plugin, capability), denials)| pb::AuditCount {
+                plugin,
+                capability,
+                denials,
+            })
+            .collect();
+        Ok(Response::new(pb::AuditResponse { entries, counts }))
+    }
+
     async fn status(
         &self,
         _req: Request<pb::StatusRequest>,

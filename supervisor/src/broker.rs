@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tark_proto::worker::v1 as pb;
 use tonic::{Request, Response, Status};
 
+use crate::audit::AuditLog;
 use crate::manifest::Capabilities;
 use crate::policy;
 use crate::ratelimit::{Rate, TokenBucket};
@@ -30,6 +31,7 @@ pub struct Broker {
     /// one that went through.
     log_rate: std::sync::Mutex<(TokenBucket, u64)>,
     log_limit: Rate,
+    audit: Arc<AuditLog>,
 }
 
 impl Broker {
@@ -39,6 +41,7 @@ impl Broker {
         grant: Arc<Capabilities>,
         storage: Storage,
         log_limit: Rate,
+        audit: Arc<AuditLog>,
     ) -> Self {
         Self {
             ns: Namespace { tenant, plugin },
@@ -49,6 +52,7 @@ impl Broker {
                 0,
             )),
             log_limit,
+            audit,
         }
     }
 
@@ -84,6 +88,14 @@ impl Broker {
             decision = "deny",
             reason,
             "host call denied"
+        );
+        self.audit.record(
+            &self.ns.tenant,
+            &self.ns.plugin,
+            capability,
+            target,
+            "deny",
+            reason,
         );
         Status::permission_denied(format!("{reason} (plugin {})", self.ns.plugin))
     }

@@ -6,6 +6,7 @@
 //! the [`broker`], to be checked.
 
 pub mod api;
+pub mod audit;
 pub mod broker;
 pub mod bundled;
 pub mod cache;

@@ -92,7 +92,17 @@ pub async fn start(config: Config, dev: bool) -> Result<Started, StartError> {
         .map_err(io("scanning", &config.plugins_dir))?;
     tracing::info!(plugins = registry.plugins.len(), dir = %config.plugins_dir.display(), "plugins scanned");
     let listener = bind(&config.socket)?;
-    let workers = Workers::new(Arc::clone(&config), worker_path, storage, cache, spawner);
+    let audit = Arc::new(crate::audit::AuditLog::open(
+        &config.state_dir.join("audit.log"),
+    ));
+    let workers = Workers::new(
+        Arc::clone(&config),
+        worker_path,
+        storage,
+        cache,
+        spawner,
+        audit,
+    );
     let daemon = Arc::new(Daemon::new(config, registry, workers, Vec::new()));
     Ok(Started { daemon, listener })
 }

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+use crate::audit::AuditLog;
 use crate::broker::Broker;
 use crate::cache::ArtifactCache;
 use crate::channel;
@@ -174,6 +175,8 @@ pub struct Workers {
     storage: Storage,
     cache: ArtifactCache,
     spawner: Spawner,
+    /// Every broker's denials go here.
+    pub audit: Arc<AuditLog>,
     slots: Mutex<HashMap<WorkerKey, Arc<Slot>>>,
     /// The uid/gid offset of each tenant × plugin, when tarkd runs as root.
     ids: Mutex<HashMap<WorkerKey, u32>>,
@@ -245,6 +248,7 @@ impl Workers {
         storage: Storage,
         cache: ArtifactCache,
         spawner: Spawner,
+        audit: Arc<AuditLog>,
     ) -> Self {
         Self {
             config,
@@ -252,6 +256,7 @@ impl Workers {
             storage,
             cache,
             spawner,
+            audit,
             slots: Mutex::default(),
             ids: Mutex::default(),
         }
@@ -516,6 +521,7 @@ impl Workers {
             grant,
             self.storage.clone(),
             self.config.logs,
+            Arc::clone(&self.audit),
         );
         let broker_stream =
             channel::adopt(spawned.broker).map_err(|e| unavailable("broker channel", &e))?;

@@ -51,6 +51,15 @@ enum Command {
         #[arg(long, default_value = "{}")]
         args: String,
     },
+    /// Recent refusals of plugins' host calls, and counts per plugin and capability.
+    Audit {
+        /// Only this plugin's.
+        #[arg(long)]
+        plugin: Option<String>,
+        /// How many recent entries.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -145,6 +154,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print_json(&status_json(&s));
             } else {
                 print_status(&s);
+            }
+        }
+        Command::Audit { plugin, limit } => {
+            let mut c = pb::system_client::SystemClient::new(channel);
+            let req = pb::AuditRequest {
+                plugin: plugin.unwrap_or_default(),
+                limit,
+            };
+            let r = c
+                .audit(request(req, t)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if cli.json {
+                print_json(&render::audit_json(&r));
+            } else {
+                render::print_audit(&r);
             }
         }
         Command::Restart { plugin } => {

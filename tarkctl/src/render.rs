@@ -211,3 +211,68 @@ pub fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
         line(row);
     }
 }
+
+pub fn audit_json(r: &pb::AuditResponse) -> serde_json::Value {
+    let entries: Vec<_> = r
+        .entries
+        .iter()
+        .map(|e| {
+            json!({ "time_ms": e.time_ms, "tenant": e.tenant, "plugin": e.plugin, "capability": e.capability,
+                    "target": e.target, "decision": e.decision, "reason": e.reason })
+        })
+        .collect();
+    let counts: Vec<_> = r
+        .counts
+        .iter()
+        .map(|c| json!({ "plugin": c.plugin, "capability": c.capability, "denials": c.denials }))
+        .collect();
+    json!({ "entries": entries, "counts": counts })
+}
+
+pub fn print_audit(r: &pb::AuditResponse) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let rows = r
+        .entries
+        .iter()
+        .map(|e| {
+            vec![
+                format!("{}s ago", now_ms.saturating_sub(e.time_ms) / 1000),
+                e.tenant.clone(),
+                e.plugin.clone(),
+                e.capability.clone(),
+                e.target.clone(),
+                e.decision.clone(),
+                e.reason.clone(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "WHEN",
+            "TENANT",
+            "PLUGIN",
+            "CAPABILITY",
+            "TARGET",
+            "DECISION",
+            "REASON",
+        ],
+        rows,
+    );
+    if !r.counts.is_empty() {
+        println!();
+        let rows = r
+            .counts
+            .iter()
+            .map(|c| {
+                vec![
+                    c.plugin.clone(),
+                    c.capability.clone(),
+                    c.denials.to_string(),
+                ]
+            })
+            .collect();
+        print_table(&["PLUGIN", "CAPABILITY", "DENIALS"], rows);
+    }
+}

@@ -482,6 +482,29 @@ async fn undeclared_env_reads_return_nothing_and_are_logged_as_denials() -> anyh
     ] {
         assert!(line.contains(field), "{field} missing in {line}");
     }
+    // The same denial in the audit log file, and from tarkctl audit.
+    let audit = std::fs::read_to_string(t.dir.path().join("state/audit.log"))?;
+    let entry: serde_json::Value = serde_json::from_str(audit.lines().next().unwrap_or_default())?;
+    for (field, want) in [
+        ("tenant", "default"),
+        ("plugin", "notes"),
+        ("capability", "env"),
+        ("target", "NOTES_AUTHOR"),
+        ("decision", "deny"),
+    ] {
+        assert_eq!(entry[field].as_str(), Some(want), "{field} in {audit}");
+    }
+    let out = t.tarkctl(&["--json", "audit", "--plugin", "notes"])?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(v["entries"][0]["target"], "NOTES_AUTHOR", "{v}");
+    assert_eq!(v["counts"][0]["capability"], "env", "{v}");
+    assert!(v["counts"][0]["denials"].as_u64() >= Some(1), "{v}");
+    let out = t.tarkctl(&["audit"])?;
+    let text = String::from_utf8(out.stdout)?;
+    assert!(
+        text.contains("NOTES_AUTHOR") && text.contains("environment variable access denied"),
+        "{text}"
+    );
     Ok(())
 }
 
