@@ -360,30 +360,32 @@ pub fn tool_plugin(
 }
 
 impl Tarkd {
-    /// The running worker of a plugin for a tenant, from tarkd's status.
-    pub async fn worker_pid(&self, plugin: &str, tenant: &str) -> anyhow::Result<Option<u32>> {
-        let s = self
+    /// tarkd's status.
+    pub async fn status(&self) -> anyhow::Result<pb::StatusResponse> {
+        Ok(self
             .system()
             .await?
             .status(pb::StatusRequest {})
             .await?
-            .into_inner();
-        Ok(s.plugins
+            .into_inner())
+    }
+
+    /// The running worker of a plugin for a tenant, from tarkd's status.
+    pub async fn worker_pid(&self, plugin: &str, tenant: &str) -> anyhow::Result<Option<u32>> {
+        let s = self.status().await?;
+        let mut workers = s
+            .plugins
             .iter()
             .filter(|p| p.id == plugin)
-            .flat_map(|p| &p.workers)
+            .flat_map(|p| &p.workers);
+        Ok(workers
             .find(|w| w.tenant == tenant && w.running)
             .map(|w| w.pid))
     }
 
     /// Every running worker, from tarkd's status.
     pub async fn worker_pids(&self) -> anyhow::Result<Vec<u32>> {
-        let s = self
-            .system()
-            .await?
-            .status(pb::StatusRequest {})
-            .await?
-            .into_inner();
+        let s = self.status().await?;
         Ok(s.plugins
             .iter()
             .flat_map(|p| &p.workers)
