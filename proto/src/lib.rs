@@ -6,6 +6,44 @@
 
 pub mod channel;
 
+/// "name: applied", "name: applied (detail)" or "name: not applied (why)": how
+/// tarkd's log, its errors and tarkctl show a sandbox layer.
+fn describe_layer(
+    f: &mut std::fmt::Formatter<'_>,
+    name: &str,
+    applied: bool,
+    detail: &str,
+) -> std::fmt::Result {
+    let state = if applied { "applied" } else { "not applied" };
+    if detail.is_empty() {
+        write!(f, "{name}: {state}")
+    } else {
+        write!(f, "{name}: {state} ({detail})")
+    }
+}
+
+impl std::fmt::Display for plugin::v1::SandboxLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        describe_layer(f, &self.name, self.applied, &self.detail)
+    }
+}
+
+impl std::fmt::Display for worker::v1::SandboxLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        describe_layer(f, &self.name, self.applied, &self.detail)
+    }
+}
+
+impl From<worker::v1::SandboxLayer> for plugin::v1::SandboxLayer {
+    fn from(l: worker::v1::SandboxLayer) -> Self {
+        Self {
+            name: l.name,
+            applied: l.applied,
+            detail: l.detail,
+        }
+    }
+}
+
 /// The agent API.
 pub mod plugin {
     /// Version 1 of the agent API.

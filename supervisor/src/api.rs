@@ -117,7 +117,7 @@ fn worker_status(tenant: &str, s: &SlotStats) -> pb::WorkerStatus {
         calls: s.calls,
         last_error: s.last_error.clone(),
         running: s.pid.is_some(),
-        sandbox: s.sandbox.clone(),
+        sandbox: s.sandbox.iter().cloned().map(Into::into).collect(),
     }
 }
 
@@ -274,7 +274,6 @@ impl pb::system_server::System for Api {
                 .values()
                 .map(|p| self.plugin_info(p))
                 .collect(),
-            warnings: d.warnings.clone(),
         }))
     }
 }

@@ -42,24 +42,16 @@ pub struct Daemon {
     pub workers: Workers,
     tool_cache: Mutex<HashMap<WorkerKey, ListedTools>>,
     pub started: Instant,
-    /// Things the operator should know (degraded layers, ...), shown by `status`.
-    pub warnings: Vec<String>,
 }
 
 impl Daemon {
-    pub fn new(
-        config: Arc<Config>,
-        registry: Registry,
-        workers: Workers,
-        warnings: Vec<String>,
-    ) -> Self {
+    pub fn new(config: Arc<Config>, registry: Registry, workers: Workers) -> Self {
         Self {
             config,
             registry: RwLock::new(Arc::new(registry)),
             workers,
             tool_cache: Mutex::default(),
             started: Instant::now(),
-            warnings,
         }
     }
 

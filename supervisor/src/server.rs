@@ -103,7 +103,7 @@ pub async fn start(config: Config, dev: bool) -> Result<Started, StartError> {
         spawner,
         audit,
     );
-    let daemon = Arc::new(Daemon::new(config, registry, workers, Vec::new()));
+    let daemon = Arc::new(Daemon::new(config, registry, workers));
     Ok(Started { daemon, listener })
 }
 

@@ -48,7 +48,7 @@ pub struct SlotStats {
     pub starts: u64,
     pub calls: u64,
     pub last_error: String,
-    pub sandbox: Vec<String>,
+    pub sandbox: Vec<pb::SandboxLayer>,
 }
 
 impl SlotStats {
@@ -201,38 +201,38 @@ impl Workers {
     }
 
     /// The layers tarkd applies at spawn, as found on the running worker.
-    fn outer_layers(&self, pid: u32, confinement: Confinement) -> Vec<String> {
-        let namespaces = if !confinement.namespaces {
-            "namespaces: not applied (disabled by sandbox.namespaces)".to_owned()
-        } else {
-            match crate::spawn::namespaces_of(pid) {
-                ns if ns.is_empty() => {
-                    "namespaces: not applied (the kernel refused them)".to_owned()
-                }
-                ns => format!("namespaces: applied ({})", ns.join(", ")),
+    fn outer_layers(&self, pid: u32, confinement: Confinement) -> Vec<pb::SandboxLayer> {
+        let layer = |name: &str, applied: bool, detail: String| pb::SandboxLayer {
+            name: name.into(),
+            applied,
+            detail,
+        };
+        let namespaces = match (confinement.namespaces, crate::spawn::namespaces_of(pid)) {
+            (false, _) => layer("namespaces", false, "disabled by sandbox.namespaces".into()),
+            (true, ns) if ns.is_empty() => {
+                layer("namespaces", false, "the kernel refused them".into())
             }
+            (true, ns) => layer("namespaces", true, ns.join(", ")),
         };
         let uid = match confinement.ids {
-            Some((uid, _)) => format!("worker_uid: applied (uid and gid {uid})"),
-            None => "worker_uid: not applied (tarkd is not root)".to_owned(),
+            Some((uid, _)) => layer("worker_uid", true, format!("uid and gid {uid}")),
+            None => layer("worker_uid", false, "tarkd is not root".into()),
         };
-        let cgroup = format!(
-            "cgroup: not applied ({}; rlimits only)",
-            crate::spawn::cgroup_delegation()
+        let cgroup = layer(
+            "cgroup",
+            false,
+            format!("{}; rlimits only", crate::spawn::cgroup_delegation()),
         );
         vec![namespaces, uid, cgroup]
     }
 
     /// Refuses a worker that lacks a layer the config requires.
-    fn check_required(&self, plugin: &str, layers: &[String]) -> Result<(), CallError> {
+    fn check_required(&self, plugin: &str, layers: &[pb::SandboxLayer]) -> Result<(), CallError> {
         for required in &self.config.sandbox.require {
-            let line = layers
-                .iter()
-                .find(|l| l.split(':').next() == Some(required.as_str()));
-            if !line.is_some_and(|l| l.starts_with(&format!("{required}: applied"))) {
-                let found = line
-                    .cloned()
-                    .unwrap_or_else(|| format!("{required}: not reported"));
+            let layer = layers.iter().find(|l| l.name == *required);
+            if !layer.is_some_and(|l| l.applied) {
+                let found =
+                    layer.map_or_else(|| format!("{required}: not reported"), ToString::to_string);
                 return Err(CallError::new(
                     Code::FailedPrecondition,
                     format!("plugin {plugin}: required sandbox layer missing: {found}"),
@@ -561,7 +561,7 @@ impl Workers {
                 stats.pid = Some(pid);
                 stats.sandbox = layers;
                 tracing::info!(plugin = %id, tenant = %key.tenant, pid, "worker started");
-                for missing in stats.sandbox.iter().filter(|l| !l.contains(": applied")) {
+                for missing in stats.sandbox.iter().filter(|l| !l.applied) {
                     tracing::warn!(plugin = %id, tenant = %key.tenant, pid, "sandbox layer {missing}");
                 }
                 Ok(worker)
@@ -582,7 +582,7 @@ impl Workers {
         &self,
         worker: &Worker,
         loaded: &crate::registry::Loaded,
-    ) -> Result<Vec<String>, CallError> {
+    ) -> Result<Vec<pb::SandboxLayer>, CallError> {
         let l = &self.config.limits;
         let fuel = l.fuel > 0;
         let limits = pb::Limits {
@@ -680,19 +680,6 @@ impl Workers {
             stats.last_error.clear();
         }
         stopped
-    }
-
-    /// Live worker pids with their keys (exited workers are left out).
-    pub fn live(&self) -> Vec<(WorkerKey, u32)> {
-        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots
-            .iter()
-            .filter_map(|(k, s)| {
-                let w = s.worker.try_lock().ok()?;
-                let w = w.as_ref()?;
-                (!w.exited()).then(|| (k.clone(), w.pid))
-            })
-            .collect()
     }
 
     /// Kills every worker (tarkd is shutting down).

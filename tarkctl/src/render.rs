@@ -32,7 +32,8 @@ fn workers_json(p: &pb::PluginInfo) -> serde_json::Value {
         .workers
         .iter()
         .map(|w| json!({ "tenant": w.tenant, "pid": w.pid, "running": w.running, "restarts": w.restarts,
-                          "calls": w.calls, "last_error": w.last_error, "sandbox": w.sandbox }))
+                          "calls": w.calls, "last_error": w.last_error,
+                          "sandbox": w.sandbox.iter().map(|l| json!({ "name": l.name, "applied": l.applied, "detail": l.detail })).collect::<Vec<_>>() }))
         .collect::<Vec<_>>())
 }
 
@@ -51,20 +52,20 @@ pub fn plugin_json(p: &pb::PluginInfo) -> serde_json::Value {
 pub fn status_json(s: &pb::StatusResponse) -> serde_json::Value {
     json!({
         "version": s.version, "pid": s.pid, "uptime_seconds": s.uptime_seconds, "socket": s.socket,
-        "state_dir": s.state_dir, "plugins_dir": s.plugins_dir, "warnings": s.warnings,
+        "state_dir": s.state_dir, "plugins_dir": s.plugins_dir,
         "plugins": s.plugins.iter().map(plugin_json).collect::<Vec<_>>(),
     })
 }
 
 /// "8/9 (-cgroup)": layers applied of those reported, and the missing ones.
-pub fn sandbox_summary(layers: &[String]) -> String {
+pub fn sandbox_summary(layers: &[pb::SandboxLayer]) -> String {
     if layers.is_empty() {
         return "-".into();
     }
     let missing: Vec<&str> = layers
         .iter()
-        .filter(|l| !l.contains(": applied"))
-        .filter_map(|l| l.split(':').next())
+        .filter(|l| !l.applied)
+        .map(|l| l.name.as_str())
         .collect();
     let applied = layers.len() - missing.len();
     if missing.is_empty() {
@@ -83,9 +84,6 @@ pub fn print_status(s: &pb::StatusResponse) {
         "socket {}  state {}  plugins {}",
         s.socket, s.state_dir, s.plugins_dir
     );
-    for w in &s.warnings {
-        println!("warning: {w}");
-    }
     println!();
     let mut rows = Vec::new();
     for p in &s.plugins {

@@ -223,7 +223,7 @@ async fn workers_get_their_own_namespaces_and_uids() -> anyhow::Result<()> {
         assert!(
             w.sandbox
                 .iter()
-                .any(|l| l.starts_with("namespaces: applied")),
+                .any(|l| l.name == "namespaces" && l.applied),
             "{:?}",
             w.sandbox
         );
@@ -231,7 +231,7 @@ async fn workers_get_their_own_namespaces_and_uids() -> anyhow::Result<()> {
             assert!(
                 w.sandbox
                     .iter()
-                    .any(|l| l.starts_with("worker_uid: applied")),
+                    .any(|l| l.name == "worker_uid" && l.applied),
                 "{:?}",
                 w.sandbox
             );

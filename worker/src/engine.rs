@@ -1,7 +1,5 @@
 //! The wasmtime engine a worker compiles and runs its one plugin with.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
-
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
@@ -19,13 +17,6 @@ pub fn build(fuel: bool) -> wasmtime::Result<Engine> {
         // Compile on this thread: once seccomp is on, the worker spawns no threads.
         .parallel_compilation(false);
     Engine::new(&config)
-}
-
-/// A stable text form of the engine's compatibility hash.
-pub fn compatibility_hash(engine: &Engine) -> String {
-    let mut h = DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut h);
-    format!("{:016x}", h.finish())
 }
 
 /// Compiles raw component bytes.

@@ -19,7 +19,7 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(70);
     }
     let mut start_layers = tark_worker::sandbox::at_start();
-    start_layers.push(tark_worker::sandbox::Layer::pid_namespace(&pid_ns));
+    start_layers.push(tark_worker::sandbox::pid_namespace_layer(&pid_ns));
     // Diagnostics go to stderr, which tarkd captures and labels with the plugin.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

@@ -21,55 +21,33 @@ const MAX_OPEN_FILES: u64 = 64;
 /// above what the per-call deadlines allow in normal use.
 const MAX_CPU_SECONDS: u64 = 24 * 3600;
 
-/// One sandbox layer and what became of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layer {
-    pub name: &'static str,
-    pub applied: bool,
-    pub detail: String,
-}
+/// One sandbox layer and what became of it, as reported to tarkd.
+pub type Layer = tark_proto::worker::v1::SandboxLayer;
 
-impl std::fmt::Display for Layer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = if self.applied {
-            "applied"
-        } else {
-            "not applied"
-        };
-        if self.detail.is_empty() {
-            write!(f, "{}: {state}", self.name)
-        } else {
-            write!(f, "{}: {state} ({})", self.name, self.detail)
-        }
+/// How [`crate::pidns::enter`] went.
+pub fn pid_namespace_layer(r: &std::io::Result<crate::pidns::PidNamespace>) -> Layer {
+    use crate::pidns::PidNamespace;
+    let (applied, detail) = match r {
+        Ok(PidNamespace::Entered) => (true, "pid 1 of its own namespace".to_owned()),
+        Ok(PidNamespace::NotRequested) => (false, "tarkd did not create one".to_owned()),
+        Err(e) => (false, e.to_string()),
+    };
+    Layer {
+        name: "pid_namespace".into(),
+        applied,
+        detail,
     }
 }
 
-impl Layer {
-    /// How [`crate::pidns::enter`] went.
-    pub fn pid_namespace(r: &std::io::Result<crate::pidns::PidNamespace>) -> Self {
-        use crate::pidns::PidNamespace;
-        let (applied, detail) = match r {
-            Ok(PidNamespace::Entered) => (true, "pid 1 of its own namespace".to_owned()),
-            Ok(PidNamespace::NotRequested) => (false, "tarkd did not create one".to_owned()),
-            Err(e) => (false, e.to_string()),
-        };
-        Layer {
-            name: "pid_namespace",
-            applied,
-            detail,
-        }
-    }
-}
-
-fn layer<E: std::fmt::Display>(name: &'static str, r: Result<(), E>) -> Layer {
+fn layer<E: std::fmt::Display>(name: &str, r: Result<(), E>) -> Layer {
     match r {
         Ok(()) => Layer {
-            name,
+            name: name.into(),
             applied: true,
             detail: String::new(),
         },
         Err(e) => Layer {
-            name,
+            name: name.into(),
             applied: false,
             detail: e.to_string(),
         },
@@ -130,7 +108,7 @@ pub fn at_start() -> Vec<Layer> {
         unsafe { std::env::remove_var(name) };
     }
     let env = Layer {
-        name: "empty_env",
+        name: "empty_env".into(),
         applied: true,
         detail: if names.is_empty() {
             String::new()

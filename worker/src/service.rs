@@ -111,9 +111,8 @@ impl pb::worker_server::Worker for WorkerService {
         });
         Ok(Response::new(pb::LoadResponse {
             precompiled,
-            engine_hash: engine::compatibility_hash(&engine),
             compile_micros,
-            sandbox: layers.iter().map(ToString::to_string).collect(),
+            sandbox: layers,
         }))
     }
 
