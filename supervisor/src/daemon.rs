@@ -161,6 +161,28 @@ impl Daemon {
         index
     }
 
+    /// The plugins (in name order) whose cached tool lists offer `tool` to a
+    /// tenant, without copying the lists; `None` when a runnable plugin has no
+    /// current list for this tenant.
+    fn claims(&self, registry: &Registry, tenant: &str, tool: &str) -> Option<Vec<String>> {
+        let cache = self.tool_cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut claimants = Vec::new();
+        for plugin in registry.plugins.values() {
+            let Some(loaded) = plugin.runnable() else {
+                continue;
+            };
+            let key = WorkerKey {
+                tenant: tenant.to_owned(),
+                plugin: plugin.id.clone(),
+            };
+            let (_, tools) = cache.get(&key).filter(|(sha, _)| *sha == loaded.sha256)?;
+            if tools.iter().any(|t| t.name == tool) {
+                claimants.push(plugin.id.clone());
+            }
+        }
+        Some(claimants)
+    }
+
     /// Runs a tool by name, routed to the one plugin that provides it.
     pub async fn invoke_tool(
         self: &Arc<Self>,
@@ -168,30 +190,48 @@ impl Daemon {
         tool: &str,
         arguments_json: &str,
     ) -> Result<(String, wpb::ToolResult), CallError> {
-        let index = self.tools(tenant).await;
-        if let Some(plugins) = index.conflicts.get(tool) {
-            return Err(CallError {
-                code: Code::FailedPrecondition,
-                message: format!(
-                    "tool {tool:?} is provided by more than one plugin ({}); disable or remove all but one",
-                    plugins.join(", ")
-                ),
-            });
-        }
-        let Some(found) = index.tools.iter().find(|t| t.name == tool) else {
-            let mut message = format!("unknown tool {tool:?}");
-            if !index.errors.is_empty() {
-                message.push_str(&format!(
-                    " (some plugins could not be asked: {})",
-                    index.errors.join("; ")
-                ));
+        let registry = self.registry();
+        // Route from the cached lists; list the plugins only if one is not
+        // listed yet for this tenant (first call, new module, earlier failure).
+        let (claimants, errors) = match self.claims(&registry, tenant, tool) {
+            Some(claimants) => (claimants, Vec::new()),
+            None => {
+                let index = self.tools(tenant).await;
+                let claimants = index
+                    .tools
+                    .iter()
+                    .filter(|t| t.name == tool)
+                    .map(|t| t.plugin.clone())
+                    .collect();
+                (claimants, index.errors)
             }
-            return Err(CallError {
-                code: Code::NotFound,
-                message,
-            });
         };
-        let plugin = self.plugin(&found.plugin)?;
+        let found = match claimants.as_slice() {
+            [one] => one,
+            [] => {
+                let mut message = format!("unknown tool {tool:?}");
+                if !errors.is_empty() {
+                    message.push_str(&format!(
+                        " (some plugins could not be asked: {})",
+                        errors.join("; ")
+                    ));
+                }
+                return Err(CallError {
+                    code: Code::NotFound,
+                    message,
+                });
+            }
+            many => {
+                return Err(CallError {
+                    code: Code::FailedPrecondition,
+                    message: format!(
+                        "tool {tool:?} is provided by more than one plugin ({}); disable or remove all but one",
+                        many.join(", ")
+                    ),
+                });
+            }
+        };
+        let plugin = self.plugin(found)?;
         let call = wpb::invoke_request::Call::ExecuteTool(wpb::ExecuteTool {
             tool: tool.to_owned(),
             arguments_json: arguments_json.to_owned(),
