@@ -113,6 +113,10 @@ impl Slot {
         self.stats.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn load_error(&self) -> std::sync::MutexGuard<'_, Option<(String, String)>> {
+        self.load_error.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn history(&self) -> std::sync::MutexGuard<'_, CrashHistory> {
         self.history.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -284,12 +288,7 @@ impl Workers {
         let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         let mut all: Vec<_> = slots
             .iter()
-            .map(|(k, s)| {
-                (
-                    k.clone(),
-                    s.stats.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-                )
-            })
+            .map(|(k, s)| (k.clone(), s.stats().clone()))
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
@@ -308,7 +307,7 @@ impl Workers {
         };
         let slot = self.slot(&key);
         let worker = self.ensure_worker(&key, &slot, plugin).await?;
-        slot.stats.lock().unwrap_or_else(|p| p.into_inner()).calls += 1;
+        slot.stats().calls += 1;
 
         let limit = Duration::from_millis(
             self.config.limits.deadline_ms + self.config.limits.kill_grace_ms,
@@ -357,10 +356,7 @@ impl Workers {
             }
         };
         if let Err(e) = &outcome {
-            slot.stats
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .last_error = e.message.clone();
+            slot.stats().last_error = e.message.clone();
         }
         outcome
     }
@@ -379,11 +375,7 @@ impl Workers {
                 format!("plugin {} cannot run: {why}", plugin.id),
             ));
         };
-        if let Some((sha, err)) = slot
-            .load_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
+        if let Some((sha, err)) = slot.load_error().as_ref()
             && *sha == loaded.sha256
         {
             return Err(CallError::new(Code::FailedPrecondition, err.clone()));
@@ -398,10 +390,7 @@ impl Workers {
         let worker = match self.start(key, slot, plugin, loaded).await {
             Ok(w) => w,
             Err(e) => {
-                slot.stats
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .last_error = e.message.clone();
+                slot.stats().last_error = e.message.clone();
                 return Err(e);
             }
         };
@@ -556,7 +545,7 @@ impl Workers {
         }) {
             Ok(()) => {
                 let pid = shown_pid.load(Ordering::SeqCst);
-                let mut stats = slot.stats.lock().unwrap_or_else(|p| p.into_inner());
+                let mut stats = slot.stats();
                 stats.starts += 1;
                 stats.pid = Some(pid);
                 stats.sandbox = layers;
@@ -569,8 +558,7 @@ impl Workers {
             Err(e) => {
                 worker.kill();
                 if e.code == Code::FailedPrecondition || e.code == Code::InvalidArgument {
-                    *slot.load_error.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some((loaded.sha256.clone(), e.message.clone()));
+                    *slot.load_error() = Some((loaded.sha256.clone(), e.message.clone()));
                 }
                 Err(e)
             }
@@ -668,14 +656,14 @@ impl Workers {
         };
         let mut stopped = 0;
         for slot in slots {
-            *slot.load_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            *slot.load_error() = None;
             slot.history().reset();
             if let Some(w) = slot.worker.lock().await.take() {
                 w.stop();
                 let _ = w.exit_reason(EXIT_REPORT_WAIT).await;
                 stopped += 1;
             }
-            let mut stats = slot.stats.lock().unwrap_or_else(|p| p.into_inner());
+            let mut stats = slot.stats();
             stats.pid = None;
             stats.last_error.clear();
         }

@@ -325,14 +325,9 @@ pub fn alive(pid: u32) -> bool {
 /// For conditions that other processes make true (a pid appearing or going away),
 /// where there is no event to wait on.
 pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    cond()
+    eventually_async(timeout, || std::future::ready(cond().then_some(())))
+        .await
+        .is_some()
 }
 
 impl Options {

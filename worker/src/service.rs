@@ -43,7 +43,10 @@ impl WorkerService {
 }
 
 fn failure(kind: pb::FailureKind, message: impl Into<String>) -> Response<pb::InvokeResponse> {
-    let f = Failure::new(kind, message);
+    failed(Failure::new(kind, message))
+}
+
+fn failed(f: Failure) -> Response<pb::InvokeResponse> {
     Response::new(pb::InvokeResponse {
         outcome: Some(pb::invoke_response::Outcome::Failure(f.into())),
     })
@@ -156,11 +159,7 @@ impl pb::worker_server::Worker for WorkerService {
         }
         let outcome = match loaded.plugin.invoke(call).await {
             Ok(o) => o,
-            Err(f) => {
-                return Ok(Response::new(pb::InvokeResponse {
-                    outcome: Some(pb::invoke_response::Outcome::Failure(f.into())),
-                }));
-            }
+            Err(f) => return Ok(failed(f)),
         };
         let reply = pb::InvokeResponse {
             outcome: Some(outcome),
