@@ -355,6 +355,16 @@ pub fn tool_plugin(
 }
 
 impl Tarkd {
+    /// One plugin's inventory entry (manifest, state, workers).
+    pub async fn plugin_info(&self, id: &str) -> anyhow::Result<pb::PluginInfo> {
+        Ok(self
+            .plugins()
+            .await?
+            .get_plugin(pb::PluginRef { id: id.into() })
+            .await?
+            .into_inner())
+    }
+
     /// tarkd's status.
     pub async fn status(&self) -> anyhow::Result<pb::StatusResponse> {
         Ok(self

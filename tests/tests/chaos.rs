@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tark_proto::plugin::v1 as pb;
-use tark_tests::fixtures::{self, manifest};
+use tark_tests::fixtures;
 use tark_tests::{
     Failed, Options, PluginFiles, Tarkd, alive, cpu_ticks, eventually, invoke, output, tool_plugin,
 };
@@ -202,11 +202,7 @@ async fn sigkill_of_tarkd_under_load_leaves_no_worker_and_loses_nothing() -> any
 async fn sigterm_lets_calls_in_flight_finish_then_stops_the_workers() -> anyhow::Result<()> {
     let config = "[limits]\ndeadline_ms = 1500\n".to_owned();
     let mut t = Tarkd::start(
-        vec![PluginFiles::new(
-            "spinner",
-            &manifest("spinner", "tool", ""),
-            Some(fixtures::spinner("spin")?),
-        )],
+        vec![tool_plugin("spinner", "", fixtures::spinner("spin"))?],
         Options::config(&config),
     )?;
     let mut tools = t.tools().await?;

@@ -239,14 +239,7 @@ async fn killing_a_worker_mid_call_fails_that_call_and_the_next_succeeds() -> an
         "worker environment: {:?}",
         String::from_utf8_lossy(&environ)
     );
-    let info = t
-        .plugins()
-        .await?
-        .get_plugin(pb::PluginRef {
-            id: "spinner".into(),
-        })
-        .await?
-        .into_inner();
+    let info = t.plugin_info("spinner").await?;
     assert_eq!(info.workers.first().map(|w| w.restarts), Some(1));
     Ok(())
 }
@@ -389,14 +382,7 @@ async fn bad_plugins_get_diagnostics_and_leave_the_others_working() -> anyhow::R
     );
 
     // The wrong-world plugin fails fast afterwards and says why in status.
-    let info = t
-        .plugins()
-        .await?
-        .get_plugin(pb::PluginRef {
-            id: "wrongworld".into(),
-        })
-        .await?
-        .into_inner();
+    let info = t.plugin_info("wrongworld").await?;
     let last = info
         .workers
         .first()
@@ -701,12 +687,7 @@ async fn traps_under_the_sandbox_fail_the_call_and_the_plugin_recovers() -> anyh
     // The traps were caught in the guest: no worker died, and every thread of
     // each worker runs under seccomp (mode 2, filter) with no_new_privs.
     for plugin in ["trapper", "deep"] {
-        let info = t
-            .plugins()
-            .await?
-            .get_plugin(pb::PluginRef { id: plugin.into() })
-            .await?
-            .into_inner();
+        let info = t.plugin_info(plugin).await?;
         let w = info.workers.first().cloned().unwrap_or_default();
         assert!(w.running && w.restarts == 0, "{w:?}");
         let threads = thread_sandbox(w.pid)?;
@@ -771,14 +752,7 @@ async fn a_plugin_that_keeps_crashing_is_quarantined_until_restarted() -> anyhow
         started.elapsed() < Duration::from_secs(2),
         "a quarantined call did not fail fast"
     );
-    let info = t
-        .plugins()
-        .await?
-        .get_plugin(pb::PluginRef {
-            id: "spinner".into(),
-        })
-        .await?
-        .into_inner();
+    let info = t.plugin_info("spinner").await?;
     assert_eq!(info.state(), pb::PluginState::Quarantined);
 
     let out = t.tarkctl(&["restart", "spinner"])?;
@@ -787,14 +761,7 @@ async fn a_plugin_that_keeps_crashing_is_quarantined_until_restarted() -> anyhow
         output(tools.invoke_tool(invoke("spin-ok", "{}")).await).as_deref(),
         Ok("ok")
     );
-    let info = t
-        .plugins()
-        .await?
-        .get_plugin(pb::PluginRef {
-            id: "spinner".into(),
-        })
-        .await?
-        .into_inner();
+    let info = t.plugin_info("spinner").await?;
     assert_eq!(info.state(), pb::PluginState::Running);
     Ok(())
 }

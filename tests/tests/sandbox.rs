@@ -121,12 +121,7 @@ async fn workers_hold_only_their_channels_and_no_environment() -> anyhow::Result
     )?;
     let mut tools = t.tools().await?;
     output(tools.invoke_tool(invoke("notes_list", "{}")).await).map_err(anyhow::Error::msg)?;
-    let info = t
-        .plugins()
-        .await?
-        .get_plugin(pb::PluginRef { id: "notes".into() })
-        .await?
-        .into_inner();
+    let info = t.plugin_info("notes").await?;
     let pid = info.workers.first().map_or(0, |w| w.pid);
     assert!(std::fs::read(format!("/proc/{pid}/environ"))?.is_empty());
     // Every fd is stdio, one of the two channels, or the worker's own event loop
@@ -202,12 +197,7 @@ async fn workers_get_their_own_namespaces_and_uids() -> anyhow::Result<()> {
         )
         .map_err(anyhow::Error::msg)?;
     }
-    let info = t
-        .plugins()
-        .await?
-        .get_plugin(pb::PluginRef { id: "notes".into() })
-        .await?
-        .into_inner();
+    let info = t.plugin_info("notes").await?;
     let pids: Vec<u32> = info.workers.iter().map(|w| w.pid).collect();
     assert_eq!(pids.len(), 2, "{info:?}");
     let root = nix::unistd::geteuid().is_root();
