@@ -5,7 +5,9 @@
 //! `tark-worker` process, and every host call the plugin makes comes back here, to
 //! the [`broker`], to be checked.
 
+pub mod addresses;
 pub mod api;
+pub mod approvals;
 pub mod audit;
 pub mod broker;
 pub mod bundled;
@@ -13,6 +15,10 @@ pub mod cache;
 pub mod channel;
 pub mod config;
 pub mod daemon;
+pub mod files;
+pub mod grants;
+pub mod hosts;
+pub mod http;
 pub mod manifest;
 pub mod policy;
 pub mod ratelimit;

@@ -34,7 +34,7 @@ impl fmt::Display for PluginType {
 }
 
 /// What a plugin declares it needs. Everything absent is denied.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default)]
 pub struct Capabilities {
     pub storage: bool,
@@ -109,35 +109,6 @@ pub fn valid_name(name: &str) -> bool {
         && !name.starts_with('-')
         && !name.ends_with('-')
         && !name.contains("--")
-}
-
-/// A host allowlist entry: `host`, `*.suffix`, optionally with `http://` or
-/// `https://` and a port. (Matching is the broker's; this only checks shape.)
-pub fn valid_http_entry(entry: &str) -> bool {
-    let rest = entry
-        .strip_prefix("https://")
-        .or_else(|| entry.strip_prefix("http://"))
-        .unwrap_or(entry);
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => (h, Some(p)),
-        None => (rest, None),
-    };
-    if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
-        return false;
-    }
-    let host = host.strip_prefix("*.").unwrap_or(host);
-    let host = host.strip_suffix('.').unwrap_or(host);
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
 
 /// Parses `plugin.toml` text and validates it. `folder` is the plugin's folder
@@ -222,10 +193,10 @@ pub fn parse(
         ));
     }
     let caps = raw.capabilities;
-    for h in caps.http.iter().filter(|h| !valid_http_entry(h)) {
-        problems.push(format!(
-            "capabilities.http entry {h:?} is not a host, *.suffix or scheme://host[:port]"
-        ));
+    for h in &caps.http {
+        if let Err(e) = crate::hosts::parse_rule(h) {
+            problems.push(format!("capabilities.http entry {e}"));
+        }
     }
     for e in caps
         .env
@@ -239,9 +210,11 @@ pub fn parse(
     for f in caps
         .fs_read
         .iter()
-        .filter(|f| f.is_empty() || f.contains('\0'))
+        .filter(|f| !crate::policy::valid_fs_entry(f))
     {
-        problems.push(format!("capabilities.fs_read entry {f:?} is not a path"));
+        problems.push(format!(
+            "capabilities.fs_read entry {f:?} must be an absolute, ~/ or ./ path without .."
+        ));
     }
     match (version, plugin_type, problems.is_empty()) {
         (Some(version), Some(plugin_type), true) => Ok(Manifest {
@@ -425,29 +398,6 @@ flow = "pkce"
             (&"a".repeat(65), false),
         ] {
             assert_eq!(valid_name(name), ok, "{name:?}");
-        }
-    }
-
-    #[test]
-    fn http_entry_shape_table() {
-        for (entry, ok) in [
-            ("api.example.com", true),
-            ("*.googleapis.com", true),
-            ("https://api.example.com:8443", true),
-            ("http://localhost:11434", true),
-            ("example.com.", true),
-            ("*", false),
-            ("*.", false),
-            ("ftp://x.com", false),
-            ("https://", false),
-            ("a..b", false),
-            ("-a.com", false),
-            ("a.com:99999", false),
-            ("user@a.com", false),
-            ("a.com/x", false),
-            ("a b.com", false),
-        ] {
-            assert_eq!(valid_http_entry(entry), ok, "{entry:?}");
         }
     }
 }

@@ -29,9 +29,109 @@ pub fn env_allowed(patterns: &[String], name: &str) -> bool {
     patterns.iter().any(|p| env_matches(p, name))
 }
 
+/// Whether every name `narrow` matches, `wide` matches too (approvals and policy
+/// may only narrow what a plugin declared).
+pub fn env_covers(wide: &str, narrow: &str) -> bool {
+    if !valid_env_pattern(wide) || !valid_env_pattern(narrow) {
+        return false;
+    }
+    match (wide.strip_suffix('*'), narrow.strip_suffix('*')) {
+        (None, _) => wide == narrow,
+        (Some(prefix), Some(n)) => n.starts_with(prefix),
+        (Some(prefix), None) => narrow.starts_with(prefix),
+    }
+}
+
+/// Whether an `fs_read` entry is well-formed: absolute, `~/...` (the configured
+/// home) or `./...` (the plugin's own folder), without `..` components or NUL.
+pub fn valid_fs_entry(entry: &str) -> bool {
+    let rest = if entry == "~" || entry == "." {
+        ""
+    } else if let Some(r) = entry.strip_prefix("~/").or_else(|| entry.strip_prefix("./")) {
+        r
+    } else if entry.starts_with('/') {
+        entry
+    } else {
+        return false;
+    };
+    entry.len() <= 4096 && !entry.contains('\0') && !rest.split('/').any(|c| c == "..")
+}
+
+/// Whether a declared path entry covers another, lexically: the same path or one
+/// below it (`~/a` covers `~/a/b`, not `~/ab`). Used for approvals; the broker
+/// decides reads on canonical paths.
+pub fn path_covers(wide: &str, narrow: &str) -> bool {
+    let (w, n) = (wide.trim_end_matches('/'), narrow.trim_end_matches('/'));
+    if w.is_empty() {
+        // "/" covers everything absolute.
+        return wide.starts_with('/') && narrow.starts_with('/');
+    }
+    n == w || n.strip_prefix(w).is_some_and(|rest| rest.starts_with('/'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_covers_table() {
+        for (wide, narrow, want) in [
+            ("A_*", "A_B", true),
+            ("A_*", "A_B_*", true),
+            ("A_*", "A_*", true),
+            ("A_*", "A*", false),
+            ("A_*", "B_*", false),
+            ("A_B", "A_B", true),
+            ("A_B", "A_*", false),
+            ("A_B", "A_BC", false),
+            ("A*", "AB", true),
+            ("*", "A", false),
+            ("A_*", "*", false),
+        ] {
+            assert_eq!(env_covers(wide, narrow), want, "{wide} covers {narrow}");
+        }
+    }
+
+    #[test]
+    fn fs_entry_table() {
+        for (entry, want) in [
+            ("/etc/hosts", true),
+            ("~/.config/app/credentials.json", true),
+            ("~", true),
+            ("./data", true),
+            ("/", true),
+            ("", false),
+            ("data", false),
+            ("~user/x", false),
+            ("../x", false),
+            ("/a/../b", false),
+            ("~/..", false),
+            ("./a/..", false),
+            ("/a/..b", true),
+            ("/a\0b", false),
+        ] {
+            assert_eq!(valid_fs_entry(entry), want, "{entry:?}");
+        }
+    }
+
+    #[test]
+    fn path_covers_table() {
+        for (wide, narrow, want) in [
+            ("~/a", "~/a", true),
+            ("~/a", "~/a/b", true),
+            ("~/a/", "~/a/b", true),
+            ("~/a", "~/ab", false),
+            ("~/a/b", "~/a", false),
+            ("/etc", "/etc/hosts", true),
+            ("/etc", "/etcx", false),
+            ("/", "/etc", true),
+            ("/", "~/x", false),
+            ("./data", "./data/x", true),
+            ("~/a", "/home/u/a", false),
+        ] {
+            assert_eq!(path_covers(wide, narrow), want, "{wide} covers {narrow}");
+        }
+    }
 
     #[test]
     fn env_pattern_table() {

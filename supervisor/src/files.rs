@@ -1,0 +1,182 @@
+//! Read-only file access for plugins (`fs.read`).
+//!
+//! A path is allowed when it lies under an `fs_read` entry of every grant source.
+//! It is checked twice: lexically first (so a refused path reveals nothing about
+//! what exists), then after canonicalisation (so a symlink cannot lead out). The
+//! file is then opened without following a final symlink, must be a regular
+//! file, and the opened descriptor must still be the checked path.
+
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+
+/// `[fs]` configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FsConfig {
+    /// What `~` means in entries and requests; default: tarkd's `$HOME`.
+    pub home: Option<PathBuf>,
+    pub max_read_kib: u64,
+}
+
+impl Default for FsConfig {
+    fn default() -> Self {
+        Self {
+            home: None,
+            max_read_kib: 1024,
+        }
+    }
+}
+
+/// Where `~` and `./` point for one plugin.
+#[derive(Debug, Clone)]
+pub struct Roots {
+    pub home: Option<PathBuf>,
+    pub plugin_dir: PathBuf,
+}
+
+/// Why a read failed. `Denied` is audited.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FsError {
+    #[error("{0}")]
+    Denied(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+/// `~/x` against the home, `./x` against the plugin's folder, `/x` as it is;
+/// then `.` and `..` resolved lexically. `None` for anything else.
+pub fn expand(path: &str, roots: &Roots) -> Option<PathBuf> {
+    if path.is_empty() || path.len() > 4096 || path.contains('\0') {
+        return None;
+    }
+    let joined = if path == "~" {
+        roots.home.clone()?
+    } else if let Some(rest) = path.strip_prefix("~/") {
+        roots.home.as_ref()?.join(rest)
+    } else if path == "." {
+        roots.plugin_dir.clone()
+    } else if let Some(rest) = path.strip_prefix("./") {
+        roots.plugin_dir.join(rest)
+    } else if path.starts_with('/') {
+        PathBuf::from(path)
+    } else {
+        return None;
+    };
+    normalise(&joined)
+}
+
+/// Resolves `.` and `..` without touching the file system; `..` at the root
+/// stays at the root. Relative paths are refused.
+pub fn normalise(path: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::RootDir => {}
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            Component::Prefix(_) => return None,
+        }
+    }
+    path.is_absolute().then_some(out)
+}
+
+/// Whether `path` is one of `entries` or below one (component-wise).
+pub fn under(path: &Path, entries: &[PathBuf]) -> bool {
+    entries.iter().any(|e| path.starts_with(e))
+}
+
+/// Reads `request` if every list in `sources` allows it; each list comes with
+/// the refusal to give when it is the one that does not. `allow_unlisted` is the
+/// trust mode's answer for a path a list does not cover (warn, disabled); the
+/// refusal is then returned in `Ok` for the caller to log.
+pub fn read(
+    request: &str,
+    sources: &[(String, &[String])],
+    roots: &Roots,
+    max_bytes: u64,
+    allow_unlisted: bool,
+) -> Result<(String, Option<String>), FsError> {
+    let lexical = expand(request, roots).ok_or_else(|| {
+        FsError::Invalid(format!(
+            "{request:?} is not an absolute, ~/ or ./ path (or ~ has no home configured)"
+        ))
+    })?;
+    let expanded: Vec<Vec<PathBuf>> = sources
+        .iter()
+        .map(|(_, list)| list.iter().filter_map(|e| expand(e, roots)).collect())
+        .collect();
+    let mut unlisted = None;
+    if let Some(i) = expanded.iter().position(|l| !under(&lexical, l)) {
+        let why = sources[i].0.clone();
+        if !allow_unlisted {
+            return Err(FsError::Denied(why));
+        }
+        unlisted = Some(why);
+    }
+    let canonical = std::fs::canonicalize(&lexical)
+        .map_err(|e| FsError::NotFound(format!("{request:?}: {e}")))?;
+    if unlisted.is_none() {
+        // Entries that do not exist allow nothing; those that do count by their
+        // real location, so a symlinked entry still works and a symlink inside
+        // one cannot lead out.
+        let real: Vec<Vec<PathBuf>> = expanded
+            .iter()
+            .map(|l| l.iter().filter_map(|e| std::fs::canonicalize(e).ok()).collect())
+            .collect();
+        if real.iter().any(|l| !under(&canonical, l)) {
+            return Err(FsError::Denied(format!(
+                "{request:?} resolves to {} (through a symlink), outside the allowed paths",
+                canonical.display()
+            )));
+        }
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&canonical)
+        .map_err(|e| FsError::NotFound(format!("{request:?}: {e}")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| FsError::NotFound(format!("{request:?}: {e}")))?;
+    if !meta.is_file() {
+        return Err(FsError::Invalid(format!("{request:?} is not a regular file")));
+    }
+    // The descriptor must be the file that was checked, not one swapped in since.
+    let opened = std::fs::read_link(format!("/proc/self/fd/{}", {
+        use std::os::fd::AsRawFd;
+        file.as_raw_fd()
+    }));
+    if opened.as_deref().ok() != Some(canonical.as_path()) {
+        return Err(FsError::Denied(format!(
+            "{request:?} changed while it was being opened"
+        )));
+    }
+    let too_large = || FsError::TooLarge(format!("{request:?} is over the {} KiB read limit", max_bytes / 1024));
+    if meta.len() > max_bytes {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    (&mut file)
+        .take(max_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| FsError::NotFound(format!("{request:?}: {e}")))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_large());
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| FsError::Invalid(format!("{request:?} is not UTF-8 text")))?;
+    Ok((text, unlisted))
+}
+
+#[cfg(test)]
+mod tests;

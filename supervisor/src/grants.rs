@@ -1,0 +1,274 @@
+//! What a plugin may do: declared (its manifest) ∩ approved (by the operator, at
+//! install) ∩ policy (tarkd's config). A host call is checked against each of the
+//! three in turn, so the refusal names which one said no.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use serde::Deserialize;
+
+use crate::hosts::{self, Allow, HostRule, Refusal, Target};
+use crate::manifest::Capabilities;
+use crate::policy;
+
+/// How tarkd treats a call the grant does not cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trust {
+    /// Capabilities are not checked (network-safety rules still apply).
+    Disabled,
+    /// Allowed, logged and audited as `allow-undeclared`.
+    Warn,
+    /// Denied.
+    #[default]
+    Enforced,
+}
+
+/// `[policy]`: global caps over every plugin's grant. A list that is absent caps
+/// nothing; an empty list forbids the capability.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub trust: Trust,
+    pub storage: bool,
+    pub http: Option<Vec<String>>,
+    pub env: Option<Vec<String>>,
+    pub fs_read: Option<Vec<String>>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            trust: Trust::Enforced,
+            storage: true,
+            http: None,
+            env: None,
+            fs_read: None,
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// Problems with the policy's own entries.
+    pub fn validate(&self) -> Result<(), String> {
+        for h in self.http.iter().flatten() {
+            hosts::parse_rule(h).map_err(|e| format!("policy.http: {e}"))?;
+        }
+        if let Some(bad) = self.env.iter().flatten().find(|e| !policy::valid_env_pattern(e)) {
+            return Err(format!("policy.env: {bad:?} is not a name or PREFIX_*"));
+        }
+        if let Some(bad) = self.fs_read.iter().flatten().find(|e| !policy::valid_fs_entry(e)) {
+            return Err(format!("policy.fs_read: {bad:?} is not an absolute or ~/ path"));
+        }
+        Ok(())
+    }
+}
+
+/// One of the three sources of a grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Declared,
+    Approved,
+    Policy,
+}
+
+impl Source {
+    fn refusal(self, plugin: &str) -> String {
+        match self {
+            Source::Declared => "not declared in the plugin's manifest".to_owned(),
+            Source::Approved => format!(
+                "declared but not approved by the operator (tarkctl plugin grants {plugin})"
+            ),
+            Source::Policy => "forbidden by tarkd's policy".to_owned(),
+        }
+    }
+}
+
+/// A capability list parsed once for checking.
+#[derive(Debug, Clone, Default)]
+struct Parsed {
+    storage: bool,
+    http: Vec<HostRule>,
+    env: Vec<String>,
+    fs_read: Vec<String>,
+}
+
+impl Parsed {
+    fn from_caps(c: &Capabilities) -> Self {
+        Self {
+            storage: c.storage,
+            // Entries were validated when the manifest or approval was read;
+            // one that does not parse grants nothing.
+            http: c.http.iter().filter_map(|h| hosts::parse_rule(h).ok()).collect(),
+            env: c.env.clone(),
+            fs_read: c.fs_read.clone(),
+        }
+    }
+}
+
+/// A plugin's effective grant.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    plugin: String,
+    pub trust: Trust,
+    declared: Parsed,
+    approved: Parsed,
+    policy: Parsed,
+    /// Whether the policy has a list for http, env, fs_read (else it caps nothing).
+    policy_http: bool,
+    policy_env: bool,
+    policy_fs: bool,
+}
+
+impl Grant {
+    /// `approved` is `None` for a plugin nobody approved: nothing is granted.
+    pub fn new(
+        plugin: &str,
+        declared: &Capabilities,
+        approved: Option<&Capabilities>,
+        policy: &PolicyConfig,
+    ) -> Self {
+        let caps = Capabilities {
+            storage: policy.storage,
+            http: policy.http.clone().unwrap_or_default(),
+            env: policy.env.clone().unwrap_or_default(),
+            fs_read: policy.fs_read.clone().unwrap_or_default(),
+            shell: false,
+        };
+        Self {
+            plugin: plugin.to_owned(),
+            trust: policy.trust,
+            declared: Parsed::from_caps(declared),
+            approved: approved.map(Parsed::from_caps).unwrap_or_default(),
+            policy: Parsed::from_caps(&caps),
+            policy_http: policy.http.is_some(),
+            policy_env: policy.env.is_some(),
+            policy_fs: policy.fs_read.is_some(),
+        }
+    }
+
+    fn sources(&self) -> [(Source, &Parsed); 3] {
+        [
+            (Source::Declared, &self.declared),
+            (Source::Approved, &self.approved),
+            (Source::Policy, &self.policy),
+        ]
+    }
+
+    pub fn storage(&self) -> Result<(), String> {
+        for (source, list) in self.sources() {
+            if !list.storage {
+                return Err(format!("storage {}", source.refusal(&self.plugin)));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn env(&self, name: &str) -> Result<(), String> {
+        for (source, list) in self.sources() {
+            if source == Source::Policy && !self.policy_env {
+                continue;
+            }
+            if !policy::env_allowed(&list.env, name) {
+                return Err(format!(
+                    "environment variable {name} {}",
+                    source.refusal(&self.plugin)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether every source allows `target`; `Named` only if each names the host.
+    pub fn http(&self, target: &Target) -> Result<Allow, Refusal> {
+        let mut allow = Allow::Named;
+        for (source, list) in self.sources() {
+            if source == Source::Policy && !self.policy_http {
+                continue;
+            }
+            match hosts::allowed(&list.http, target) {
+                Ok(Allow::Covered) => allow = Allow::Covered,
+                Ok(Allow::Named) => {}
+                Err(r) if source == Source::Declared => return Err(r),
+                Err(r) => return Err(Refusal(format!("{r}: {}", source.refusal(&self.plugin)))),
+            }
+        }
+        Ok(allow)
+    }
+
+    /// The fs entries of each source that must all allow a path (policy's only
+    /// when it has a list).
+    pub fn fs_sources(&self) -> Vec<(Source, &[String])> {
+        self.sources()
+            .into_iter()
+            .filter(|(s, _)| *s != Source::Policy || self.policy_fs)
+            .map(|(s, l)| (s, l.fs_read.as_slice()))
+            .collect()
+    }
+
+    /// The refusal for a path one source does not allow.
+    pub fn fs_refusal(&self, source: Source, path: &str) -> String {
+        format!("reading {path:?} {}", source.refusal(&self.plugin))
+    }
+}
+
+/// Items of `declared` that `approved` does not cover: what an install or an
+/// update would need the operator to approve.
+pub fn beyond(declared: &Capabilities, approved: &Capabilities) -> Vec<String> {
+    let mut out = Vec::new();
+    if declared.storage && !approved.storage {
+        out.push("storage".to_owned());
+    }
+    let rules: Vec<HostRule> = approved
+        .http
+        .iter()
+        .filter_map(|h| hosts::parse_rule(h).ok())
+        .collect();
+    for h in &declared.http {
+        let covered = hosts::parse_rule(h).is_ok_and(|d| rules.iter().any(|a| a.covers(&d)));
+        if !covered {
+            out.push(format!("http={h}"));
+        }
+    }
+    for e in &declared.env {
+        if !approved.env.iter().any(|a| policy::env_covers(a, e)) {
+            out.push(format!("env={e}"));
+        }
+    }
+    for f in &declared.fs_read {
+        if !approved.fs_read.iter().any(|a| policy::path_covers(a, f)) {
+            out.push(format!("fs_read={f}"));
+        }
+    }
+    if declared.shell && !approved.shell {
+        out.push("shell".to_owned());
+    }
+    out
+}
+
+/// The current grant of every plugin, shared by all brokers: a change (an
+/// approval narrowed, a plugin updated) applies to the next host call.
+#[derive(Debug, Default)]
+pub struct GrantTable {
+    grants: RwLock<HashMap<String, Arc<Grant>>>,
+}
+
+impl GrantTable {
+    pub fn get(&self, plugin: &str) -> Option<Arc<Grant>> {
+        let g = self.grants.read().unwrap_or_else(|p| p.into_inner());
+        g.get(plugin).cloned()
+    }
+
+    pub fn set(&self, plugin: &str, grant: Grant) {
+        let mut g = self.grants.write().unwrap_or_else(|p| p.into_inner());
+        g.insert(plugin.to_owned(), Arc::new(grant));
+    }
+
+    pub fn remove(&self, plugin: &str) {
+        let mut g = self.grants.write().unwrap_or_else(|p| p.into_inner());
+        g.remove(plugin);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,117 @@
+use super::*;
+
+fn caps(storage: bool, http: &[&str], env: &[&str], fs: &[&str]) -> Capabilities {
+    let v = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect();
+    Capabilities {
+        storage,
+        http: v(http),
+        env: v(env),
+        fs_read: v(fs),
+        shell: false,
+    }
+}
+
+fn target(url: &str) -> Target {
+    hosts::parse_target(url, false).unwrap_or_else(|r| panic!("{url}: {r}"))
+}
+
+#[test]
+fn each_source_must_allow_and_the_refusal_names_which_did_not() {
+    let declared = caps(
+        true,
+        &["api.example.com", "*.cdn.example.com", "localhost"],
+        &["A_*", "B"],
+        &[],
+    );
+    let approved = caps(true, &["api.example.com", "img.cdn.example.com"], &["A_X"], &[]);
+    let policy = PolicyConfig {
+        http: Some(vec!["*.example.com".into()]),
+        ..PolicyConfig::default()
+    };
+    let g = Grant::new("p", &declared, Some(&approved), &policy);
+    assert_eq!(g.http(&target("https://api.example.com/")), Ok(Allow::Covered));
+    assert_eq!(g.http(&target("https://img.cdn.example.com/")), Ok(Allow::Covered));
+    let cases = [
+        ("https://other.cdn.example.com/", "not approved by the operator"),
+        ("https://evil.com/", "not in the plugin's http allowlist"),
+        ("https://localhost/", "not approved"),
+    ];
+    for (url, want) in cases {
+        let got = g.http(&target(url));
+        assert!(got.as_ref().is_err_and(|r| r.0.contains(want)), "{url}: {got:?}");
+    }
+    assert_eq!(g.env("A_X"), Ok(()));
+    assert!(g.env("A_Y").is_err_and(|e| e.contains("not approved")));
+    assert!(g.env("C").is_err_and(|e| e.contains("not declared")));
+    assert_eq!(g.storage(), Ok(()));
+}
+
+#[test]
+fn policy_caps_and_forbids() {
+    let declared = caps(true, &["localhost"], &["A"], &["/etc/x"]);
+    let forbid = PolicyConfig {
+        storage: false,
+        http: Some(vec![]),
+        env: Some(vec![]),
+        fs_read: Some(vec![]),
+        ..PolicyConfig::default()
+    };
+    let g = Grant::new("p", &declared, Some(&declared), &forbid);
+    assert!(g.storage().is_err_and(|e| e.contains("policy")));
+    assert!(g.env("A").is_err_and(|e| e.contains("policy")));
+    let t = target("https://localhost/");
+    assert!(g.http(&t).is_err_and(|r| r.0.contains("policy")));
+    assert_eq!(g.fs_sources().len(), 3);
+    // No lists: the policy caps nothing and exact names stay Named.
+    let open = Grant::new("p", &declared, Some(&declared), &PolicyConfig::default());
+    assert_eq!(open.http(&t), Ok(Allow::Named));
+    assert_eq!(open.fs_sources().len(), 2);
+}
+
+#[test]
+fn unapproved_plugins_get_nothing() {
+    let declared = caps(true, &["api.example.com"], &["A"], &["/x"]);
+    let g = Grant::new("p", &declared, None, &PolicyConfig::default());
+    assert!(g.storage().is_err_and(|e| e.contains("tarkctl plugin grants p")));
+    assert!(g.env("A").is_err());
+    assert!(g.http(&target("https://api.example.com/")).is_err());
+}
+
+#[test]
+fn beyond_lists_what_needs_approval() {
+    let declared = caps(
+        true,
+        &["api.example.com", "*.b.com", "http://localhost:1"],
+        &["A_*", "B"],
+        &["~/x", "/etc/y"],
+    );
+    assert!(beyond(&declared, &declared).is_empty());
+    let wider = caps(true, &["*.example.com", "*.b.com", "http://localhost:1"], &["A_*", "B"], &["~", "/etc"]);
+    assert!(beyond(&declared, &wider).is_empty());
+    let narrow = caps(false, &["api.example.com"], &["A_X"], &["~/x/sub"]);
+    assert_eq!(
+        beyond(&declared, &narrow),
+        [
+            "storage",
+            "http=*.b.com",
+            "http=http://localhost:1",
+            "env=A_*",
+            "env=B",
+            "fs_read=~/x",
+            "fs_read=/etc/y"
+        ]
+    );
+}
+
+#[test]
+fn policy_validation_names_the_entry() {
+    let bad = [
+        PolicyConfig { http: Some(vec!["a.com/x".into()]), ..PolicyConfig::default() },
+        PolicyConfig { env: Some(vec!["*".into()]), ..PolicyConfig::default() },
+        PolicyConfig { fs_read: Some(vec!["rel".into()]), ..PolicyConfig::default() },
+    ];
+    for p in bad {
+        assert!(p.validate().is_err(), "{p:?}");
+    }
+    assert!(PolicyConfig::default().validate().is_ok());
+}

@@ -1,0 +1,377 @@
+//! Outbound HTTP on a plugin's behalf.
+//!
+//! Every hop (the first request and each redirect) goes through the same steps:
+//! parse and normalise the URL, ask the caller's check (the allowlist), resolve
+//! the host once, refuse restricted addresses unless the allowlist named the host
+//! exactly, and connect to exactly the addresses that were checked (the client is
+//! built for that hop with DNS pinned to them, no proxy, no automatic redirects).
+//! A DNS answer that changes between check and connect cannot move the request.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use tark_proto::worker::v1 as pb;
+use url::Host;
+
+use crate::addresses;
+use crate::hosts::{self, Allow, Refusal, Target};
+
+/// Limits on what a plugin may send and receive.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpLimits {
+    pub max_request_kib: u64,
+    pub max_response_kib: u64,
+    /// Longest a request may take, redirects included; the plugin call's own
+    /// deadline shortens it.
+    pub timeout_ms: u64,
+    pub max_redirects: u8,
+    pub max_headers: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_request_kib: 1024,
+            max_response_kib: 1024,
+            timeout_ms: 30_000,
+            max_redirects: 5,
+            max_headers: 64,
+        }
+    }
+}
+
+/// Why a request was not answered; each kind becomes its own status for the
+/// plugin, and `Denied` is also audited.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("{0}")]
+    Denied(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<Refusal> for HttpError {
+    fn from(r: Refusal) -> Self {
+        HttpError::Denied(r.0)
+    }
+}
+
+/// Headers a plugin may not set: they describe the connection, not the request,
+/// and tarkd owns the connection.
+const FORBIDDEN_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "expect",
+];
+
+/// Headers dropped when a redirect leaves the original host.
+const CREDENTIAL_HEADERS: &[&str] = &["authorization", "cookie"];
+
+/// Whether a plugin may set a header of this name.
+pub fn header_allowed(name: &str) -> bool {
+    !FORBIDDEN_HEADERS
+        .iter()
+        .any(|f| f.eq_ignore_ascii_case(name))
+}
+
+/// The outbound client shared by all brokers: TLS settings and limits.
+pub struct Outbound {
+    tls: Arc<rustls::ClientConfig>,
+    pub limits: HttpLimits,
+}
+
+impl Outbound {
+    pub fn new(limits: HttpLimits) -> Result<Self, rustls::Error> {
+        use rustls_platform_verifier::ConfigVerifierExt;
+        // ring, not aws-lc: installed once per process; a second call is a no-op.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = rustls::ClientConfig::with_platform_verifier()?;
+        Ok(Self {
+            tls: Arc::new(tls),
+            limits,
+        })
+    }
+
+    /// TLS settings for the WebSocket client (same roots, same provider).
+    pub fn tls(&self) -> Arc<rustls::ClientConfig> {
+        self.tls.clone()
+    }
+
+    /// Makes `req`, checking each hop with `check`, within `budget`.
+    pub async fn fetch(
+        &self,
+        req: pb::HttpRequest,
+        budget: Duration,
+        check: &(dyn Fn(&Target) -> Result<Allow, Refusal> + Sync),
+    ) -> Result<pb::HttpResponse, HttpError> {
+        let budget = budget.min(Duration::from_millis(self.limits.timeout_ms));
+        let started = Instant::now();
+        match tokio::time::timeout(budget, self.follow(req, started + budget, check)).await {
+            Ok(r) => r,
+            Err(_) => Err(HttpError::Timeout(format!(
+                "http request timed out after {} ms",
+                budget.as_millis()
+            ))),
+        }
+    }
+
+    async fn follow(
+        &self,
+        req: pb::HttpRequest,
+        until: Instant,
+        check: &(dyn Fn(&Target) -> Result<Allow, Refusal> + Sync),
+    ) -> Result<pb::HttpResponse, HttpError> {
+        let mut method = reqwest::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| HttpError::Invalid(format!("{:?} is not an HTTP method", req.method)))?;
+        let mut headers = self.headers(&req.headers)?;
+        let mut body = req.body;
+        let max_request = self.limits.max_request_kib * 1024;
+        if body.as_ref().is_some_and(|b| b.len() as u64 > max_request) {
+            return Err(HttpError::TooLarge(format!(
+                "http request body is over the {} KiB limit",
+                self.limits.max_request_kib
+            )));
+        }
+        let mut url = req.url;
+        let mut first_host = None;
+        for hop in 0..=self.limits.max_redirects {
+            let target = hosts::parse_target(&url, false)?;
+            let allow = check(&target)?;
+            let addrs = resolve(&target, allow).await?;
+            let host = target.host_str();
+            if *first_host.get_or_insert_with(|| host.clone()) != host {
+                for name in CREDENTIAL_HEADERS {
+                    headers.remove(*name);
+                }
+            }
+            let resp = self
+                .send(&target, &addrs, method.clone(), headers.clone(), body.clone(), until)
+                .await?;
+            let status = resp.status();
+            let location = resp.headers().get(reqwest::header::LOCATION).cloned();
+            if let (true, Some(location)) = (status.is_redirection(), location) {
+                if hop == self.limits.max_redirects {
+                    return Err(HttpError::Failed(format!(
+                        "too many redirects (more than {})",
+                        self.limits.max_redirects
+                    )));
+                }
+                let next = location
+                    .to_str()
+                    .ok()
+                    .and_then(|l| target.url.join(l).ok())
+                    .ok_or_else(|| HttpError::Failed(format!("{url}: invalid redirect")))?;
+                // 303, and 301/302 after a POST, become a GET without a body, as
+                // every browser does; 307/308 repeat the request as it was.
+                if status == 303 || (matches!(status.as_u16(), 301 | 302) && method == "POST") {
+                    method = reqwest::Method::GET;
+                    body = None;
+                }
+                url = next.into();
+                continue;
+            }
+            return self.read(resp).await;
+        }
+        Err(HttpError::Failed("too many redirects".into()))
+    }
+
+    /// The plugin's headers, validated; forbidden ones are an error, not
+    /// silently dropped, so the author learns why.
+    fn headers(&self, given: &[pb::HttpHeader]) -> Result<reqwest::header::HeaderMap, HttpError> {
+        if given.len() > self.limits.max_headers {
+            return Err(HttpError::Invalid(format!(
+                "{} headers: at most {} allowed",
+                given.len(),
+                self.limits.max_headers
+            )));
+        }
+        let mut map = reqwest::header::HeaderMap::new();
+        for h in given {
+            if !header_allowed(&h.name) {
+                return Err(HttpError::Invalid(format!(
+                    "header {:?} cannot be set by a plugin",
+                    h.name
+                )));
+            }
+            let name = reqwest::header::HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|_| HttpError::Invalid(format!("{:?} is not a header name", h.name)))?;
+            let value = reqwest::header::HeaderValue::from_str(&h.value).map_err(|_| {
+                HttpError::Invalid(format!("header {:?} has an invalid value", h.name))
+            })?;
+            map.append(name, value);
+        }
+        Ok(map)
+    }
+
+    async fn send(
+        &self,
+        target: &Target,
+        addrs: &[SocketAddr],
+        method: reqwest::Method,
+        headers: reqwest::header::HeaderMap,
+        body: Option<String>,
+        until: Instant,
+    ) -> Result<reqwest::Response, HttpError> {
+        let mut builder = reqwest::Client::builder()
+            .use_preconfigured_tls((*self.tls).clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .http1_only()
+            .pool_max_idle_per_host(0)
+            .user_agent(concat!("tarkd/", env!("CARGO_PKG_VERSION")));
+        if let Host::Domain(d) = &target.host {
+            builder = builder.resolve_to_addrs(d, addrs);
+        }
+        // Any other name would go to this resolver, which refuses: the only
+        // addresses this client can reach are the ones checked above.
+        builder = builder.dns_resolver(Arc::new(NoDns));
+        let client = builder
+            .build()
+            .map_err(|e| HttpError::Failed(format!("http client: {e}")))?;
+        let mut rb = client
+            .request(method, target.url.clone())
+            .headers(headers)
+            .timeout(until.saturating_duration_since(Instant::now()));
+        if let Some(body) = body {
+            rb = rb.body(body);
+        }
+        rb.send().await.map_err(|e| {
+            HttpError::Failed(format!("{}: {}", target.url, error_chain(&e)))
+        })
+    }
+
+    async fn read(&self, mut resp: reqwest::Response) -> Result<pb::HttpResponse, HttpError> {
+        let cap = self.limits.max_response_kib * 1024;
+        if resp.content_length().is_some_and(|n| n > cap) {
+            return Err(too_large(self.limits.max_response_kib));
+        }
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| pb::HttpHeader {
+                name: k.as_str().to_owned(),
+                value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            })
+            .collect();
+        let status = u32::from(resp.status().as_u16());
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| HttpError::Failed(format!("reading the response: {}", error_chain(&e))))?
+        {
+            if (body.len() + chunk.len()) as u64 > cap {
+                return Err(too_large(self.limits.max_response_kib));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(pb::HttpResponse {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+}
+
+/// A resolver that answers nothing (see `send`).
+struct NoDns;
+
+impl reqwest::dns::Resolve for NoDns {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let name = name.as_str().to_owned();
+        Box::pin(async move {
+            Err(format!("{name} was not checked by tarkd; refusing to resolve it").into())
+        })
+    }
+}
+
+fn too_large(kib: u64) -> HttpError {
+    HttpError::TooLarge(format!("http response body is over the {kib} KiB limit"))
+}
+
+/// reqwest's message with its causes: "error sending request" alone says nothing.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+/// Resolves a target once and checks every address; a host with any restricted
+/// address is refused as a whole unless the allowlist named it.
+pub async fn resolve(target: &Target, allow: Allow) -> Result<Vec<SocketAddr>, HttpError> {
+    let addrs: Vec<SocketAddr> = match &target.host {
+        Host::Ipv4(ip) => vec![SocketAddr::new(IpAddr::V4(*ip), target.port)],
+        Host::Ipv6(ip) => vec![SocketAddr::new(IpAddr::V6(*ip), target.port)],
+        Host::Domain(d) => tokio::net::lookup_host((d.as_str(), target.port))
+            .await
+            .map_err(|e| HttpError::Failed(format!("resolving {d}: {e}")))?
+            .collect(),
+    };
+    if addrs.is_empty() {
+        return Err(HttpError::Failed(format!(
+            "{} has no addresses",
+            target.host
+        )));
+    }
+    if allow == Allow::Covered {
+        for a in &addrs {
+            if let Some(why) = addresses::restricted(a.ip()) {
+                return Err(HttpError::Denied(format!(
+                    "{} denied: it resolves to {} ({why}); only an allowlist entry naming this exact host may reach such addresses",
+                    target.host,
+                    a.ip()
+                )));
+            }
+        }
+    }
+    Ok(addrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_table() {
+        for (name, ok) in [
+            ("Authorization", true),
+            ("content-type", true),
+            ("X-Api-Key", true),
+            ("Host", false),
+            ("HOST", false),
+            ("Connection", false),
+            ("Transfer-Encoding", false),
+            ("Upgrade", false),
+            ("Proxy-Authorization", false),
+            ("TE", false),
+            ("Content-Length", false),
+            ("Keep-Alive", false),
+            ("Expect", false),
+        ] {
+            assert_eq!(header_allowed(name), ok, "{name}");
+        }
+    }
+}
