@@ -10,7 +10,10 @@ use tark_proto::worker::v1 as wpb;
 use tonic::{Request, Response, Status};
 
 use crate::daemon::Daemon;
-use crate::manifest::{self, PluginType};
+
+mod convert;
+use convert::{caps_from_pb, caps_to_pb, plugin_type, risk};
+use crate::manifest;
 use crate::registry::Plugin;
 use crate::workers::SlotStats;
 
@@ -36,26 +39,6 @@ fn tenant<T>(req: &Request<T>) -> Result<String, Status> {
                 )))
             }
         }
-    }
-}
-
-fn plugin_type(t: PluginType) -> pb::PluginType {
-    match t {
-        PluginType::Auth => pb::PluginType::Auth,
-        PluginType::Tool => pb::PluginType::Tool,
-        PluginType::Provider => pb::PluginType::Provider,
-        PluginType::Channel => pb::PluginType::Channel,
-        PluginType::Hook => pb::PluginType::Hook,
-    }
-}
-
-fn risk(r: wpb::RiskLevel) -> pb::RiskLevel {
-    match r {
-        wpb::RiskLevel::ReadOnly => pb::RiskLevel::ReadOnly,
-        wpb::RiskLevel::Write => pb::RiskLevel::Write,
-        wpb::RiskLevel::Risky => pb::RiskLevel::Risky,
-        wpb::RiskLevel::Dangerous => pb::RiskLevel::Dangerous,
-        wpb::RiskLevel::Unspecified => pb::RiskLevel::Unspecified,
     }
 }
 
@@ -89,13 +72,11 @@ impl Api {
         info.homepage = m.homepage.clone();
         info.license = m.license.clone();
         info.wasm_sha256 = l.sha256.clone();
-        info.capabilities = Some(pb::Capabilities {
-            storage: m.capabilities.storage,
-            http: m.capabilities.http.clone(),
-            env: m.capabilities.env.clone(),
-            fs_read: m.capabilities.fs_read.clone(),
-            shell: m.capabilities.shell,
-        });
+        info.capabilities = Some(caps_to_pb(&m.capabilities));
+        let approved = self.0.approvals.get(&p.id).ok().flatten();
+        info.approved = approved.is_some();
+        info.pending_approval =
+            crate::grants::beyond(&m.capabilities, &approved.unwrap_or_default());
         info.set_state(if p.runnable().is_none() {
             pb::PluginState::Invalid
         } else if self.0.workers.quarantined(&p.id) {
@@ -143,6 +124,43 @@ impl pb::plugins_server::Plugins for Api {
     ) -> Result<Response<pb::PluginInfo>, Status> {
         let plugin = self.0.plugin(&req.into_inner().id)?;
         Ok(Response::new(self.plugin_info(&plugin)))
+    }
+
+    async fn install_plugin(
+        &self,
+        req: Request<pb::InstallPluginRequest>,
+    ) -> Result<Response<pb::InstallPluginResponse>, Status> {
+        let req = req.into_inner();
+        let plan = self.0.plan(&req.source)?;
+        let mut reply = pb::InstallPluginResponse {
+            plugin: Some(self.plugin_info(&plan.plugin)),
+            installed: false,
+            requested: Some(caps_to_pb(&plan.declared())),
+            current: plan.current.as_ref().map(caps_to_pb),
+            needs_approval: plan.needs_approval.clone(),
+        };
+        if let Some(approved) = req.approved {
+            let installed = self.0.install(plan, caps_from_pb(approved)).await?;
+            reply.plugin = Some(self.plugin_info(&installed));
+            reply.installed = true;
+            reply.needs_approval = self.plugin_info(&installed).pending_approval;
+        }
+        Ok(Response::new(reply))
+    }
+
+    async fn get_grants(&self, req: Request<pb::PluginRef>) -> Result<Response<pb::Grants>, Status> {
+        let id = req.into_inner().id;
+        Ok(Response::new(convert::grants(&self.0, &id)?))
+    }
+
+    async fn set_grants(
+        &self,
+        req: Request<pb::SetGrantsRequest>,
+    ) -> Result<Response<pb::Grants>, Status> {
+        let req = req.into_inner();
+        self.0
+            .set_grants(&req.id, caps_from_pb(req.approved.unwrap_or_default()))?;
+        Ok(Response::new(convert::grants(&self.0, &req.id)?))
     }
 
     async fn restart_plugin(
@@ -223,7 +241,7 @@ impl pb::system_server::System for Api {
         req: Request<pb::AuditRequest>,
     ) -> Result<Response<pb::AuditResponse>, Status> {
         let req = req.into_inner();
-        let audit = &self.0.workers.audit;
+        let audit = &self.0.workers.authority.audit;
         let plugin = (!req.plugin.is_empty()).then_some(req.plugin.as_str());
         let limit = if req.limit == 0 {
             100

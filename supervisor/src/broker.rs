@@ -1,59 +1,80 @@
 //! The broker: tarkd's answer to every host call a plugin makes.
 //!
 //! One `Broker` serves one worker and is built with that worker's identity (tenant
-//! and plugin) and grant, from the socket tarkd spawned it with. Nothing in a
-//! request names the caller, so a plugin cannot speak for anyone else.
+//! and plugin) from the socket tarkd spawned it with. Nothing in a request names
+//! the caller, so a plugin cannot speak for anyone else. Each call is checked
+//! against the plugin's current grant (declared ∩ approved ∩ policy), read at the
+//! call, so a narrowed grant applies to the next call of a running worker.
 //!
-//! A refusal is a `PERMISSION_DENIED` status the worker hands to the plugin as an
-//! error value; it is also logged on the `audit` target with tenant, plugin,
-//! capability, target and reason.
+//! A refusal is an error status the worker hands to the plugin as an error value;
+//! it is also logged on the `audit` target and written to the audit log.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tark_proto::worker::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::audit::AuditLog;
-use crate::manifest::Capabilities;
-use crate::policy;
+use crate::files::{self, FsConfig, FsError, Roots};
+use crate::grants::{Grant, GrantTable, Trust};
+use crate::hosts::{Allow, Refusal, Target};
+use crate::http::{HttpError, Outbound};
 use crate::ratelimit::{Rate, TokenBucket};
 use crate::storage::{Namespace, Storage, StorageError};
+use crate::ws::{Sessions, WsLimits};
 
 /// Longest log line a plugin may write; longer lines are cut.
 const MAX_LOG_LINE: usize = 4096;
 
+/// Longest a host call may take when the worker sends no deadline.
+const DEFAULT_BUDGET: Duration = Duration::from_secs(30);
+
+/// What all brokers share: tarkd's authority, handed out one checked call at a
+/// time.
+pub struct Authority {
+    pub storage: Storage,
+    pub audit: Arc<AuditLog>,
+    pub grants: Arc<GrantTable>,
+    pub outbound: Outbound,
+    pub fs: FsConfig,
+    pub ws: WsLimits,
+    pub secrets_dir: PathBuf,
+    pub log_limit: Rate,
+}
+
 /// Serves one worker's host calls.
 pub struct Broker {
     ns: Namespace,
-    grant: Arc<Capabilities>,
-    storage: Storage,
+    roots: Roots,
+    shared: Arc<Authority>,
     /// Log lines the plugin may write, and how many were dropped since the last
     /// one that went through.
     log_rate: std::sync::Mutex<(TokenBucket, u64)>,
-    log_limit: Rate,
-    audit: Arc<AuditLog>,
+    ws: Sessions,
 }
 
 impl Broker {
-    pub fn new(
-        tenant: String,
-        plugin: String,
-        grant: Arc<Capabilities>,
-        storage: Storage,
-        log_limit: Rate,
-        audit: Arc<AuditLog>,
-    ) -> Self {
+    pub fn new(tenant: String, plugin: String, plugin_dir: PathBuf, shared: Arc<Authority>) -> Self {
+        let log_rate = TokenBucket::new(shared.log_limit, std::time::Instant::now());
         Self {
             ns: Namespace { tenant, plugin },
-            grant,
-            storage,
-            log_rate: std::sync::Mutex::new((
-                TokenBucket::new(log_limit, std::time::Instant::now()),
-                0,
-            )),
-            log_limit,
-            audit,
+            roots: Roots {
+                home: shared.fs.home.clone(),
+                plugin_dir,
+            },
+            log_rate: std::sync::Mutex::new((log_rate, 0)),
+            shared,
+            ws: Sessions::default(),
         }
+    }
+
+    /// The plugin's grant now; a plugin removed since its worker started has none.
+    fn grant(&self) -> Result<Arc<Grant>, Status> {
+        self.shared.grants.get(&self.ns.plugin).ok_or_else(|| {
+            self.deny("any", "", "the plugin is no longer installed")
+        })
     }
 
     /// Whether a log line may go through now; when it may after some were
@@ -71,40 +92,80 @@ impl Broker {
                 tenant = %self.ns.tenant,
                 plugin = %self.ns.plugin,
                 "{dropped} log lines dropped: over {} lines/s",
-                self.log_limit.per_second
+                self.shared.log_limit.per_second
             );
             *dropped = 0;
         }
         true
     }
 
-    fn deny(&self, capability: &str, target: &str, reason: &str) -> Status {
+    fn record(&self, capability: &str, target: &str, decision: &str, reason: &str) {
         tracing::warn!(
             target: "audit",
             tenant = %self.ns.tenant,
             plugin = %self.ns.plugin,
             capability,
             target_name = target,
-            decision = "deny",
+            decision,
             reason,
-            "host call denied"
+            "{}",
+            if decision == "deny" { "host call denied" } else { "host call allowed outside the grant" }
         );
-        self.audit.record(
-            &self.ns.tenant,
-            &self.ns.plugin,
-            capability,
-            target,
-            "deny",
-            reason,
-        );
+        let (tenant, plugin) = (&self.ns.tenant, &self.ns.plugin);
+        let audit = &self.shared.audit;
+        audit.record(tenant, plugin, capability, target, decision, reason);
+    }
+
+    fn deny(&self, capability: &str, target: &str, reason: &str) -> Status {
+        self.record(capability, target, "deny", reason);
         Status::permission_denied(format!("{reason} (plugin {})", self.ns.plugin))
     }
 
+    /// Applies the trust mode to a grant's refusal: enforced denies, warn allows
+    /// and audits, disabled allows.
+    fn undeclared(&self, trust: Trust, capability: &str, target: &str, reason: &str) -> Result<(), Status> {
+        match trust {
+            Trust::Enforced => Err(self.deny(capability, target, reason)),
+            Trust::Warn => {
+                self.record(capability, target, "allow-undeclared", reason);
+                Ok(())
+            }
+            Trust::Disabled => Ok(()),
+        }
+    }
+
     fn check_storage(&self, key: &str) -> Result<(), Status> {
-        if self.grant.storage {
-            Ok(())
-        } else {
-            Err(self.deny("storage", key, "storage access denied: not declared"))
+        let grant = self.grant()?;
+        match grant.storage() {
+            Ok(()) => Ok(()),
+            Err(reason) => self.undeclared(grant.trust, "storage", key, &reason),
+        }
+    }
+
+    /// The host check for http and ws hops, trust mode applied. Undeclared hosts
+    /// allowed by warn or disabled modes are treated as `*.suffix` matches: public
+    /// addresses only.
+    fn host_check(&self, grant: &Grant, capability: &'static str) -> impl Fn(&Target) -> Result<Allow, Refusal> + Sync {
+        move |target: &Target| match grant.http(target) {
+            Ok(allow) => Ok(allow),
+            Err(r) if grant.trust == Trust::Enforced => Err(r),
+            Err(r) => {
+                if grant.trust == Trust::Warn {
+                    self.record(capability, target.url.as_str(), "allow-undeclared", &r.0);
+                }
+                Ok(Allow::Covered)
+            }
+        }
+    }
+
+    /// What the plugin is told about a failed network call.
+    fn net_status(&self, capability: &str, target: &str, e: HttpError) -> Status {
+        match e {
+            HttpError::Denied(reason) => self.deny(capability, target, &reason),
+            HttpError::Invalid(m) => Status::invalid_argument(m),
+            HttpError::TooLarge(m) => Status::resource_exhausted(m),
+            HttpError::Timeout(m) => Status::deadline_exceeded(m),
+            HttpError::Failed(m) => Status::unavailable(m),
         }
     }
 
@@ -125,7 +186,7 @@ impl Broker {
         &self,
         f: impl FnOnce(&Storage, &Namespace) -> Result<(), StorageError> + Send + 'static,
     ) -> Result<(), Status> {
-        let (storage, ns) = (self.storage.clone(), self.ns.clone());
+        let (storage, ns) = (self.shared.storage.clone(), self.ns.clone());
         match tokio::task::spawn_blocking(move || f(&storage, &ns)).await {
             Ok(r) => r.map_err(|e| self.storage_status(e)),
             Err(e) => Err(Status::internal(format!("storage task failed: {e}"))),
@@ -133,10 +194,34 @@ impl Broker {
     }
 }
 
-fn unimplemented(what: &str) -> Status {
-    Status::unimplemented(format!(
-        "{what} host calls are not implemented by this tarkd version"
-    ))
+/// The time left for a host call: the worker sends its call's remaining
+/// deadline as gRPC's `grpc-timeout` (a worker can only shorten it: tarkd's own
+/// limits and its kill backstop still apply).
+pub fn budget<T>(req: &Request<T>) -> Duration {
+    req.metadata()
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout)
+        .unwrap_or(DEFAULT_BUDGET)
+        .min(DEFAULT_BUDGET)
+}
+
+/// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(v: &str) -> Option<Duration> {
+    let (digits, unit) = v.split_at_checked(v.len().checked_sub(1)?)?;
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 #[tonic::async_trait]
@@ -150,6 +235,7 @@ impl pb::broker_server::Broker for Broker {
         // Reads take no fsync and are served from redb's cache: answered inline,
         // saving a hand-off to the blocking pool.
         let value = self
+            .shared
             .storage
             .get(&self.ns, &key)
             .map_err(|e| self.storage_status(e))?;
@@ -182,6 +268,7 @@ impl pb::broker_server::Broker for Broker {
     ) -> Result<Response<pb::StorageKeys>, Status> {
         self.check_storage("*")?;
         let keys = self
+            .shared
             .storage
             .list_keys(&self.ns)
             .map_err(|e| self.storage_status(e))?;
@@ -190,19 +277,26 @@ impl pb::broker_server::Broker for Broker {
 
     async fn env_get(&self, req: Request<pb::EnvName>) -> Result<Response<pb::EnvValue>, Status> {
         let name = req.into_inner().name;
-        if !policy::env_allowed(&self.grant.env, &name) {
-            // `none`, not an error: a plugin cannot tell a refused variable from an
-            // unset one, so it cannot probe tarkd's environment.
-            let _ = self.deny(
-                "env",
-                &name,
-                "environment variable access denied: not declared",
-            );
-            return Ok(Response::new(pb::EnvValue { value: None }));
+        let grant = self.grant()?;
+        // `none`, not an error, for a refusal: a plugin cannot tell a refused
+        // variable from an unset one, so it cannot probe tarkd's environment.
+        let none = Ok(Response::new(pb::EnvValue { value: None }));
+        if !crate::policy::valid_env_pattern(&name) || name.ends_with('*') {
+            return none;
         }
-        Ok(Response::new(pb::EnvValue {
-            value: std::env::var(&name).ok(),
-        }))
+        if let Err(reason) = grant.env(&name)
+            && self.undeclared(grant.trust, "env", &name, &reason).is_err()
+        {
+            return none;
+        }
+        // The plugin's secrets file first, then tarkd's environment.
+        let secret = crate::secrets::lookup(&self.shared.secrets_dir, &self.ns.plugin, &name)
+            .unwrap_or_else(|e| {
+                tracing::warn!(plugin = %self.ns.plugin, "{e}");
+                None
+            });
+        let value = secret.or_else(|| std::env::var(&name).ok());
+        Ok(Response::new(pb::EnvValue { value }))
     }
 
     async fn log(&self, req: Request<pb::LogRecord>) -> Result<Response<pb::Empty>, Status> {
@@ -233,37 +327,129 @@ impl pb::broker_server::Broker for Broker {
 
     async fn http(
         &self,
-        _req: Request<pb::HttpRequest>,
+        req: Request<pb::HttpRequest>,
     ) -> Result<Response<pb::HttpResponse>, Status> {
-        Err(unimplemented("http"))
+        let budget = budget(&req);
+        let req = req.into_inner();
+        let url = req.url.clone();
+        let grant = self.grant()?;
+        let check = self.host_check(&grant, "http");
+        match self.shared.outbound.fetch(req, budget, &check).await {
+            Ok(resp) => Ok(Response::new(resp)),
+            Err(e) => Err(self.net_status("http", &url, e)),
+        }
     }
 
-    async fn fs_read(&self, _req: Request<pb::FsPath>) -> Result<Response<pb::FsContent>, Status> {
-        Err(unimplemented("fs"))
+    async fn fs_read(&self, req: Request<pb::FsPath>) -> Result<Response<pb::FsContent>, Status> {
+        let path = req.into_inner().path;
+        let grant = self.grant()?;
+        let sources: Vec<(String, Vec<String>)> = grant
+            .fs_sources()
+            .into_iter()
+            .map(|(source, list)| (grant.fs_refusal(source, &path), list.to_vec()))
+            .collect();
+        let (roots, max) = (self.roots.clone(), self.shared.fs.max_read_kib * 1024);
+        let lenient = grant.trust != Trust::Enforced;
+        let request = path.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let sources: Vec<(String, &[String])> =
+                sources.iter().map(|(r, l)| (r.clone(), l.as_slice())).collect();
+            files::read(&request, &sources, &roots, max, lenient)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("fs task failed: {e}")))?;
+        match read {
+            Ok((content, unlisted)) => {
+                if let Some(reason) = unlisted {
+                    self.undeclared(grant.trust, "fs", &path, &reason)?;
+                }
+                Ok(Response::new(pb::FsContent { content }))
+            }
+            Err(FsError::Denied(reason)) => Err(self.deny("fs", &path, &reason)),
+            Err(FsError::Invalid(m)) => Err(Status::invalid_argument(m)),
+            Err(FsError::NotFound(m)) => Err(Status::not_found(m)),
+            Err(FsError::TooLarge(m)) => Err(Status::resource_exhausted(m)),
+        }
     }
 
     async fn ws_connect(
         &self,
-        _req: Request<pb::WsConnectRequest>,
+        req: Request<pb::WsConnectRequest>,
     ) -> Result<Response<pb::WsHandle>, Status> {
-        Err(unimplemented("ws"))
+        let budget = budget(&req);
+        let req = req.into_inner();
+        let grant = self.grant()?;
+        let check = self.host_check(&grant, "ws");
+        let tls = self.shared.outbound.tls();
+        let limits = &self.shared.ws;
+        match self.ws.connect(&req.url, &req.headers_json, limits, tls, budget, &check).await {
+            Ok(handle) => Ok(Response::new(pb::WsHandle { handle })),
+            Err(e) => Err(self.net_status("ws", &req.url, e)),
+        }
     }
 
     async fn ws_send(
         &self,
-        _req: Request<pb::WsSendRequest>,
+        req: Request<pb::WsSendRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
-        Err(unimplemented("ws"))
+        let budget = budget(&req);
+        let req = req.into_inner();
+        let target = req.handle.to_string();
+        match self.ws.send(req.handle, req.data, budget).await {
+            Ok(()) => Ok(Response::new(pb::Empty {})),
+            Err(e) => Err(self.net_status("ws", &target, e)),
+        }
     }
 
     async fn ws_recv(
         &self,
-        _req: Request<pb::WsRecvRequest>,
+        req: Request<pb::WsRecvRequest>,
     ) -> Result<Response<pb::WsMessage>, Status> {
-        Err(unimplemented("ws"))
+        let budget = budget(&req);
+        let req = req.into_inner();
+        let wait = Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0)).min(budget);
+        let max = usize::try_from(req.max_bytes).unwrap_or(0);
+        let max = if max == 0 { usize::MAX } else { max };
+        match self.ws.recv(req.handle, wait, max).await {
+            Ok(data) => Ok(Response::new(pb::WsMessage {
+                timeout: data.is_none(),
+                data,
+            })),
+            Err(e) => Err(self.net_status("ws", &req.handle.to_string(), e)),
+        }
     }
 
-    async fn ws_close(&self, _req: Request<pb::WsHandle>) -> Result<Response<pb::Empty>, Status> {
-        Err(unimplemented("ws"))
+    async fn ws_close(&self, req: Request<pb::WsHandle>) -> Result<Response<pb::Empty>, Status> {
+        let handle = req.into_inner().handle;
+        match self.ws.close(handle).await {
+            Ok(()) => Ok(Response::new(pb::Empty {})),
+            Err(e) => Err(self.net_status("ws", &handle.to_string(), e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_table() {
+        for (v, want) in [
+            ("100m", Some(Duration::from_millis(100))),
+            ("5S", Some(Duration::from_secs(5))),
+            ("2M", Some(Duration::from_secs(120))),
+            ("1H", Some(Duration::from_secs(3600))),
+            ("7u", Some(Duration::from_micros(7))),
+            ("9n", Some(Duration::from_nanos(9))),
+            ("99999999m", Some(Duration::from_millis(99_999_999))),
+            ("123456789m", None),
+            ("m", None),
+            ("", None),
+            ("10x", None),
+            ("-1m", None),
+            ("1.5S", None),
+        ] {
+            assert_eq!(parse_grpc_timeout(v), want, "{v:?}");
+        }
     }
 }

@@ -47,6 +47,17 @@ pub struct Config {
     pub supervision: crate::restart::RestartPolicy,
     /// How many log lines per second each worker's plugin may write.
     pub logs: crate::ratelimit::Rate,
+    /// Trust mode and global caps over every plugin's grant.
+    pub policy: crate::grants::PolicyConfig,
+    /// Outbound HTTP limits.
+    pub http: crate::http::HttpLimits,
+    /// WebSocket limits.
+    pub ws: crate::ws::WsLimits,
+    /// File reads.
+    pub fs: crate::files::FsConfig,
+    /// Per-plugin secrets files (`<plugin>.env`, mode 0600); default
+    /// `state_dir/secrets`.
+    pub secrets_dir: Option<PathBuf>,
 }
 
 /// Default per-call limits of every plugin.
@@ -108,6 +119,11 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             supervision: crate::restart::RestartPolicy::default(),
             logs: crate::ratelimit::Rate::default(),
+            policy: crate::grants::PolicyConfig::default(),
+            http: crate::http::HttpLimits::default(),
+            ws: crate::ws::WsLimits::default(),
+            fs: crate::files::FsConfig::default(),
+            secrets_dir: None,
         }
     }
 }
@@ -192,9 +208,33 @@ impl Config {
         if self.sandbox.worker_id_count == 0 || self.sandbox.worker_id_base == 0 {
             return Err("sandbox.worker_id_base and worker_id_count must be positive".into());
         }
+        self.policy.validate()?;
+        let h = &self.http;
+        if h.max_request_kib == 0 || h.max_response_kib == 0 || h.timeout_ms == 0 {
+            return Err("http.max_request_kib, max_response_kib and timeout_ms must be positive".into());
+        }
+        if self.fs.home.as_ref().is_some_and(|h| !h.is_absolute()) {
+            return Err("fs.home must be an absolute path".into());
+        }
         semver::Version::parse(&self.tark_version)
             .map_err(|e| format!("tark_version {:?} is not semver: {e}", self.tark_version))?;
         Ok(())
+    }
+
+    /// Where secrets files are.
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.secrets_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("secrets"))
+    }
+
+    /// What `~` means for fs grants: `fs.home`, else tarkd's `$HOME`.
+    pub fn fs_home(&self) -> Option<PathBuf> {
+        self.fs
+            .home
+            .clone()
+            .or_else(|| std::env::var_os("HOME").map(PathBuf::from))
+            .filter(|h| h.is_absolute())
     }
 
     /// The zero-configuration mode: user-level XDG paths, no root needed.
@@ -241,6 +281,10 @@ mod tests {
             ("[limits]\ndeadline_ms = 0", "must be positive"),
             ("tark_version = \"1.0\"", "not semver"),
             ("socket = 3", "invalid type"),
+            ("[policy]\ntrust = \"maybe\"", "unknown variant"),
+            ("[policy]\nhttp = [\"a.com/x\"]", "policy.http"),
+            ("[http]\ntimeout_ms = 0", "must be positive"),
+            ("[fs]\nhome = \"rel\"", "absolute"),
         ];
         for (text, want) in cases {
             let err = Config::parse(text, Path::new("/etc/tarkd.toml"))

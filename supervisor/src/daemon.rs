@@ -7,7 +7,9 @@ use std::time::Instant;
 use tark_proto::worker::v1 as wpb;
 use tonic::Code;
 
+use crate::approvals::Approvals;
 use crate::config::Config;
+use crate::grants::Grant;
 use crate::registry::{Plugin, Registry};
 use crate::workers::{CallError, WorkerKey, Workers};
 
@@ -42,17 +44,72 @@ pub struct Daemon {
     pub workers: Workers,
     tool_cache: Mutex<HashMap<WorkerKey, ListedTools>>,
     pub started: Instant,
+    /// The operator's approvals, on disk.
+    pub approvals: Approvals,
+    /// Installs run one at a time.
+    pub install_lock: tokio::sync::Mutex<()>,
 }
 
 impl Daemon {
-    pub fn new(config: Arc<Config>, registry: Registry, workers: Workers) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        registry: Registry,
+        workers: Workers,
+        approvals: Approvals,
+    ) -> Self {
         Self {
             config,
             registry: RwLock::new(Arc::new(registry)),
             workers,
             tool_cache: Mutex::default(),
             started: Instant::now(),
+            approvals,
+            install_lock: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Puts a (re)installed plugin in the registry; its cached tool lists go.
+    pub fn replace_plugin(&self, plugin: Arc<Plugin>) {
+        let id = plugin.id.clone();
+        {
+            let mut current = self.registry.write().unwrap_or_else(|p| p.into_inner());
+            let mut plugins = current.plugins.clone();
+            plugins.insert(id.clone(), plugin);
+            *current = Arc::new(Registry { plugins });
+        }
+        self.tool_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, _| k.plugin != id);
+    }
+
+    /// Recomputes every plugin's grant from its manifest, its approval and the
+    /// policy. A plugin whose approval cannot be read gets nothing, and says why.
+    pub fn refresh_grants(&self) {
+        for id in self.registry().plugins.keys() {
+            self.refresh_grant(id);
+        }
+    }
+
+    /// Recomputes one plugin's grant (after an install, update or grants change).
+    pub fn refresh_grant(&self, id: &str) {
+        let grants = &self.workers.authority.grants;
+        let registry = self.registry();
+        let Some(loaded) = registry.get(id).and_then(|p| p.loaded.as_ref()) else {
+            grants.remove(id);
+            return;
+        };
+        let approved = self.approvals.get(id).unwrap_or_else(|e| {
+            tracing::error!(plugin = id, "{e}; nothing is granted");
+            None
+        });
+        let declared = &loaded.manifest.capabilities;
+        let pending = crate::grants::beyond(declared, approved.as_ref().unwrap_or(&Default::default()));
+        if !pending.is_empty() {
+            tracing::warn!(plugin = id, "capabilities awaiting approval: {}", pending.join(", "));
+        }
+        let grant = Grant::new(id, declared, approved.as_ref(), &self.config.policy);
+        grants.set(id, grant);
     }
 
     pub fn registry(&self) -> Arc<Registry> {

@@ -7,9 +7,12 @@ use tark_proto::plugin::v1 as pb;
 use tokio::net::UnixListener;
 
 use crate::api::Api;
+use crate::approvals::Approvals;
+use crate::broker::Authority;
 use crate::bundled;
 use crate::cache::{self, ArtifactCache};
 use crate::config::Config;
+use crate::http::Outbound;
 use crate::daemon::Daemon;
 use crate::registry::Registry;
 use crate::spawn::Spawner;
@@ -36,6 +39,10 @@ pub enum StartError {
     },
     #[error("tark_version: {0}")]
     Version(#[from] semver::Error),
+    #[error("TLS roots for outbound connections: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error(transparent)]
+    Approval(#[from] crate::approvals::ApprovalError),
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StartError + 'a {
@@ -61,13 +68,12 @@ pub async fn start(config: Config, dev: bool) -> Result<Started, StartError> {
     cache::set_private(&config.state_dir).map_err(io("securing state dir", &config.state_dir))?;
     std::fs::create_dir_all(&config.plugins_dir)
         .map_err(io("creating plugins dir", &config.plugins_dir))?;
-    if dev {
-        let installed = bundled::install_missing(&config.plugins_dir)
-            .map_err(io("installing bundled plugins into", &config.plugins_dir))?;
-        for name in installed {
-            tracing::info!(plugin = name, "installed bundled example plugin");
-        }
-    }
+    let bundled = if dev {
+        bundled::install_missing(&config.plugins_dir)
+            .map_err(io("installing bundled plugins into", &config.plugins_dir))?
+    } else {
+        Vec::new()
+    };
     let worker_path = match &config.worker_path {
         Some(p) => p.clone(),
         None => std::env::current_exe()
@@ -91,19 +97,34 @@ pub async fn start(config: Config, dev: bool) -> Result<Started, StartError> {
     let registry = Registry::scan(&config.plugins_dir, &version)
         .map_err(io("scanning", &config.plugins_dir))?;
     tracing::info!(plugins = registry.plugins.len(), dir = %config.plugins_dir.display(), "plugins scanned");
+    let approvals = Approvals::new(&config.state_dir);
+    // The bundled examples ship inside tarkd: installing them approves what
+    // they declare, as installing tarkd did.
+    for name in bundled {
+        if let Some(loaded) = registry.get(name).and_then(|p| p.loaded.as_ref()) {
+            approvals.set(name, &loaded.manifest.capabilities)?;
+            tracing::info!(plugin = name, "installed bundled example plugin");
+        }
+    }
     let listener = bind(&config.socket)?;
-    let audit = Arc::new(crate::audit::AuditLog::open(
-        &config.state_dir.join("audit.log"),
-    ));
-    let workers = Workers::new(
-        Arc::clone(&config),
-        worker_path,
+    let authority = Arc::new(Authority {
         storage,
-        cache,
-        spawner,
-        audit,
-    );
-    let daemon = Arc::new(Daemon::new(config, registry, workers));
+        audit: Arc::new(crate::audit::AuditLog::open(
+            &config.state_dir.join("audit.log"),
+        )),
+        grants: Arc::default(),
+        outbound: Outbound::new(config.http.clone())?,
+        fs: crate::files::FsConfig {
+            home: config.fs_home(),
+            ..config.fs.clone()
+        },
+        ws: config.ws.clone(),
+        secrets_dir: config.secrets_dir(),
+        log_limit: config.logs,
+    });
+    let workers = Workers::new(Arc::clone(&config), worker_path, authority, cache, spawner);
+    let daemon = Arc::new(Daemon::new(config, registry, workers, approvals));
+    daemon.refresh_grants();
     Ok(Started { daemon, listener })
 }
 

@@ -14,15 +14,13 @@ use tokio::sync::watch;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use crate::audit::AuditLog;
-use crate::broker::Broker;
+use crate::broker::{Authority, Broker};
 use crate::cache::ArtifactCache;
 use crate::channel;
 use crate::config::Config;
 use crate::registry::Plugin;
 use crate::restart::{CrashHistory, Decision};
 use crate::spawn::{Confinement, Spawner};
-use crate::storage::Storage;
 
 /// How long tarkd waits, after a worker's channel broke, to learn why it exited.
 const EXIT_REPORT_WAIT: Duration = Duration::from_secs(2);
@@ -131,7 +129,7 @@ pub struct CallError {
 }
 
 impl CallError {
-    fn new(code: Code, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: Code, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -176,11 +174,10 @@ pub fn describe_exit(status: ExitStatus) -> String {
 pub struct Workers {
     config: Arc<Config>,
     worker_path: PathBuf,
-    storage: Storage,
     cache: ArtifactCache,
     spawner: Spawner,
-    /// Every broker's denials go here.
-    pub audit: Arc<AuditLog>,
+    /// What every broker hands out, checked: storage, grants, network, audit.
+    pub authority: Arc<Authority>,
     slots: Mutex<HashMap<WorkerKey, Arc<Slot>>>,
     /// The uid/gid offset of each tenant × plugin, when tarkd runs as root.
     ids: Mutex<HashMap<WorkerKey, u32>>,
@@ -249,18 +246,16 @@ impl Workers {
     pub fn new(
         config: Arc<Config>,
         worker_path: PathBuf,
-        storage: Storage,
+        authority: Arc<Authority>,
         cache: ArtifactCache,
         spawner: Spawner,
-        audit: Arc<AuditLog>,
     ) -> Self {
         Self {
             config,
             worker_path,
-            storage,
+            authority,
             cache,
             spawner,
-            audit,
             slots: Mutex::default(),
             ids: Mutex::default(),
         }
@@ -503,14 +498,11 @@ impl Workers {
         });
 
         // The broker for this worker: its identity is fixed here, from the key.
-        let grant = Arc::new(loaded.manifest.capabilities.clone());
         let broker = Broker::new(
             key.tenant.clone(),
             key.plugin.clone(),
-            grant,
-            self.storage.clone(),
-            self.config.logs,
-            Arc::clone(&self.audit),
+            plugin.dir.clone(),
+            Arc::clone(&self.authority),
         );
         let broker_stream =
             channel::adopt(spawned.broker).map_err(|e| unavailable("broker channel", &e))?;

@@ -10,6 +10,7 @@ use serde_json::json;
 use tark_proto::plugin::v1 as pb;
 use tonic::transport::{Channel, Endpoint};
 
+mod grants;
 mod render;
 use render::{
     plugin_json, print_info, print_json, print_status, print_table, risk_name, state_name,
@@ -68,6 +69,28 @@ enum PluginCommand {
     List,
     /// Manifest, capabilities, paths and state of one plugin.
     Info { id: String },
+    /// Install or update a plugin from a folder, approving its capabilities.
+    Add {
+        /// The plugin's folder (plugin.toml and its wasm).
+        source: String,
+        /// Approve everything the plugin declares without asking.
+        #[arg(long)]
+        yes: bool,
+        /// Approve only these (repeatable): storage, http=HOST, env=NAME, fs_read=PATH.
+        #[arg(long)]
+        grant: Vec<String>,
+    },
+    /// Show a plugin's declared, approved and policy-capped capabilities; narrow
+    /// them with --revoke, or approve everything declared with --approve-all.
+    Grants {
+        id: String,
+        /// Withdraw an approved item (repeatable): storage, http=HOST, env=NAME, fs_read=PATH.
+        #[arg(long)]
+        revoke: Vec<String>,
+        /// Approve everything the plugin declares (e.g. after an update).
+        #[arg(long)]
+        approve_all: bool,
+    },
 }
 
 /// The first socket that exists of: $TARKD_SOCKET, then where `tarkd --dev` puts it
@@ -172,6 +195,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 render::print_audit(&r);
             }
+        }
+        Command::Plugin(PluginCommand::Add { source, yes, grant }) => {
+            let mut c = pb::plugins_client::PluginsClient::new(channel);
+            grants::add(&mut c, &source, yes, &grant, cli.json).await?;
+        }
+        Command::Plugin(PluginCommand::Grants {
+            id,
+            revoke,
+            approve_all,
+        }) => {
+            let mut c = pb::plugins_client::PluginsClient::new(channel);
+            grants::grants(&mut c, id, &revoke, approve_all, cli.json).await?;
         }
         Command::Restart { plugin } => {
             let mut c = pb::plugins_client::PluginsClient::new(channel);

@@ -46,6 +46,7 @@ pub fn plugin_json(p: &pb::PluginInfo) -> serde_json::Value {
         "capabilities": { "storage": caps.storage, "http": caps.http, "env": caps.env,
                           "fs_read": caps.fs_read, "shell": caps.shell },
         "workers": workers_json(p),
+        "approved": p.approved, "pending_approval": p.pending_approval,
     })
 }
 
@@ -156,6 +157,11 @@ pub fn print_info(p: &pb::PluginInfo) {
     println!("    env:     {}", list(&caps.env));
     println!("    fs_read: {}", list(&caps.fs_read));
     println!("    shell:   {}", caps.shell);
+    if !p.approved {
+        println!("  approval:    none: nothing is granted (tarkctl plugin grants {} --approve-all)", p.id);
+    } else if !p.pending_approval.is_empty() {
+        println!("  awaiting approval: {}", p.pending_approval.join(", "));
+    }
     for d in &p.diagnostics {
         println!("  diagnostic: {d}");
     }

@@ -102,6 +102,9 @@ pub struct Options {
     pub config: String,
     /// Environment variables for tarkd.
     pub env: Vec<(String, String)>,
+    /// Leave the plugins unapproved (by default each is approved for what its
+    /// manifest declares, as an operator provisioning approvals would).
+    pub unapproved: bool,
 }
 
 impl Tarkd {
@@ -109,10 +112,15 @@ impl Tarkd {
     pub fn start(plugins: Vec<PluginFiles>, opts: Options) -> anyhow::Result<Self> {
         let dir = Arc::new(tempfile::tempdir()?);
         let plugins_dir = dir.path().join("plugins");
+        let approvals = dir.path().join("state").join("approvals");
+        std::fs::create_dir_all(&approvals)?;
         for p in plugins {
             let pdir = plugins_dir.join(&p.folder);
             std::fs::create_dir_all(&pdir)?;
             for (name, bytes) in p.files {
+                if name == "plugin.toml" && !opts.unapproved {
+                    approve(&approvals.join(format!("{}.toml", p.folder)), &bytes)?;
+                }
                 std::fs::write(pdir.join(name), bytes)?;
             }
         }
@@ -338,6 +346,25 @@ impl Options {
             ..Self::default()
         }
     }
+}
+
+/// Writes an approval of everything a manifest declares: its `[capabilities]`
+/// table, which is the approval file's format.
+fn approve(path: &Path, manifest: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let text = String::from_utf8_lossy(manifest);
+    let caps = text
+        .find("[capabilities]")
+        .map(|at| &text[at..])
+        .unwrap_or("[capabilities]\n");
+    // Fixtures keep [capabilities] last; a later table would end it.
+    let caps = match caps[1..].find("\n[") {
+        Some(end) => &caps[..end + 1],
+        None => caps,
+    };
+    std::fs::write(path, caps)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
 }
 
 /// A tool plugin folder: a manifest declaring `capabilities` (TOML lines) and the

@@ -466,7 +466,7 @@ async fn undeclared_env_reads_return_nothing_and_are_logged_as_denials() -> anyh
     let out = t.tarkctl(&["audit"])?;
     let text = String::from_utf8(out.stdout)?;
     assert!(
-        text.contains("NOTES_AUTHOR") && text.contains("environment variable access denied"),
+        text.contains("NOTES_AUTHOR") && text.contains("not declared in the plugin's manifest"),
         "{text}"
     );
     Ok(())

@@ -220,6 +220,7 @@ impl ComponentPlugin {
             return Err(Failure::new(pb::FailureKind::NotLoaded, "no instance"));
         };
         store.data_mut().limiter.hit = None;
+        store.data_mut().call_deadline = Some(std::time::Instant::now() + self.limits.deadline);
         let tool = instance.tark_plugin_tool_plugin();
         let result = match call {
             Call::ListTools(_) => tool.call_get_tools(&mut *store).await.map(|tools| {

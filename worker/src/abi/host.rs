@@ -4,6 +4,8 @@
 //! A refusal or a broken channel becomes an error value (or `none`) for the guest,
 //! never a trap: a plugin must be able to handle "no" gracefully.
 
+use std::time::Instant;
+
 use serde_json::json;
 use tark_proto::worker::v1 as pb;
 use tark_proto::worker::v1::broker_client::BrokerClient;
@@ -11,15 +13,31 @@ use tonic::transport::Channel;
 
 use crate::limits::Limiter;
 
-/// Per-store state: the broker connection and the store's limiter.
+/// Per-store state: the broker connection, the store's limiter, and when the
+/// current call must end.
 pub struct HostState {
     pub broker: BrokerClient<Channel>,
     pub limiter: Limiter,
+    pub call_deadline: Option<Instant>,
 }
 
 impl HostState {
     pub fn new(broker: BrokerClient<Channel>, limiter: Limiter) -> Self {
-        Self { broker, limiter }
+        Self {
+            broker,
+            limiter,
+            call_deadline: None,
+        }
+    }
+
+    /// A broker request carrying the time the call has left (`grpc-timeout`), so
+    /// tarkd bounds slow host calls (http, ws) by the plugin call's deadline.
+    fn timed<T>(&self, message: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(message);
+        if let Some(d) = self.call_deadline {
+            req.set_timeout(d.saturating_duration_since(Instant::now()));
+        }
+        req
     }
 
     pub async fn storage_get(&mut self, key: String) -> Option<String> {
@@ -68,6 +86,7 @@ impl HostState {
     }
 
     pub async fn http(&mut self, req: pb::HttpRequest) -> Result<pb::HttpResponse, String> {
+        let req = self.timed(req);
         self.broker
             .http(req)
             .await
@@ -76,27 +95,23 @@ impl HostState {
     }
 
     pub async fn ws_connect(&mut self, url: String, headers_json: String) -> String {
-        let r = self
-            .broker
-            .ws_connect(pb::WsConnectRequest { url, headers_json })
-            .await;
+        let req = self.timed(pb::WsConnectRequest { url, headers_json });
+        let r = self.broker.ws_connect(req).await;
         ws_json(r.map(|h| json!({ "ok": true, "handle": h.into_inner().handle })))
     }
 
     pub async fn ws_send(&mut self, handle: i64, data: String) -> String {
-        let r = self
-            .broker
-            .ws_send(pb::WsSendRequest { handle, data })
-            .await;
+        let req = self.timed(pb::WsSendRequest { handle, data });
+        let r = self.broker.ws_send(req).await;
         ws_json(r.map(|_| json!({ "ok": true })))
     }
 
     pub async fn ws_recv(&mut self, handle: i64, timeout_ms: i64, max_bytes: i64) -> String {
-        let req = pb::WsRecvRequest {
+        let req = self.timed(pb::WsRecvRequest {
             handle,
             timeout_ms,
             max_bytes,
-        };
+        });
         let r = self
             .broker
             .ws_recv(req)
@@ -121,7 +136,9 @@ fn message(status: tonic::Status) -> String {
         tonic::Code::Unimplemented
         | tonic::Code::PermissionDenied
         | tonic::Code::InvalidArgument
-        | tonic::Code::ResourceExhausted => status.message().to_owned(),
+        | tonic::Code::NotFound
+        | tonic::Code::ResourceExhausted
+        | tonic::Code::DeadlineExceeded => status.message().to_owned(),
         _ => format!("host call failed: {}", status.message()),
     }
 }

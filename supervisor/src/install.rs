@@ -1,0 +1,187 @@
+//! Installing and updating plugins, and changing what they are granted.
+//!
+//! Installing is two steps: a plan (what the plugin declares, what of it the
+//! current approval does not cover) that the operator reviews, then the install
+//! with the operator's approval. The folder is staged next to its final place and
+//! renamed in, so a crash leaves the old plugin or the new, never half of one.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tonic::Code;
+
+use crate::daemon::Daemon;
+use crate::grants;
+use crate::manifest::{self, Capabilities};
+use crate::registry::{self, Plugin};
+use crate::workers::CallError;
+
+/// A plugin read from its source folder, validated, not yet installed.
+pub struct Plan {
+    pub plugin: Plugin,
+    /// The approval of the installed plugin of the same name, if any.
+    pub current: Option<Capabilities>,
+    /// Declared items `current` does not cover.
+    pub needs_approval: Vec<String>,
+}
+
+impl Plan {
+    pub fn declared(&self) -> Capabilities {
+        self.plugin
+            .loaded
+            .as_ref()
+            .map(|l| l.manifest.capabilities.clone())
+            .unwrap_or_default()
+    }
+}
+
+fn invalid(message: impl Into<String>) -> CallError {
+    CallError::new(Code::InvalidArgument, message)
+}
+
+/// The plugin name a folder's manifest gives, before full validation (which
+/// needs the name to compare the folder with).
+fn peek_name(source: &Path) -> Result<String, CallError> {
+    let path = source.join("plugin.toml");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+    let name = table
+        .get("plugin")
+        .and_then(|p| p.get("name"))
+        .and_then(|n| n.as_str())
+        .ok_or_else(|| invalid(format!("{}: plugin.name is required", path.display())))?;
+    if !manifest::valid_name(name) {
+        return Err(invalid(format!(
+            "{}: plugin.name {name:?} must be lowercase letters, digits and hyphens",
+            path.display()
+        )));
+    }
+    Ok(name.to_owned())
+}
+
+/// Problems with an approval's own entries, and items it grants beyond what
+/// the plugin declares.
+fn check_approval(id: &str, declared: &Capabilities, approved: &Capabilities) -> Result<(), CallError> {
+    for h in &approved.http {
+        crate::hosts::parse_rule(h).map_err(|e| invalid(format!("plugin {id}: approval http {e}")))?;
+    }
+    let extra = grants::beyond(approved, declared);
+    if !extra.is_empty() {
+        return Err(invalid(format!(
+            "plugin {id}: the approval grants more than the plugin declares: {}",
+            extra.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+impl Daemon {
+    /// Reads and validates a plugin folder and says what installing it asks for.
+    pub fn plan(&self, source: &str) -> Result<Plan, CallError> {
+        let source = Path::new(source);
+        if !source.is_absolute() || !source.is_dir() {
+            return Err(invalid(format!(
+                "{} is not a folder (give an absolute path tarkd can read)",
+                source.display()
+            )));
+        }
+        let id = peek_name(source)?;
+        let version = semver::Version::parse(&self.config.tark_version)
+            .map_err(|e| CallError::new(Code::Internal, e.to_string()))?;
+        // Validated exactly as the registry would, naming the plugin's folder
+        // as its own name.
+        let mut plugin = registry::load(source, &id, &version);
+        plugin.diagnostics.retain(|d| !d.contains("does not match its folder"));
+        if plugin.loaded.is_none() {
+            return Err(invalid(format!(
+                "plugin {id} cannot be installed: {}",
+                plugin.diagnostics.join("; ")
+            )));
+        }
+        let current = self
+            .approvals
+            .get(&id)
+            .map_err(|e| CallError::new(Code::Internal, e.to_string()))?
+            .filter(|_| self.registry().get(&id).is_some());
+        let plan = Plan {
+            needs_approval: Vec::new(),
+            current,
+            plugin,
+        };
+        let needs_approval =
+            grants::beyond(&plan.declared(), plan.current.as_ref().unwrap_or(&Default::default()));
+        Ok(Plan {
+            needs_approval,
+            ..plan
+        })
+    }
+
+    /// Installs (or updates) a planned plugin with `approved`, replacing any
+    /// installed copy and its workers.
+    pub async fn install(&self, plan: Plan, approved: Capabilities) -> Result<Arc<Plugin>, CallError> {
+        let _one_at_a_time = self.install_lock.lock().await;
+        let id = plan.plugin.id.clone();
+        check_approval(&id, &plan.declared(), &approved)?;
+        let Some(loaded) = plan.plugin.loaded.as_ref() else {
+            return Err(invalid(format!("plugin {id} is not valid")));
+        };
+        let io = |what: &str, e: std::io::Error| {
+            CallError::new(Code::Internal, format!("plugin {id}: {what}: {e}"))
+        };
+        let plugins_dir = &self.config.plugins_dir;
+        let staging = plugins_dir.join(format!(".{id}.staging"));
+        let _ = std::fs::remove_dir_all(&staging);
+        let wasm_path = staging.join(&loaded.manifest.wasm);
+        let toml = std::fs::read(plan.plugin.dir.join("plugin.toml"))
+            .map_err(|e| io("reading plugin.toml", e))?;
+        let written = (|| {
+            std::fs::create_dir_all(wasm_path.parent().unwrap_or(&staging))?;
+            write_synced(&staging.join("plugin.toml"), &toml)?;
+            write_synced(&wasm_path, &loaded.wasm)
+        })();
+        written.map_err(|e| io("staging", e))?;
+        self.approvals
+            .set(&id, &approved)
+            .map_err(|e| CallError::new(Code::Internal, e.to_string()))?;
+        let dest = plugins_dir.join(&id);
+        let old = plugins_dir.join(format!(".{id}.old"));
+        let _ = std::fs::remove_dir_all(&old);
+        if dest.exists() {
+            std::fs::rename(&dest, &old).map_err(|e| io("moving the old version aside", e))?;
+        }
+        std::fs::rename(&staging, &dest).map_err(|e| io("moving the plugin into place", e))?;
+        let _ = std::fs::remove_dir_all(&old);
+        let version = semver::Version::parse(&self.config.tark_version)
+            .map_err(|e| CallError::new(Code::Internal, e.to_string()))?;
+        let installed = Arc::new(registry::load(&dest, &id, &version));
+        self.replace_plugin(Arc::clone(&installed));
+        self.refresh_grant(&id);
+        let stopped = self.workers.restart(&id).await;
+        tracing::info!(plugin = %id, stopped, "installed");
+        Ok(installed)
+    }
+
+    /// Replaces a plugin's approval; applies to the next host call.
+    pub fn set_grants(&self, id: &str, approved: Capabilities) -> Result<(), CallError> {
+        let plugin = self.plugin(id)?;
+        let Some(loaded) = plugin.loaded.as_ref() else {
+            return Err(invalid(format!("plugin {id} is not valid: nothing to grant")));
+        };
+        check_approval(id, &loaded.manifest.capabilities, &approved)?;
+        self.approvals
+            .set(id, &approved)
+            .map_err(|e| CallError::new(Code::Internal, e.to_string()))?;
+        self.refresh_grant(id);
+        tracing::info!(plugin = id, "grants changed");
+        Ok(())
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}

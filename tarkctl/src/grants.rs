@@ -1,0 +1,216 @@
+//! `tarkctl plugin add` and `tarkctl plugin grants`: what a plugin asks for, and
+//! the operator's answer.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::{Context, bail};
+use serde_json::json;
+use tark_proto::plugin::v1 as pb;
+
+/// One capability item as written on the command line and shown by tarkd:
+/// `storage`, `http=HOST`, `env=NAME`, `fs_read=PATH`.
+pub fn parse_item(item: &str, into: &mut pb::Capabilities) -> anyhow::Result<()> {
+    match item.split_once('=') {
+        None if item == "storage" => into.storage = true,
+        Some(("http", v)) => into.http.push(v.to_owned()),
+        Some(("env", v)) => into.env.push(v.to_owned()),
+        Some(("fs_read" | "fs", v)) => into.fs_read.push(v.to_owned()),
+        _ => bail!("{item:?}: a capability is storage, http=HOST, env=NAME or fs_read=PATH"),
+    }
+    Ok(())
+}
+
+/// The items of a capability set, in the form `parse_item` reads.
+pub fn items(c: &pb::Capabilities) -> Vec<String> {
+    let mut out = Vec::new();
+    if c.storage {
+        out.push("storage".to_owned());
+    }
+    out.extend(c.http.iter().map(|h| format!("http={h}")));
+    out.extend(c.env.iter().map(|e| format!("env={e}")));
+    out.extend(c.fs_read.iter().map(|f| format!("fs_read={f}")));
+    if c.shell {
+        out.push("shell".to_owned());
+    }
+    out
+}
+
+/// `c` without the items in `remove`.
+pub fn without(c: &pb::Capabilities, remove: &[String]) -> anyhow::Result<pb::Capabilities> {
+    let mut gone = pb::Capabilities::default();
+    for r in remove {
+        parse_item(r, &mut gone)?;
+    }
+    Ok(pb::Capabilities {
+        storage: c.storage && !gone.storage,
+        http: c.http.iter().filter(|h| !gone.http.contains(h)).cloned().collect(),
+        env: c.env.iter().filter(|e| !gone.env.contains(e)).cloned().collect(),
+        fs_read: c.fs_read.iter().filter(|f| !gone.fs_read.contains(f)).cloned().collect(),
+        shell: c.shell,
+    })
+}
+
+fn show_list(title: &str, list: &[String]) {
+    if list.is_empty() {
+        println!("{title}: none");
+    } else {
+        println!("{title}:");
+        for i in list {
+            println!("  {i}");
+        }
+    }
+}
+
+/// Asks on the terminal; refuses when there is none to ask on.
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!("approval needed: run again with --yes, or name what to approve with --grant");
+    }
+    print!("{question} [y/N] ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}
+
+/// `plugin add`: plan, show, ask (or take --yes / --grant), install.
+pub async fn add(
+    c: &mut pb::plugins_client::PluginsClient<tonic::transport::Channel>,
+    source: &str,
+    yes: bool,
+    grant: &[String],
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let source = std::fs::canonicalize(source).with_context(|| format!("{source}"))?;
+    let source = source.display().to_string();
+    let plan = c
+        .install_plugin(pb::InstallPluginRequest {
+            source: source.clone(),
+            approved: None,
+        })
+        .await
+        .map_err(crate::status_error)?
+        .into_inner();
+    let info = plan.plugin.clone().unwrap_or_default();
+    let requested = plan.requested.clone().unwrap_or_default();
+    let update = plan.current.is_some();
+    let approved = if !grant.is_empty() {
+        let mut a = pb::Capabilities::default();
+        for g in grant {
+            parse_item(g, &mut a)?;
+        }
+        a
+    } else if update && plan.needs_approval.is_empty() {
+        // An update asking for nothing new keeps the current approval.
+        plan.current.clone().unwrap_or_default()
+    } else {
+        if !json_out {
+            println!("{} {} ({})", info.id, info.version, if update { "update" } else { "new" });
+            show_list("requests", &items(&requested));
+            if update {
+                show_list("beyond the current approval", &plan.needs_approval);
+            }
+        }
+        if !yes && !confirm("Approve these capabilities and install?")? {
+            bail!("not installed: the capabilities were not approved");
+        }
+        requested
+    };
+    let done = c
+        .install_plugin(pb::InstallPluginRequest {
+            source,
+            approved: Some(approved.clone()),
+        })
+        .await
+        .map_err(crate::status_error)?
+        .into_inner();
+    let info = done.plugin.unwrap_or_default();
+    if json_out {
+        crate::render::print_json(&json!({
+            "installed": done.installed, "plugin": crate::render::plugin_json(&info),
+            "approved": items(&approved), "needs_approval": done.needs_approval,
+        }));
+    } else {
+        println!("installed {} {}", info.id, info.version);
+        show_list("approved", &items(&approved));
+        if !done.needs_approval.is_empty() {
+            show_list("not granted (declared, not approved)", &done.needs_approval);
+        }
+    }
+    Ok(())
+}
+
+/// `plugin grants`: show, or narrow (--revoke), or approve what is pending.
+pub async fn grants(
+    c: &mut pb::plugins_client::PluginsClient<tonic::transport::Channel>,
+    id: String,
+    revoke: &[String],
+    approve_all: bool,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let mut g = c
+        .get_grants(pb::PluginRef { id: id.clone() })
+        .await
+        .map_err(crate::status_error)?
+        .into_inner();
+    if approve_all || !revoke.is_empty() {
+        let base = if approve_all {
+            g.declared.clone().unwrap_or_default()
+        } else {
+            g.approved.clone().unwrap_or_default()
+        };
+        let approved = without(&base, revoke)?;
+        g = c
+            .set_grants(pb::SetGrantsRequest {
+                id,
+                approved: Some(approved),
+            })
+            .await
+            .map_err(crate::status_error)?
+            .into_inner();
+    }
+    let declared = items(&g.declared.clone().unwrap_or_default());
+    let approved = g.approved.as_ref().map(items);
+    if json_out {
+        crate::render::print_json(&json!({
+            "id": g.id, "trust": g.trust, "declared": declared, "approved": approved,
+            "pending": g.pending, "policy": g.policy,
+        }));
+        return Ok(());
+    }
+    println!("{} (trust: {})", g.id, g.trust);
+    show_list("declared", &declared);
+    match &approved {
+        Some(a) => show_list("approved", a),
+        None => println!("approved: nothing (the plugin was never approved)"),
+    }
+    if !g.pending.is_empty() {
+        show_list("awaiting approval", &g.pending);
+    }
+    if !g.policy.is_empty() {
+        show_list("policy", &g.policy);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_round_trip_and_revoke() -> anyhow::Result<()> {
+        let mut c = pb::Capabilities::default();
+        for i in ["storage", "http=api.example.com", "env=A_*", "fs_read=~/x", "fs=/y"] {
+            parse_item(i, &mut c)?;
+        }
+        assert_eq!(
+            items(&c),
+            ["storage", "http=api.example.com", "env=A_*", "fs_read=~/x", "fs_read=/y"]
+        );
+        let narrowed = without(&c, &["storage".into(), "http=api.example.com".into()])?;
+        assert_eq!(items(&narrowed), ["env=A_*", "fs_read=~/x", "fs_read=/y"]);
+        assert!(parse_item("shell", &mut c).is_err());
+        assert!(parse_item("ftp=x", &mut c).is_err());
+        Ok(())
+    }
+}
