@@ -195,33 +195,16 @@ impl Broker {
 }
 
 /// The time left for a host call: the worker sends its call's remaining
-/// deadline as gRPC's `grpc-timeout` (a worker can only shorten it: tarkd's own
+/// deadline as `tark-budget-ms` (a worker can only shorten it: tarkd's own
 /// limits and its kill backstop still apply).
 pub fn budget<T>(req: &Request<T>) -> Duration {
     req.metadata()
-        .get("grpc-timeout")
+        .get("tark-budget-ms")
         .and_then(|v| v.to_str().ok())
-        .and_then(parse_grpc_timeout)
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis)
         .unwrap_or(DEFAULT_BUDGET)
         .min(DEFAULT_BUDGET)
-}
-
-/// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
-fn parse_grpc_timeout(v: &str) -> Option<Duration> {
-    let (digits, unit) = v.split_at_checked(v.len().checked_sub(1)?)?;
-    if digits.is_empty() || digits.len() > 8 {
-        return None;
-    }
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
 }
 
 #[tonic::async_trait]
@@ -424,32 +407,6 @@ impl pb::broker_server::Broker for Broker {
         match self.ws.close(handle).await {
             Ok(()) => Ok(Response::new(pb::Empty {})),
             Err(e) => Err(self.net_status("ws", &handle.to_string(), e)),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grpc_timeout_table() {
-        for (v, want) in [
-            ("100m", Some(Duration::from_millis(100))),
-            ("5S", Some(Duration::from_secs(5))),
-            ("2M", Some(Duration::from_secs(120))),
-            ("1H", Some(Duration::from_secs(3600))),
-            ("7u", Some(Duration::from_micros(7))),
-            ("9n", Some(Duration::from_nanos(9))),
-            ("99999999m", Some(Duration::from_millis(99_999_999))),
-            ("123456789m", None),
-            ("m", None),
-            ("", None),
-            ("10x", None),
-            ("-1m", None),
-            ("1.5S", None),
-        ] {
-            assert_eq!(parse_grpc_timeout(v), want, "{v:?}");
         }
     }
 }

@@ -2,6 +2,7 @@
 //! real workers) on a temp socket with a temp state dir.
 
 pub mod fixtures;
+pub mod servers;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -65,6 +66,18 @@ impl PluginFiles {
         })
     }
 
+    /// The probe example plugin (examples/plugins/probe) with `capabilities`
+    /// (TOML lines) instead of its own, and its data file.
+    pub fn probe(capabilities: &str) -> anyhow::Result<Self> {
+        let dir = fixtures::repo_root().join("examples/plugins/probe");
+        Ok(Self::new(
+            "probe",
+            &fixtures::manifest("probe", "tool", capabilities),
+            Some(std::fs::read(dir.join("plugin.wasm"))?),
+        )
+        .with_file("data/readme.txt", &std::fs::read(dir.join("data/readme.txt"))?))
+    }
+
     /// A fixture: manifest text and wasm bytes.
     pub fn new(folder: &str, manifest: &str, wasm: Option<Vec<u8>>) -> Self {
         let mut files = vec![("plugin.toml".to_owned(), manifest.as_bytes().to_vec())];
@@ -121,7 +134,11 @@ impl Tarkd {
                 if name == "plugin.toml" && !opts.unapproved {
                     approve(&approvals.join(format!("{}.toml", p.folder)), &bytes)?;
                 }
-                std::fs::write(pdir.join(name), bytes)?;
+                let path = pdir.join(name);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(path, bytes)?;
             }
         }
         let socket = dir.path().join("tarkd.sock");
@@ -295,6 +312,17 @@ pub fn for_tenant<T>(msg: T, tenant: &str) -> tonic::Request<T> {
         req.metadata_mut().insert("tark-tenant", v);
     }
     req
+}
+
+/// Runs the probe plugin's one tool with `args` for the default tenant and
+/// returns its JSON report (or the failure, as a JSON string).
+pub async fn probe(t: &Tarkd, args: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+    let mut tools = t.tools().await?;
+    let r = tools.invoke_tool(invoke("probe", &args.to_string())).await;
+    Ok(match output(r) {
+        Ok(o) => serde_json::from_str(&o)?,
+        Err(e) => serde_json::Value::String(e),
+    })
 }
 
 /// An InvokeTool request.

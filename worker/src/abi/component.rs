@@ -25,7 +25,7 @@ mod bindings {
 }
 
 use bindings::exports::tark::plugin::tool_plugin;
-use bindings::tark::plugin::{env, fs, http, log, storage};
+use bindings::tark::plugin::{env, fs, http, log, storage, ws};
 
 /// The package every supported world belongs to; any 0.1.x is accepted.
 const PACKAGE: &str = "tark:plugin/";
@@ -353,6 +353,21 @@ impl log::Host for HostState {
 impl fs::Host for HostState {
     async fn read(&mut self, path: String) -> Result<String, String> {
         self.fs_read(path).await
+    }
+}
+
+impl ws::Host for HostState {
+    async fn connect(&mut self, url: String, headers_json: String) -> String {
+        self.ws_connect(url, headers_json).await
+    }
+    async fn send(&mut self, handle: i64, data: String) -> String {
+        self.ws_send(handle, data).await
+    }
+    async fn recv(&mut self, handle: i64, timeout_ms: i64, max_bytes: i64) -> String {
+        self.ws_recv(handle, timeout_ms, max_bytes).await
+    }
+    async fn close(&mut self, handle: i64) -> String {
+        self.ws_close(handle).await
     }
 }
 

@@ -4,7 +4,7 @@
 //! A refusal or a broken channel becomes an error value (or `none`) for the guest,
 //! never a trap: a plugin must be able to handle "no" gracefully.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tark_proto::worker::v1 as pb;
@@ -30,12 +30,19 @@ impl HostState {
         }
     }
 
-    /// A broker request carrying the time the call has left (`grpc-timeout`), so
-    /// tarkd bounds slow host calls (http, ws) by the plugin call's deadline.
+    /// A broker request carrying the time the call has left (`tark-budget-ms`),
+    /// so tarkd bounds slow host calls (http, ws) by the plugin call's deadline
+    /// and answers with its own "timed out" error. The host call ends a little
+    /// before the deadline (a tenth, at most 250 ms), so the plugin still has time
+    /// to handle that error.
     fn timed<T>(&self, message: T) -> tonic::Request<T> {
         let mut req = tonic::Request::new(message);
         if let Some(d) = self.call_deadline {
-            req.set_timeout(d.saturating_duration_since(Instant::now()));
+            let left = d.saturating_duration_since(Instant::now());
+            let budget = left.saturating_sub((left / 10).min(Duration::from_millis(250)));
+            if let Ok(v) = budget.as_millis().to_string().parse() {
+                req.metadata_mut().insert("tark-budget-ms", v);
+            }
         }
         req
     }

@@ -1,0 +1,169 @@
+//! Real servers on loopback for the broker's network tests: an HTTP server with
+//! routes for each behaviour under test, and a WebSocket echo server that counts
+//! its open connections. Each runs on its own thread and runtime, independent of
+//! the test's, until the process ends.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+/// A running HTTP server.
+pub struct HttpServer {
+    pub port: u16,
+    /// Requests received, all routes.
+    pub hits: Arc<AtomicUsize>,
+}
+
+/// A running WebSocket echo server.
+pub struct WsServer {
+    pub port: u16,
+    /// Connections open now.
+    pub open: Arc<AtomicUsize>,
+}
+
+/// Starts a server thread and returns what `serve` reports once bound.
+fn on_thread<T: Send + 'static>(
+    serve: impl FnOnce(std::sync::mpsc::Sender<T>) -> std::pin::Pin<Box<dyn Future<Output = ()>>>
+    + Send
+    + 'static,
+) -> anyhow::Result<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            rt.block_on(serve(tx));
+        }
+    });
+    Ok(rx.recv_timeout(Duration::from_secs(10))?)
+}
+
+type Body = Full<Bytes>;
+
+async fn route(req: Request<hyper::body::Incoming>) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let reply = |status: u16, body: String| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+        r
+    };
+    let redirect = |status: u16, to: &str| {
+        let mut r = reply(status, String::new());
+        if let Ok(v) = hyper::header::HeaderValue::from_str(to) {
+            r.headers_mut().insert(hyper::header::LOCATION, v);
+        }
+        r
+    };
+    Ok(match path.as_str() {
+        "/hello" => reply(200, "hello".into()),
+        "/headers" => {
+            let h: serde_json::Map<String, serde_json::Value> = req
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                    (k.as_str().to_owned(), serde_json::Value::String(v))
+                })
+                .collect();
+            reply(200, serde_json::Value::Object(h).to_string())
+        }
+        "/echo" => {
+            let method = req.method().to_string();
+            let body = req.into_body().collect().await.map(|b| b.to_bytes());
+            let body = body.map(|b| String::from_utf8_lossy(&b).into_owned());
+            reply(200, format!("{method} {}", body.unwrap_or_default()))
+        }
+        "/redirect" => redirect(302, query.strip_prefix("to=").unwrap_or("/hello")),
+        "/see-other" => redirect(303, "/echo"),
+        "/loop" => redirect(302, "/loop"),
+        "/big" => reply(200, "x".repeat(2 << 20)),
+        "/slow" => {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            reply(200, "late".into())
+        }
+        _ => reply(404, "not found".into()),
+    })
+}
+
+impl HttpServer {
+    pub fn start() -> anyhow::Result<Self> {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&hits);
+        let port = on_thread(move |tx| {
+            Box::pin(async move {
+                let Ok(listener) = TcpListener::bind("127.0.0.1:0").await else {
+                    return;
+                };
+                let Ok(addr) = listener.local_addr() else {
+                    return;
+                };
+                let _ = tx.send(addr.port());
+                while let Ok((stream, _)) = listener.accept().await {
+                    let hits = Arc::clone(&counted);
+                    tokio::spawn(async move {
+                        let svc = hyper::service::service_fn(move |req| {
+                            hits.fetch_add(1, Ordering::SeqCst);
+                            route(req)
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await;
+                    });
+                }
+            })
+        })?;
+        Ok(Self { port, hits })
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+impl WsServer {
+    pub fn start() -> anyhow::Result<Self> {
+        let open = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&open);
+        let port = on_thread(move |tx| {
+            Box::pin(async move {
+                let Ok(listener) = TcpListener::bind("127.0.0.1:0").await else {
+                    return;
+                };
+                let Ok(addr) = listener.local_addr() else {
+                    return;
+                };
+                let _ = tx.send(addr.port());
+                while let Ok((stream, _)) = listener.accept().await {
+                    let open = Arc::clone(&counted);
+                    tokio::spawn(async move {
+                        let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                            return;
+                        };
+                        open.fetch_add(1, Ordering::SeqCst);
+                        while let Some(Ok(msg)) = ws.next().await {
+                            if msg.is_text() && ws.send(msg).await.is_err() {
+                                break;
+                            }
+                        }
+                        open.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+            })
+        })?;
+        Ok(Self { port, open })
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+}
