@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 
 use crate::audit::AuditLog;
 use crate::files::{self, FsConfig, FsError, Roots};
-use crate::grants::{Grant, GrantTable, Trust};
+use crate::grants::{Denial, Grant, GrantTable, Source, Trust};
 use crate::hosts::{Allow, Refusal, Target};
 use crate::http::{HttpError, Outbound};
 use crate::ratelimit::{Rate, TokenBucket};
@@ -122,23 +122,22 @@ impl Broker {
     }
 
     /// Applies the trust mode to a grant's refusal: enforced denies, warn allows
-    /// and audits, disabled allows.
-    fn undeclared(&self, trust: Trust, capability: &str, target: &str, reason: &str) -> Result<(), Status> {
-        match trust {
-            Trust::Enforced => Err(self.deny(capability, target, reason)),
-            Trust::Warn => {
-                self.record(capability, target, "allow-undeclared", reason);
-                Ok(())
-            }
-            Trust::Disabled => Ok(()),
+    /// and audits, disabled allows; the policy's refusals always deny.
+    fn undeclared(&self, trust: Trust, capability: &str, target: &str, d: &Denial) -> Result<(), Status> {
+        if !d.softened_by(trust) {
+            return Err(self.deny(capability, target, &d.reason));
         }
+        if trust == Trust::Warn {
+            self.record(capability, target, "allow-undeclared", &d.reason);
+        }
+        Ok(())
     }
 
     fn check_storage(&self, key: &str) -> Result<(), Status> {
         let grant = self.grant()?;
         match grant.storage() {
             Ok(()) => Ok(()),
-            Err(reason) => self.undeclared(grant.trust, "storage", key, &reason),
+            Err(d) => self.undeclared(grant.trust, "storage", key, &d),
         }
     }
 
@@ -148,10 +147,10 @@ impl Broker {
     fn host_check(&self, grant: &Grant, capability: &'static str) -> impl Fn(&Target) -> Result<Allow, Refusal> + Sync {
         move |target: &Target| match grant.http(target) {
             Ok(allow) => Ok(allow),
-            Err(r) if grant.trust == Trust::Enforced => Err(r),
-            Err(r) => {
+            Err(d) if !d.softened_by(grant.trust) => Err(Refusal(d.reason)),
+            Err(d) => {
                 if grant.trust == Trust::Warn {
-                    self.record(capability, target.url.as_str(), "allow-undeclared", &r.0);
+                    self.record(capability, target.url.as_str(), "allow-undeclared", &d.reason);
                 }
                 Ok(Allow::Covered)
             }
@@ -267,8 +266,8 @@ impl pb::broker_server::Broker for Broker {
         if !crate::policy::valid_env_pattern(&name) || name.ends_with('*') {
             return none;
         }
-        if let Err(reason) = grant.env(&name)
-            && self.undeclared(grant.trust, "env", &name, &reason).is_err()
+        if let Err(d) = grant.env(&name)
+            && self.undeclared(grant.trust, "env", &name, &d).is_err()
         {
             return none;
         }
@@ -326,25 +325,31 @@ impl pb::broker_server::Broker for Broker {
     async fn fs_read(&self, req: Request<pb::FsPath>) -> Result<Response<pb::FsContent>, Status> {
         let path = req.into_inner().path;
         let grant = self.grant()?;
-        let sources: Vec<(String, Vec<String>)> = grant
+        let sources: Vec<(String, Vec<String>, bool)> = grant
             .fs_sources()
             .into_iter()
-            .map(|(source, list)| (grant.fs_refusal(source, &path), list.to_vec()))
+            .map(|(source, list)| {
+                let soft = grant.trust != Trust::Enforced && source != Source::Policy;
+                (grant.fs_refusal(source, &path), list.to_vec(), soft)
+            })
             .collect();
         let (roots, max) = (self.roots.clone(), self.shared.fs.max_read_kib * 1024);
-        let lenient = grant.trust != Trust::Enforced;
         let request = path.clone();
         let read = tokio::task::spawn_blocking(move || {
-            let sources: Vec<(String, &[String])> =
-                sources.iter().map(|(r, l)| (r.clone(), l.as_slice())).collect();
-            files::read(&request, &sources, &roots, max, lenient)
+            let sources: Vec<files::PathList<'_>> = sources
+                .iter()
+                .map(|(r, l, soft)| (r.clone(), l.as_slice(), *soft))
+                .collect();
+            files::read(&request, &sources, &roots, max)
         })
         .await
         .map_err(|e| Status::internal(format!("fs task failed: {e}")))?;
         match read {
             Ok((content, unlisted)) => {
-                if let Some(reason) = unlisted {
-                    self.undeclared(grant.trust, "fs", &path, &reason)?;
+                if let Some(reason) = unlisted
+                    && grant.trust == Trust::Warn
+                {
+                    self.record("fs", &path, "allow-undeclared", &reason);
                 }
                 Ok(Response::new(pb::FsContent { content }))
             }

@@ -95,45 +95,46 @@ pub fn under(path: &Path, entries: &[PathBuf]) -> bool {
     entries.iter().any(|e| path.starts_with(e))
 }
 
-/// Reads `request` if every list in `sources` allows it; each list comes with
-/// the refusal to give when it is the one that does not. `allow_unlisted` is the
-/// trust mode's answer for a path a list does not cover (warn, disabled); the
-/// refusal is then returned in `Ok` for the caller to log.
+/// One list of allowed paths: the refusal to give when it does not allow a
+/// path, the entries, and whether the trust mode lets a path it does not allow
+/// through anyway (the refusal is then returned in `Ok` for the caller to log).
+pub type PathList<'a> = (String, &'a [String], bool);
+
+/// Reads `request` if every list in `sources` allows it.
 pub fn read(
     request: &str,
-    sources: &[(String, &[String])],
+    sources: &[PathList<'_>],
     roots: &Roots,
     max_bytes: u64,
-    allow_unlisted: bool,
 ) -> Result<(String, Option<String>), FsError> {
     let lexical = expand(request, roots).ok_or_else(|| {
         FsError::Invalid(format!(
             "{request:?} is not an absolute, ~/ or ./ path (or ~ has no home configured)"
         ))
     })?;
-    let expanded: Vec<Vec<PathBuf>> = sources
-        .iter()
-        .map(|(_, list)| list.iter().filter_map(|e| expand(e, roots)).collect())
-        .collect();
     let mut unlisted = None;
-    if let Some(i) = expanded.iter().position(|l| !under(&lexical, l)) {
-        let why = sources[i].0.clone();
-        if !allow_unlisted {
-            return Err(FsError::Denied(why));
+    let mut allowing = Vec::new();
+    for (why, list, soft) in sources {
+        let entries: Vec<PathBuf> = list.iter().filter_map(|e| expand(e, roots)).collect();
+        if under(&lexical, &entries) {
+            allowing.push(entries);
+        } else if *soft {
+            unlisted.get_or_insert_with(|| why.clone());
+        } else {
+            return Err(FsError::Denied(why.clone()));
         }
-        unlisted = Some(why);
     }
     let canonical = std::fs::canonicalize(&lexical)
         .map_err(|e| FsError::NotFound(format!("{request:?}: {e}")))?;
-    if unlisted.is_none() {
-        // Entries that do not exist allow nothing; those that do count by their
-        // real location, so a symlinked entry still works and a symlink inside
-        // one cannot lead out.
-        let real: Vec<Vec<PathBuf>> = expanded
+    // Entries that do not exist allow nothing; those that do count by their real
+    // location, so a symlinked entry still works and a symlink inside one cannot
+    // lead out.
+    for entries in allowing {
+        let real: Vec<PathBuf> = entries
             .iter()
-            .map(|l| l.iter().filter_map(|e| std::fs::canonicalize(e).ok()).collect())
+            .filter_map(|e| std::fs::canonicalize(e).ok())
             .collect();
-        if real.iter().any(|l| !under(&canonical, l)) {
+        if !under(&canonical, &real) {
             return Err(FsError::Denied(format!(
                 "{request:?} resolves to {} (through a symlink), outside the allowed paths",
                 canonical.display()

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use serde::Deserialize;
 
-use crate::hosts::{self, Allow, HostRule, Refusal, Target};
+use crate::hosts::{self, Allow, HostRule, Target};
 use crate::manifest::Capabilities;
 use crate::policy;
 
@@ -84,6 +84,21 @@ impl Source {
     }
 }
 
+/// A refusal and the source that refused: the trust mode may soften a missing
+/// declaration or approval, never the operator's policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub source: Source,
+    pub reason: String,
+}
+
+impl Denial {
+    /// Whether `trust` lets the call through anyway (audited in warn mode).
+    pub fn softened_by(&self, trust: Trust) -> bool {
+        trust != Trust::Enforced && self.source != Source::Policy
+    }
+}
+
 /// A capability list parsed once for checking.
 #[derive(Debug, Clone, Default)]
 struct Parsed {
@@ -147,40 +162,46 @@ impl Grant {
         }
     }
 
+    /// The policy first: its refusal is the one no trust mode softens, so it
+    /// must be found even when the others refuse too.
     fn sources(&self) -> [(Source, &Parsed); 3] {
         [
+            (Source::Policy, &self.policy),
             (Source::Declared, &self.declared),
             (Source::Approved, &self.approved),
-            (Source::Policy, &self.policy),
         ]
     }
 
-    pub fn storage(&self) -> Result<(), String> {
+    fn denial(&self, source: Source, what: impl std::fmt::Display) -> Denial {
+        Denial {
+            source,
+            reason: format!("{what} {}", source.refusal(&self.plugin)),
+        }
+    }
+
+    pub fn storage(&self) -> Result<(), Denial> {
         for (source, list) in self.sources() {
             if !list.storage {
-                return Err(format!("storage {}", source.refusal(&self.plugin)));
+                return Err(self.denial(source, "storage"));
             }
         }
         Ok(())
     }
 
-    pub fn env(&self, name: &str) -> Result<(), String> {
+    pub fn env(&self, name: &str) -> Result<(), Denial> {
         for (source, list) in self.sources() {
             if source == Source::Policy && !self.policy_env {
                 continue;
             }
             if !policy::env_allowed(&list.env, name) {
-                return Err(format!(
-                    "environment variable {name} {}",
-                    source.refusal(&self.plugin)
-                ));
+                return Err(self.denial(source, format_args!("environment variable {name}")));
             }
         }
         Ok(())
     }
 
     /// Whether every source allows `target`; `Named` only if each names the host.
-    pub fn http(&self, target: &Target) -> Result<Allow, Refusal> {
+    pub fn http(&self, target: &Target) -> Result<Allow, Denial> {
         let mut allow = Allow::Named;
         for (source, list) in self.sources() {
             if source == Source::Policy && !self.policy_http {
@@ -189,8 +210,10 @@ impl Grant {
             match hosts::allowed(&list.http, target) {
                 Ok(Allow::Covered) => allow = Allow::Covered,
                 Ok(Allow::Named) => {}
-                Err(r) if source == Source::Declared => return Err(r),
-                Err(r) => return Err(Refusal(format!("{r}: {}", source.refusal(&self.plugin)))),
+                Err(r) if source == Source::Declared => {
+                    return Err(Denial { source, reason: r.0 });
+                }
+                Err(r) => return Err(self.denial(source, format_args!("{r}:"))),
             }
         }
         Ok(allow)
@@ -244,6 +267,38 @@ pub fn beyond(declared: &Capabilities, approved: &Capabilities) -> Vec<String> {
         out.push("shell".to_owned());
     }
     out
+}
+
+/// The part of `approved` that `declared` covers: what an approval still grants
+/// after an update dropped some of what the plugin declared.
+pub fn within(approved: &Capabilities, declared: &Capabilities) -> Capabilities {
+    let rules: Vec<HostRule> = declared
+        .http
+        .iter()
+        .filter_map(|h| hosts::parse_rule(h).ok())
+        .collect();
+    Capabilities {
+        storage: approved.storage && declared.storage,
+        http: approved
+            .http
+            .iter()
+            .filter(|h| hosts::parse_rule(h).is_ok_and(|a| rules.iter().any(|d| d.covers(&a))))
+            .cloned()
+            .collect(),
+        env: approved
+            .env
+            .iter()
+            .filter(|e| declared.env.iter().any(|d| policy::env_covers(d, e)))
+            .cloned()
+            .collect(),
+        fs_read: approved
+            .fs_read
+            .iter()
+            .filter(|f| declared.fs_read.iter().any(|d| policy::path_covers(d, f)))
+            .cloned()
+            .collect(),
+        shell: approved.shell && declared.shell,
+    }
 }
 
 /// The current grant of every plugin, shared by all brokers: a change (an

@@ -354,6 +354,28 @@ pub async fn resolve(target: &Target, allow: Allow) -> Result<Vec<SocketAddr>, H
 mod tests {
     use super::*;
 
+    /// Real resolution (localhost is in /etc/hosts): a name reached through a
+    /// `*.suffix`-like allowance may not resolve to loopback; one named exactly may.
+    #[tokio::test]
+    async fn resolved_addresses_are_checked() {
+        let target = hosts::parse_target("http://localhost:8080/", false);
+        let Ok(target) = target else {
+            panic!("{target:?}");
+        };
+        let covered = resolve(&target, Allow::Covered).await;
+        assert!(
+            matches!(&covered, Err(HttpError::Denied(m)) if m.contains("(loopback)")),
+            "{covered:?}"
+        );
+        let named = resolve(&target, Allow::Named).await;
+        assert!(named.is_ok_and(|a| !a.is_empty() && a.iter().all(|a| a.port() == 8080)));
+        let literal = hosts::parse_target("http://[::1]:9/", false);
+        let Ok(literal) = literal else {
+            panic!("{literal:?}");
+        };
+        assert!(matches!(resolve(&literal, Allow::Covered).await, Err(HttpError::Denied(_))));
+    }
+
     #[test]
     fn header_table() {
         for (name, ok) in [

@@ -100,11 +100,19 @@ impl Daemon {
                 plugin.diagnostics.join("; ")
             )));
         }
+        // What the installed copy's approval still grants under the new
+        // declaration (an update may drop capabilities).
+        let declared = plugin
+            .loaded
+            .as_ref()
+            .map(|l| l.manifest.capabilities.clone())
+            .unwrap_or_default();
         let current = self
             .approvals
             .get(&id)
             .map_err(|e| CallError::new(Code::Internal, e.to_string()))?
-            .filter(|_| self.registry().get(&id).is_some());
+            .filter(|_| self.registry().get(&id).is_some())
+            .map(|a| grants::within(&a, &declared));
         let plan = Plan {
             needs_approval: Vec::new(),
             current,

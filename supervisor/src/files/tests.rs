@@ -72,8 +72,8 @@ fn reads_allowed_files_and_refuses_escapes() -> std::io::Result<()> {
         .map_err(std::io::Error::from)?;
 
     let entries = vec!["~/allowed".to_owned(), "./data".to_owned()];
-    let sources = [("not declared".to_owned(), entries.as_slice())];
-    let go = |p: &str| read(p, &sources, &r, 2048, false).map(|(t, _)| t);
+    let sources = [("not declared".to_owned(), entries.as_slice(), false)];
+    let go = |p: &str| read(p, &sources, &r, 2048).map(|(t, _)| t);
     let ok = |p: &str, want: &str| assert_eq!(go(p).as_deref(), Ok(want), "{p}");
     let err = |p: &str, want: &str| {
         let got = go(p);
@@ -102,19 +102,27 @@ fn reads_allowed_files_and_refuses_escapes() -> std::io::Result<()> {
     err("/etc/hostname", "not declared");
     // An entry that is itself a symlink counts by where it points.
     let aliased = vec!["~/alias".to_owned()];
-    let by_alias = [("no".to_owned(), aliased.as_slice())];
-    let got = read("~/alias/ok.txt", &by_alias, &r, 2048, false);
+    let by_alias = [("no".to_owned(), aliased.as_slice(), false)];
+    let got = read("~/alias/ok.txt", &by_alias, &r, 2048);
     assert_eq!(got.map(|(t, _)| t).as_deref(), Ok("ok"));
     // Every source must allow the path.
     let narrow = vec!["~/allowed/sub".to_owned()];
     let two = [
-        ("not declared".to_owned(), entries.as_slice()),
-        ("not approved".to_owned(), narrow.as_slice()),
+        ("not declared".to_owned(), entries.as_slice(), false),
+        ("not approved".to_owned(), narrow.as_slice(), false),
     ];
-    let got = read("~/allowed/ok.txt", &two, &r, 2048, false);
+    let got = read("~/allowed/ok.txt", &two, &r, 2048);
     assert!(got.is_err_and(|e| e.to_string() == "not approved"));
-    // Warn mode reads it and hands back the refusal to log.
-    let got = read("~/secret.txt", &sources, &r, 2048, true);
+    // A soft list (warn mode) lets it through and hands back the refusal to log;
+    // a hard one (policy) still refuses.
+    let soft = [("not declared".to_owned(), entries.as_slice(), true)];
+    let got = read("~/secret.txt", &soft, &r, 2048);
     assert_eq!(got, Ok(("secret".to_owned(), Some("not declared".to_owned()))));
+    let policy = [
+        ("not declared".to_owned(), entries.as_slice(), true),
+        ("forbidden by policy".to_owned(), narrow.as_slice(), false),
+    ];
+    let got = read("~/secret.txt", &policy, &r, 2048);
+    assert!(got.is_err_and(|e| e.to_string() == "forbidden by policy"));
     Ok(())
 }

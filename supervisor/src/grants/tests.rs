@@ -38,11 +38,11 @@ fn each_source_must_allow_and_the_refusal_names_which_did_not() {
     ];
     for (url, want) in cases {
         let got = g.http(&target(url));
-        assert!(got.as_ref().is_err_and(|r| r.0.contains(want)), "{url}: {got:?}");
+        assert!(got.as_ref().is_err_and(|r| r.reason.contains(want)), "{url}: {got:?}");
     }
     assert_eq!(g.env("A_X"), Ok(()));
-    assert!(g.env("A_Y").is_err_and(|e| e.contains("not approved")));
-    assert!(g.env("C").is_err_and(|e| e.contains("not declared")));
+    assert!(g.env("A_Y").is_err_and(|e| e.reason.contains("not approved") && e.softened_by(Trust::Warn)));
+    assert!(g.env("C").is_err_and(|e| e.reason.contains("not declared") && !e.softened_by(Trust::Enforced)));
     assert_eq!(g.storage(), Ok(()));
 }
 
@@ -57,10 +57,10 @@ fn policy_caps_and_forbids() {
         ..PolicyConfig::default()
     };
     let g = Grant::new("p", &declared, Some(&declared), &forbid);
-    assert!(g.storage().is_err_and(|e| e.contains("policy")));
-    assert!(g.env("A").is_err_and(|e| e.contains("policy")));
+    assert!(g.storage().is_err_and(|e| e.reason.contains("policy") && !e.softened_by(Trust::Disabled)));
+    assert!(g.env("A").is_err_and(|e| e.reason.contains("policy") && !e.softened_by(Trust::Warn)));
     let t = target("https://localhost/");
-    assert!(g.http(&t).is_err_and(|r| r.0.contains("policy")));
+    assert!(g.http(&t).is_err_and(|r| r.reason.contains("policy") && r.source == Source::Policy));
     assert_eq!(g.fs_sources().len(), 3);
     // No lists: the policy caps nothing and exact names stay Named.
     let open = Grant::new("p", &declared, Some(&declared), &PolicyConfig::default());
@@ -72,7 +72,7 @@ fn policy_caps_and_forbids() {
 fn unapproved_plugins_get_nothing() {
     let declared = caps(true, &["api.example.com"], &["A"], &["/x"]);
     let g = Grant::new("p", &declared, None, &PolicyConfig::default());
-    assert!(g.storage().is_err_and(|e| e.contains("tarkctl plugin grants p")));
+    assert!(g.storage().is_err_and(|e| e.reason.contains("tarkctl plugin grants p")));
     assert!(g.env("A").is_err());
     assert!(g.http(&target("https://api.example.com/")).is_err());
 }
@@ -114,4 +114,15 @@ fn policy_validation_names_the_entry() {
         assert!(p.validate().is_err(), "{p:?}");
     }
     assert!(PolicyConfig::default().validate().is_ok());
+}
+
+#[test]
+fn within_keeps_what_the_declaration_still_covers() {
+    let approved = caps(true, &["api.example.com", "old.example.com"], &["A_X", "B"], &["~/x/y", "/z"]);
+    let declared = caps(true, &["*.example.com"], &["A_*"], &["~/x"]);
+    let kept = within(&approved, &declared);
+    assert_eq!(kept, caps(true, &["api.example.com", "old.example.com"], &["A_X"], &["~/x/y"]));
+    assert!(beyond(&kept, &declared).is_empty());
+    let none = within(&approved, &Capabilities::default());
+    assert_eq!(none, Capabilities::default());
 }
