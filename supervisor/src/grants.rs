@@ -213,6 +213,10 @@ impl Grant {
                 Err(r) if source == Source::Declared => {
                     return Err(Denial { source, reason: r.0 });
                 }
+                Err(_) if source == Source::Policy => {
+                    let url = &target.url;
+                    return Err(self.denial(source, format_args!("http to {url} is")));
+                }
                 Err(r) => return Err(self.denial(source, format_args!("{r}:"))),
             }
         }

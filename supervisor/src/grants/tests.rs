@@ -34,7 +34,7 @@ fn each_source_must_allow_and_the_refusal_names_which_did_not() {
     let cases = [
         ("https://other.cdn.example.com/", "not approved by the operator"),
         ("https://evil.com/", "not in the plugin's http allowlist"),
-        ("https://localhost/", "not approved"),
+        ("https://localhost/", "http to https://localhost/ is forbidden by tarkd's policy"),
     ];
     for (url, want) in cases {
         let got = g.http(&target(url));
