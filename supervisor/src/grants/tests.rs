@@ -33,7 +33,7 @@ fn each_source_must_allow_and_the_refusal_names_which_did_not() {
     assert_eq!(g.http(&target("https://img.cdn.example.com/")), Ok(Allow::Covered));
     let cases = [
         ("https://other.cdn.example.com/", "not approved by the operator"),
-        ("https://evil.com/", "not in the plugin's http allowlist"),
+        ("https://evil.com/", "forbidden by tarkd's policy"),
         ("https://localhost/", "http to https://localhost/ is forbidden by tarkd's policy"),
     ];
     for (url, want) in cases {
