@@ -95,6 +95,27 @@ impl Namespace {
     }
 }
 
+/// Checks a key a plugin gave: non-empty, at most `max_bytes`, no control
+/// characters (the namespace separator is one, so no key can reach into another
+/// plugin's or tenant's space).
+pub fn check_key(key: &str, max_bytes: usize) -> Result<(), StorageError> {
+    if key.is_empty() {
+        return Err(StorageError::InvalidKey("empty".into()));
+    }
+    if key.len() > max_bytes {
+        return Err(StorageError::InvalidKey(format!(
+            "{} bytes, over the limit of {max_bytes}",
+            key.len()
+        )));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(StorageError::InvalidKey(
+            "contains a control character".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl Storage {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path, limits: StorageLimits) -> Result<Self, StorageError> {
@@ -109,24 +130,8 @@ impl Storage {
         })
     }
 
-    /// Checks a key a plugin gave: non-empty, bounded, no control characters.
     pub fn check_key(&self, key: &str) -> Result<(), StorageError> {
-        if key.is_empty() {
-            return Err(StorageError::InvalidKey("empty".into()));
-        }
-        if key.len() > self.limits.max_key_bytes {
-            return Err(StorageError::InvalidKey(format!(
-                "{} bytes, over the limit of {}",
-                key.len(),
-                self.limits.max_key_bytes
-            )));
-        }
-        if key.chars().any(char::is_control) {
-            return Err(StorageError::InvalidKey(
-                "contains a control character".into(),
-            ));
-        }
-        Ok(())
+        check_key(key, self.limits.max_key_bytes)
     }
 
     pub fn get(&self, ns: &Namespace, key: &str) -> Result<Option<String>, StorageError> {

@@ -6,7 +6,11 @@
 //!   with no host calls and for the notes plugin's `notes_get` (one storage read
 //!   through the broker);
 //! - cold start: the first call to a plugin with no worker, with the compiled
-//!   module in tarkd's cache and without (the worker compiles).
+//!   module in tarkd's cache and without (the worker compiles);
+//! - host calls: one storage get made from inside a plugin (a call making 100 gets
+//!   less one making none, per get), and an http GET to a loopback server made by
+//!   the probe plugin through the broker, against the same GET made by tarkd's own
+//!   outbound client in this process.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +18,8 @@ use anyhow::Context;
 use tark_proto::plugin::v1 as pb;
 use tark_proto::worker::v1 as wpb;
 use tark_tests::fixtures::{self, manifest};
+use serde_json::json;
+use tark_tests::servers::HttpServer;
 use tark_tests::{Options, PluginFiles, Tarkd, invoke, output};
 
 struct Echo;
@@ -115,6 +121,10 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
+    // A loopback HTTP server for the broker's http path.
+    let server = HttpServer::start()?;
+    let http_port = server.port;
+
     // Two tarkds with the notes plugin and a tool without host calls: one with the
     // full sandbox, one with the worker lockdown and namespaces off.
     let start = |sandboxed: bool| -> anyhow::Result<Tarkd> {
@@ -123,10 +133,12 @@ async fn main() -> anyhow::Result<()> {
             "[sandbox]\nlockdown = {sandboxed}\nnamespaces = {sandboxed}\n[supervision]\nintensity = 1000000\n"
         );
         let bare = fixtures::tool("bare", "", "")?;
+        let probe_caps = format!("storage = true\nhttp = [\"http://localhost:{http_port}\"]");
         Tarkd::start(
             vec![
                 PluginFiles::notes()?,
                 PluginFiles::new("bare", &manifest("bare", "tool", ""), Some(bare)),
+                PluginFiles::probe(&probe_caps)?,
             ],
             Options {
                 config,
@@ -178,6 +190,8 @@ async fn main() -> anyhow::Result<()> {
         samples[3].extend(time(1, &mut notes_on).await?);
     }
     drop(echo);
+
+    let host_calls = host_calls(&on, http_port, n).await?;
 
     // Cold start (full sandbox): restart the plugin, then time its first call,
     // with the compiled module in the cache and without.
@@ -262,11 +276,99 @@ async fn main() -> anyhow::Result<()> {
         cold_n,
         percentiles(recovered),
     );
+    let n_http = host_calls.http_broker.len();
+    let get_p = percentiles(host_calls.storage_get);
+    let (broker_p, direct_p) = (
+        percentiles(host_calls.http_broker),
+        percentiles(host_calls.http_direct),
+    );
+    row("storage get inside a plugin (per get)", n, get_p);
+    row("http GET loopback via plugin + broker", n_http, broker_p);
+    row("http GET loopback by tarkd's client", n_http, direct_p);
     println!(
         "ratio invoke/echo at p50: bare-ok {:.2}, notes_get {:.2}; sandbox cost at p50: {:+.1} %",
         on_p.0 / echo_p.0,
         notes_p.0 / echo_p.0,
         (on_p.0 / off_p.0 - 1.0) * 100.0
     );
+    println!(
+        "http via plugin+broker / direct at p50: {:.2} (+{:.0} µs: the InvokeTool and the broker hop)",
+        broker_p.0 / direct_p.0,
+        broker_p.0 - direct_p.0
+    );
     Ok(())
+}
+
+/// Host-call costs, sampled round-robin in one run.
+struct HostCalls {
+    /// Per get: (a call making GETS gets − a call making none) / GETS.
+    storage_get: Vec<Duration>,
+    http_broker: Vec<Duration>,
+    http_direct: Vec<Duration>,
+}
+
+/// How many storage gets one sampled call makes.
+const GETS: u32 = 100;
+
+async fn host_calls(on: &Tarkd, http_port: u16, n: usize) -> anyhow::Result<HostCalls> {
+    let tools = on.tools().await?;
+    let probe = |args: String| {
+        let mut c = tools.clone();
+        async move {
+            output(c.invoke_tool(invoke("probe", &args)).await).map_err(anyhow::Error::msg)
+        }
+    };
+    probe(json!({ "op": "storage_set", "key": "k", "value": "v" }).to_string()).await?;
+    let gets = |times: u32| json!({ "op": "storage_get", "key": "k", "times": times }).to_string();
+    let url = format!("http://localhost:{http_port}/hello");
+    let via_broker = json!({ "op": "http", "url": url }).to_string();
+    let outbound = tarkd::http::Outbound::new(tarkd::http::HttpLimits::default())?;
+    let rules = [tarkd::hosts::parse_rule(&format!("http://localhost:{http_port}"))?];
+    let check = |t: &tarkd::hosts::Target| tarkd::hosts::allowed(&rules, t);
+    let direct = || {
+        let req = wpb::HttpRequest {
+            method: "GET".into(),
+            url: url.clone(),
+            headers: vec![],
+            body: None,
+        };
+        outbound.fetch(req, Duration::from_secs(10), &check)
+    };
+    let n_http = n / 3;
+    for _ in 0..n_http / 10 {
+        probe(gets(0)).await?;
+        probe(via_broker.clone()).await?;
+        direct().await?;
+    }
+    let (mut zero, mut many) = (Vec::new(), Vec::new());
+    let (mut http_broker, mut http_direct) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let t0 = Instant::now();
+        probe(gets(0)).await?;
+        zero.push(t0.elapsed());
+        let t0 = Instant::now();
+        probe(gets(GETS)).await?;
+        many.push(t0.elapsed());
+        if i < n_http {
+            let t0 = Instant::now();
+            let r = probe(via_broker.clone()).await?;
+            http_broker.push(t0.elapsed());
+            anyhow::ensure!(r.contains("hello"), "broker GET failed: {r}");
+            let t0 = Instant::now();
+            let r = direct().await?;
+            http_direct.push(t0.elapsed());
+            anyhow::ensure!(r.body == "hello", "direct GET failed");
+        }
+    }
+    zero.sort();
+    let base = zero[zero.len() / 2];
+    let storage_get = many
+        .into_iter()
+        .map(|t| t.saturating_sub(base) / GETS)
+        .collect();
+    Ok(HostCalls {
+        storage_get,
+        http_broker,
+        http_direct,
+    })
 }
