@@ -35,7 +35,9 @@ fuzz_target!(|data: &[u8]| {
                 assert!(!d.ends_with('.') && d.bytes().all(|b| !b.is_ascii_uppercase()));
             }
             ip => assert!(
-                rules.iter().any(|r| r.host == HostPattern::Exact(ip.clone())),
+                rules
+                    .iter()
+                    .any(|r| r.host == HostPattern::Exact(ip.clone())),
                 "{url:?} allowed without an entry naming {ip}"
             ),
         }

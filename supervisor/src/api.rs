@@ -12,10 +12,10 @@ use tonic::{Request, Response, Status};
 use crate::daemon::Daemon;
 
 mod convert;
-use convert::{caps_from_pb, caps_to_pb, plugin_type, risk};
 use crate::manifest;
 use crate::registry::Plugin;
 use crate::workers::SlotStats;
+use convert::{caps_from_pb, caps_to_pb, plugin_type, risk};
 
 /// The tenant a request acts for, from its `tark-tenant` metadata.
 pub const TENANT_HEADER: &str = "tark-tenant";
@@ -148,7 +148,10 @@ impl pb::plugins_server::Plugins for Api {
         Ok(Response::new(reply))
     }
 
-    async fn get_grants(&self, req: Request<pb::PluginRef>) -> Result<Response<pb::Grants>, Status> {
+    async fn get_grants(
+        &self,
+        req: Request<pb::PluginRef>,
+    ) -> Result<Response<pb::Grants>, Status> {
         let id = req.into_inner().id;
         Ok(Response::new(convert::grants(&self.0, &id)?))
     }

@@ -123,7 +123,9 @@ mod tests {
         };
         a.set("p", &caps)?;
         assert_eq!(a.get("p")?, Some(caps.clone()));
-        let mode = std::fs::metadata(d.path().join("approvals/p.toml"))?.permissions().mode();
+        let mode = std::fs::metadata(d.path().join("approvals/p.toml"))?
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         // The format is a manifest's [capabilities] table.
         std::fs::write(
@@ -131,7 +133,10 @@ mod tests {
             "[capabilities]\nstorage = true\nenv = [\"X\"]\n",
         )?;
         assert!(a.get("q")?.is_some_and(|c| c.storage && c.env == ["X"]));
-        std::fs::write(d.path().join("approvals/r.toml"), "[capabilities]\nstorage = 1\n")?;
+        std::fs::write(
+            d.path().join("approvals/r.toml"),
+            "[capabilities]\nstorage = 1\n",
+        )?;
         assert!(a.get("r").is_err_and(|e| e.to_string().contains("r.toml")));
         a.remove("p")?;
         a.remove("p")?;

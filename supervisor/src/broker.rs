@@ -56,7 +56,12 @@ pub struct Broker {
 }
 
 impl Broker {
-    pub fn new(tenant: String, plugin: String, plugin_dir: PathBuf, shared: Arc<Authority>) -> Self {
+    pub fn new(
+        tenant: String,
+        plugin: String,
+        plugin_dir: PathBuf,
+        shared: Arc<Authority>,
+    ) -> Self {
         let log_rate = TokenBucket::new(shared.log_limit, std::time::Instant::now());
         Self {
             ns: Namespace { tenant, plugin },
@@ -72,9 +77,10 @@ impl Broker {
 
     /// The plugin's grant now; a plugin removed since its worker started has none.
     fn grant(&self) -> Result<Arc<Grant>, Status> {
-        self.shared.grants.get(&self.ns.plugin).ok_or_else(|| {
-            self.deny("any", "", "the plugin is no longer installed")
-        })
+        self.shared
+            .grants
+            .get(&self.ns.plugin)
+            .ok_or_else(|| self.deny("any", "", "the plugin is no longer installed"))
     }
 
     /// Whether a log line may go through now; when it may after some were
@@ -123,7 +129,13 @@ impl Broker {
 
     /// Applies the trust mode to a grant's refusal: enforced denies, warn allows
     /// and audits, disabled allows; the policy's refusals always deny.
-    fn undeclared(&self, trust: Trust, capability: &str, target: &str, d: &Denial) -> Result<(), Status> {
+    fn undeclared(
+        &self,
+        trust: Trust,
+        capability: &str,
+        target: &str,
+        d: &Denial,
+    ) -> Result<(), Status> {
         if !d.softened_by(trust) {
             return Err(self.deny(capability, target, &d.reason));
         }
@@ -144,13 +156,22 @@ impl Broker {
     /// The host check for http and ws hops, trust mode applied. Undeclared hosts
     /// allowed by warn or disabled modes are treated as `*.suffix` matches: public
     /// addresses only.
-    fn host_check(&self, grant: &Grant, capability: &'static str) -> impl Fn(&Target) -> Result<Allow, Refusal> + Sync {
+    fn host_check(
+        &self,
+        grant: &Grant,
+        capability: &'static str,
+    ) -> impl Fn(&Target) -> Result<Allow, Refusal> + Sync {
         move |target: &Target| match grant.http(target) {
             Ok(allow) => Ok(allow),
             Err(d) if !d.softened_by(grant.trust) => Err(Refusal(d.reason)),
             Err(d) => {
                 if grant.trust == Trust::Warn {
-                    self.record(capability, target.url.as_str(), "allow-undeclared", &d.reason);
+                    self.record(
+                        capability,
+                        target.url.as_str(),
+                        "allow-undeclared",
+                        &d.reason,
+                    );
                 }
                 Ok(Allow::Covered)
             }
@@ -370,7 +391,11 @@ impl pb::broker_server::Broker for Broker {
         let check = self.host_check(&grant, "ws");
         let tls = self.shared.outbound.tls();
         let limits = &self.shared.ws;
-        match self.ws.connect(&req.url, &req.headers_json, limits, tls, budget, &check).await {
+        match self
+            .ws
+            .connect(&req.url, &req.headers_json, limits, tls, budget, &check)
+            .await
+        {
             Ok(handle) => Ok(Response::new(pb::WsHandle { handle })),
             Err(e) => Err(self.net_status("ws", &req.url, e)),
         }

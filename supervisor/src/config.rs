@@ -211,7 +211,9 @@ impl Config {
         self.policy.validate()?;
         let h = &self.http;
         if h.max_request_kib == 0 || h.max_response_kib == 0 || h.timeout_ms == 0 {
-            return Err("http.max_request_kib, max_response_kib and timeout_ms must be positive".into());
+            return Err(
+                "http.max_request_kib, max_response_kib and timeout_ms must be positive".into(),
+            );
         }
         if self.fs.home.as_ref().is_some_and(|h| !h.is_absolute()) {
             return Err("fs.home must be an absolute path".into());

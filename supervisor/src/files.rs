@@ -150,7 +150,9 @@ pub fn read(
         .metadata()
         .map_err(|e| FsError::NotFound(format!("{request:?}: {e}")))?;
     if !meta.is_file() {
-        return Err(FsError::Invalid(format!("{request:?} is not a regular file")));
+        return Err(FsError::Invalid(format!(
+            "{request:?} is not a regular file"
+        )));
     }
     // The descriptor must be the file that was checked, not one swapped in since.
     let opened = std::fs::read_link(format!("/proc/self/fd/{}", {
@@ -162,7 +164,12 @@ pub fn read(
             "{request:?} changed while it was being opened"
         )));
     }
-    let too_large = || FsError::TooLarge(format!("{request:?} is over the {} KiB read limit", max_bytes / 1024));
+    let too_large = || {
+        FsError::TooLarge(format!(
+            "{request:?} is over the {} KiB read limit",
+            max_bytes / 1024
+        ))
+    };
     if meta.len() > max_bytes {
         return Err(too_large());
     }

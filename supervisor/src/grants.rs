@@ -54,11 +54,23 @@ impl PolicyConfig {
         for h in self.http.iter().flatten() {
             hosts::parse_rule(h).map_err(|e| format!("policy.http: {e}"))?;
         }
-        if let Some(bad) = self.env.iter().flatten().find(|e| !policy::valid_env_pattern(e)) {
+        if let Some(bad) = self
+            .env
+            .iter()
+            .flatten()
+            .find(|e| !policy::valid_env_pattern(e))
+        {
             return Err(format!("policy.env: {bad:?} is not a name or PREFIX_*"));
         }
-        if let Some(bad) = self.fs_read.iter().flatten().find(|e| !policy::valid_fs_entry(e)) {
-            return Err(format!("policy.fs_read: {bad:?} is not an absolute or ~/ path"));
+        if let Some(bad) = self
+            .fs_read
+            .iter()
+            .flatten()
+            .find(|e| !policy::valid_fs_entry(e))
+        {
+            return Err(format!(
+                "policy.fs_read: {bad:?} is not an absolute or ~/ path"
+            ));
         }
         Ok(())
     }
@@ -114,7 +126,11 @@ impl Parsed {
             storage: c.storage,
             // Entries were validated when the manifest or approval was read;
             // one that does not parse grants nothing.
-            http: c.http.iter().filter_map(|h| hosts::parse_rule(h).ok()).collect(),
+            http: c
+                .http
+                .iter()
+                .filter_map(|h| hosts::parse_rule(h).ok())
+                .collect(),
             env: c.env.clone(),
             fs_read: c.fs_read.clone(),
         }
@@ -211,7 +227,10 @@ impl Grant {
                 Ok(Allow::Covered) => allow = Allow::Covered,
                 Ok(Allow::Named) => {}
                 Err(r) if source == Source::Declared => {
-                    return Err(Denial { source, reason: r.0 });
+                    return Err(Denial {
+                        source,
+                        reason: r.0,
+                    });
                 }
                 Err(_) if source == Source::Policy => {
                     let url = &target.url;

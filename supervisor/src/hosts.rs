@@ -94,7 +94,11 @@ pub const MAX_URL_LEN: usize = 8192;
 
 /// Parses an allowlist entry into its canonical form.
 pub fn parse_rule(entry: &str) -> Result<HostRule, Refusal> {
-    let bad = || refuse(format!("{entry:?} is not a host, *.suffix or scheme://host[:port]"));
+    let bad = || {
+        refuse(format!(
+            "{entry:?} is not a host, *.suffix or scheme://host[:port]"
+        ))
+    };
     let (scheme, rest) = if let Some(r) = entry.strip_prefix("https://") {
         (Some(Scheme::Https), r)
     } else if let Some(r) = entry.strip_prefix("http://") {
@@ -108,12 +112,14 @@ pub fn parse_rule(entry: &str) -> Result<HostRule, Refusal> {
     };
     // Only a host and a port: anything the URL parser would treat as a path,
     // query, fragment or user info is not an entry.
-    if rest.is_empty() || rest.contains(['/', '?', '#', '@', '\\', '*', '%']) || rest.len() > 300
-    {
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@', '\\', '*', '%']) || rest.len() > 300 {
         return Err(bad());
     }
-    let url = Url::parse(&format!("{}://{rest}", scheme.unwrap_or(Scheme::Https).as_str()))
-        .map_err(|_| bad())?;
+    let url = Url::parse(&format!(
+        "{}://{rest}",
+        scheme.unwrap_or(Scheme::Https).as_str()
+    ))
+    .map_err(|_| bad())?;
     let host = normalise(url.host().ok_or_else(bad)?).ok_or_else(bad)?;
     // The parser drops a port equal to the scheme's default; an entry that wrote
     // it still means that port.
@@ -266,7 +272,12 @@ pub fn allowed(rules: &[HostRule], target: &Target) -> Result<Allow, Refusal> {
     if matching().next().is_some() {
         return Ok(Allow::Covered);
     }
-    let shown = format!("{}://{}:{}", target.scheme.as_str(), target.host, target.port);
+    let shown = format!(
+        "{}://{}:{}",
+        target.scheme.as_str(),
+        target.host,
+        target.port
+    );
     if host_rules.is_empty() {
         let what = match target.host {
             Host::Domain(_) => "host",

@@ -163,7 +163,14 @@ impl Outbound {
                 }
             }
             let resp = self
-                .send(&target, &addrs, method.clone(), headers.clone(), body.clone(), until)
+                .send(
+                    &target,
+                    &addrs,
+                    method.clone(),
+                    headers.clone(),
+                    body.clone(),
+                    until,
+                )
                 .await?;
             let status = resp.status();
             let location = resp.headers().get(reqwest::header::LOCATION).cloned();
@@ -253,9 +260,9 @@ impl Outbound {
         if let Some(body) = body {
             rb = rb.body(body);
         }
-        rb.send().await.map_err(|e| {
-            HttpError::Failed(format!("{}: {}", target.url, error_chain(&e)))
-        })
+        rb.send()
+            .await
+            .map_err(|e| HttpError::Failed(format!("{}: {}", target.url, error_chain(&e))))
     }
 
     async fn read(&self, mut resp: reqwest::Response) -> Result<pb::HttpResponse, HttpError> {
@@ -373,7 +380,10 @@ mod tests {
         let Ok(literal) = literal else {
             panic!("{literal:?}");
         };
-        assert!(matches!(resolve(&literal, Allow::Covered).await, Err(HttpError::Denied(_))));
+        assert!(matches!(
+            resolve(&literal, Allow::Covered).await,
+            Err(HttpError::Denied(_))
+        ));
     }
 
     #[test]

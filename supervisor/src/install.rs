@@ -63,9 +63,14 @@ fn peek_name(source: &Path) -> Result<String, CallError> {
 
 /// Problems with an approval's own entries, and items it grants beyond what
 /// the plugin declares.
-fn check_approval(id: &str, declared: &Capabilities, approved: &Capabilities) -> Result<(), CallError> {
+fn check_approval(
+    id: &str,
+    declared: &Capabilities,
+    approved: &Capabilities,
+) -> Result<(), CallError> {
     for h in &approved.http {
-        crate::hosts::parse_rule(h).map_err(|e| invalid(format!("plugin {id}: approval http {e}")))?;
+        crate::hosts::parse_rule(h)
+            .map_err(|e| invalid(format!("plugin {id}: approval http {e}")))?;
     }
     let extra = grants::beyond(approved, declared);
     if !extra.is_empty() {
@@ -93,7 +98,9 @@ impl Daemon {
         // Validated exactly as the registry would, naming the plugin's folder
         // as its own name.
         let mut plugin = registry::load(source, &id, &version);
-        plugin.diagnostics.retain(|d| !d.contains("does not match its folder"));
+        plugin
+            .diagnostics
+            .retain(|d| !d.contains("does not match its folder"));
         if plugin.loaded.is_none() {
             return Err(invalid(format!(
                 "plugin {id} cannot be installed: {}",
@@ -118,8 +125,10 @@ impl Daemon {
             current,
             plugin,
         };
-        let needs_approval =
-            grants::beyond(&plan.declared(), plan.current.as_ref().unwrap_or(&Default::default()));
+        let needs_approval = grants::beyond(
+            &plan.declared(),
+            plan.current.as_ref().unwrap_or(&Default::default()),
+        );
         Ok(Plan {
             needs_approval,
             ..plan
@@ -128,7 +137,11 @@ impl Daemon {
 
     /// Installs (or updates) a planned plugin with `approved`, replacing any
     /// installed copy and its workers.
-    pub async fn install(&self, plan: Plan, approved: Capabilities) -> Result<Arc<Plugin>, CallError> {
+    pub async fn install(
+        &self,
+        plan: Plan,
+        approved: Capabilities,
+    ) -> Result<Arc<Plugin>, CallError> {
         let _one_at_a_time = self.install_lock.lock().await;
         let id = plan.plugin.id.clone();
         check_approval(&id, &plan.declared(), &approved)?;
@@ -175,7 +188,9 @@ impl Daemon {
     pub fn set_grants(&self, id: &str, approved: Capabilities) -> Result<(), CallError> {
         let plugin = self.plugin(id)?;
         let Some(loaded) = plugin.loaded.as_ref() else {
-            return Err(invalid(format!("plugin {id} is not valid: nothing to grant")));
+            return Err(invalid(format!(
+                "plugin {id} is not valid: nothing to grant"
+            )));
         };
         check_approval(id, &loaded.manifest.capabilities, &approved)?;
         self.approvals

@@ -47,7 +47,10 @@ pub fn env_covers(wide: &str, narrow: &str) -> bool {
 pub fn valid_fs_entry(entry: &str) -> bool {
     let rest = if entry == "~" || entry == "." {
         ""
-    } else if let Some(r) = entry.strip_prefix("~/").or_else(|| entry.strip_prefix("./")) {
+    } else if let Some(r) = entry
+        .strip_prefix("~/")
+        .or_else(|| entry.strip_prefix("./"))
+    {
         r
     } else if entry.starts_with('/') {
         entry

@@ -27,7 +27,13 @@ pub fn lookup(dir: &Path, plugin: &str, name: &str) -> Result<Option<String>, St
     let meta = file
         .metadata()
         .map_err(|e| format!("secrets file {}: {e}", path.display()))?;
-    check_mode(&path, meta.is_file(), meta.mode(), meta.uid(), nix::unistd::geteuid().as_raw())?;
+    check_mode(
+        &path,
+        meta.is_file(),
+        meta.mode(),
+        meta.uid(),
+        nix::unistd::geteuid().as_raw(),
+    )?;
     let mut text = String::new();
     file.take(MAX_BYTES)
         .read_to_string(&mut text)
@@ -38,7 +44,10 @@ pub fn lookup(dir: &Path, plugin: &str, name: &str) -> Result<Option<String>, St
 /// Refuses a secrets file others could read or change.
 fn check_mode(path: &Path, regular: bool, mode: u32, owner: u32, me: u32) -> Result<(), String> {
     if !regular {
-        return Err(format!("secrets file {} is not a regular file", path.display()));
+        return Err(format!(
+            "secrets file {} is not a regular file",
+            path.display()
+        ));
     }
     if owner != me {
         return Err(format!(

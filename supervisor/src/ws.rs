@@ -103,10 +103,7 @@ impl Sessions {
         let (socket, _) = tokio::time::timeout(budget, connect)
             .await
             .map_err(|_| HttpError::Timeout(format!("{url}: connect timed out")))??;
-        let handle = self
-            .next
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1;
+        let handle = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let mut open = self.open.lock().await;
         if open.len() >= limits.max_handles {
             return Err(HttpError::TooLarge(format!(
@@ -137,7 +134,9 @@ impl Sessions {
                 self.open.lock().await.remove(&handle);
                 Err(HttpError::Failed(format!("WebSocket {handle}: {e}")))
             }
-            Err(_) => Err(HttpError::Timeout(format!("WebSocket {handle}: send timed out"))),
+            Err(_) => Err(HttpError::Timeout(format!(
+                "WebSocket {handle}: send timed out"
+            ))),
         }
     }
 
@@ -156,7 +155,9 @@ impl Sessions {
                     Some(Ok(Message::Text(t))) => return Ok(t.as_str().to_owned()),
                     Some(Ok(Message::Binary(b))) => {
                         return String::from_utf8(b.to_vec()).map_err(|_| {
-                            HttpError::Invalid(format!("WebSocket {handle}: binary message is not UTF-8"))
+                            HttpError::Invalid(format!(
+                                "WebSocket {handle}: binary message is not UTF-8"
+                            ))
                         });
                     }
                     Some(Ok(Message::Close(_))) | None => {
@@ -165,7 +166,9 @@ impl Sessions {
                         )));
                     }
                     Some(Ok(_)) => continue,
-                    Some(Err(e)) => return Err(HttpError::Failed(format!("WebSocket {handle}: {e}"))),
+                    Some(Err(e)) => {
+                        return Err(HttpError::Failed(format!("WebSocket {handle}: {e}")));
+                    }
                 }
             }
         };
@@ -192,7 +195,9 @@ impl Sessions {
     pub async fn close(&self, handle: i64) -> Result<(), HttpError> {
         let socket = self.open.lock().await.remove(&handle);
         let Some(socket) = socket else {
-            return Err(HttpError::Invalid(format!("no open WebSocket with handle {handle}")));
+            return Err(HttpError::Invalid(format!(
+                "no open WebSocket with handle {handle}"
+            )));
         };
         let mut socket = socket.lock().await;
         // A polite close, but never waiting long for a peer that does not answer.

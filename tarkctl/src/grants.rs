@@ -43,9 +43,24 @@ pub fn without(c: &pb::Capabilities, remove: &[String]) -> anyhow::Result<pb::Ca
     }
     Ok(pb::Capabilities {
         storage: c.storage && !gone.storage,
-        http: c.http.iter().filter(|h| !gone.http.contains(h)).cloned().collect(),
-        env: c.env.iter().filter(|e| !gone.env.contains(e)).cloned().collect(),
-        fs_read: c.fs_read.iter().filter(|f| !gone.fs_read.contains(f)).cloned().collect(),
+        http: c
+            .http
+            .iter()
+            .filter(|h| !gone.http.contains(h))
+            .cloned()
+            .collect(),
+        env: c
+            .env
+            .iter()
+            .filter(|e| !gone.env.contains(e))
+            .cloned()
+            .collect(),
+        fs_read: c
+            .fs_read
+            .iter()
+            .filter(|f| !gone.fs_read.contains(f))
+            .cloned()
+            .collect(),
         shell: c.shell,
     })
 }
@@ -105,7 +120,12 @@ pub async fn add(
         plan.current.clone().unwrap_or_default()
     } else {
         if !json_out {
-            println!("{} {} ({})", info.id, info.version, if update { "update" } else { "new" });
+            println!(
+                "{} {} ({})",
+                info.id,
+                info.version,
+                if update { "update" } else { "new" }
+            );
             show_list("requests", &items(&requested));
             if update {
                 show_list("beyond the current approval", &plan.needs_approval);
@@ -200,12 +220,24 @@ mod tests {
     #[test]
     fn items_round_trip_and_revoke() -> anyhow::Result<()> {
         let mut c = pb::Capabilities::default();
-        for i in ["storage", "http=api.example.com", "env=A_*", "fs_read=~/x", "fs=/y"] {
+        for i in [
+            "storage",
+            "http=api.example.com",
+            "env=A_*",
+            "fs_read=~/x",
+            "fs=/y",
+        ] {
             parse_item(i, &mut c)?;
         }
         assert_eq!(
             items(&c),
-            ["storage", "http=api.example.com", "env=A_*", "fs_read=~/x", "fs_read=/y"]
+            [
+                "storage",
+                "http=api.example.com",
+                "env=A_*",
+                "fs_read=~/x",
+                "fs_read=/y"
+            ]
         );
         let narrowed = without(&c, &["storage".into(), "http=api.example.com".into()])?;
         assert_eq!(items(&narrowed), ["env=A_*", "fs_read=~/x", "fs_read=/y"]);

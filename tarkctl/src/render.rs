@@ -158,7 +158,10 @@ pub fn print_info(p: &pb::PluginInfo) {
     println!("    fs_read: {}", list(&caps.fs_read));
     println!("    shell:   {}", caps.shell);
     if !p.approved {
-        println!("  approval:    none: nothing is granted (tarkctl plugin grants {} --approve-all)", p.id);
+        println!(
+            "  approval:    none: nothing is granted (tarkctl plugin grants {} --approve-all)",
+            p.id
+        );
     } else if !p.pending_approval.is_empty() {
         println!("  awaiting approval: {}", p.pending_approval.join(", "));
     }

@@ -75,7 +75,10 @@ impl PluginFiles {
             &fixtures::manifest("probe", "tool", capabilities),
             Some(std::fs::read(dir.join("plugin.wasm"))?),
         )
-        .with_file("data/readme.txt", &std::fs::read(dir.join("data/readme.txt"))?))
+        .with_file(
+            "data/readme.txt",
+            &std::fs::read(dir.join("data/readme.txt"))?,
+        ))
     }
 
     /// A fixture: manifest text and wasm bytes.

@@ -45,20 +45,43 @@ async fn install_needs_approval_and_grants_narrow_running_workers() -> anyhow::R
     let asked = t.tarkctl(&["plugin", "add", &src_arg])?;
     let shown = text(&asked);
     assert!(!asked.status.success(), "{shown}");
-    assert!(shown.contains("storage") && shown.contains("env=PROBE_*") && shown.contains("approval needed"), "{shown}");
-    assert!(t.plugins().await?.get_plugin(tark_proto::plugin::v1::PluginRef { id: "probe".into() }).await.is_err());
+    assert!(
+        shown.contains("storage")
+            && shown.contains("env=PROBE_*")
+            && shown.contains("approval needed"),
+        "{shown}"
+    );
+    assert!(
+        t.plugins()
+            .await?
+            .get_plugin(tark_proto::plugin::v1::PluginRef { id: "probe".into() })
+            .await
+            .is_err()
+    );
 
     // An approval may not exceed the declaration.
     let wider = t.tarkctl(&["plugin", "add", &src_arg, "--grant", "http=evil.example"])?;
-    assert!(!wider.status.success() && text(&wider).contains("grants more than the plugin declares"), "{}", text(&wider));
+    assert!(
+        !wider.status.success() && text(&wider).contains("grants more than the plugin declares"),
+        "{}",
+        text(&wider)
+    );
 
     // A narrower approval installs; what it leaves out is refused.
     let narrow = t.tarkctl(&["plugin", "add", &src_arg, "--grant", "env=PROBE_*"])?;
     assert!(narrow.status.success(), "{}", text(&narrow));
     let set = json!({ "op": "storage_set", "key": "k", "value": "v" });
     let refused = probe(&t, set.clone()).await?;
-    assert!(refused["error"].as_str().is_some_and(|e| e.contains("not approved by the operator")), "{refused}");
-    assert_eq!(probe(&t, json!({ "op": "env", "name": "PROBE_X" })).await?["value"], "x");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not approved by the operator")),
+        "{refused}"
+    );
+    assert_eq!(
+        probe(&t, json!({ "op": "env", "name": "PROBE_X" })).await?["value"],
+        "x"
+    );
     let info = t.tarkctl(&["--json", "plugin", "info", "probe"])?;
     let info: Value = serde_json::from_slice(&info.stdout)?;
     assert_eq!(info["pending_approval"], json!(["storage"]), "{info}");
@@ -73,19 +96,38 @@ async fn install_needs_approval_and_grants_narrow_running_workers() -> anyhow::R
     assert_eq!(revoked["approved"], json!(["env=PROBE_*"]), "{revoked}");
     assert_eq!(revoked["pending"], json!(["storage"]), "{revoked}");
     assert_eq!(probe(&t, set.clone()).await?["ok"], false);
-    assert_eq!(t.worker_pid("probe", "default").await?, pid, "grants changed without a restart");
+    assert_eq!(
+        t.worker_pid("probe", "default").await?,
+        pid,
+        "grants changed without a restart"
+    );
 
     // An update asking for more needs approval again; until then the old one runs.
-    write_probe(&src_dir, "0.2.0", "storage = true\nenv = [\"PROBE_*\"]\nhttp = [\"api.example.com\"]")?;
+    write_probe(
+        &src_dir,
+        "0.2.0",
+        "storage = true\nenv = [\"PROBE_*\"]\nhttp = [\"api.example.com\"]",
+    )?;
     let asked = t.tarkctl(&["plugin", "add", &src_arg])?;
     assert!(!asked.status.success(), "{}", text(&asked));
-    assert!(text(&asked).contains("http=api.example.com"), "{}", text(&asked));
+    assert!(
+        text(&asked).contains("http=api.example.com"),
+        "{}",
+        text(&asked)
+    );
     assert_eq!(t.plugin_info("probe").await?.version, "0.1.0");
     let yes = t.tarkctl(&["plugin", "add", &src_arg, "--yes"])?;
     assert!(yes.status.success(), "{}", text(&yes));
     let info = t.plugin_info("probe").await?;
-    assert_eq!((info.version.as_str(), info.pending_approval.len()), ("0.2.0", 0));
-    assert_ne!(t.worker_pid("probe", "default").await?, pid, "the update got a fresh worker");
+    assert_eq!(
+        (info.version.as_str(), info.pending_approval.len()),
+        ("0.2.0", 0)
+    );
+    assert_ne!(
+        t.worker_pid("probe", "default").await?,
+        pid,
+        "the update got a fresh worker"
+    );
     assert_eq!(probe(&t, set.clone()).await?["ok"], true);
 
     // An update that asks for nothing new keeps the approval without asking.
@@ -97,9 +139,16 @@ async fn install_needs_approval_and_grants_narrow_running_workers() -> anyhow::R
     // Approvals are durable.
     t.stop(libc::SIGTERM)?;
     t.launch()?;
-    assert_eq!(probe(&t, json!({ "op": "storage_get", "key": "k" })).await?["value"], "v");
+    assert_eq!(
+        probe(&t, json!({ "op": "storage_get", "key": "k" })).await?["value"],
+        "v"
+    );
     let g = t.tarkctl(&["plugin", "grants", "probe"])?;
-    assert!(text(&g).contains("trust: enforced") && text(&g).contains("storage"), "{}", text(&g));
+    assert!(
+        text(&g).contains("trust: enforced") && text(&g).contains("storage"),
+        "{}",
+        text(&g)
+    );
     Ok(())
 }
 
@@ -113,9 +162,17 @@ async fn unapproved_plugins_get_nothing() -> anyhow::Result<()> {
         },
     )?;
     let v = probe(&t, json!({ "op": "storage_set", "key": "k", "value": "v" })).await?;
-    assert!(v["error"].as_str().is_some_and(|e| e.contains("tarkctl plugin grants probe")), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("tarkctl plugin grants probe")),
+        "{v}"
+    );
     let info = t.plugin_info("probe").await?;
-    assert!(!info.approved && info.pending_approval == ["storage"], "{info:?}");
+    assert!(
+        !info.approved && info.pending_approval == ["storage"],
+        "{info:?}"
+    );
     Ok(())
 }
 
@@ -126,23 +183,34 @@ async fn warn_mode_allows_and_audits_but_keeps_policy_and_network_rules() -> any
         vec![PluginFiles::probe("")?],
         Options {
             config: "[policy]\ntrust = \"warn\"\nenv = [\"PROBE_*\"]\n".into(),
-            env: vec![
-                ("PROBE_X".into(), "x".into()),
-                ("OTHER".into(), "o".into()),
-            ],
+            env: vec![("PROBE_X".into(), "x".into()), ("OTHER".into(), "o".into())],
             ..Default::default()
         },
     )?;
     // Undeclared, allowed by the policy: allowed, and audited as such.
-    assert_eq!(probe(&t, json!({ "op": "env", "name": "PROBE_X" })).await?["value"], "x");
+    assert_eq!(
+        probe(&t, json!({ "op": "env", "name": "PROBE_X" })).await?["value"],
+        "x"
+    );
     let line = t.wait_for_log("allowed outside the grant", Duration::from_secs(5))?;
-    assert!(line.contains("PROBE_X") && line.contains("allow-undeclared"), "{line}");
+    assert!(
+        line.contains("PROBE_X") && line.contains("allow-undeclared"),
+        "{line}"
+    );
     // The policy still forbids.
-    assert_eq!(probe(&t, json!({ "op": "env", "name": "OTHER" })).await?["value"], Value::Null);
+    assert_eq!(
+        probe(&t, json!({ "op": "env", "name": "OTHER" })).await?["value"],
+        Value::Null
+    );
     // An undeclared host is reachable only at public addresses: localhost is not.
     let url = format!("http://localhost:{}/hello", server.port);
     let v = probe(&t, json!({ "op": "http", "url": url })).await?;
-    assert!(v["error"].as_str().is_some_and(|e| e.contains("(loopback)")), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("(loopback)")),
+        "{v}"
+    );
     assert_eq!(server.hits(), 0);
     Ok(())
 }

@@ -33,7 +33,11 @@ async fn http_allowlist_addresses_redirects_caps_and_headers() -> anyhow::Result
     let get = |url: String| json!({ "op": "http", "url": url });
 
     let ok = probe(&t, get(format!("{base}/hello"))).await?;
-    assert_eq!((ok["status"].as_u64(), ok["body"].as_str()), (Some(200), Some("hello")), "{ok}");
+    assert_eq!(
+        (ok["status"].as_u64(), ok["body"].as_str()),
+        (Some(200), Some("hello")),
+        "{ok}"
+    );
     let hits = server.hits();
 
     // Every spelling of loopback is an IP literal no entry names; user info is
@@ -43,14 +47,35 @@ async fn http_allowlist_addresses_redirects_caps_and_headers() -> anyhow::Result
         (format!("http://2130706433:{port}/hello"), "IP address"),
         (format!("http://0x7f.1:{port}/hello"), "IP address"),
         (format!("http://0177.0.0.1:{port}/hello"), "IP address"),
-        (format!("http://[::ffff:127.0.0.1]:{port}/hello"), "IP address"),
+        (
+            format!("http://[::ffff:127.0.0.1]:{port}/hello"),
+            "IP address",
+        ),
         (format!("http://[::1]:{port}/hello"), "IP address"),
-        (format!("http://localhost:{port}@evil.example/"), "user info"),
-        (format!("https://localhost:{port}/hello"), "do not allow this scheme and port"),
-        (format!("http://localhost:{}/hello", port + 1), "do not allow this scheme and port"),
-        ("http://api.example.com/".into(), "plain http needs an entry naming http://"),
-        ("http://169.254.169.254/latest/meta-data/".into(), "IP address"),
-        ("https://evil.example/".into(), "not in the plugin's http allowlist"),
+        (
+            format!("http://localhost:{port}@evil.example/"),
+            "user info",
+        ),
+        (
+            format!("https://localhost:{port}/hello"),
+            "do not allow this scheme and port",
+        ),
+        (
+            format!("http://localhost:{}/hello", port + 1),
+            "do not allow this scheme and port",
+        ),
+        (
+            "http://api.example.com/".into(),
+            "plain http needs an entry naming http://",
+        ),
+        (
+            "http://169.254.169.254/latest/meta-data/".into(),
+            "IP address",
+        ),
+        (
+            "https://evil.example/".into(),
+            "not in the plugin's http allowlist",
+        ),
         ("file:///etc/passwd".into(), "only http and https"),
     ];
     for (url, want) in &refused {
@@ -63,30 +88,56 @@ async fn http_allowlist_addresses_redirects_caps_and_headers() -> anyhow::Result
     let followed = probe(&t, hop(&format!("{base}/hello"))).await?;
     assert_eq!(followed["body"], "hello", "{followed}");
     let hits = server.hits();
-    assert_denied(&probe(&t, hop(&format!("http://127.0.0.1:{port}/hello"))).await?, "IP address");
-    assert_denied(&probe(&t, hop("http://169.254.169.254/")).await?, "IP address");
+    assert_denied(
+        &probe(&t, hop(&format!("http://127.0.0.1:{port}/hello"))).await?,
+        "IP address",
+    );
+    assert_denied(
+        &probe(&t, hop("http://169.254.169.254/")).await?,
+        "IP address",
+    );
     assert_denied(&probe(&t, hop("https://evil.example/")).await?, "allowlist");
-    assert_eq!(server.hits(), hits + 3, "only the first hop of each reached the server");
-    assert_denied(&probe(&t, get(format!("{base}/loop"))).await?, "too many redirects");
-    let post = json!({ "op": "http", "method": "POST", "url": format!("{base}/see-other"), "body": "b" });
-    assert_eq!(probe(&t, post).await?["body"], "GET ", "303 turns a POST into a GET");
+    assert_eq!(
+        server.hits(),
+        hits + 3,
+        "only the first hop of each reached the server"
+    );
+    assert_denied(
+        &probe(&t, get(format!("{base}/loop"))).await?,
+        "too many redirects",
+    );
+    let post =
+        json!({ "op": "http", "method": "POST", "url": format!("{base}/see-other"), "body": "b" });
+    assert_eq!(
+        probe(&t, post).await?["body"],
+        "GET ",
+        "303 turns a POST into a GET"
+    );
 
     // Size caps, both ways.
-    assert_denied(&probe(&t, get(format!("{base}/big"))).await?, "over the 1024 KiB limit");
+    assert_denied(
+        &probe(&t, get(format!("{base}/big"))).await?,
+        "over the 1024 KiB limit",
+    );
     let big = json!({ "op": "http", "method": "POST", "url": format!("{base}/echo"), "body": "y".repeat(70 << 10) });
     assert_denied(&probe(&t, big).await?, "over the 64 KiB limit");
-    let small = json!({ "op": "http", "method": "POST", "url": format!("{base}/echo"), "body": "hi" });
+    let small =
+        json!({ "op": "http", "method": "POST", "url": format!("{base}/echo"), "body": "hi" });
     assert_eq!(probe(&t, small).await?["body"], "POST hi");
 
     // Headers: the plugin's own pass; connection headers cannot be set.
-    let h = |name: &str| {
-        json!({ "op": "http", "url": format!("{base}/headers"), "headers": [[name, "v"]] })
-    };
+    let h = |name: &str| json!({ "op": "http", "url": format!("{base}/headers"), "headers": [[name, "v"]] });
     let echoed = probe(&t, h("X-Probe")).await?;
     let seen: Value = serde_json::from_str(echoed["body"].as_str().unwrap_or("{}"))?;
     assert_eq!(seen["x-probe"], "v", "{seen}");
     assert_eq!(seen["host"], format!("localhost:{port}"), "{seen}");
-    for name in ["Host", "Connection", "Transfer-Encoding", "Upgrade", "Proxy-Authorization"] {
+    for name in [
+        "Host",
+        "Connection",
+        "Transfer-Encoding",
+        "Upgrade",
+        "Proxy-Authorization",
+    ] {
         assert_denied(&probe(&t, h(name)).await?, "cannot be set by a plugin");
     }
 
@@ -96,7 +147,9 @@ async fn http_allowlist_addresses_redirects_caps_and_headers() -> anyhow::Result
     let entries = audit["entries"].as_array().cloned().unwrap_or_default();
     assert!(
         entries.iter().any(|e| e["capability"] == "http"
-            && e["target"].as_str().is_some_and(|t| t.contains("2130706433"))
+            && e["target"]
+                .as_str()
+                .is_some_and(|t| t.contains("2130706433"))
             && e["decision"] == "deny"),
         "{audit}"
     );
@@ -119,7 +172,11 @@ async fn http_time_is_bounded_by_the_call_deadline() -> anyhow::Result<()> {
     let v = probe(&t, json!({ "op": "http", "url": url })).await?;
     // The plugin got an error value in time to report it: the call succeeded.
     assert_denied(&v, "timed out");
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     Ok(())
 }
 
@@ -142,7 +199,10 @@ async fn env_fs_storage_and_log_through_the_broker() -> anyhow::Result<()> {
     let t = Tarkd::start(
         vec![PluginFiles::probe(&caps)?],
         Options {
-            config: format!("[storage]\nmax_keys = 3\n[fs]\nhome = {:?}\n", home.display().to_string()),
+            config: format!(
+                "[storage]\nmax_keys = 3\n[fs]\nhome = {:?}\n",
+                home.display().to_string()
+            ),
             env: vec![
                 ("PROBE_TOKEN".into(), "from-env".into()),
                 ("OTHER_SECRET".into(), "hidden".into()),
@@ -153,7 +213,10 @@ async fn env_fs_storage_and_log_through_the_broker() -> anyhow::Result<()> {
     let secrets = t.dir.path().join("state/secrets");
     std::fs::create_dir_all(&secrets)?;
     let secrets_file = secrets.join("probe.env");
-    std::fs::write(&secrets_file, "PROBE_KEY=from-secrets\nPROBE_TOKEN=overridden\n")?;
+    std::fs::write(
+        &secrets_file,
+        "PROBE_KEY=from-secrets\nPROBE_TOKEN=overridden\n",
+    )?;
     std::fs::set_permissions(&secrets_file, std::fs::Permissions::from_mode(0o600))?;
 
     let env = |name: &str| json!({ "op": "env", "name": name });
@@ -169,7 +232,12 @@ async fn env_fs_storage_and_log_through_the_broker() -> anyhow::Result<()> {
 
     let fs = |path: &str| json!({ "op": "fs", "path": path });
     let read = probe(&t, fs("./data/readme.txt")).await?;
-    assert!(read["content"].as_str().is_some_and(|c| c.contains("probe data file")), "{read}");
+    assert!(
+        read["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("probe data file")),
+        "{read}"
+    );
     let abs = allowed.join("ok.txt").display().to_string();
     assert_eq!(probe(&t, fs(&abs)).await?["content"], "readable");
     assert_eq!(probe(&t, fs("~/.config/app.json")).await?["content"], "{}");
@@ -192,13 +260,19 @@ async fn env_fs_storage_and_log_through_the_broker() -> anyhow::Result<()> {
 
     probe(&t, json!({ "op": "log", "message": "probe says hello" })).await?;
     let line = t.wait_for_log("probe says hello", Duration::from_secs(5))?;
-    assert!(line.contains("plugin=probe") && line.contains("tenant=default"), "{line}");
+    assert!(
+        line.contains("plugin=probe") && line.contains("tenant=default"),
+        "{line}"
+    );
 
     let audit = t.tarkctl(&["--json", "audit", "--plugin", "probe"])?;
     let audit: Value = serde_json::from_slice(&audit.stdout)?;
     let counts = audit["counts"].as_array().cloned().unwrap_or_default();
     for cap in ["env", "fs"] {
-        assert!(counts.iter().any(|c| c["capability"] == cap), "{cap} not counted: {audit}");
+        assert!(
+            counts.iter().any(|c| c["capability"] == cap),
+            "{cap} not counted: {audit}"
+        );
     }
     Ok(())
 }
@@ -220,10 +294,22 @@ async fn websockets_are_checked_bounded_and_closed_with_the_worker() -> anyhow::
     assert_eq!(echo["closed"]["ok"], true, "{echo}");
 
     let ws = |url: String| json!({ "op": "ws", "url": url });
-    assert_denied(&probe(&t, ws(format!("wss://localhost:{}/", server.port))).await?, "do not allow");
-    assert_denied(&probe(&t, ws(format!("ws://127.0.0.1:{}/", server.port))).await?, "IP address");
-    assert_denied(&probe(&t, ws("ws://evil.example/".into())).await?, "allowlist");
-    assert_denied(&probe(&t, ws(format!("http://localhost:{}/", server.port))).await?, "only ws and wss");
+    assert_denied(
+        &probe(&t, ws(format!("wss://localhost:{}/", server.port))).await?,
+        "do not allow",
+    );
+    assert_denied(
+        &probe(&t, ws(format!("ws://127.0.0.1:{}/", server.port))).await?,
+        "IP address",
+    );
+    assert_denied(
+        &probe(&t, ws("ws://evil.example/".into())).await?,
+        "allowlist",
+    );
+    assert_denied(
+        &probe(&t, ws(format!("http://localhost:{}/", server.port))).await?,
+        "only ws and wss",
+    );
     let with_host = json!({ "op": "ws", "url": url, "headers": "{\"Host\":\"evil\"}" });
     assert_denied(&probe(&t, with_host).await?, "cannot be set by a plugin");
 
@@ -233,10 +319,17 @@ async fn websockets_are_checked_bounded_and_closed_with_the_worker() -> anyhow::
         assert_eq!(probe(&t, keep.clone()).await?["ok"], true);
     }
     assert_denied(&probe(&t, keep.clone()).await?, "limit per worker");
-    assert!(eventually(Duration::from_secs(5), || server.open() == 2).await, "{}", server.open());
+    assert!(
+        eventually(Duration::from_secs(5), || server.open() == 2).await,
+        "{}",
+        server.open()
+    );
     let pid = t.worker_pid("probe", "default").await?;
     let pid = pid.ok_or_else(|| anyhow::anyhow!("no probe worker"))?;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL)?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
     assert!(
         eventually(Duration::from_secs(10), || server.open() == 0).await,
         "{} connections outlived the worker",

@@ -66,10 +66,16 @@ fn reads_allowed_files_and_refuses_escapes() -> std::io::Result<()> {
     std::fs::write(base.join("home/allowed/bin"), [0xff, 0xfe, 0x00])?;
     symlink(base.join("home/secret.txt"), base.join("home/allowed/link"))?;
     symlink("../secret.txt", base.join("home/allowed/rel-link"))?;
-    symlink(base.join("home/allowed/ok.txt"), base.join("home/allowed/inner-link"))?;
+    symlink(
+        base.join("home/allowed/ok.txt"),
+        base.join("home/allowed/inner-link"),
+    )?;
     symlink(base.join("home/allowed"), base.join("home/alias"))?;
-    nix::unistd::mkfifo(&base.join("home/allowed/fifo"), nix::sys::stat::Mode::S_IRWXU)
-        .map_err(std::io::Error::from)?;
+    nix::unistd::mkfifo(
+        &base.join("home/allowed/fifo"),
+        nix::sys::stat::Mode::S_IRWXU,
+    )
+    .map_err(std::io::Error::from)?;
 
     let entries = vec!["~/allowed".to_owned(), "./data".to_owned()];
     let sources = [("not declared".to_owned(), entries.as_slice(), false)];
@@ -117,7 +123,10 @@ fn reads_allowed_files_and_refuses_escapes() -> std::io::Result<()> {
     // a hard one (policy) still refuses.
     let soft = [("not declared".to_owned(), entries.as_slice(), true)];
     let got = read("~/secret.txt", &soft, &r, 2048);
-    assert_eq!(got, Ok(("secret".to_owned(), Some("not declared".to_owned()))));
+    assert_eq!(
+        got,
+        Ok(("secret".to_owned(), Some("not declared".to_owned())))
+    );
     let policy = [
         ("not declared".to_owned(), entries.as_slice(), true),
         ("forbidden by policy".to_owned(), narrow.as_slice(), false),

@@ -23,26 +23,52 @@ fn each_source_must_allow_and_the_refusal_names_which_did_not() {
         &["A_*", "B"],
         &[],
     );
-    let approved = caps(true, &["api.example.com", "img.cdn.example.com"], &["A_X"], &[]);
+    let approved = caps(
+        true,
+        &["api.example.com", "img.cdn.example.com"],
+        &["A_X"],
+        &[],
+    );
     let policy = PolicyConfig {
         http: Some(vec!["*.example.com".into()]),
         ..PolicyConfig::default()
     };
     let g = Grant::new("p", &declared, Some(&approved), &policy);
-    assert_eq!(g.http(&target("https://api.example.com/")), Ok(Allow::Covered));
-    assert_eq!(g.http(&target("https://img.cdn.example.com/")), Ok(Allow::Covered));
+    assert_eq!(
+        g.http(&target("https://api.example.com/")),
+        Ok(Allow::Covered)
+    );
+    assert_eq!(
+        g.http(&target("https://img.cdn.example.com/")),
+        Ok(Allow::Covered)
+    );
     let cases = [
-        ("https://other.cdn.example.com/", "not approved by the operator"),
+        (
+            "https://other.cdn.example.com/",
+            "not approved by the operator",
+        ),
         ("https://evil.com/", "forbidden by tarkd's policy"),
-        ("https://localhost/", "http to https://localhost/ is forbidden by tarkd's policy"),
+        (
+            "https://localhost/",
+            "http to https://localhost/ is forbidden by tarkd's policy",
+        ),
     ];
     for (url, want) in cases {
         let got = g.http(&target(url));
-        assert!(got.as_ref().is_err_and(|r| r.reason.contains(want)), "{url}: {got:?}");
+        assert!(
+            got.as_ref().is_err_and(|r| r.reason.contains(want)),
+            "{url}: {got:?}"
+        );
     }
     assert_eq!(g.env("A_X"), Ok(()));
-    assert!(g.env("A_Y").is_err_and(|e| e.reason.contains("not approved") && e.softened_by(Trust::Warn)));
-    assert!(g.env("C").is_err_and(|e| e.reason.contains("not declared") && !e.softened_by(Trust::Enforced)));
+    assert!(
+        g.env("A_Y")
+            .is_err_and(|e| e.reason.contains("not approved") && e.softened_by(Trust::Warn))
+    );
+    assert!(
+        g.env("C")
+            .is_err_and(|e| e.reason.contains("not declared") && !e.softened_by(Trust::Enforced))
+    );
     assert_eq!(g.storage(), Ok(()));
 }
 
@@ -57,10 +83,19 @@ fn policy_caps_and_forbids() {
         ..PolicyConfig::default()
     };
     let g = Grant::new("p", &declared, Some(&declared), &forbid);
-    assert!(g.storage().is_err_and(|e| e.reason.contains("policy") && !e.softened_by(Trust::Disabled)));
-    assert!(g.env("A").is_err_and(|e| e.reason.contains("policy") && !e.softened_by(Trust::Warn)));
+    assert!(
+        g.storage()
+            .is_err_and(|e| e.reason.contains("policy") && !e.softened_by(Trust::Disabled))
+    );
+    assert!(
+        g.env("A")
+            .is_err_and(|e| e.reason.contains("policy") && !e.softened_by(Trust::Warn))
+    );
     let t = target("https://localhost/");
-    assert!(g.http(&t).is_err_and(|r| r.reason.contains("policy") && r.source == Source::Policy));
+    assert!(
+        g.http(&t)
+            .is_err_and(|r| r.reason.contains("policy") && r.source == Source::Policy)
+    );
     assert_eq!(g.fs_sources().len(), 3);
     // No lists: the policy caps nothing and exact names stay Named.
     let open = Grant::new("p", &declared, Some(&declared), &PolicyConfig::default());
@@ -72,7 +107,10 @@ fn policy_caps_and_forbids() {
 fn unapproved_plugins_get_nothing() {
     let declared = caps(true, &["api.example.com"], &["A"], &["/x"]);
     let g = Grant::new("p", &declared, None, &PolicyConfig::default());
-    assert!(g.storage().is_err_and(|e| e.reason.contains("tarkctl plugin grants p")));
+    assert!(
+        g.storage()
+            .is_err_and(|e| e.reason.contains("tarkctl plugin grants p"))
+    );
     assert!(g.env("A").is_err());
     assert!(g.http(&target("https://api.example.com/")).is_err());
 }
@@ -86,7 +124,12 @@ fn beyond_lists_what_needs_approval() {
         &["~/x", "/etc/y"],
     );
     assert!(beyond(&declared, &declared).is_empty());
-    let wider = caps(true, &["*.example.com", "*.b.com", "http://localhost:1"], &["A_*", "B"], &["~", "/etc"]);
+    let wider = caps(
+        true,
+        &["*.example.com", "*.b.com", "http://localhost:1"],
+        &["A_*", "B"],
+        &["~", "/etc"],
+    );
     assert!(beyond(&declared, &wider).is_empty());
     let narrow = caps(false, &["api.example.com"], &["A_X"], &["~/x/sub"]);
     assert_eq!(
@@ -106,9 +149,18 @@ fn beyond_lists_what_needs_approval() {
 #[test]
 fn policy_validation_names_the_entry() {
     let bad = [
-        PolicyConfig { http: Some(vec!["a.com/x".into()]), ..PolicyConfig::default() },
-        PolicyConfig { env: Some(vec!["*".into()]), ..PolicyConfig::default() },
-        PolicyConfig { fs_read: Some(vec!["rel".into()]), ..PolicyConfig::default() },
+        PolicyConfig {
+            http: Some(vec!["a.com/x".into()]),
+            ..PolicyConfig::default()
+        },
+        PolicyConfig {
+            env: Some(vec!["*".into()]),
+            ..PolicyConfig::default()
+        },
+        PolicyConfig {
+            fs_read: Some(vec!["rel".into()]),
+            ..PolicyConfig::default()
+        },
     ];
     for p in bad {
         assert!(p.validate().is_err(), "{p:?}");
@@ -118,10 +170,23 @@ fn policy_validation_names_the_entry() {
 
 #[test]
 fn within_keeps_what_the_declaration_still_covers() {
-    let approved = caps(true, &["api.example.com", "old.example.com"], &["A_X", "B"], &["~/x/y", "/z"]);
+    let approved = caps(
+        true,
+        &["api.example.com", "old.example.com"],
+        &["A_X", "B"],
+        &["~/x/y", "/z"],
+    );
     let declared = caps(true, &["*.example.com"], &["A_*"], &["~/x"]);
     let kept = within(&approved, &declared);
-    assert_eq!(kept, caps(true, &["api.example.com", "old.example.com"], &["A_X"], &["~/x/y"]));
+    assert_eq!(
+        kept,
+        caps(
+            true,
+            &["api.example.com", "old.example.com"],
+            &["A_X"],
+            &["~/x/y"]
+        )
+    );
     assert!(beyond(&kept, &declared).is_empty());
     let none = within(&approved, &Capabilities::default());
     assert_eq!(none, Capabilities::default());

@@ -20,8 +20,14 @@ fn entry_table() {
         ("api.example.com.", Some("api.example.com")),
         ("*.googleapis.com", Some("*.googleapis.com")),
         ("*.GoogleAPIs.com.", Some("*.googleapis.com")),
-        ("https://api.example.com:8443", Some("https://api.example.com:8443")),
-        ("https://api.example.com:443", Some("https://api.example.com:443")),
+        (
+            "https://api.example.com:8443",
+            Some("https://api.example.com:8443"),
+        ),
+        (
+            "https://api.example.com:443",
+            Some("https://api.example.com:443"),
+        ),
         ("http://localhost:11434", Some("http://localhost:11434")),
         ("http://localhost", Some("http://localhost")),
         ("bücher.example", Some("xn--bcher-kva.example")),
@@ -61,17 +67,32 @@ fn entry_table() {
 #[test]
 fn target_table() {
     let cases: &[(&str, Result<(&str, Scheme, u16), &str>)] = &[
-        ("https://api.example.com/v1", Ok(("api.example.com", Scheme::Https, 443))),
-        ("HTTPS://API.EXAMPLE.COM./v1", Ok(("api.example.com", Scheme::Https, 443))),
+        (
+            "https://api.example.com/v1",
+            Ok(("api.example.com", Scheme::Https, 443)),
+        ),
+        (
+            "HTTPS://API.EXAMPLE.COM./v1",
+            Ok(("api.example.com", Scheme::Https, 443)),
+        ),
         ("http://x.org:8080/", Ok(("x.org", Scheme::Http, 8080))),
-        ("https://bücher.example/", Ok(("xn--bcher-kva.example", Scheme::Https, 443))),
-        ("https://%61pi.example.com/", Ok(("api.example.com", Scheme::Https, 443))),
+        (
+            "https://bücher.example/",
+            Ok(("xn--bcher-kva.example", Scheme::Https, 443)),
+        ),
+        (
+            "https://%61pi.example.com/",
+            Ok(("api.example.com", Scheme::Https, 443)),
+        ),
         ("http://2130706433/", Ok(("127.0.0.1", Scheme::Http, 80))),
         ("http://0x7f.1/", Ok(("127.0.0.1", Scheme::Http, 80))),
         ("http://0177.0.0.1/", Ok(("127.0.0.1", Scheme::Http, 80))),
         ("http://127.1/", Ok(("127.0.0.1", Scheme::Http, 80))),
         ("http://0x7f000001/", Ok(("127.0.0.1", Scheme::Http, 80))),
-        ("http://[::ffff:127.0.0.1]/", Ok(("[::ffff:7f00:1]", Scheme::Http, 80))),
+        (
+            "http://[::ffff:127.0.0.1]/",
+            Ok(("[::ffff:7f00:1]", Scheme::Http, 80)),
+        ),
         ("http://[0:0:0:0:0:0:0:1]/", Ok(("[::1]", Scheme::Http, 80))),
         ("https://ok.com@evil.com/", Err("user info")),
         ("https://ok.com:pw@evil.com/", Err("user info")),
@@ -89,7 +110,11 @@ fn target_table() {
         let got = parse_target(url, false);
         match (want, got) {
             (Ok((host, scheme, port)), Ok(t)) => {
-                assert_eq!((t.host_str().as_str(), t.scheme, t.port), (*host, *scheme, *port), "{url}")
+                assert_eq!(
+                    (t.host_str().as_str(), t.scheme, t.port),
+                    (*host, *scheme, *port),
+                    "{url}"
+                )
             }
             (Err(want), Err(r)) => assert!(r.0.contains(want), "{url}: {}", r.0),
             (want, got) => panic!("{url}: want {want:?}, got {got:?}"),
@@ -116,36 +141,132 @@ fn allowlist_table() {
         (api, "https://api.example.com/x", Ok(Named)),
         (api, "https://API.example.com./x", Ok(Named)),
         (api, "https://api.example.com:443/x", Ok(Named)),
-        (api, "http://api.example.com/x", Err("plain http needs an entry naming http://")),
-        (api, "https://api.example.com:8443/x", Err("do not allow this scheme and port")),
-        (api, "https://example.com/", Err("not in the plugin's http allowlist")),
-        (api, "https://sub.api.example.com/", Err("not in the plugin's http allowlist")),
-        (api, "https://api.example.com.evil.com/", Err("not in the plugin's http allowlist")),
-        (api, "https://apiXexample.com/", Err("not in the plugin's http allowlist")),
+        (
+            api,
+            "http://api.example.com/x",
+            Err("plain http needs an entry naming http://"),
+        ),
+        (
+            api,
+            "https://api.example.com:8443/x",
+            Err("do not allow this scheme and port"),
+        ),
+        (
+            api,
+            "https://example.com/",
+            Err("not in the plugin's http allowlist"),
+        ),
+        (
+            api,
+            "https://sub.api.example.com/",
+            Err("not in the plugin's http allowlist"),
+        ),
+        (
+            api,
+            "https://api.example.com.evil.com/",
+            Err("not in the plugin's http allowlist"),
+        ),
+        (
+            api,
+            "https://apiXexample.com/",
+            Err("not in the plugin's http allowlist"),
+        ),
         (wild, "https://a.example.com/", Ok(Covered)),
         (wild, "https://a.b.example.com/", Ok(Covered)),
-        (wild, "https://example.com/", Err("not in the plugin's http allowlist")),
-        (wild, "https://badexample.com/", Err("not in the plugin's http allowlist")),
-        (wild, "https://example.com.evil.net/", Err("not in the plugin's http allowlist")),
+        (
+            wild,
+            "https://example.com/",
+            Err("not in the plugin's http allowlist"),
+        ),
+        (
+            wild,
+            "https://badexample.com/",
+            Err("not in the plugin's http allowlist"),
+        ),
+        (
+            wild,
+            "https://example.com.evil.net/",
+            Err("not in the plugin's http allowlist"),
+        ),
         (wild, "http://a.example.com/", Err("do not allow")),
-        (&["*.example.com", "login.example.com"], "https://login.example.com/", Ok(Named)),
-        (&["https://api.example.com:8443"], "https://api.example.com:8443/", Ok(Named)),
-        (&["https://api.example.com:8443"], "https://api.example.com/", Err("do not allow")),
-        (&["http://localhost:11434"], "http://localhost:11434/api", Ok(Named)),
-        (&["http://localhost:11434"], "https://localhost:11434/api", Err("do not allow")),
-        (&["http://localhost:11434"], "http://localhost:11435/", Err("do not allow")),
-        (&["http://localhost:11434"], "http://127.0.0.1:11434/", Err("IP address")),
+        (
+            &["*.example.com", "login.example.com"],
+            "https://login.example.com/",
+            Ok(Named),
+        ),
+        (
+            &["https://api.example.com:8443"],
+            "https://api.example.com:8443/",
+            Ok(Named),
+        ),
+        (
+            &["https://api.example.com:8443"],
+            "https://api.example.com/",
+            Err("do not allow"),
+        ),
+        (
+            &["http://localhost:11434"],
+            "http://localhost:11434/api",
+            Ok(Named),
+        ),
+        (
+            &["http://localhost:11434"],
+            "https://localhost:11434/api",
+            Err("do not allow"),
+        ),
+        (
+            &["http://localhost:11434"],
+            "http://localhost:11435/",
+            Err("do not allow"),
+        ),
+        (
+            &["http://localhost:11434"],
+            "http://127.0.0.1:11434/",
+            Err("IP address"),
+        ),
         (&["localhost"], "http://2130706433/", Err("IP address")),
         (&["localhost"], "http://0x7f.1/", Err("IP address")),
-        (&["localhost"], "http://[::ffff:127.0.0.1]/", Err("IP address")),
-        (&["http://127.0.0.1:8080"], "http://2130706433:8080/", Ok(Named)),
-        (&["http://127.0.0.1:8080"], "http://0x7f.0.0.1:8080/", Ok(Named)),
-        (&["http://127.0.0.1:8080"], "http://127.0.0.2:8080/", Err("IP address")),
+        (
+            &["localhost"],
+            "http://[::ffff:127.0.0.1]/",
+            Err("IP address"),
+        ),
+        (
+            &["http://127.0.0.1:8080"],
+            "http://2130706433:8080/",
+            Ok(Named),
+        ),
+        (
+            &["http://127.0.0.1:8080"],
+            "http://0x7f.0.0.1:8080/",
+            Ok(Named),
+        ),
+        (
+            &["http://127.0.0.1:8080"],
+            "http://127.0.0.2:8080/",
+            Err("IP address"),
+        ),
         (&["http://[::1]:8080"], "http://[0::1]:8080/", Ok(Named)),
-        (&["https://ok.com"], "https://ok.com@evil.com/", Err("user info")),
-        (&["bücher.example"], "https://xn--bcher-kva.example/", Ok(Named)),
-        (&["xn--bcher-kva.example"], "https://BÜCHER.example/", Ok(Named)),
-        (&[], "https://api.example.com/", Err("not in the plugin's http allowlist")),
+        (
+            &["https://ok.com"],
+            "https://ok.com@evil.com/",
+            Err("user info"),
+        ),
+        (
+            &["bücher.example"],
+            "https://xn--bcher-kva.example/",
+            Ok(Named),
+        ),
+        (
+            &["xn--bcher-kva.example"],
+            "https://BÜCHER.example/",
+            Ok(Named),
+        ),
+        (
+            &[],
+            "https://api.example.com/",
+            Err("not in the plugin's http allowlist"),
+        ),
     ];
     for (entries, url, want) in cases {
         let got = decide(entries, url);

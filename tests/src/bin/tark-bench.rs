@@ -15,10 +15,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use serde_json::json;
 use tark_proto::plugin::v1 as pb;
 use tark_proto::worker::v1 as wpb;
 use tark_tests::fixtures::{self, manifest};
-use serde_json::json;
 use tark_tests::servers::HttpServer;
 use tark_tests::{Options, PluginFiles, Tarkd, invoke, output};
 
@@ -314,16 +314,16 @@ async fn host_calls(on: &Tarkd, http_port: u16, n: usize) -> anyhow::Result<Host
     let tools = on.tools().await?;
     let probe = |args: String| {
         let mut c = tools.clone();
-        async move {
-            output(c.invoke_tool(invoke("probe", &args)).await).map_err(anyhow::Error::msg)
-        }
+        async move { output(c.invoke_tool(invoke("probe", &args)).await).map_err(anyhow::Error::msg) }
     };
     probe(json!({ "op": "storage_set", "key": "k", "value": "v" }).to_string()).await?;
     let gets = |times: u32| json!({ "op": "storage_get", "key": "k", "times": times }).to_string();
     let url = format!("http://localhost:{http_port}/hello");
     let via_broker = json!({ "op": "http", "url": url }).to_string();
     let outbound = tarkd::http::Outbound::new(tarkd::http::HttpLimits::default())?;
-    let rules = [tarkd::hosts::parse_rule(&format!("http://localhost:{http_port}"))?];
+    let rules = [tarkd::hosts::parse_rule(&format!(
+        "http://localhost:{http_port}"
+    ))?];
     let check = |t: &tarkd::hosts::Target| tarkd::hosts::allowed(&rules, t);
     let direct = || {
         let req = wpb::HttpRequest {
