@@ -47,8 +47,7 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// How many connections are open.
-    pub async fn len(&self) -> usize {
+    async fn open_count(&self) -> usize {
         self.open.lock().await.len()
     }
 
@@ -62,7 +61,7 @@ impl Sessions {
         budget: Duration,
         check: &(dyn Fn(&Target) -> Result<Allow, Refusal> + Sync),
     ) -> Result<i64, HttpError> {
-        if self.len().await >= limits.max_handles {
+        if self.open_count().await >= limits.max_handles {
             return Err(HttpError::TooLarge(format!(
                 "already {} WebSocket connections open (the limit per worker)",
                 limits.max_handles

@@ -630,7 +630,7 @@ async fn rpcs_not_implemented_yet_say_so() -> anyhow::Result<()> {
     );
     let mut plugins = t.plugins().await?;
     let err = plugins
-        .install_plugin(pb::InstallPluginRequest::default())
+        .remove_plugin(pb::PluginRef { id: "x".into() })
         .await
         .err();
     assert_eq!(err.map(|e| e.code()), Some(Code::Unimplemented));

@@ -66,7 +66,9 @@ fn entry_table() {
 
 #[test]
 fn target_table() {
-    let cases: &[(&str, Result<(&str, Scheme, u16), &str>)] = &[
+    /// (URL, normalised (host, scheme, port) or part of the refusal)
+    type Case<'a> = (&'a str, Result<(&'a str, Scheme, u16), &'a str>);
+    let cases: &[Case] = &[
         (
             "https://api.example.com/v1",
             Ok(("api.example.com", Scheme::Https, 443)),
