@@ -96,7 +96,8 @@ pub async fn add(
     grant: &[String],
     json_out: bool,
 ) -> anyhow::Result<()> {
-    let source = std::fs::canonicalize(source).with_context(|| format!("plugin folder {source}"))?;
+    let source =
+        std::fs::canonicalize(source).with_context(|| format!("plugin folder {source}"))?;
     let source = source.display().to_string();
     let plan = c
         .install_plugin(pb::InstallPluginRequest {
