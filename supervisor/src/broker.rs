@@ -389,8 +389,11 @@ impl pb::broker_server::Broker for Broker {
         let req = req.into_inner();
         let grant = self.grant()?;
         let check = self.host_check(&grant, "ws");
-        let tls = self.shared.outbound.tls();
         let limits = &self.shared.ws;
+        let tls = match self.shared.outbound.tls() {
+            Ok(tls) => tls,
+            Err(e) => return Err(self.net_status("ws", &req.url, e)),
+        };
         match self
             .ws
             .connect(&req.url, &req.headers_json, limits, tls, budget, &check)

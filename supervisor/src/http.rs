@@ -94,25 +94,29 @@ pub fn header_allowed(name: &str) -> bool {
 
 /// The outbound client shared by all brokers: TLS settings and limits.
 pub struct Outbound {
-    tls: Arc<rustls::ClientConfig>,
+    /// The system's roots; when they cannot be loaded, TLS connections fail
+    /// with the reason (plain http to a named host still works).
+    tls: Result<Arc<rustls::ClientConfig>, String>,
     pub limits: HttpLimits,
 }
 
 impl Outbound {
-    pub fn new(limits: HttpLimits) -> Result<Self, rustls::Error> {
+    pub fn new(limits: HttpLimits) -> Self {
         use rustls_platform_verifier::ConfigVerifierExt;
         // ring, not aws-lc: installed once per process; a second call is a no-op.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let tls = rustls::ClientConfig::with_platform_verifier()?;
-        Ok(Self {
-            tls: Arc::new(tls),
-            limits,
-        })
+        let tls = rustls::ClientConfig::with_platform_verifier()
+            .map(Arc::new)
+            .map_err(|e| format!("TLS roots could not be loaded: {e}"));
+        if let Err(e) = &tls {
+            tracing::error!("{e}; https and wss will fail");
+        }
+        Self { tls, limits }
     }
 
     /// TLS settings for the WebSocket client (same roots, same provider).
-    pub fn tls(&self) -> Arc<rustls::ClientConfig> {
-        self.tls.clone()
+    pub fn tls(&self) -> Result<Arc<rustls::ClientConfig>, HttpError> {
+        self.tls.clone().map_err(HttpError::Failed)
     }
 
     /// Makes `req`, checking each hop with `check`, within `budget`.
@@ -237,8 +241,9 @@ impl Outbound {
         body: Option<String>,
         until: Instant,
     ) -> Result<reqwest::Response, HttpError> {
+        let tls = self.tls()?;
         let mut builder = reqwest::Client::builder()
-            .use_preconfigured_tls((*self.tls).clone())
+            .use_preconfigured_tls((*tls).clone())
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .http1_only()

@@ -92,15 +92,27 @@ impl Daemon {
                 source.display()
             )));
         }
+        // tarkd may read what its caller cannot: links are not followed, so a
+        // request cannot point tarkd at another file through one.
+        let regular = |name: &str| {
+            let meta = std::fs::symlink_metadata(source.join(name));
+            if meta.is_ok_and(|m| !m.file_type().is_file()) {
+                return Err(invalid(format!(
+                    "{}/{name} must be a regular file, not a link",
+                    source.display()
+                )));
+            }
+            Ok(())
+        };
+        regular("plugin.toml")?;
         let id = peek_name(source)?;
         let version = semver::Version::parse(&self.config.tark_version)
             .map_err(|e| CallError::new(Code::Internal, e.to_string()))?;
-        // Validated exactly as the registry would, naming the plugin's folder
-        // as its own name.
-        let mut plugin = registry::load(source, &id, &version);
-        plugin
-            .diagnostics
-            .retain(|d| !d.contains("does not match its folder"));
+        // Validated exactly as the registry would.
+        let plugin = registry::load(source, &id, &version);
+        if let Some(l) = &plugin.loaded {
+            regular(&l.manifest.wasm)?;
+        }
         if plugin.loaded.is_none() {
             return Err(invalid(format!(
                 "plugin {id} cannot be installed: {}",

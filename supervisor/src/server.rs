@@ -39,8 +39,6 @@ pub enum StartError {
     },
     #[error("tark_version: {0}")]
     Version(#[from] semver::Error),
-    #[error("TLS roots for outbound connections: {0}")]
-    Tls(#[from] rustls::Error),
     #[error(transparent)]
     Approval(#[from] crate::approvals::ApprovalError),
 }
@@ -113,7 +111,7 @@ pub async fn start(config: Config, dev: bool) -> Result<Started, StartError> {
             &config.state_dir.join("audit.log"),
         )),
         grants: Arc::default(),
-        outbound: Outbound::new(config.http.clone())?,
+        outbound: Outbound::new(config.http.clone()),
         fs: crate::files::FsConfig {
             home: config.fs_home(),
             ..config.fs.clone()

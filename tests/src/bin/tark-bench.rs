@@ -320,7 +320,7 @@ async fn host_calls(on: &Tarkd, http_port: u16, n: usize) -> anyhow::Result<Host
     let gets = |times: u32| json!({ "op": "storage_get", "key": "k", "times": times }).to_string();
     let url = format!("http://localhost:{http_port}/hello");
     let via_broker = json!({ "op": "http", "url": url }).to_string();
-    let outbound = tarkd::http::Outbound::new(tarkd::http::HttpLimits::default())?;
+    let outbound = tarkd::http::Outbound::new(tarkd::http::HttpLimits::default());
     let rules = [tarkd::hosts::parse_rule(&format!(
         "http://localhost:{http_port}"
     ))?];
