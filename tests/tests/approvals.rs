@@ -214,3 +214,45 @@ async fn warn_mode_allows_and_audits_but_keeps_policy_and_network_rules() -> any
     assert_eq!(server.hits(), 0);
     Ok(())
 }
+
+/// Runs `tarkctl plugin add` on a terminal (util-linux `script` gives it one)
+/// and answers its question with `answer`.
+fn add_on_a_terminal(t: &Tarkd, src: &Path, answer: &str) -> anyhow::Result<String> {
+    use std::io::Write;
+    let cmd = format!(
+        "{} --socket {} plugin add {}",
+        tark_tests::binary("tarkctl")?.display(),
+        t.socket.display(),
+        src.display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(answer.as_bytes())?;
+    }
+    Ok(text(&child.wait_with_output()?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_add_asks_on_a_terminal() -> anyhow::Result<()> {
+    let t = Tarkd::start(vec![], Options::default())?;
+    let src = tempfile::tempdir()?;
+    write_probe(src.path(), "0.1.0", "storage = true")?;
+    let declined = add_on_a_terminal(&t, src.path(), "n\n")?;
+    assert!(
+        declined.contains("Approve these capabilities") && declined.contains("not approved"),
+        "{declined}"
+    );
+    assert!(
+        t.plugin_info("probe").await.is_err(),
+        "installed without approval"
+    );
+    let accepted = add_on_a_terminal(&t, src.path(), "y\n")?;
+    assert!(accepted.contains("installed probe 0.1.0"), "{accepted}");
+    assert!(t.plugin_info("probe").await?.approved);
+    Ok(())
+}
