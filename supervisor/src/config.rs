@@ -243,18 +243,21 @@ impl Config {
     pub fn dev() -> Self {
         let home = std::env::var_os("HOME")
             .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
             .unwrap_or_else(|| PathBuf::from("/tmp"));
-        let xdg = |var: &str, fallback: &str| {
-            std::env::var_os(var)
+        // The XDG spec: a variable that is unset, empty or relative is ignored.
+        let var = |name: &str| {
+            std::env::var_os(name)
                 .map(PathBuf::from)
-                .unwrap_or_else(|| home.join(fallback))
+                .filter(|p| p.is_absolute())
         };
+        let xdg = |name: &str, fallback: &str| var(name).unwrap_or_else(|| home.join(fallback));
         let state_dir = xdg("XDG_STATE_HOME", ".local/state").join("tarkd");
         let plugins_dir = xdg("XDG_DATA_HOME", ".local/share")
             .join("tarkd")
             .join("plugins");
-        let socket = match std::env::var_os("XDG_RUNTIME_DIR") {
-            Some(dir) => PathBuf::from(dir).join("tarkd.sock"),
+        let socket = match var("XDG_RUNTIME_DIR") {
+            Some(dir) => dir.join("tarkd.sock"),
             None => state_dir.join("tarkd.sock"),
         };
         Self {

@@ -100,11 +100,15 @@ fn default_socket() -> PathBuf {
     if let Some(s) = std::env::var_os("TARKD_SOCKET") {
         return PathBuf::from(s);
     }
-    let state_home = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")));
+    // As tarkd --dev reads them: unset, empty or relative XDG variables are ignored.
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    let state_home = var("XDG_STATE_HOME").or_else(|| var("HOME").map(|h| h.join(".local/state")));
     let candidates = [
-        std::env::var_os("XDG_RUNTIME_DIR").map(|d| PathBuf::from(d).join("tarkd.sock")),
+        var("XDG_RUNTIME_DIR").map(|d| d.join("tarkd.sock")),
         state_home.map(|d| d.join("tarkd/tarkd.sock")),
     ];
     candidates
