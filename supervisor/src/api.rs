@@ -130,8 +130,13 @@ impl pb::plugins_server::Plugins for Api {
         &self,
         req: Request<pb::InstallPluginRequest>,
     ) -> Result<Response<pb::InstallPluginResponse>, Status> {
+        let caller = req
+            .extensions()
+            .get::<tonic::transport::server::UdsConnectInfo>()
+            .and_then(|c| c.peer_cred)
+            .map(|c| c.uid());
         let req = req.into_inner();
-        let plan = self.0.plan(&req.source)?;
+        let plan = self.0.plan(&req.source, caller)?;
         let mut reply = pb::InstallPluginResponse {
             plugin: Some(self.plugin_info(&plan.plugin)),
             installed: false,

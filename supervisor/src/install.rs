@@ -84,7 +84,10 @@ fn check_approval(
 
 impl Daemon {
     /// Reads and validates a plugin folder and says what installing it asks for.
-    pub fn plan(&self, source: &str) -> Result<Plan, CallError> {
+    /// `caller` is the uid of the process that asked (from the socket's peer
+    /// credentials): tarkd may read files its caller cannot, so a caller other
+    /// than root or tarkd's own user may only install files it owns.
+    pub fn plan(&self, source: &str, caller: Option<u32>) -> Result<Plan, CallError> {
         let source = Path::new(source);
         if !source.is_absolute() || !source.is_dir() {
             return Err(invalid(format!(
@@ -92,15 +95,39 @@ impl Daemon {
                 source.display()
             )));
         }
-        // tarkd may read what its caller cannot: links are not followed, so a
-        // request cannot point tarkd at another file through one.
+        // tarkd may read what its caller cannot: links are not followed, and
+        // an unprivileged caller must own what it asks tarkd to read.
+        let me = nix::unistd::geteuid().as_raw();
+        let Some(caller) = caller else {
+            return Err(CallError::new(
+                Code::PermissionDenied,
+                "installing needs a caller tarkd can identify (its Unix socket)",
+            ));
+        };
+        let must_own = Some(caller).filter(|&uid| uid != 0 && uid != me);
         let regular = |name: &str| {
-            let meta = std::fs::symlink_metadata(source.join(name));
-            if meta.is_ok_and(|m| !m.file_type().is_file()) {
+            let path = source.join(name);
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                return Ok(()); // reported as missing where it is read
+            };
+            if !meta.file_type().is_file() {
                 return Err(invalid(format!(
-                    "{}/{name} must be a regular file, not a link",
-                    source.display()
+                    "{} must be a regular file, not a link",
+                    path.display()
                 )));
+            }
+            if let Some(uid) = must_own {
+                use std::os::unix::fs::MetadataExt;
+                if meta.uid() != uid {
+                    return Err(CallError::new(
+                        Code::PermissionDenied,
+                        format!(
+                            "{} is owned by uid {}, not by the caller (uid {uid})",
+                            path.display(),
+                            meta.uid()
+                        ),
+                    ));
+                }
             }
             Ok(())
         };

@@ -256,3 +256,50 @@ async fn plugin_add_asks_on_a_terminal() -> anyhow::Result<()> {
     assert!(t.plugin_info("probe").await?.approved);
     Ok(())
 }
+
+/// tarkd (root) reads the folder a caller names; an unprivileged caller may only
+/// have it read files that caller owns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unprivileged_callers_install_only_files_they_own() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(()); // needs another uid to act as the caller
+    }
+    let t = Tarkd::start(vec![], Options::default())?;
+    // Let the unprivileged caller reach the socket (a deployment adds it to
+    // tarkd's group instead).
+    let open =
+        |p: &Path, mode: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
+    open(t.dir.path(), 0o755)?;
+    open(&t.socket, 0o666)?;
+    let src = tempfile::tempdir()?;
+    open(src.path(), 0o755)?;
+    write_probe(src.path(), "0.1.0", "storage = true")?;
+    let nobody = 65534;
+    let add = || -> anyhow::Result<std::process::Output> {
+        Ok(std::process::Command::new("setpriv")
+            .arg(format!("--reuid={nobody}"))
+            .arg(format!("--regid={nobody}"))
+            .arg("--clear-groups")
+            .arg(tark_tests::binary("tarkctl")?)
+            .arg("--socket")
+            .arg(&t.socket)
+            .args(["plugin", "add", "--yes"])
+            .arg(src.path())
+            .output()?)
+    };
+    let refused = add()?;
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("not by the caller (uid 65534)"),
+        "{}",
+        text(&refused)
+    );
+    for f in ["plugin.toml", "plugin.wasm"] {
+        std::os::unix::fs::chown(src.path().join(f), Some(nobody), Some(nobody))?;
+    }
+    let installed = add()?;
+    assert!(installed.status.success(), "{}", text(&installed));
+    assert_eq!(t.plugin_info("probe").await?.version, "0.1.0");
+    Ok(())
+}
