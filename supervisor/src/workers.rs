@@ -310,7 +310,17 @@ impl Workers {
         let mut client = worker.client.clone();
         let request = pb::InvokeRequest { call: Some(call) };
         let turn = worker.turn.lock().await;
-        let result = tokio::time::timeout(limit, client.invoke(request)).await;
+        // A worker whose process ended fails the call at once, even if something
+        // (an orphan of a kill racing its start) still holds the other end of
+        // its channel: that leftover is killed with the worker's process group.
+        let mut exited = worker.exit.clone();
+        let result = tokio::select! {
+            r = tokio::time::timeout(limit, client.invoke(request)) => r,
+            _ = exited.wait_for(Option::is_some) => {
+                worker.kill();
+                Ok(Err(tonic::Status::unavailable("the worker exited")))
+            }
+        };
         drop(turn);
         let id = &plugin.id;
         let outcome = match result {

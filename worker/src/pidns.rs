@@ -29,26 +29,61 @@ pub fn enter() -> io::Result<PidNamespace> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
+    // A pipe tells the child whether the parent is still alive once the child
+    // has asked to die with it: a parent killed before that would otherwise
+    // leave the child running (getppid() cannot tell: it is 0 in a new
+    // namespace).
+    let mut alive = [0; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    if unsafe { libc::pipe2(alive.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let [parent_gone, parent_holds] = alive;
     // SAFETY: single-threaded at this point (nothing has started a thread).
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
         0 => {
-            // SAFETY: prctl on ourselves; the parent (the reaper) dies with tarkd.
-            if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
-                return Err(io::Error::last_os_error());
+            // SAFETY: prctl, close and poll on our own descriptors; the parent
+            // (the reaper) dies with tarkd.
+            unsafe {
+                libc::close(parent_holds);
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                let mut fd = libc::pollfd {
+                    fd: parent_gone,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                if libc::poll(&mut fd, 1, 0) != 0 {
+                    // Hung up (or failed): the parent died before the death
+                    // signal was armed.
+                    libc::_exit(70);
+                }
+                libc::close(parent_gone);
             }
             Ok(PidNamespace::Entered)
         }
-        child => reap(child),
+        child => {
+            // SAFETY: closing our copy of the child's end.
+            unsafe { libc::close(parent_gone) };
+            reap(child, parent_holds)
+        }
     }
 }
 
-/// The parent: hold nothing, wait for the worker, end as it ended.
-fn reap(child: libc::pid_t) -> ! {
+/// The parent: hold nothing but `keep` (the child's liveness pipe), wait for the
+/// worker, end as it ended.
+fn reap(child: libc::pid_t, keep: libc::c_int) -> ! {
     // SAFETY: raw system calls on this process only.
     unsafe {
-        // The channels belong to the worker; the reaper keeps only stderr.
-        libc::syscall(libc::SYS_close_range, 3, libc::c_uint::MAX, 0);
+        // The channels belong to the worker; the reaper keeps only stderr and
+        // the pipe whose end tells the child it is alive.
+        let keep = keep as libc::c_uint;
+        if keep > 3 {
+            libc::syscall(libc::SYS_close_range, 3, keep - 1, 0);
+        }
+        libc::syscall(libc::SYS_close_range, keep + 1, libc::c_uint::MAX, 0);
         libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
         let no_core = libc::rlimit {
