@@ -13,7 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 /// A running HTTP server.
 pub struct HttpServer {
@@ -29,20 +29,33 @@ pub struct WsServer {
     pub open: Arc<AtomicUsize>,
 }
 
-/// Starts a server thread and returns what `serve` reports once bound.
-fn on_thread<T: Send + 'static>(
-    serve: impl FnOnce(std::sync::mpsc::Sender<T>) -> std::pin::Pin<Box<dyn Future<Output = ()>>>
-    + Send
-    + 'static,
-) -> anyhow::Result<T> {
+/// Binds a loopback port on a thread (and runtime) of its own and runs
+/// `connection` for each stream accepted there; returns the port.
+fn serve<F, Fut>(connection: F) -> anyhow::Result<u16>
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-        {
-            rt.block_on(serve(tx));
-        }
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            let Ok(listener) = TcpListener::bind("127.0.0.1:0").await else {
+                return;
+            };
+            let Ok(addr) = listener.local_addr() else {
+                return;
+            };
+            let _ = tx.send(addr.port());
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(connection(stream));
+            }
+        });
     });
     Ok(rx.recv_timeout(Duration::from_secs(10))?)
 }
@@ -99,28 +112,17 @@ impl HttpServer {
     pub fn start() -> anyhow::Result<Self> {
         let hits = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&hits);
-        let port = on_thread(move |tx| {
-            Box::pin(async move {
-                let Ok(listener) = TcpListener::bind("127.0.0.1:0").await else {
-                    return;
-                };
-                let Ok(addr) = listener.local_addr() else {
-                    return;
-                };
-                let _ = tx.send(addr.port());
-                while let Ok((stream, _)) = listener.accept().await {
-                    let hits = Arc::clone(&counted);
-                    tokio::spawn(async move {
-                        let svc = hyper::service::service_fn(move |req| {
-                            hits.fetch_add(1, Ordering::SeqCst);
-                            route(req)
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .await;
-                    });
-                }
-            })
+        let port = serve(move |stream| {
+            let hits = Arc::clone(&counted);
+            async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    route(req)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            }
         })?;
         Ok(Self { port, hits })
     }
@@ -134,31 +136,20 @@ impl WsServer {
     pub fn start() -> anyhow::Result<Self> {
         let open = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&open);
-        let port = on_thread(move |tx| {
-            Box::pin(async move {
-                let Ok(listener) = TcpListener::bind("127.0.0.1:0").await else {
+        let port = serve(move |stream| {
+            let open = Arc::clone(&counted);
+            async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
                     return;
                 };
-                let Ok(addr) = listener.local_addr() else {
-                    return;
-                };
-                let _ = tx.send(addr.port());
-                while let Ok((stream, _)) = listener.accept().await {
-                    let open = Arc::clone(&counted);
-                    tokio::spawn(async move {
-                        let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
-                            return;
-                        };
-                        open.fetch_add(1, Ordering::SeqCst);
-                        while let Some(Ok(msg)) = ws.next().await {
-                            if msg.is_text() && ws.send(msg).await.is_err() {
-                                break;
-                            }
-                        }
-                        open.fetch_sub(1, Ordering::SeqCst);
-                    });
+                open.fetch_add(1, Ordering::SeqCst);
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() && ws.send(msg).await.is_err() {
+                        break;
+                    }
                 }
-            })
+                open.fetch_sub(1, Ordering::SeqCst);
+            }
         })?;
         Ok(Self { port, open })
     }
