@@ -140,15 +140,15 @@ impl pb::plugins_server::Plugins for Api {
         let mut reply = pb::InstallPluginResponse {
             plugin: Some(self.plugin_info(&plan.plugin)),
             installed: false,
-            requested: Some(caps_to_pb(&plan.declared())),
+            requested: Some(caps_to_pb(&plan.plugin.declared())),
             current: plan.current.as_ref().map(caps_to_pb),
             needs_approval: plan.needs_approval.clone(),
         };
         if let Some(approved) = req.approved {
-            let installed = self.0.install(plan, caps_from_pb(approved)).await?;
-            reply.plugin = Some(self.plugin_info(&installed));
+            let installed = self.plugin_info(&*self.0.install(plan, caps_from_pb(approved)).await?);
+            reply.needs_approval = installed.pending_approval.clone();
+            reply.plugin = Some(installed);
             reply.installed = true;
-            reply.needs_approval = self.plugin_info(&installed).pending_approval;
         }
         Ok(Response::new(reply))
     }

@@ -48,6 +48,8 @@ pub struct Daemon {
     pub approvals: Approvals,
     /// Installs run one at a time.
     pub install_lock: tokio::sync::Mutex<()>,
+    /// `config.tark_version`, parsed once: what manifests are checked against.
+    pub host_version: semver::Version,
 }
 
 impl Daemon {
@@ -56,6 +58,7 @@ impl Daemon {
         registry: Registry,
         workers: Workers,
         approvals: Approvals,
+        host_version: semver::Version,
     ) -> Self {
         Self {
             config,
@@ -65,6 +68,7 @@ impl Daemon {
             started: Instant::now(),
             approvals,
             install_lock: tokio::sync::Mutex::new(()),
+            host_version,
         }
     }
 

@@ -25,16 +25,6 @@ pub struct Plan {
     pub needs_approval: Vec<String>,
 }
 
-impl Plan {
-    pub fn declared(&self) -> Capabilities {
-        self.plugin
-            .loaded
-            .as_ref()
-            .map(|l| l.manifest.capabilities.clone())
-            .unwrap_or_default()
-    }
-}
-
 fn invalid(message: impl Into<String>) -> CallError {
     CallError::new(Code::InvalidArgument, message)
 }
@@ -133,44 +123,29 @@ impl Daemon {
         };
         regular("plugin.toml")?;
         let id = peek_name(source)?;
-        let version = semver::Version::parse(&self.config.tark_version)
-            .map_err(|e| CallError::new(Code::Internal, e.to_string()))?;
         // Validated exactly as the registry would.
-        let plugin = registry::load(source, &id, &version);
-        if let Some(l) = &plugin.loaded {
-            regular(&l.manifest.wasm)?;
-        }
-        if plugin.loaded.is_none() {
+        let plugin = registry::load(source, &id, &self.host_version);
+        let Some(loaded) = &plugin.loaded else {
             return Err(invalid(format!(
                 "plugin {id} cannot be installed: {}",
                 plugin.diagnostics.join("; ")
             )));
-        }
+        };
+        regular(&loaded.manifest.wasm)?;
         // What the installed copy's approval still grants under the new
         // declaration (an update may drop capabilities).
-        let declared = plugin
-            .loaded
-            .as_ref()
-            .map(|l| l.manifest.capabilities.clone())
-            .unwrap_or_default();
+        let declared = &loaded.manifest.capabilities;
         let current = self
             .approvals
             .get(&id)
             .map_err(|e| CallError::new(Code::Internal, e.to_string()))?
             .filter(|_| self.registry().get(&id).is_some())
-            .map(|a| grants::within(&a, &declared));
-        let plan = Plan {
-            needs_approval: Vec::new(),
-            current,
-            plugin,
-        };
-        let needs_approval = grants::beyond(
-            &plan.declared(),
-            plan.current.as_ref().unwrap_or(&Default::default()),
-        );
+            .map(|a| grants::within(&a, declared));
+        let needs_approval = grants::beyond(declared, &current.clone().unwrap_or_default());
         Ok(Plan {
+            plugin,
+            current,
             needs_approval,
-            ..plan
         })
     }
 
@@ -183,7 +158,7 @@ impl Daemon {
     ) -> Result<Arc<Plugin>, CallError> {
         let _one_at_a_time = self.install_lock.lock().await;
         let id = plan.plugin.id.clone();
-        check_approval(&id, &plan.declared(), &approved)?;
+        check_approval(&id, &plan.plugin.declared(), &approved)?;
         let Some(loaded) = plan.plugin.loaded.as_ref() else {
             return Err(invalid(format!("plugin {id} is not valid")));
         };
@@ -213,9 +188,7 @@ impl Daemon {
         }
         std::fs::rename(&staging, &dest).map_err(|e| io("moving the plugin into place", e))?;
         let _ = std::fs::remove_dir_all(&old);
-        let version = semver::Version::parse(&self.config.tark_version)
-            .map_err(|e| CallError::new(Code::Internal, e.to_string()))?;
-        let installed = Arc::new(registry::load(&dest, &id, &version));
+        let installed = Arc::new(registry::load(&dest, &id, &self.host_version));
         self.replace_plugin(Arc::clone(&installed));
         self.refresh_grant(&id);
         let stopped = self.workers.restart(&id).await;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::manifest::{self, Manifest, PluginType};
+use crate::manifest::{self, Capabilities, Manifest, PluginType};
 
 /// Largest wasm file tarkd will read for a plugin.
 pub const MAX_WASM_BYTES: u64 = 64 << 20;
@@ -33,6 +33,14 @@ pub struct Loaded {
 }
 
 impl Plugin {
+    /// What the plugin's manifest declares; nothing for an invalid plugin.
+    pub fn declared(&self) -> Capabilities {
+        self.loaded
+            .as_ref()
+            .map(|l| l.manifest.capabilities.clone())
+            .unwrap_or_default()
+    }
+
     /// A plugin the worker manager can start: valid and of a hosted type.
     pub fn runnable(&self) -> Option<&Loaded> {
         self.loaded

@@ -121,7 +121,7 @@ pub async fn start(config: Config, dev: bool) -> Result<Started, StartError> {
         log_limit: config.logs,
     });
     let workers = Workers::new(Arc::clone(&config), worker_path, authority, cache, spawner);
-    let daemon = Arc::new(Daemon::new(config, registry, workers, approvals));
+    let daemon = Arc::new(Daemon::new(config, registry, workers, approvals, version));
     daemon.refresh_grants();
     Ok(Started { daemon, listener })
 }

@@ -51,11 +51,7 @@ pub fn caps_from_pb(c: pb::Capabilities) -> Capabilities {
 /// A plugin's grant as the API shows it.
 pub fn grants(daemon: &Daemon, id: &str) -> Result<pb::Grants, CallError> {
     let plugin = daemon.plugin(id)?;
-    let declared = plugin
-        .loaded
-        .as_ref()
-        .map(|l| l.manifest.capabilities.clone())
-        .unwrap_or_default();
+    let declared = plugin.declared();
     let approved = daemon
         .approvals
         .get(id)
