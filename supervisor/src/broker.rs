@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 
 use crate::audit::AuditLog;
 use crate::files::{self, FsConfig, FsError, Roots};
-use crate::grants::{Denial, Grant, GrantTable, Source, Trust};
+use crate::grants::{Denial, Grant, GrantTable, Trust};
 use crate::hosts::{Allow, Refusal, Target};
 use crate::http::{HttpError, Outbound};
 use crate::ratelimit::{Rate, TokenBucket};
@@ -346,22 +346,10 @@ impl pb::broker_server::Broker for Broker {
     async fn fs_read(&self, req: Request<pb::FsPath>) -> Result<Response<pb::FsContent>, Status> {
         let path = req.into_inner().path;
         let grant = self.grant()?;
-        let sources: Vec<(String, Vec<String>, bool)> = grant
-            .fs_sources()
-            .into_iter()
-            .map(|(source, list)| {
-                let soft = grant.trust != Trust::Enforced && source != Source::Policy;
-                (grant.fs_refusal(source, &path), list.to_vec(), soft)
-            })
-            .collect();
         let (roots, max) = (self.roots.clone(), self.shared.fs.max_read_kib * 1024);
-        let request = path.clone();
+        let (request, reading) = (path.clone(), Arc::clone(&grant));
         let read = tokio::task::spawn_blocking(move || {
-            let sources: Vec<files::PathList<'_>> = sources
-                .iter()
-                .map(|(r, l, soft)| (r.clone(), l.as_slice(), *soft))
-                .collect();
-            files::read(&request, &sources, &roots, max)
+            files::read(&request, &reading.fs_sources(&request), &roots, max)
         })
         .await
         .map_err(|e| Status::internal(format!("fs task failed: {e}")))?;

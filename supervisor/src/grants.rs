@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use serde::Deserialize;
 
+use crate::files::PathList;
 use crate::hosts::{self, Allow, HostRule, Target};
 use crate::manifest::Capabilities;
 use crate::policy;
@@ -85,6 +86,12 @@ pub enum Source {
 }
 
 impl Source {
+    /// Whether `trust` lets through what this source does not allow: a missing
+    /// declaration or approval may be, the operator's policy never.
+    pub fn softened_by(self, trust: Trust) -> bool {
+        trust != Trust::Enforced && self != Source::Policy
+    }
+
     fn refusal(self, plugin: &str) -> String {
         match self {
             Source::Declared => "not declared in the plugin's manifest".to_owned(),
@@ -107,7 +114,7 @@ pub struct Denial {
 impl Denial {
     /// Whether `trust` lets the call through anyway (audited in warn mode).
     pub fn softened_by(&self, trust: Trust) -> bool {
-        trust != Trust::Enforced && self.source != Source::Policy
+        self.source.softened_by(trust)
     }
 }
 
@@ -242,86 +249,68 @@ impl Grant {
         Ok(allow)
     }
 
-    /// The fs entries of each source that must all allow a path (policy's only
-    /// when it has a list).
-    pub fn fs_sources(&self) -> Vec<(Source, &[String])> {
+    /// The path lists that must all allow reading `path` (the policy's only
+    /// when it has one), each with its refusal and whether the trust mode
+    /// softens it.
+    pub fn fs_sources(&self, path: &str) -> Vec<PathList<'_>> {
         self.sources()
             .into_iter()
             .filter(|(s, _)| *s != Source::Policy || self.policy_fs)
-            .map(|(s, l)| (s, l.fs_read.as_slice()))
+            .map(|(s, l)| {
+                let refusal = format!("reading {path:?} {}", s.refusal(&self.plugin));
+                (refusal, l.fs_read.as_slice(), s.softened_by(self.trust))
+            })
             .collect()
-    }
-
-    /// The refusal for a path one source does not allow.
-    pub fn fs_refusal(&self, source: Source, path: &str) -> String {
-        format!("reading {path:?} {}", source.refusal(&self.plugin))
     }
 }
 
 /// Items of `declared` that `approved` does not cover: what an install or an
 /// update would need the operator to approve.
 pub fn beyond(declared: &Capabilities, approved: &Capabilities) -> Vec<String> {
-    let mut out = Vec::new();
-    if declared.storage && !approved.storage {
-        out.push("storage".to_owned());
-    }
-    let rules: Vec<HostRule> = approved
-        .http
-        .iter()
-        .filter_map(|h| hosts::parse_rule(h).ok())
-        .collect();
-    for h in &declared.http {
-        let covered = hosts::parse_rule(h).is_ok_and(|d| rules.iter().any(|a| a.covers(&d)));
-        if !covered {
-            out.push(format!("http={h}"));
-        }
-    }
-    for e in &declared.env {
-        if !approved.env.iter().any(|a| policy::env_covers(a, e)) {
-            out.push(format!("env={e}"));
-        }
-    }
-    for f in &declared.fs_read {
-        if !approved.fs_read.iter().any(|a| policy::path_covers(a, f)) {
-            out.push(format!("fs_read={f}"));
-        }
-    }
-    if declared.shell && !approved.shell {
-        out.push("shell".to_owned());
-    }
-    out
+    split(declared, approved).1
 }
 
 /// The part of `approved` that `declared` covers: what an approval still grants
 /// after an update dropped some of what the plugin declared.
 pub fn within(approved: &Capabilities, declared: &Capabilities) -> Capabilities {
-    let rules: Vec<HostRule> = declared
+    split(approved, declared).0
+}
+
+/// Splits `items` into what `cover` covers and the rest, written as items
+/// (`storage`, `http=HOST`, `env=NAME`, `fs_read=PATH`, `shell`).
+fn split(items: &Capabilities, cover: &Capabilities) -> (Capabilities, Vec<String>) {
+    let mut rest = Vec::new();
+    if items.storage && !cover.storage {
+        rest.push("storage".to_owned());
+    }
+    let rules: Vec<HostRule> = cover
         .http
         .iter()
         .filter_map(|h| hosts::parse_rule(h).ok())
         .collect();
-    Capabilities {
-        storage: approved.storage && declared.storage,
-        http: approved
-            .http
-            .iter()
-            .filter(|h| hosts::parse_rule(h).is_ok_and(|a| rules.iter().any(|d| d.covers(&a))))
-            .cloned()
-            .collect(),
-        env: approved
-            .env
-            .iter()
-            .filter(|e| declared.env.iter().any(|d| policy::env_covers(d, e)))
-            .cloned()
-            .collect(),
-        fs_read: approved
-            .fs_read
-            .iter()
-            .filter(|f| declared.fs_read.iter().any(|d| policy::path_covers(d, f)))
-            .cloned()
-            .collect(),
-        shell: approved.shell && declared.shell,
+    let mut list = |kind: &str, list: &[String], covered: &dyn Fn(&str) -> bool| {
+        let (kept, left): (Vec<String>, Vec<String>) =
+            list.iter().cloned().partition(|i| covered(i));
+        rest.extend(left.into_iter().map(|i| format!("{kind}={i}")));
+        kept
+    };
+    let kept = Capabilities {
+        storage: items.storage && cover.storage,
+        http: list("http", &items.http, &|h| {
+            hosts::parse_rule(h).is_ok_and(|h| rules.iter().any(|r| r.covers(&h)))
+        }),
+        env: list("env", &items.env, &|e| {
+            cover.env.iter().any(|c| policy::env_covers(c, e))
+        }),
+        fs_read: list("fs_read", &items.fs_read, &|f| {
+            cover.fs_read.iter().any(|c| policy::path_covers(c, f))
+        }),
+        shell: items.shell && cover.shell,
+    };
+    if items.shell && !cover.shell {
+        rest.push("shell".to_owned());
     }
+    (kept, rest)
 }
 
 /// The current grant of every plugin, shared by all brokers: a change (an

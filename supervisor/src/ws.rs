@@ -61,11 +61,16 @@ impl Sessions {
         budget: Duration,
         check: &(dyn Fn(&Target) -> Result<Allow, Refusal> + Sync),
     ) -> Result<i64, HttpError> {
-        if self.open_count().await >= limits.max_handles {
-            return Err(HttpError::TooLarge(format!(
+        let full = || {
+            HttpError::TooLarge(format!(
                 "already {} WebSocket connections open (the limit per worker)",
                 limits.max_handles
-            )));
+            ))
+        };
+        // Checked before connecting (no connection is made to be dropped) and
+        // again when the connection is kept.
+        if self.open_count().await >= limits.max_handles {
+            return Err(full());
         }
         let target = hosts::parse_target(url, true)?;
         let allow = check(&target)?;
@@ -105,10 +110,7 @@ impl Sessions {
         let handle = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let mut open = self.open.lock().await;
         if open.len() >= limits.max_handles {
-            return Err(HttpError::TooLarge(format!(
-                "already {} WebSocket connections open (the limit per worker)",
-                limits.max_handles
-            )));
+            return Err(full());
         }
         open.insert(handle, Arc::new(Mutex::new(socket)));
         Ok(handle)

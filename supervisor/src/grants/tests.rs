@@ -96,11 +96,11 @@ fn policy_caps_and_forbids() {
         g.http(&t)
             .is_err_and(|r| r.reason.contains("policy") && r.source == Source::Policy)
     );
-    assert_eq!(g.fs_sources().len(), 3);
+    assert_eq!(g.fs_sources("/x").len(), 3);
     // No lists: the policy caps nothing and exact names stay Named.
     let open = Grant::new("p", &declared, Some(&declared), &PolicyConfig::default());
     assert_eq!(open.http(&t), Ok(Allow::Named));
-    assert_eq!(open.fs_sources().len(), 2);
+    assert_eq!(open.fs_sources("/x").len(), 2);
 }
 
 #[test]
