@@ -23,6 +23,13 @@ pub enum ApprovalError {
     Invalid { path: PathBuf, message: String },
 }
 
+/// An approval tarkd cannot read or write is its own failure, not the caller's.
+impl From<ApprovalError> for crate::workers::CallError {
+    fn from(e: ApprovalError) -> Self {
+        Self::new(tonic::Code::Internal, e.to_string())
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct File {
     capabilities: Capabilities,

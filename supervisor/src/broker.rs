@@ -284,7 +284,7 @@ impl pb::broker_server::Broker for Broker {
         // `none`, not an error, for a refusal: a plugin cannot tell a refused
         // variable from an unset one, so it cannot probe tarkd's environment.
         let none = Ok(Response::new(pb::EnvValue { value: None }));
-        if !crate::policy::valid_env_pattern(&name) || name.ends_with('*') {
+        if !crate::policy::valid_env_name(&name) {
             return none;
         }
         if let Err(d) = grant.env(&name)

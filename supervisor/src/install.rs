@@ -137,8 +137,7 @@ impl Daemon {
         let declared = &loaded.manifest.capabilities;
         let current = self
             .approvals
-            .get(&id)
-            .map_err(|e| CallError::new(Code::Internal, e.to_string()))?
+            .get(&id)?
             .filter(|_| self.registry().get(&id).is_some())
             .map(|a| grants::within(&a, declared));
         let needs_approval = grants::beyond(declared, &current.clone().unwrap_or_default());
@@ -177,9 +176,7 @@ impl Daemon {
             write_synced(&wasm_path, &loaded.wasm)
         })();
         written.map_err(|e| io("staging", e))?;
-        self.approvals
-            .set(&id, &approved)
-            .map_err(|e| CallError::new(Code::Internal, e.to_string()))?;
+        self.approvals.set(&id, &approved)?;
         let dest = plugins_dir.join(&id);
         let old = plugins_dir.join(format!(".{id}.old"));
         let _ = std::fs::remove_dir_all(&old);
@@ -205,9 +202,7 @@ impl Daemon {
             )));
         };
         check_approval(id, &loaded.manifest.capabilities, &approved)?;
-        self.approvals
-            .set(id, &approved)
-            .map_err(|e| CallError::new(Code::Internal, e.to_string()))?;
+        self.approvals.set(id, &approved)?;
         self.refresh_grant(id);
         tracing::info!(plugin = id, "grants changed");
         Ok(())

@@ -11,6 +11,12 @@ pub fn valid_env_pattern(pattern: &str) -> bool {
         && !name.starts_with(|c: char| c.is_ascii_digit())
 }
 
+/// Whether `name` is a variable name a plugin may ask for (a pattern without
+/// the `*`).
+pub fn valid_env_name(name: &str) -> bool {
+    !name.ends_with('*') && valid_env_pattern(name)
+}
+
 /// Whether `name` is allowed by one env pattern. `GEMINI_*` matches names that
 /// start with `GEMINI_` (and `GEMINI_` itself is not a variable anyone sets, but
 /// matches too); matching is case-sensitive, as the environment is.
@@ -160,6 +166,21 @@ mod tests {
         ];
         for (pattern, name, want) in cases {
             assert_eq!(env_matches(pattern, name), want, "{pattern:?} vs {name:?}");
+        }
+    }
+
+    #[test]
+    fn env_name_table() {
+        for (name, want) in [
+            ("A", true),
+            ("A_B1", true),
+            ("A_*", false),
+            ("*", false),
+            ("", false),
+            ("1A", false),
+            ("A-B", false),
+        ] {
+            assert_eq!(valid_env_name(name), want, "{name:?}");
         }
     }
 

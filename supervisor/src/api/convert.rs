@@ -52,10 +52,7 @@ pub fn caps_from_pb(c: pb::Capabilities) -> Capabilities {
 pub fn grants(daemon: &Daemon, id: &str) -> Result<pb::Grants, CallError> {
     let plugin = daemon.plugin(id)?;
     let declared = plugin.declared();
-    let approved = daemon
-        .approvals
-        .get(id)
-        .map_err(|e| CallError::new(tonic::Code::Internal, e.to_string()))?;
+    let approved = daemon.approvals.get(id)?;
     let policy = &daemon.config.policy;
     let mut lines = Vec::new();
     if !policy.storage {
