@@ -321,11 +321,19 @@ pub fn for_tenant<T>(msg: T, tenant: &str) -> tonic::Request<T> {
 /// returns its JSON report (or the failure, as a JSON string).
 pub async fn probe(t: &Tarkd, args: serde_json::Value) -> anyhow::Result<serde_json::Value> {
     let mut tools = t.tools().await?;
-    let r = tools.invoke_tool(invoke("probe", &args.to_string())).await;
-    Ok(match output(r) {
+    Ok(match call(&mut tools, "probe", &args.to_string()).await {
         Ok(o) => serde_json::from_str(&o)?,
         Err(e) => serde_json::Value::String(e),
     })
+}
+
+/// Invokes a tool: its output, or a description of what happened instead.
+pub async fn call(
+    tools: &mut pb::tools_client::ToolsClient<Channel>,
+    tool: &str,
+    args: &str,
+) -> Result<String, String> {
+    output(tools.invoke_tool(invoke(tool, args)).await)
 }
 
 /// An InvokeTool request.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tark_proto::plugin::v1 as pb;
 use tark_tests::fixtures;
 use tark_tests::{
-    Failed, Options, PluginFiles, Tarkd, alive, cpu_ticks, eventually, invoke, output, tool_plugin,
+    Failed, Options, PluginFiles, Tarkd, alive, call, cpu_ticks, eventually, invoke, tool_plugin,
 };
 use tonic::Code;
 
@@ -109,12 +109,12 @@ async fn random_worker_kills_under_load_lose_nothing() -> anyhow::Result<()> {
                     // The killer is still at work: a read whose worker it killed
                     // failed, it did not find the note missing; read again.
                     let args = format!(r#"{{"title":"{title}"}}"#);
-                    let mut got = output(tools.invoke_tool(invoke("notes_get", &args)).await);
+                    let mut got = call(&mut tools, "notes_get", &args).await;
                     for _ in 0..50 {
                         if !got.as_ref().is_err_and(|e| e.starts_with("Unavailable")) {
                             break;
                         }
-                        got = output(tools.invoke_tool(invoke("notes_get", &args)).await);
+                        got = call(&mut tools, "notes_get", &args).await;
                     }
                     assert_eq!(got.as_deref(), Ok(body.as_str()), "note {title} was acknowledged, then lost");
                 }
@@ -193,11 +193,12 @@ async fn sigkill_of_tarkd_under_load_leaves_no_worker_and_loses_nothing() -> any
     t.launch()?;
     let mut tools = t.tools().await?;
     for (title, body) in &acked {
-        let got = output(
-            tools
-                .invoke_tool(invoke("notes_get", &format!(r#"{{"title":"{title}"}}"#)))
-                .await,
-        );
+        let got = call(
+            &mut tools,
+            "notes_get",
+            &format!(r#"{{"title":"{title}"}}"#),
+        )
+        .await;
         assert_eq!(
             got.as_deref(),
             Ok(body.as_str()),
@@ -215,18 +216,15 @@ async fn sigterm_lets_calls_in_flight_finish_then_stops_the_workers() -> anyhow:
         Options::config(&config),
     )?;
     let mut tools = t.tools().await?;
-    assert_eq!(
-        output(tools.invoke_tool(invoke("spin-ok", "{}")).await).as_deref(),
-        Ok("ok")
-    );
+    assert_eq!(call(&mut tools, "spin-ok", "{}").await.as_deref(), Ok("ok"));
     let pid = t.worker_pids().await?.first().copied().unwrap_or(0);
     let mut caller = tools.clone();
-    let call = tokio::spawn(async move { caller.invoke_tool(invoke("spin-run", "{}")).await });
+    let in_flight = tokio::spawn(async move { caller.invoke_tool(invoke("spin-run", "{}")).await });
     let busy = eventually(Duration::from_secs(10), || cpu_ticks(pid) > 5);
     assert!(busy.await, "the call never started");
     let status = t.stop(libc::SIGTERM)?;
     // The call ran to its own end (the plugin's deadline), not cut off by shutdown.
-    let err = call.await?.failed();
+    let err = in_flight.await?.failed();
     assert_eq!(
         (err.code(), err.message()),
         (

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use tark_proto::plugin::v1 as pb;
 use tark_tests::fixtures::{self, manifest};
 use tark_tests::{
-    Failed, Options, PluginFiles, Tarkd, Victim, alive, cpu_ticks, eventually, eventually_async,
-    for_tenant, invoke, output, tool_plugin,
+    Failed, Options, PluginFiles, Tarkd, Victim, alive, call, cpu_ticks, eventually,
+    eventually_async, for_tenant, invoke, output, tool_plugin,
 };
 use tonic::Code;
 
@@ -46,18 +46,10 @@ async fn notes_tools_work_through_the_api_and_tarkctl() -> anyhow::Result<()> {
         "{list:?}"
     );
 
-    let saved = output(
-        tools
-            .invoke_tool(invoke("notes_save", r#"{"title":"t1","body":"hello"}"#))
-            .await,
-    );
+    let saved = call(&mut tools, "notes_save", r#"{"title":"t1","body":"hello"}"#).await;
     assert_eq!(saved.as_deref(), Ok("saved t1"));
     // The declared env var (NOTES_*) is read through the broker.
-    let got = output(
-        tools
-            .invoke_tool(invoke("notes_get", r#"{"title":"t1"}"#))
-            .await,
-    );
+    let got = call(&mut tools, "notes_get", r#"{"title":"t1"}"#).await;
     assert_eq!(got.as_deref(), Ok("hello\n-- alice"));
     // A tool's own failure is a result, not a transport error.
     let missing = tools
@@ -157,7 +149,7 @@ async fn storage_survives_tarkd_restart_and_kill() -> anyhow::Result<()> {
     for (signal, body) in [(libc::SIGTERM, "v1"), (libc::SIGKILL, "v2")] {
         let mut tools = t.tools().await?;
         let save = format!(r#"{{"title":"keep","body":"{body}"}}"#);
-        let saved = output(tools.invoke_tool(invoke("notes_save", &save)).await);
+        let saved = call(&mut tools, "notes_save", &save).await;
         assert_eq!(saved.as_deref(), Ok("saved keep"));
         let worker = t.worker_pid("notes", "default").await?.unwrap_or(0);
         assert!(alive(worker));
@@ -169,11 +161,7 @@ async fn storage_survives_tarkd_restart_and_kill() -> anyhow::Result<()> {
         assert!(dead, "worker outlived tarkd (signal {signal})");
         t.launch()?;
         let mut tools = t.tools().await?;
-        let got = output(
-            tools
-                .invoke_tool(invoke("notes_get", r#"{"title":"keep"}"#))
-                .await,
-        );
+        let got = call(&mut tools, "notes_get", r#"{"title":"keep"}"#).await;
         assert_eq!(got.as_deref(), Ok(body));
     }
     Ok(())
@@ -187,15 +175,12 @@ async fn killing_a_worker_mid_call_fails_that_call_and_the_next_succeeds() -> an
         Options::config(&config),
     )?;
     let mut tools = t.tools().await?;
-    assert_eq!(
-        output(tools.invoke_tool(invoke("spin-ok", "{}")).await).as_deref(),
-        Ok("ok")
-    );
+    assert_eq!(call(&mut tools, "spin-ok", "{}").await.as_deref(), Ok("ok"));
     let pid = t.worker_pid("spinner", "default").await?.unwrap_or(0);
     assert!(pid > 0);
 
     let mut caller = tools.clone();
-    let call = tokio::spawn(async move {
+    let in_flight = tokio::spawn(async move {
         let started = Instant::now();
         (
             caller.invoke_tool(invoke("spin-run", "{}")).await,
@@ -207,7 +192,7 @@ async fn killing_a_worker_mid_call_fails_that_call_and_the_next_succeeds() -> an
     assert!(busy, "the spinning call never started");
     // SAFETY: kill(2) on the worker we just looked up.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-    let (result, elapsed) = call.await?;
+    let (result, elapsed) = in_flight.await?;
     let status = result.failed();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert_eq!(
@@ -219,10 +204,7 @@ async fn killing_a_worker_mid_call_fails_that_call_and_the_next_succeeds() -> an
         "the caller waited for the deadline: {elapsed:?}"
     );
 
-    assert_eq!(
-        output(tools.invoke_tool(invoke("spin-ok", "{}")).await).as_deref(),
-        Ok("ok")
-    );
+    assert_eq!(call(&mut tools, "spin-ok", "{}").await.as_deref(), Ok("ok"));
     let new_pid = t.worker_pid("spinner", "default").await?.unwrap_or(0);
     assert!(new_pid != pid && new_pid > 0);
     // The replacement loaded the cached artifact: the module was compiled once.
@@ -257,12 +239,9 @@ async fn runaway_plugins_hit_their_limits_while_another_plugin_keeps_serving() -
     )?;
     let mut tools = t.tools().await?;
     assert_eq!(
-        output(
-            tools
-                .invoke_tool(invoke("notes_save", r#"{"title":"v","body":"x"}"#))
-                .await
-        )
-        .as_deref(),
+        call(&mut tools, "notes_save", r#"{"title":"v","body":"x"}"#)
+            .await
+            .as_deref(),
         Ok("saved v")
     );
 
@@ -302,14 +281,8 @@ async fn runaway_plugins_hit_their_limits_while_another_plugin_keeps_serving() -
     );
 
     // Both plugins serve again (fresh instances), and the victim never failed.
-    assert_eq!(
-        output(tools.invoke_tool(invoke("spin-ok", "{}")).await).as_deref(),
-        Ok("ok")
-    );
-    assert_eq!(
-        output(tools.invoke_tool(invoke("hog-ok", "{}")).await).as_deref(),
-        Ok("ok")
-    );
+    assert_eq!(call(&mut tools, "spin-ok", "{}").await.as_deref(), Ok("ok"));
+    assert_eq!(call(&mut tools, "hog-ok", "{}").await.as_deref(), Ok("ok"));
     victim.finish().await?;
     Ok(())
 }
@@ -397,11 +370,7 @@ async fn bad_plugins_get_diagnostics_and_leave_the_others_working() -> anyhow::R
         "{}",
         unknown.message()
     );
-    let saved = output(
-        tools
-            .invoke_tool(invoke("notes_save", r#"{"title":"a","body":"b"}"#))
-            .await,
-    );
+    let saved = call(&mut tools, "notes_save", r#"{"title":"a","body":"b"}"#).await;
     assert_eq!(saved.as_deref(), Ok("saved a"));
     Ok(())
 }
@@ -424,17 +393,10 @@ async fn undeclared_env_reads_return_nothing_and_are_logged_as_denials() -> anyh
         },
     )?;
     let mut tools = t.tools().await?;
-    output(
-        tools
-            .invoke_tool(invoke("notes_save", r#"{"title":"x","body":"plain"}"#))
-            .await,
-    )
-    .map_err(anyhow::Error::msg)?;
-    let got = output(
-        tools
-            .invoke_tool(invoke("notes_get", r#"{"title":"x"}"#))
-            .await,
-    );
+    call(&mut tools, "notes_save", r#"{"title":"x","body":"plain"}"#)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let got = call(&mut tools, "notes_get", r#"{"title":"x"}"#).await;
     assert_eq!(got.as_deref(), Ok("plain"), "the env value leaked");
     let line = t.wait_for_log("host call denied", Duration::from_secs(5))?;
     for field in [
@@ -557,10 +519,7 @@ async fn queued_calls_are_timed_from_their_turn_not_from_arrival() -> anyhow::Re
         Options::config(LIMITS),
     )?;
     let mut tools = t.tools().await?;
-    assert_eq!(
-        output(tools.invoke_tool(invoke("spin-ok", "{}")).await).as_deref(),
-        Ok("ok")
-    );
+    assert_eq!(call(&mut tools, "spin-ok", "{}").await.as_deref(), Ok("ok"));
     let pid = t.worker_pid("spinner", "default").await?;
     let mut calls = tokio::task::JoinSet::new();
     for _ in 0..5 {
@@ -608,10 +567,7 @@ async fn answers_over_the_size_cap_are_refused_and_the_plugin_keeps_serving() ->
         "{}",
         err.message()
     );
-    assert_eq!(
-        output(tools.invoke_tool(invoke("big-ok", "{}")).await).as_deref(),
-        Ok("ok")
-    );
+    assert_eq!(call(&mut tools, "big-ok", "{}").await.as_deref(), Ok("ok"));
     Ok(())
 }
 
@@ -679,7 +635,7 @@ async fn traps_under_the_sandbox_fail_the_call_and_the_plugin_recovers() -> anyh
         let err = tools.invoke_tool(invoke(tool, "{}")).await.failed();
         assert_eq!((err.code(), err.message()), (Code::Aborted, want), "{tool}");
         assert_eq!(
-            output(tools.invoke_tool(invoke(ok, "{}")).await).as_deref(),
+            call(&mut tools, ok, "{}").await.as_deref(),
             Ok("ok"),
             "{ok}"
         );
@@ -713,13 +669,11 @@ async fn a_plugin_that_keeps_crashing_is_quarantined_until_restarted() -> anyhow
         Options::config(&config),
     )?;
     let mut tools = t.tools().await?;
-    assert_eq!(
-        output(tools.invoke_tool(invoke("spin-ok", "{}")).await).as_deref(),
-        Ok("ok")
-    );
+    assert_eq!(call(&mut tools, "spin-ok", "{}").await.as_deref(), Ok("ok"));
     for crash in 1..=3 {
         let mut caller = tools.clone();
-        let call = tokio::spawn(async move { caller.invoke_tool(invoke("spin-run", "{}")).await });
+        let in_flight =
+            tokio::spawn(async move { caller.invoke_tool(invoke("spin-run", "{}")).await });
         // Wait for the spinning call's worker, then kill it mid-call.
         let found = eventually_async(Duration::from_secs(10), || async {
             match t.worker_pid("spinner", "default").await {
@@ -732,7 +686,7 @@ async fn a_plugin_that_keeps_crashing_is_quarantined_until_restarted() -> anyhow
         assert!(pid > 0, "crash {crash}: the spinning call never started");
         // SAFETY: kill(2) on the worker we just looked up.
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-        let status = call.await?.failed();
+        let status = in_flight.await?.failed();
         assert_eq!(
             status.code(),
             Code::Unavailable,
@@ -757,10 +711,7 @@ async fn a_plugin_that_keeps_crashing_is_quarantined_until_restarted() -> anyhow
 
     let out = t.tarkctl(&["restart", "spinner"])?;
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(
-        output(tools.invoke_tool(invoke("spin-ok", "{}")).await).as_deref(),
-        Ok("ok")
-    );
+    assert_eq!(call(&mut tools, "spin-ok", "{}").await.as_deref(), Ok("ok"));
     let info = t.plugin_info("spinner").await?;
     assert_eq!(info.state(), pb::PluginState::Running);
     Ok(())

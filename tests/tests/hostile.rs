@@ -4,7 +4,7 @@
 
 use tark_proto::plugin::v1 as pb;
 use tark_tests::fixtures::{self, manifest};
-use tark_tests::{Failed, Options, PluginFiles, Tarkd, Victim, invoke, output, tool_plugin};
+use tark_tests::{Failed, Options, PluginFiles, Tarkd, Victim, call, invoke, tool_plugin};
 use tonic::Code;
 
 const LIMITS: &str =
@@ -37,12 +37,9 @@ async fn every_hostile_plugin_fails_alone_and_the_victim_never_notices() -> anyh
         Options::config(LIMITS),
     )?;
     let mut tools = t.tools().await?;
-    output(
-        tools
-            .invoke_tool(invoke("notes_save", r#"{"title":"v","body":"x"}"#))
-            .await,
-    )
-    .map_err(anyhow::Error::msg)?;
+    call(&mut tools, "notes_save", r#"{"title":"v","body":"x"}"#)
+        .await
+        .map_err(anyhow::Error::msg)?;
 
     let victim = Victim::start(&tools);
 
@@ -115,7 +112,7 @@ async fn every_hostile_plugin_fails_alone_and_the_victim_never_notices() -> anyh
     }
     for (tool, _, _, after) in cases {
         assert_eq!(
-            output(tools.invoke_tool(invoke(after, "{}")).await).as_deref(),
+            call(&mut tools, after, "{}").await.as_deref(),
             Ok("ok"),
             "{after} after {tool}"
         );

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tark_proto::plugin::v1 as pb;
 use tark_tests::fixtures::{self, manifest};
-use tark_tests::{Failed, Options, PluginFiles, Tarkd, invoke, output};
+use tark_tests::{Failed, Options, PluginFiles, Tarkd, call, invoke, output};
 use tonic::Code;
 
 /// (attempt, the system call tarkd must name) — worker/src/escape.rs FORBIDDEN.
@@ -84,10 +84,7 @@ async fn forbidden_syscalls_kill_the_worker_and_tarkd_names_them() -> anyhow::Re
         );
     }
     // The plugin is still served, by a fresh worker, after all of that.
-    assert_eq!(
-        output(tools.invoke_tool(invoke("esc-ok", "{}")).await).as_deref(),
-        Ok("ok")
-    );
+    assert_eq!(call(&mut tools, "esc-ok", "{}").await.as_deref(), Ok("ok"));
 
     // Allowed calls and arguments go through and the worker lives on.
     let pid = running_pid(&t).await?;
@@ -120,7 +117,9 @@ async fn workers_hold_only_their_channels_and_no_environment() -> anyhow::Result
         },
     )?;
     let mut tools = t.tools().await?;
-    output(tools.invoke_tool(invoke("notes_list", "{}")).await).map_err(anyhow::Error::msg)?;
+    call(&mut tools, "notes_list", "{}")
+        .await
+        .map_err(anyhow::Error::msg)?;
     let info = t.plugin_info("notes").await?;
     let pid = info.workers.first().map_or(0, |w| w.pid);
     assert!(std::fs::read(format!("/proc/{pid}/environ"))?.is_empty());
@@ -241,11 +240,7 @@ async fn workers_get_their_own_namespaces_and_uids() -> anyhow::Result<()> {
         );
     }
     // The worker still serves after all of that (storage through the broker).
-    let saved = output(
-        tools
-            .invoke_tool(invoke("notes_save", r#"{"title":"n","body":"b"}"#))
-            .await,
-    );
+    let saved = call(&mut tools, "notes_save", r#"{"title":"n","body":"b"}"#).await;
     assert_eq!(saved.as_deref(), Ok("saved n"));
     Ok(())
 }
@@ -286,11 +281,7 @@ async fn workers_start_from_a_binary_their_uid_cannot_reach_by_path() -> anyhow:
     let config = format!("worker_path = {:?}\n", worker);
     let t = Tarkd::start(vec![PluginFiles::notes()?], Options::config(&config))?;
     let mut tools = t.tools().await?;
-    let saved = output(
-        tools
-            .invoke_tool(invoke("notes_save", r#"{"title":"p","body":"b"}"#))
-            .await,
-    );
+    let saved = call(&mut tools, "notes_save", r#"{"title":"p","body":"b"}"#).await;
     assert_eq!(saved.as_deref(), Ok("saved p"));
     if nix::unistd::geteuid().is_root() {
         let pid = t.worker_pid("notes", "default").await?.unwrap_or(0);
