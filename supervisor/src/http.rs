@@ -156,7 +156,8 @@ impl Outbound {
         }
         let mut url = req.url;
         let mut first_host = None;
-        for hop in 0..=self.limits.max_redirects {
+        let mut hops = 0;
+        loop {
             let target = hosts::parse_target(&url, false)?;
             let allow = check(&target)?;
             let addrs = resolve(&target, allow).await?;
@@ -179,7 +180,7 @@ impl Outbound {
             let status = resp.status();
             let location = resp.headers().get(reqwest::header::LOCATION).cloned();
             if let (true, Some(location)) = (status.is_redirection(), location) {
-                if hop == self.limits.max_redirects {
+                if hops == self.limits.max_redirects {
                     return Err(HttpError::Failed(format!(
                         "too many redirects (more than {})",
                         self.limits.max_redirects
@@ -197,11 +198,11 @@ impl Outbound {
                     body = None;
                 }
                 url = next.into();
+                hops += 1;
                 continue;
             }
             return self.read(resp).await;
         }
-        Err(HttpError::Failed("too many redirects".into()))
     }
 
     /// The plugin's headers, validated; forbidden ones are an error, not
