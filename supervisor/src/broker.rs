@@ -17,13 +17,14 @@ use tark_proto::worker::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::audit::AuditLog;
-use crate::files::{self, FsConfig, FsError, Roots};
+use crate::config::Config;
+use crate::files::{self, FsError, Roots};
 use crate::grants::{Denial, Grant, GrantTable, Trust};
 use crate::hosts::{Allow, Refusal, Target};
 use crate::http::{HttpError, Outbound};
-use crate::ratelimit::{Rate, TokenBucket};
+use crate::ratelimit::TokenBucket;
 use crate::storage::{Namespace, Storage, StorageError};
-use crate::ws::{Sessions, WsLimits};
+use crate::ws::Sessions;
 
 /// Longest log line a plugin may write; longer lines are cut.
 const MAX_LOG_LINE: usize = 4096;
@@ -32,16 +33,15 @@ const MAX_LOG_LINE: usize = 4096;
 const DEFAULT_BUDGET: Duration = Duration::from_secs(30);
 
 /// What all brokers share: tarkd's authority, handed out one checked call at a
-/// time.
+/// time, and the configuration that bounds it.
 pub struct Authority {
+    pub config: Arc<Config>,
     pub storage: Storage,
     pub audit: Arc<AuditLog>,
     pub grants: Arc<GrantTable>,
     pub outbound: Outbound,
-    pub fs: FsConfig,
-    pub ws: WsLimits,
-    pub secrets_dir: PathBuf,
-    pub log_limit: Rate,
+    /// What `~` means for fs grants (`Config::fs_home`, resolved once).
+    pub home: Option<PathBuf>,
 }
 
 /// Serves one worker's host calls.
@@ -62,11 +62,11 @@ impl Broker {
         plugin_dir: PathBuf,
         shared: Arc<Authority>,
     ) -> Self {
-        let log_rate = TokenBucket::new(shared.log_limit, std::time::Instant::now());
+        let log_rate = TokenBucket::new(shared.config.logs, std::time::Instant::now());
         Self {
             ns: Namespace { tenant, plugin },
             roots: Roots {
-                home: shared.fs.home.clone(),
+                home: shared.home.clone(),
                 plugin_dir,
             },
             log_rate: std::sync::Mutex::new((log_rate, 0)),
@@ -98,7 +98,7 @@ impl Broker {
                 tenant = %self.ns.tenant,
                 plugin = %self.ns.plugin,
                 "{dropped} log lines dropped: over {} lines/s",
-                self.shared.log_limit.per_second
+                self.shared.config.logs.per_second
             );
             *dropped = 0;
         }
@@ -293,8 +293,9 @@ impl pb::broker_server::Broker for Broker {
             return none;
         }
         // The plugin's secrets file first, then tarkd's environment.
-        let secret = crate::secrets::lookup(&self.shared.secrets_dir, &self.ns.plugin, &name)
-            .unwrap_or_else(|e| {
+        let secrets_dir = self.shared.config.secrets_dir();
+        let secret =
+            crate::secrets::lookup(&secrets_dir, &self.ns.plugin, &name).unwrap_or_else(|e| {
                 tracing::warn!(plugin = %self.ns.plugin, "{e}");
                 None
             });
@@ -346,7 +347,10 @@ impl pb::broker_server::Broker for Broker {
     async fn fs_read(&self, req: Request<pb::FsPath>) -> Result<Response<pb::FsContent>, Status> {
         let path = req.into_inner().path;
         let grant = self.grant()?;
-        let (roots, max) = (self.roots.clone(), self.shared.fs.max_read_kib * 1024);
+        let (roots, max) = (
+            self.roots.clone(),
+            self.shared.config.fs.max_read_kib * 1024,
+        );
         let (request, reading) = (path.clone(), Arc::clone(&grant));
         let read = tokio::task::spawn_blocking(move || {
             files::read(&request, &reading.fs_sources(&request), &roots, max)
@@ -377,7 +381,7 @@ impl pb::broker_server::Broker for Broker {
         let req = req.into_inner();
         let grant = self.grant()?;
         let check = self.host_check(&grant, "ws");
-        let limits = &self.shared.ws;
+        let limits = &self.shared.config.ws;
         let tls = match self.shared.outbound.tls() {
             Ok(tls) => tls,
             Err(e) => return Err(self.net_status("ws", &req.url, e)),

@@ -112,13 +112,8 @@ pub async fn start(config: Config, dev: bool) -> Result<Started, StartError> {
         )),
         grants: Arc::default(),
         outbound: Outbound::new(config.http.clone()),
-        fs: crate::files::FsConfig {
-            home: config.fs_home(),
-            ..config.fs.clone()
-        },
-        ws: config.ws.clone(),
-        secrets_dir: config.secrets_dir(),
-        log_limit: config.logs,
+        home: config.fs_home(),
+        config: Arc::clone(&config),
     });
     let workers = Workers::new(Arc::clone(&config), worker_path, authority, cache, spawner);
     let daemon = Arc::new(Daemon::new(config, registry, workers, approvals, version));
