@@ -73,10 +73,10 @@ impl Api {
         info.license = m.license.clone();
         info.wasm_sha256 = l.sha256.clone();
         info.capabilities = Some(caps_to_pb(&m.capabilities));
-        let approved = self.0.approvals.get(&p.id).ok().flatten();
-        info.approved = approved.is_some();
-        info.pending_approval =
-            crate::grants::beyond(&m.capabilities, &approved.unwrap_or_default());
+        if let Some(grant) = self.0.workers.authority.grants.get(&p.id) {
+            info.approved = grant.approved_at_all;
+            info.pending_approval = grant.pending.clone();
+        }
         info.set_state(if p.runnable().is_none() {
             pb::PluginState::Invalid
         } else if self.0.workers.quarantined(&p.id) {
@@ -137,8 +137,13 @@ impl pb::plugins_server::Plugins for Api {
             .map(|c| c.uid());
         let req = req.into_inner();
         let plan = self.0.plan(&req.source, caller)?;
+        // The plugin as it would be: its approval state is the plan's, not the
+        // installed copy's.
+        let mut planned = self.plugin_info(&plan.plugin);
+        planned.approved = plan.current.is_some();
+        planned.pending_approval = plan.needs_approval.clone();
         let mut reply = pb::InstallPluginResponse {
-            plugin: Some(self.plugin_info(&plan.plugin)),
+            plugin: Some(planned),
             installed: false,
             requested: Some(caps_to_pb(&plan.plugin.declared())),
             current: plan.current.as_ref().map(caps_to_pb),

@@ -108,16 +108,14 @@ impl Daemon {
             None
         });
         let declared = &loaded.manifest.capabilities;
-        let pending =
-            crate::grants::beyond(declared, approved.as_ref().unwrap_or(&Default::default()));
-        if !pending.is_empty() {
+        let grant = Grant::new(id, declared, approved.as_ref(), &self.config.policy);
+        if !grant.pending.is_empty() {
             tracing::warn!(
                 plugin = id,
                 "capabilities awaiting approval: {}",
-                pending.join(", ")
+                grant.pending.join(", ")
             );
         }
-        let grant = Grant::new(id, declared, approved.as_ref(), &self.config.policy);
         grants.set(id, grant);
     }
 

@@ -156,6 +156,10 @@ pub struct Grant {
     policy_http: bool,
     policy_env: bool,
     policy_fs: bool,
+    /// Whether the operator approved the plugin at all.
+    pub approved_at_all: bool,
+    /// Declared items the approval does not cover (`storage`, `http=HOST`, ...).
+    pub pending: Vec<String>,
 }
 
 impl Grant {
@@ -182,6 +186,8 @@ impl Grant {
             policy_http: policy.http.is_some(),
             policy_env: policy.env.is_some(),
             policy_fs: policy.fs_read.is_some(),
+            approved_at_all: approved.is_some(),
+            pending: beyond(declared, approved.unwrap_or(&Capabilities::default())),
         }
     }
 

@@ -71,7 +71,13 @@ pub fn grants(daemon: &Daemon, id: &str) -> Result<pb::Grants, CallError> {
     }
     Ok(pb::Grants {
         id: id.to_owned(),
-        pending: crate::grants::beyond(&declared, &approved.clone().unwrap_or_default()),
+        pending: daemon
+            .workers
+            .authority
+            .grants
+            .get(id)
+            .map(|g| g.pending.clone())
+            .unwrap_or_default(),
         declared: Some(caps_to_pb(&declared)),
         approved: approved.as_ref().map(caps_to_pb),
         trust: match policy.trust {
