@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tarkd::hosts::{self, HostPattern, parse_rule, parse_target};
+use tarkd::broker::hosts::{self, HostPattern, parse_rule, parse_target};
 use url::Host;
 
 fuzz_target!(|data: &[u8]| {
@@ -42,10 +42,10 @@ fuzz_target!(|data: &[u8]| {
             ),
         }
         if let Host::Ipv4(a) = target.host {
-            let _ = tarkd::addresses::restricted(std::net::IpAddr::V4(a));
+            let _ = tarkd::broker::addresses::restricted(std::net::IpAddr::V4(a));
         }
         if let Host::Ipv6(a) = target.host {
-            let _ = tarkd::addresses::restricted(std::net::IpAddr::V6(a));
+            let _ = tarkd::broker::addresses::restricted(std::net::IpAddr::V6(a));
         }
     }
 });

@@ -6,8 +6,8 @@
 use std::path::{Component, Path, PathBuf};
 
 use libfuzzer_sys::fuzz_target;
-use tarkd::files::{Roots, expand, under};
-use tarkd::policy::{path_covers, valid_fs_entry};
+use tarkd::broker::files::{Roots, expand, under};
+use tarkd::broker::policy::{path_covers, valid_fs_entry};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tarkd::storage::check_key;
+use tarkd::broker::storage::check_key;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(key) = std::str::from_utf8(data) else {

@@ -41,20 +41,20 @@ pub struct Config {
     /// The tark version plugins' `min_tark_version` is checked against.
     pub tark_version: String,
     pub limits: LimitsConfig,
-    pub storage: crate::storage::StorageLimits,
+    pub storage: crate::broker::storage::StorageLimits,
     pub sandbox: SandboxConfig,
     /// Restart backoff and quarantine of crashing workers.
-    pub supervision: crate::restart::RestartPolicy,
+    pub supervision: crate::workers::restart::RestartPolicy,
     /// How many log lines per second each worker's plugin may write.
-    pub logs: crate::ratelimit::Rate,
+    pub logs: crate::broker::ratelimit::Rate,
     /// Trust mode and global caps over every plugin's grant.
-    pub policy: crate::grants::PolicyConfig,
+    pub policy: crate::broker::grants::PolicyConfig,
     /// Outbound HTTP limits.
-    pub http: crate::http::HttpLimits,
+    pub http: crate::broker::http::HttpLimits,
     /// WebSocket limits.
-    pub ws: crate::ws::WsLimits,
+    pub ws: crate::broker::ws::WsLimits,
     /// File reads.
-    pub fs: crate::files::FsConfig,
+    pub fs: crate::broker::files::FsConfig,
     /// Per-plugin secrets files (`<plugin>.env`, mode 0600); default
     /// `state_dir/secrets`.
     pub secrets_dir: Option<PathBuf>,
@@ -115,14 +115,14 @@ impl Default for Config {
             worker_path: None,
             tark_version: env!("CARGO_PKG_VERSION").to_owned(),
             limits: LimitsConfig::default(),
-            storage: crate::storage::StorageLimits::default(),
+            storage: crate::broker::storage::StorageLimits::default(),
             sandbox: SandboxConfig::default(),
-            supervision: crate::restart::RestartPolicy::default(),
-            logs: crate::ratelimit::Rate::default(),
-            policy: crate::grants::PolicyConfig::default(),
-            http: crate::http::HttpLimits::default(),
-            ws: crate::ws::WsLimits::default(),
-            fs: crate::files::FsConfig::default(),
+            supervision: crate::workers::restart::RestartPolicy::default(),
+            logs: crate::broker::ratelimit::Rate::default(),
+            policy: crate::broker::grants::PolicyConfig::default(),
+            http: crate::broker::http::HttpLimits::default(),
+            ws: crate::broker::ws::WsLimits::default(),
+            fs: crate::broker::files::FsConfig::default(),
             secrets_dir: None,
         }
     }

@@ -7,10 +7,10 @@ use std::time::Instant;
 use tark_proto::worker::v1 as wpb;
 use tonic::Code;
 
-use crate::approvals::Approvals;
+use crate::broker::grants::Grant;
 use crate::config::Config;
-use crate::grants::Grant;
-use crate::registry::{Plugin, Registry};
+use crate::plugins::approvals::Approvals;
+use crate::plugins::registry::{Plugin, Registry};
 use crate::workers::{CallError, WorkerKey, Workers};
 
 /// A tool as the agent sees it: which plugin serves it and how risky it is.

@@ -4,31 +4,17 @@
 //! the environment) and never runs plugin code: each tenant × plugin gets its own
 //! `tark-worker` process, and every host call the plugin makes comes back here, to
 //! the [`broker`], to be checked.
+//!
+//! The folders are the architecture:
+//! - [`api`]: the agent API, one module per gRPC service;
+//! - [`plugins`]: what is installed: manifests, the registry, install and approvals;
+//! - [`workers`]: worker processes: spawn, channels, restart policy, artifact cache;
+//! - [`broker`]: every host call a plugin makes, checked against its grant.
 
-pub mod addresses;
 pub mod api;
-pub mod approvals;
-pub mod audit;
 pub mod broker;
-pub mod bundled;
-pub mod cache;
-pub mod channel;
 pub mod config;
 pub mod daemon;
-pub mod files;
-pub mod grants;
-pub mod hosts;
-pub mod http;
-pub mod install;
-pub mod manifest;
-pub mod policy;
-pub mod ratelimit;
-pub mod registry;
-pub mod restart;
-pub mod secrets;
+pub mod plugins;
 pub mod server;
-pub mod spawn;
-pub mod storage;
-pub mod syscalls;
 pub mod workers;
-pub mod ws;

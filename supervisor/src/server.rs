@@ -7,17 +7,17 @@ use tark_proto::plugin::v1 as pb;
 use tokio::net::UnixListener;
 
 use crate::api::Api;
-use crate::approvals::Approvals;
 use crate::broker::Authority;
-use crate::bundled;
-use crate::cache::{self, ArtifactCache};
+use crate::broker::http::Outbound;
+use crate::broker::storage::Storage;
 use crate::config::Config;
 use crate::daemon::Daemon;
-use crate::http::Outbound;
-use crate::registry::Registry;
-use crate::spawn::Spawner;
-use crate::storage::Storage;
+use crate::plugins::approvals::Approvals;
+use crate::plugins::bundled;
+use crate::plugins::registry::Registry;
 use crate::workers::Workers;
+use crate::workers::cache::{self, ArtifactCache};
+use crate::workers::spawn::Spawner;
 
 /// Why tarkd could not start.
 #[derive(Debug, thiserror::Error)]
@@ -35,12 +35,12 @@ pub enum StartError {
     #[error("opening storage {path}: {source}")]
     Storage {
         path: PathBuf,
-        source: crate::storage::StorageError,
+        source: crate::broker::storage::StorageError,
     },
     #[error("tark_version: {0}")]
     Version(#[from] semver::Error),
     #[error(transparent)]
-    Approval(#[from] crate::approvals::ApprovalError),
+    Approval(#[from] crate::plugins::approvals::ApprovalError),
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StartError + 'a {
@@ -107,7 +107,7 @@ pub async fn start(config: Config, dev: bool) -> Result<Started, StartError> {
     let listener = bind(&config.socket)?;
     let authority = Arc::new(Authority {
         storage,
-        audit: Arc::new(crate::audit::AuditLog::open(
+        audit: Arc::new(crate::broker::audit::AuditLog::open(
             &config.state_dir.join("audit.log"),
         )),
         grants: Arc::default(),

@@ -3,9 +3,9 @@
 use tark_proto::plugin::v1 as pb;
 use tark_proto::worker::v1 as wpb;
 
+use crate::broker::grants::Trust;
 use crate::daemon::Daemon;
-use crate::grants::Trust;
-use crate::manifest::{Capabilities, PluginType};
+use crate::plugins::manifest::{Capabilities, PluginType};
 use crate::workers::CallError;
 
 pub fn plugin_type(t: PluginType) -> pb::PluginType {

@@ -320,11 +320,11 @@ async fn host_calls(on: &Tarkd, http_port: u16, n: usize) -> anyhow::Result<Host
     let gets = |times: u32| json!({ "op": "storage_get", "key": "k", "times": times }).to_string();
     let url = format!("http://localhost:{http_port}/hello");
     let via_broker = json!({ "op": "http", "url": url }).to_string();
-    let outbound = tarkd::http::Outbound::new(tarkd::http::HttpLimits::default());
-    let rules = [tarkd::hosts::parse_rule(&format!(
+    let outbound = tarkd::broker::http::Outbound::new(tarkd::broker::http::HttpLimits::default());
+    let rules = [tarkd::broker::hosts::parse_rule(&format!(
         "http://localhost:{http_port}"
     ))?];
-    let check = |t: &tarkd::hosts::Target| tarkd::hosts::allowed(&rules, t);
+    let check = |t: &tarkd::broker::hosts::Target| tarkd::broker::hosts::allowed(&rules, t);
     let direct = || {
         let req = wpb::HttpRequest {
             method: "GET".into(),

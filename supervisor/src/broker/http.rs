@@ -15,8 +15,8 @@ use serde::Deserialize;
 use tark_proto::worker::v1 as pb;
 use url::Host;
 
-use crate::addresses;
-use crate::hosts::{self, Allow, Refusal, Target};
+use crate::broker::addresses;
+use crate::broker::hosts::{self, Allow, Refusal, Target};
 
 /// Limits on what a plugin may send and receive.
 #[derive(Debug, Clone, Deserialize)]

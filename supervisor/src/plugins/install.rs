@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use tonic::Code;
 
+use crate::broker::grants;
 use crate::daemon::Daemon;
-use crate::grants;
-use crate::manifest::{self, Capabilities};
-use crate::registry::{self, Plugin};
+use crate::plugins::manifest::{self, Capabilities};
+use crate::plugins::registry::{self, Plugin};
 use crate::workers::CallError;
 
 /// A plugin read from its source folder, validated, not yet installed.
@@ -59,7 +59,7 @@ fn check_approval(
     approved: &Capabilities,
 ) -> Result<(), CallError> {
     for h in &approved.http {
-        crate::hosts::parse_rule(h)
+        crate::broker::hosts::parse_rule(h)
             .map_err(|e| invalid(format!("plugin {id}: approval http {e}")))?;
     }
     let extra = grants::beyond(approved, declared);

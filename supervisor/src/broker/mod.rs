@@ -9,6 +9,18 @@
 //! A refusal is an error status the worker hands to the plugin as an error value;
 //! it is also logged on the `audit` target and written to the audit log.
 
+pub mod addresses;
+pub mod audit;
+pub mod files;
+pub mod grants;
+pub mod hosts;
+pub mod http;
+pub mod policy;
+pub mod ratelimit;
+pub mod secrets;
+pub mod storage;
+pub mod ws;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,15 +28,15 @@ use std::time::Duration;
 use tark_proto::worker::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use crate::audit::AuditLog;
+use crate::broker::audit::AuditLog;
+use crate::broker::grants::{Denial, Grant, GrantTable, Trust};
+use crate::broker::hosts::{Allow, Refusal, Target};
+use crate::broker::http::{HttpError, Outbound};
+use crate::broker::ratelimit::TokenBucket;
+use crate::broker::storage::{Namespace, Storage, StorageError};
+use crate::broker::ws::Sessions;
 use crate::config::Config;
-use crate::files::{self, FsError, Roots};
-use crate::grants::{Denial, Grant, GrantTable, Trust};
-use crate::hosts::{Allow, Refusal, Target};
-use crate::http::{HttpError, Outbound};
-use crate::ratelimit::TokenBucket;
-use crate::storage::{Namespace, Storage, StorageError};
-use crate::ws::Sessions;
+use files::{FsError, Roots};
 
 /// Longest log line a plugin may write; longer lines are cut.
 const MAX_LOG_LINE: usize = 4096;
@@ -284,7 +296,7 @@ impl pb::broker_server::Broker for Broker {
         // `none`, not an error, for a refusal: a plugin cannot tell a refused
         // variable from an unset one, so it cannot probe tarkd's environment.
         let none = Ok(Response::new(pb::EnvValue { value: None }));
-        if !crate::policy::valid_env_name(&name) {
+        if !crate::broker::policy::valid_env_name(&name) {
             return none;
         }
         if let Err(d) = grant.env(&name)
@@ -294,8 +306,8 @@ impl pb::broker_server::Broker for Broker {
         }
         // The plugin's secrets file first, then tarkd's environment.
         let secrets_dir = self.shared.config.secrets_dir();
-        let secret =
-            crate::secrets::lookup(&secrets_dir, &self.ns.plugin, &name).unwrap_or_else(|e| {
+        let secret = crate::broker::secrets::lookup(&secrets_dir, &self.ns.plugin, &name)
+            .unwrap_or_else(|e| {
                 tracing::warn!(plugin = %self.ns.plugin, "{e}");
                 None
             });

@@ -6,8 +6,8 @@ use std::path::Path;
 /// (folder, plugin.toml, plugin.wasm) of each bundled example.
 const BUNDLED: &[(&str, &str, &[u8])] = &[(
     "notes",
-    include_str!("../../examples/plugins/notes/plugin.toml"),
-    include_bytes!("../../examples/plugins/notes/plugin.wasm"),
+    include_str!("../../../examples/plugins/notes/plugin.toml"),
+    include_bytes!("../../../examples/plugins/notes/plugin.wasm"),
 )];
 
 /// Installs each bundled example that is not already installed. An installed copy

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::manifest::{self, Capabilities, Manifest, PluginType};
+use crate::plugins::manifest::{self, Capabilities, Manifest, PluginType};
 
 /// Largest wasm file tarkd will read for a plugin.
 pub const MAX_WASM_BYTES: u64 = 64 << 20;

@@ -16,8 +16,8 @@ use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use crate::hosts::{self, Allow, Refusal, Target};
-use crate::http::{HttpError, header_allowed, resolve};
+use crate::broker::hosts::{self, Allow, Refusal, Target};
+use crate::broker::http::{HttpError, header_allowed, resolve};
 
 /// `[ws]` configuration.
 #[derive(Debug, Clone, Deserialize)]

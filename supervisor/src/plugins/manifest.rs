@@ -194,14 +194,14 @@ pub fn parse(
     }
     let caps = raw.capabilities;
     for h in &caps.http {
-        if let Err(e) = crate::hosts::parse_rule(h) {
+        if let Err(e) = crate::broker::hosts::parse_rule(h) {
             problems.push(format!("capabilities.http entry {e}"));
         }
     }
     for e in caps
         .env
         .iter()
-        .filter(|e| !crate::policy::valid_env_pattern(e))
+        .filter(|e| !crate::broker::policy::valid_env_pattern(e))
     {
         problems.push(format!(
             "capabilities.env entry {e:?} must be a variable name or PREFIX_*"
@@ -210,7 +210,7 @@ pub fn parse(
     for f in caps
         .fs_read
         .iter()
-        .filter(|f| !crate::policy::valid_fs_entry(f))
+        .filter(|f| !crate::broker::policy::valid_fs_entry(f))
     {
         problems.push(format!(
             "capabilities.fs_read entry {f:?} must be an absolute, ~/ or ./ path without .."

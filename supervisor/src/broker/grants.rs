@@ -7,10 +7,10 @@ use std::sync::{Arc, RwLock};
 
 use serde::Deserialize;
 
-use crate::files::PathList;
-use crate::hosts::{self, Allow, HostRule, Target};
-use crate::manifest::Capabilities;
-use crate::policy;
+use crate::broker::files::PathList;
+use crate::broker::hosts::{self, Allow, HostRule, Target};
+use crate::broker::policy;
+use crate::plugins::manifest::Capabilities;
 
 /// How tarkd treats a call the grant does not cover.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

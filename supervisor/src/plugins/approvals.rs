@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::Capabilities;
+use crate::plugins::manifest::Capabilities;
 
 /// Why an approval could not be read or written.
 #[derive(Debug, thiserror::Error)]

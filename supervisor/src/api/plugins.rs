@@ -1,0 +1,96 @@
+//! The `Plugins` service: what is installed, installing and approving, restarts.
+
+use tark_proto::plugin::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use super::Api;
+use super::convert::{self, caps_from_pb, caps_to_pb};
+
+#[tonic::async_trait]
+impl pb::plugins_server::Plugins for Api {
+    async fn list_plugins(
+        &self,
+        _req: Request<pb::ListPluginsRequest>,
+    ) -> Result<Response<pb::ListPluginsResponse>, Status> {
+        let plugins = self
+            .0
+            .registry()
+            .plugins
+            .values()
+            .map(|p| self.plugin_info(p))
+            .collect();
+        Ok(Response::new(pb::ListPluginsResponse { plugins }))
+    }
+
+    async fn get_plugin(
+        &self,
+        req: Request<pb::PluginRef>,
+    ) -> Result<Response<pb::PluginInfo>, Status> {
+        let plugin = self.0.plugin(&req.into_inner().id)?;
+        Ok(Response::new(self.plugin_info(&plugin)))
+    }
+
+    async fn install_plugin(
+        &self,
+        req: Request<pb::InstallPluginRequest>,
+    ) -> Result<Response<pb::InstallPluginResponse>, Status> {
+        let caller = req
+            .extensions()
+            .get::<tonic::transport::server::UdsConnectInfo>()
+            .and_then(|c| c.peer_cred)
+            .map(|c| c.uid());
+        let req = req.into_inner();
+        let plan = self.0.plan(&req.source, caller)?;
+        // The plugin as it would be: its approval state is the plan's, not the
+        // installed copy's.
+        let mut planned = self.plugin_info(&plan.plugin);
+        planned.approved = plan.current.is_some();
+        planned.pending_approval = plan.needs_approval.clone();
+        let mut reply = pb::InstallPluginResponse {
+            plugin: Some(planned),
+            installed: false,
+            requested: Some(caps_to_pb(&plan.plugin.declared())),
+            current: plan.current.as_ref().map(caps_to_pb),
+            needs_approval: plan.needs_approval.clone(),
+        };
+        if let Some(approved) = req.approved {
+            let installed = self.plugin_info(&*self.0.install(plan, caps_from_pb(approved)).await?);
+            reply.needs_approval = installed.pending_approval.clone();
+            reply.plugin = Some(installed);
+            reply.installed = true;
+        }
+        Ok(Response::new(reply))
+    }
+
+    async fn get_grants(
+        &self,
+        req: Request<pb::PluginRef>,
+    ) -> Result<Response<pb::Grants>, Status> {
+        let id = req.into_inner().id;
+        Ok(Response::new(convert::grants(&self.0, &id)?))
+    }
+
+    async fn set_grants(
+        &self,
+        req: Request<pb::SetGrantsRequest>,
+    ) -> Result<Response<pb::Grants>, Status> {
+        let req = req.into_inner();
+        self.0
+            .set_grants(&req.id, caps_from_pb(req.approved.unwrap_or_default()))?;
+        Ok(Response::new(convert::grants(&self.0, &req.id)?))
+    }
+
+    async fn restart_plugin(
+        &self,
+        req: Request<pb::PluginRef>,
+    ) -> Result<Response<pb::LifecycleResponse>, Status> {
+        let plugin = self.0.plugin(&req.into_inner().id)?;
+        let stopped = self.0.workers.restart(&plugin.id).await;
+        tracing::info!(plugin = %plugin.id, stopped, "restarted by request");
+        let message = format!(
+            "plugin {}: stopped {stopped} worker(s); the next call starts a fresh one",
+            plugin.id
+        );
+        Ok(Response::new(pb::LifecycleResponse { message }))
+    }
+}

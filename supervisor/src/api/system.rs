@@ -1,0 +1,68 @@
+//! The `System` service: tarkd's status and the audit log.
+
+use tark_proto::plugin::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use super::Api;
+
+#[tonic::async_trait]
+impl pb::system_server::System for Api {
+    async fn audit(
+        &self,
+        req: Request<pb::AuditRequest>,
+    ) -> Result<Response<pb::AuditResponse>, Status> {
+        let req = req.into_inner();
+        let audit = &self.0.workers.authority.audit;
+        let plugin = (!req.plugin.is_empty()).then_some(req.plugin.as_str());
+        let limit = if req.limit == 0 {
+            100
+        } else {
+            req.limit as usize
+        };
+        let entries = audit
+            .recent(plugin, limit)
+            .into_iter()
+            .map(|e| pb::AuditEntry {
+                time_ms: e.time_ms,
+                tenant: e.tenant,
+                plugin: e.plugin,
+                capability: e.capability,
+                target: e.target,
+                decision: e.decision,
+                reason: e.reason,
+            })
+            .collect();
+        let counts = audit
+            .counts()
+            .into_iter()
+            .filter(|((p, _), _)| plugin.is_none_or(|want| p == want))
+            .map(|((plugin, capability), denials)| pb::AuditCount {
+                plugin,
+                capability,
+                denials,
+            })
+            .collect();
+        Ok(Response::new(pb::AuditResponse { entries, counts }))
+    }
+
+    async fn status(
+        &self,
+        _req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let d = &self.0;
+        Ok(Response::new(pb::StatusResponse {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid: std::process::id(),
+            uptime_seconds: d.started.elapsed().as_secs(),
+            socket: d.config.socket.display().to_string(),
+            state_dir: d.config.state_dir.display().to_string(),
+            plugins_dir: d.config.plugins_dir.display().to_string(),
+            plugins: d
+                .registry()
+                .plugins
+                .values()
+                .map(|p| self.plugin_info(p))
+                .collect(),
+        }))
+    }
+}

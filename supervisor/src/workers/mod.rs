@@ -1,0 +1,386 @@
+//! The worker manager: one worker process per tenant × plugin, started on first
+//! use, replaced after it dies, and never trusted with anything but its own calls.
+//!
+//! [`slot`] holds one tenant × plugin's state, [`start`] brings a worker up,
+//! [`exit`] tells how it ended, [`restart`] decides when it may come back.
+
+pub mod cache;
+pub mod channel;
+mod exit;
+pub mod restart;
+mod slot;
+pub mod spawn;
+mod start;
+pub mod syscalls;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tark_proto::worker::v1 as pb;
+use tonic::{Code, Status};
+
+use crate::broker::Authority;
+use crate::config::Config;
+use crate::plugins::registry::Plugin;
+use cache::ArtifactCache;
+use restart::Decision;
+use slot::{Slot, Worker};
+use spawn::Spawner;
+
+pub use exit::describe_exit;
+pub use slot::{SlotStats, WorkerKey};
+
+/// How long tarkd waits, after a worker's channel broke, to learn why it exited.
+const EXIT_REPORT_WAIT: Duration = Duration::from_secs(2);
+
+/// Why a call to a plugin failed, as the agent sees it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct CallError {
+    pub code: Code,
+    pub message: String,
+}
+
+impl CallError {
+    pub(crate) fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<CallError> for Status {
+    fn from(e: CallError) -> Self {
+        Status::new(e.code, e.message)
+    }
+}
+
+/// Starts, calls and stops workers.
+pub struct Workers {
+    config: Arc<Config>,
+    worker_path: PathBuf,
+    cache: ArtifactCache,
+    spawner: Spawner,
+    /// What every broker hands out, checked: storage, grants, network, audit.
+    pub authority: Arc<Authority>,
+    slots: Mutex<HashMap<WorkerKey, Arc<Slot>>>,
+    /// The uid/gid offset of each tenant × plugin, when tarkd runs as root.
+    ids: Mutex<HashMap<WorkerKey, u32>>,
+}
+
+impl Workers {
+    pub fn new(
+        config: Arc<Config>,
+        worker_path: PathBuf,
+        authority: Arc<Authority>,
+        cache: ArtifactCache,
+        spawner: Spawner,
+    ) -> Self {
+        Self {
+            config,
+            worker_path,
+            authority,
+            cache,
+            spawner,
+            slots: Mutex::default(),
+            ids: Mutex::default(),
+        }
+    }
+
+    fn max_response_bytes(&self) -> usize {
+        usize::try_from(self.config.limits.max_response_kib << 10).unwrap_or(usize::MAX)
+    }
+
+    fn slot(&self, key: &WorkerKey) -> Arc<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(slots.entry(key.clone()).or_default())
+    }
+
+    /// Whether any tenant's worker of this plugin is quarantined.
+    pub fn quarantined(&self, plugin: &str) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .iter()
+            .any(|(k, s)| k.plugin == plugin && s.history().quarantined())
+    }
+
+    /// Status of every tenant × plugin that has had a worker, in key order.
+    pub fn stats(&self) -> Vec<(WorkerKey, SlotStats)> {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = slots
+            .iter()
+            .map(|(k, s)| (k.clone(), s.stats().clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Makes one call to a plugin for a tenant, starting its worker if need be.
+    pub async fn call(
+        &self,
+        tenant: &str,
+        plugin: &Plugin,
+        call: pb::invoke_request::Call,
+    ) -> Result<pb::invoke_response::Outcome, CallError> {
+        let key = WorkerKey {
+            tenant: tenant.to_owned(),
+            plugin: plugin.id.clone(),
+        };
+        let slot = self.slot(&key);
+        let worker = self.ensure_worker(&key, &slot, plugin).await?;
+        slot.stats().calls += 1;
+
+        let limit = Duration::from_millis(
+            self.config.limits.deadline_ms + self.config.limits.kill_grace_ms,
+        );
+        let mut client = worker.client.clone();
+        let request = pb::InvokeRequest { call: Some(call) };
+        let turn = worker.turn.lock().await;
+        // A worker whose process ended fails the call at once, even if something
+        // (an orphan of a kill racing its start) still holds the other end of
+        // its channel: that leftover is killed with the worker's process group.
+        let mut exited = worker.exit.clone();
+        let result = tokio::select! {
+            r = tokio::time::timeout(limit, client.invoke(request)) => r,
+            _ = exited.wait_for(Option::is_some) => {
+                worker.kill();
+                Ok(Err(tonic::Status::unavailable("the worker exited")))
+            }
+        };
+        drop(turn);
+        let id = &plugin.id;
+        let outcome = match result {
+            Err(_) => {
+                // The worker ignored its own deadline: it is stuck or compromised.
+                worker.kill();
+                let msg = format!(
+                    "plugin {id} did not answer within {} ms; its worker was killed",
+                    limit.as_millis()
+                );
+                Err(CallError::new(Code::DeadlineExceeded, msg))
+            }
+            Ok(Err(status)) => {
+                let reason = match worker.exit_reason(EXIT_REPORT_WAIT).await {
+                    Some(r) => r,
+                    None => {
+                        worker.kill();
+                        format!("its channel failed ({})", status.message())
+                    }
+                };
+                Err(CallError::new(
+                    Code::Unavailable,
+                    format!("worker for plugin {id} exited: {reason}"),
+                ))
+            }
+            Ok(Ok(resp)) => {
+                match check_size(id, resp.into_inner(), self.max_response_bytes())?.outcome {
+                    Some(pb::invoke_response::Outcome::Failure(f)) => Err(failure_to_error(id, &f)),
+                    Some(o) => {
+                        slot.history().succeeded();
+                        Ok(o)
+                    }
+                    None => Err(CallError::new(
+                        Code::Internal,
+                        format!("plugin {id}: worker sent an empty answer"),
+                    )),
+                }
+            }
+        };
+        if let Err(e) = &outcome {
+            slot.stats().last_error = e.message.clone();
+        }
+        outcome
+    }
+
+    /// The slot's live worker, or a newly started and loaded one.
+    async fn ensure_worker(
+        &self,
+        key: &WorkerKey,
+        slot: &Arc<Slot>,
+        plugin: &Plugin,
+    ) -> Result<Arc<Worker>, CallError> {
+        let Some(loaded) = plugin.runnable() else {
+            let why = plugin.diagnostics.join("; ");
+            return Err(CallError::new(
+                Code::FailedPrecondition,
+                format!("plugin {} cannot run: {why}", plugin.id),
+            ));
+        };
+        if let Some((sha, err)) = slot.load_error().as_ref()
+            && *sha == loaded.sha256
+        {
+            return Err(CallError::new(Code::FailedPrecondition, err.clone()));
+        }
+        let mut current = slot.worker.lock().await;
+        if let Some(w) = current.as_ref()
+            && !w.exited()
+        {
+            return Ok(Arc::clone(w));
+        }
+        self.wait_for_backoff(&plugin.id, slot).await?;
+        let worker = match self.start(key, slot, plugin, loaded).await {
+            Ok(w) => w,
+            Err(e) => {
+                slot.stats().last_error = e.message.clone();
+                return Err(e);
+            }
+        };
+        *current = Some(Arc::clone(&worker));
+        Ok(worker)
+    }
+
+    /// Holds a restart back until the slot's backoff has passed; a quarantined
+    /// slot, or a backoff longer than a call may wait, fails the call instead.
+    async fn wait_for_backoff(&self, plugin: &str, slot: &Slot) -> Result<(), CallError> {
+        let decision = slot.history().may_start(Instant::now());
+        let last = || slot.stats().last_error.clone();
+        match decision {
+            Ok(()) => Ok(()),
+            Err(Decision::Quarantine) => Err(CallError::new(
+                Code::Unavailable,
+                format!(
+                    "plugin {plugin} is quarantined after {} crashes within {} s (last: {}); run `tarkctl restart {plugin}` once it is fixed",
+                    self.config.supervision.intensity,
+                    self.config.supervision.period_s,
+                    last()
+                ),
+            )),
+            Err(Decision::RestartAt(at)) => {
+                let wait = at.saturating_duration_since(Instant::now());
+                if wait > Duration::from_millis(self.config.limits.deadline_ms) {
+                    return Err(CallError::new(
+                        Code::Unavailable,
+                        format!(
+                            "plugin {plugin} is restarting after a crash ({}); retry in {} ms",
+                            last(),
+                            wait.as_millis()
+                        ),
+                    ));
+                }
+                tokio::time::sleep_until(at.into()).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Stops every worker of a plugin (all tenants) and forgets its load failure;
+    /// the next call starts fresh. Returns how many workers were stopped.
+    pub async fn restart(&self, plugin: &str) -> usize {
+        let slots: Vec<Arc<Slot>> = {
+            let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots
+                .iter()
+                .filter(|(k, _)| k.plugin == plugin)
+                .map(|(_, s)| Arc::clone(s))
+                .collect()
+        };
+        let mut stopped = 0;
+        for slot in slots {
+            *slot.load_error() = None;
+            slot.history().reset();
+            if let Some(w) = slot.worker.lock().await.take() {
+                w.stop();
+                let _ = w.exit_reason(EXIT_REPORT_WAIT).await;
+                stopped += 1;
+            }
+            let mut stats = slot.stats();
+            stats.pid = None;
+            stats.last_error.clear();
+        }
+        stopped
+    }
+
+    /// Kills every worker (tarkd is shutting down).
+    pub async fn stop_all(&self) {
+        let slots: Vec<Arc<Slot>> = {
+            let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.values().cloned().collect()
+        };
+        for slot in slots {
+            if let Some(w) = slot.worker.lock().await.take() {
+                w.stop();
+            }
+        }
+    }
+}
+
+/// The worker caps its answers; tarkd checks again on receipt, because a
+/// compromised worker would not.
+fn check_size(
+    plugin: &str,
+    reply: pb::InvokeResponse,
+    limit: usize,
+) -> Result<pb::InvokeResponse, CallError> {
+    use prost::Message;
+    let size = reply.encoded_len();
+    if size > limit {
+        return Err(CallError::new(
+            Code::ResourceExhausted,
+            format!("plugin {plugin}: response of {size} bytes exceeds the limit of {limit} bytes"),
+        ));
+    }
+    Ok(reply)
+}
+
+/// Maps a worker's failure report to the agent's status code.
+fn failure_to_error(plugin: &str, f: &pb::Failure) -> CallError {
+    use pb::FailureKind as K;
+    let code = match K::try_from(f.kind).unwrap_or(K::Unspecified) {
+        K::Deadline => Code::DeadlineExceeded,
+        K::MemoryLimit | K::TableLimit | K::Fuel | K::ResponseTooLarge => Code::ResourceExhausted,
+        K::WrongWorld | K::NotLoaded => Code::FailedPrecondition,
+        K::BadRequest => Code::InvalidArgument,
+        K::Trap | K::Instantiate => Code::Aborted,
+        K::Unspecified => Code::Unknown,
+    };
+    CallError::new(code, format!("plugin {plugin}: {}", f.message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_answers_are_refused_on_receipt() {
+        let reply = |text: &str| pb::InvokeResponse {
+            outcome: Some(pb::invoke_response::Outcome::ToolResult(pb::ToolResult {
+                result: Some(pb::tool_result::Result::Success(text.to_owned())),
+            })),
+        };
+        assert!(check_size("p", reply("small"), 64).is_ok());
+        let err = check_size("p", reply(&"x".repeat(100)), 64).err();
+        assert_eq!(err.as_ref().map(|e| e.code), Some(Code::ResourceExhausted));
+        assert!(err.is_some_and(|e| e.message.starts_with("plugin p: response of 10")));
+    }
+
+    #[test]
+    fn failures_map_to_status_codes() {
+        use pb::FailureKind as K;
+        let cases = [
+            (K::Deadline, Code::DeadlineExceeded),
+            (K::MemoryLimit, Code::ResourceExhausted),
+            (K::Fuel, Code::ResourceExhausted),
+            (K::ResponseTooLarge, Code::ResourceExhausted),
+            (K::Trap, Code::Aborted),
+            (K::WrongWorld, Code::FailedPrecondition),
+            (K::BadRequest, Code::InvalidArgument),
+        ];
+        for (kind, code) in cases {
+            let e = failure_to_error(
+                "p",
+                &pb::Failure {
+                    kind: kind as i32,
+                    message: "m".into(),
+                },
+            );
+            assert_eq!(
+                (e.code, e.message.as_str()),
+                (code, "plugin p: m"),
+                "{kind:?}"
+            );
+        }
+    }
+}

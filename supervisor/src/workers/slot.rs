@@ -1,0 +1,102 @@
+//! One tenant × plugin's place in the worker manager: its live worker process, if
+//! any, and what tarkd remembers across that worker's restarts (counters, the last
+//! error, crash history for backoff and quarantine, a module that failed to load).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tark_proto::worker::v1 as pb;
+use tark_proto::worker::v1::worker_client::WorkerClient;
+use tokio::sync::watch;
+use tonic::transport::Channel;
+
+use super::restart::CrashHistory;
+
+/// Which worker: tenant and plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkerKey {
+    pub tenant: String,
+    pub plugin: String,
+}
+
+/// Counters and last error of one tenant × plugin, shown by `tarkctl status`.
+#[derive(Debug, Clone, Default)]
+pub struct SlotStats {
+    pub pid: Option<u32>,
+    pub starts: u64,
+    pub calls: u64,
+    pub last_error: String,
+    pub sandbox: Vec<pb::SandboxLayer>,
+}
+
+impl SlotStats {
+    /// Worker starts after the first.
+    pub fn restarts(&self) -> u64 {
+        self.starts.saturating_sub(1)
+    }
+}
+
+/// A live worker process.
+pub(super) struct Worker {
+    pub(super) pid: u32,
+    pub(super) client: WorkerClient<Channel>,
+    pub(super) exit: watch::Receiver<Option<String>>,
+    /// The worker runs one call at a time; tarkd queues here, so a call's kill
+    /// timer starts when it is the call's turn, not while it waits behind others.
+    pub(super) turn: tokio::sync::Mutex<()>,
+    /// Set when tarkd itself ends the worker (restart, shutdown): not a crash.
+    pub(super) stopping: Arc<AtomicBool>,
+}
+
+impl Worker {
+    pub(super) fn exited(&self) -> bool {
+        self.exit.borrow().is_some()
+    }
+
+    /// Why the worker exited, once it has; `None` if it is still running after `wait`.
+    pub(super) async fn exit_reason(&self, wait: Duration) -> Option<String> {
+        let mut rx = self.exit.clone();
+        let waited = tokio::time::timeout(wait, rx.wait_for(Option::is_some)).await;
+        waited.ok().and_then(|r| r.ok().and_then(|v| v.clone()))
+    }
+
+    /// Ends the worker on tarkd's behalf; its exit is not counted as a crash.
+    pub(super) fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.kill();
+    }
+
+    /// Kills a worker that misbehaved; its exit counts as a crash.
+    pub(super) fn kill(&self) {
+        // The worker leads its own process group; kill the group.
+        let pgid = nix::unistd::Pid::from_raw(self.pid as i32);
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// One tenant × plugin: its live worker, if any, and its history.
+#[derive(Default)]
+pub(super) struct Slot {
+    pub(super) worker: tokio::sync::Mutex<Option<Arc<Worker>>>,
+    pub(super) stats: Mutex<SlotStats>,
+    /// A load failure for this module (by SHA-256): the same bytes will fail the
+    /// same way, so calls fail fast until the plugin changes or is restarted.
+    pub(super) load_error: Mutex<Option<(String, String)>>,
+    /// Crashes of this slot's workers: backoff and quarantine.
+    pub(super) history: Mutex<CrashHistory>,
+}
+
+impl Slot {
+    pub(super) fn stats(&self) -> std::sync::MutexGuard<'_, SlotStats> {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn load_error(&self) -> std::sync::MutexGuard<'_, Option<(String, String)>> {
+        self.load_error.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn history(&self) -> std::sync::MutexGuard<'_, CrashHistory> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

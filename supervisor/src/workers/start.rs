@@ -1,0 +1,295 @@
+//! Starting a worker: spawning it confined, wiring its two channels (tarkd's
+//! client of the worker, the worker's broker), watching its exit, loading the
+//! module (precompiled from the cache when tarkd has it) and checking the sandbox
+//! layers it reports against what the config requires.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use tark_proto::worker::v1 as pb;
+use tokio::sync::watch;
+use tonic::{Code, Status};
+
+use super::exit::{describe_exit, relay_stderr, with_violation};
+use super::restart::Decision;
+use super::slot::{Slot, Worker, WorkerKey};
+use super::spawn::Confinement;
+use super::{CallError, EXIT_REPORT_WAIT, Workers, channel};
+use crate::broker::Broker;
+use crate::plugins::registry::Plugin;
+
+impl Workers {
+    /// How to confine the worker of `key`: namespaces if configured, and its own
+    /// uid and gid when tarkd can set them (it is root).
+    fn confinement(&self, key: &WorkerKey) -> Confinement {
+        let sandbox = &self.config.sandbox;
+        let ids = nix::unistd::geteuid().is_root().then(|| {
+            let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+            let next = ids.len() as u32;
+            let offset = *ids.entry(key.clone()).or_insert(next) % sandbox.worker_id_count;
+            let id = sandbox.worker_id_base.saturating_add(offset);
+            (id, id)
+        });
+        Confinement {
+            namespaces: sandbox.namespaces,
+            ids,
+        }
+    }
+
+    /// The layers tarkd applies at spawn, as found on the running worker.
+    fn outer_layers(&self, pid: u32, confinement: Confinement) -> Vec<pb::SandboxLayer> {
+        let layer = |name: &str, applied: bool, detail: String| pb::SandboxLayer {
+            name: name.into(),
+            applied,
+            detail,
+        };
+        let namespaces = match (
+            confinement.namespaces,
+            crate::workers::spawn::namespaces_of(pid),
+        ) {
+            (false, _) => layer("namespaces", false, "disabled by sandbox.namespaces".into()),
+            (true, ns) if ns.is_empty() => {
+                layer("namespaces", false, "the kernel refused them".into())
+            }
+            (true, ns) => layer("namespaces", true, ns.join(", ")),
+        };
+        let uid = match confinement.ids {
+            Some((uid, _)) => layer("worker_uid", true, format!("uid and gid {uid}")),
+            None => layer("worker_uid", false, "tarkd is not root".into()),
+        };
+        let cgroup = layer(
+            "cgroup",
+            false,
+            format!(
+                "{}; rlimits only",
+                crate::workers::spawn::cgroup_delegation()
+            ),
+        );
+        vec![namespaces, uid, cgroup]
+    }
+
+    /// Refuses a worker that lacks a layer the config requires.
+    fn check_required(&self, plugin: &str, layers: &[pb::SandboxLayer]) -> Result<(), CallError> {
+        for required in &self.config.sandbox.require {
+            let layer = layers.iter().find(|l| l.name == *required);
+            if !layer.is_some_and(|l| l.applied) {
+                let found =
+                    layer.map_or_else(|| format!("{required}: not reported"), ToString::to_string);
+                return Err(CallError::new(
+                    Code::FailedPrecondition,
+                    format!("plugin {plugin}: required sandbox layer missing: {found}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn start(
+        &self,
+        key: &WorkerKey,
+        slot: &Arc<Slot>,
+        plugin: &Plugin,
+        loaded: &crate::plugins::registry::Loaded,
+    ) -> Result<Arc<Worker>, CallError> {
+        let id = &plugin.id;
+        let unavailable = |what: &str, e: &dyn std::fmt::Display| {
+            CallError::new(Code::Unavailable, format!("plugin {id}: {what}: {e}"))
+        };
+        let label = format!("{}/{}", key.tenant, key.plugin);
+        let confinement = self.confinement(key);
+        let spawned =
+            self.spawner.spawn(label, confinement).await.map_err(|e| {
+                unavailable(&format!("starting {}", self.worker_path.display()), &e)
+            })?;
+        let pid = spawned.pid;
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let mut child = spawned.child;
+        let relay = child
+            .stderr
+            .take()
+            .map(|stderr| tokio::spawn(relay_stderr(id.clone(), pid, stderr)));
+        let watched = Arc::clone(slot);
+        let plugin_id = id.clone();
+        // The pid tarkd shows for this worker (the namespaced child, once loaded).
+        let shown_pid = Arc::new(std::sync::atomic::AtomicU32::new(pid));
+        let shown = Arc::clone(&shown_pid);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let asked = Arc::clone(&stopping);
+        let policy = self.config.supervision;
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            // The stderr relay ends when the worker's last write end closes.
+            let violation = match relay {
+                Some(r) => tokio::time::timeout(EXIT_REPORT_WAIT, r)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .flatten(),
+                None => None,
+            };
+            let reason = match status {
+                Ok(status) => with_violation(describe_exit(status), status, violation),
+                Err(e) => format!("could not be waited for: {e}"),
+            };
+            let crashed = !asked.load(Ordering::SeqCst);
+            let decision = crashed.then(|| watched.history().crashed(&policy, Instant::now()));
+            {
+                let mut stats = watched.stats();
+                if stats.pid == Some(shown.load(Ordering::SeqCst)) {
+                    stats.pid = None;
+                    if crashed {
+                        stats.last_error = format!("worker exited: {reason}");
+                    }
+                }
+            }
+            match decision {
+                Some(Decision::Quarantine) => {
+                    tracing::error!(plugin = %plugin_id, pid, "worker {reason}; plugin quarantined after {} crashes in {} s", policy.intensity, policy.period_s)
+                }
+                Some(Decision::RestartAt(_)) => {
+                    tracing::warn!(plugin = %plugin_id, pid, "worker {reason}")
+                }
+                None => tracing::info!(plugin = %plugin_id, pid, "worker {reason}"),
+            }
+            let _ = exit_tx.send(Some(reason));
+        });
+
+        // The broker for this worker: its identity is fixed here, from the key.
+        let broker = Broker::new(
+            key.tenant.clone(),
+            key.plugin.clone(),
+            plugin.dir.clone(),
+            Arc::clone(&self.authority),
+        );
+        let broker_stream =
+            channel::adopt(spawned.broker).map_err(|e| unavailable("broker channel", &e))?;
+        let mut exited = exit_rx.clone();
+        let gone = async move {
+            let _ = exited.wait_for(Option::is_some).await;
+        };
+        tokio::spawn(channel::serve_broker(broker, broker_stream, gone));
+
+        let control =
+            channel::adopt(spawned.control).map_err(|e| unavailable("control channel", &e))?;
+        let client = channel::worker_client(control)
+            .await
+            .map_err(|e| unavailable("control channel", &e))?;
+        let worker = Arc::new(Worker {
+            pid,
+            client,
+            exit: exit_rx,
+            turn: tokio::sync::Mutex::new(()),
+            stopping,
+        });
+
+        let mut layers = Vec::new();
+        match self.load(&worker, loaded).await.and_then(|inner| {
+            // The worker answered, so it runs: as the child of the pid it was
+            // spawned as when it entered its own PID namespace.
+            let shown = crate::workers::spawn::worker_pid(pid);
+            shown_pid.store(shown, Ordering::SeqCst);
+            layers = self.outer_layers(shown, confinement);
+            layers.extend(inner);
+            self.check_required(id, &layers)
+        }) {
+            Ok(()) => {
+                let pid = shown_pid.load(Ordering::SeqCst);
+                let mut stats = slot.stats();
+                stats.starts += 1;
+                stats.pid = Some(pid);
+                stats.sandbox = layers;
+                tracing::info!(plugin = %id, tenant = %key.tenant, pid, "worker started");
+                for missing in stats.sandbox.iter().filter(|l| !l.applied) {
+                    tracing::warn!(plugin = %id, tenant = %key.tenant, pid, "sandbox layer {missing}");
+                }
+                Ok(worker)
+            }
+            Err(e) => {
+                worker.kill();
+                if e.code == Code::FailedPrecondition || e.code == Code::InvalidArgument {
+                    *slot.load_error() = Some((loaded.sha256.clone(), e.message.clone()));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends the module (precompiled when the cache has it) and the limits.
+    async fn load(
+        &self,
+        worker: &Worker,
+        loaded: &crate::plugins::registry::Loaded,
+    ) -> Result<Vec<pb::SandboxLayer>, CallError> {
+        let l = &self.config.limits;
+        let fuel = l.fuel > 0;
+        let limits = pb::Limits {
+            deadline_ms: l.deadline_ms,
+            memory_bytes: l.memory_mib << 20,
+            table_elements: l.table_elements,
+            instances: l.instances,
+            fuel: l.fuel,
+            max_response_bytes: l.max_response_kib << 10,
+        };
+        let kind = match loaded.manifest.plugin_type {
+            crate::plugins::manifest::PluginType::Auth => pb::PluginKind::Auth,
+            crate::plugins::manifest::PluginType::Tool => pb::PluginKind::Tool,
+            crate::plugins::manifest::PluginType::Provider => pb::PluginKind::Provider,
+            crate::plugins::manifest::PluginType::Channel => pb::PluginKind::Channel,
+            crate::plugins::manifest::PluginType::Hook => pb::PluginKind::Hook,
+        };
+        let request = |module| pb::LoadRequest {
+            kind: kind as i32,
+            limits: Some(limits),
+            module: Some(module),
+            lockdown: self.config.sandbox.lockdown,
+            seccomp_log: self.config.sandbox.seccomp == crate::config::SeccompMode::Log,
+        };
+        let name = &loaded.manifest.name;
+        let mut client = worker.client.clone();
+        if let Some(artifact) = self.cache.get(&loaded.sha256, fuel) {
+            match client
+                .load(request(pb::load_request::Module::Precompiled(artifact)))
+                .await
+            {
+                Ok(r) => return Ok(r.into_inner().sandbox),
+                Err(s) if s.code() == Code::DataLoss => {
+                    tracing::info!(plugin = %name, "cached artifact refused ({}); recompiling", s.message());
+                    self.cache.remove(&loaded.sha256, fuel);
+                }
+                Err(s) => return Err(self.load_error(worker, name, s).await),
+            }
+        }
+        let wasm = pb::load_request::Module::Wasm(loaded.wasm.to_vec());
+        let reply = match client.load(request(wasm)).await {
+            Ok(r) => r.into_inner(),
+            Err(s) => return Err(self.load_error(worker, name, s).await),
+        };
+        tracing::info!(plugin = %name, compile_ms = reply.compile_micros / 1000, "compiled");
+        if !reply.precompiled.is_empty()
+            && let Err(e) = self.cache.put(&loaded.sha256, fuel, &reply.precompiled)
+        {
+            tracing::warn!(plugin = %name, "caching the compiled module failed: {e}");
+        }
+        Ok(reply.sandbox)
+    }
+
+    async fn load_error(&self, worker: &Worker, name: &str, s: Status) -> CallError {
+        match s.code() {
+            Code::FailedPrecondition | Code::InvalidArgument => CallError::new(
+                Code::FailedPrecondition,
+                format!("plugin {name} cannot be loaded: {}", s.message()),
+            ),
+            _ => {
+                let reason = worker
+                    .exit_reason(EXIT_REPORT_WAIT)
+                    .await
+                    .unwrap_or_else(|| s.message().to_owned());
+                CallError::new(
+                    Code::Unavailable,
+                    format!("worker for plugin {name} failed to load it: {reason}"),
+                )
+            }
+        }
+    }
+}
