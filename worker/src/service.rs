@@ -10,8 +10,8 @@ use tokio::sync::{Mutex, Notify};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::abi::component::{self, CallLimits, ComponentPlugin};
-use crate::abi::{Failure, host::HostState};
+use crate::abi::component::{self, CallLimits, version};
+use crate::abi::{Failure, Plugin, host::HostState};
 use crate::{engine, sandbox};
 
 /// Serves one plugin. Calls are serialised: a worker runs one guest call at a
@@ -25,7 +25,7 @@ pub struct WorkerService {
 }
 
 struct Loaded {
-    plugin: ComponentPlugin,
+    plugin: Box<dyn Plugin>,
     exports: Vec<String>,
     max_response_bytes: usize,
 }
@@ -86,13 +86,13 @@ impl pb::worker_server::Worker for WorkerService {
             None => return Err(Status::invalid_argument("LoadRequest carries no module")),
         };
         let compile_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let exports = component::exports(&engine, &component);
-        component::check_world(&exports, kind)
-            .map_err(|f| Status::failed_precondition(f.message))?;
+        let exports = version::exports(&engine, &component);
+        version::check_world(&exports, kind).map_err(|f| Status::failed_precondition(f.message))?;
 
         let broker = self.broker.clone();
         let max_response_bytes = limits.max_response_bytes;
-        let plugin = ComponentPlugin::new(
+        let plugin = component::load(
+            kind,
             engine.clone(),
             component,
             limits,

@@ -32,8 +32,10 @@ pub struct Armed {
 }
 
 impl Watchdog {
-    /// Starts the watchdog thread for `engine`.
-    pub fn start(engine: Engine) -> std::io::Result<Self> {
+    /// Starts the watchdog thread for `engine`. With a `slice`, it also ticks
+    /// every `slice` while a call runs, so the guest's epoch callback runs (and
+    /// yields) that often; without one, it ticks only at deadlines.
+    pub fn start(engine: Engine, slice: Option<std::time::Duration>) -> std::io::Result<Self> {
         let shared = Arc::new((Mutex::new(State::default()), Condvar::new()));
         let theirs = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -56,11 +58,17 @@ impl Watchdog {
                             engine.increment_epoch();
                         }
                         Some((_, at)) => {
-                            let left = at.saturating_duration_since(Instant::now());
-                            state = cv
-                                .wait_timeout(state, left)
-                                .unwrap_or_else(|p| p.into_inner())
-                                .0;
+                            let now = Instant::now();
+                            let wake = slice.map_or(at, |s| at.min(now + s));
+                            let (s, waited) = cv
+                                .wait_timeout(state, wake.saturating_duration_since(now))
+                                .unwrap_or_else(|p| p.into_inner());
+                            state = s;
+                            // A slice ended with a call still running: tick, so
+                            // the guest yields (the store decides, by its deadline).
+                            if slice.is_some() && waited.timed_out() && state.armed.is_some() {
+                                engine.increment_epoch();
+                            }
                         }
                     }
                 }
@@ -135,7 +143,7 @@ mod tests {
         let engine = epoch_config()?;
         let wasm = wat::parse_str(r#"(module (func (export "spin") (loop $l (br $l))))"#)?;
         let module = wasmtime::Module::new(&engine, wasm)?;
-        let dog = Watchdog::start(engine.clone())?;
+        let dog = Watchdog::start(engine.clone(), None)?;
         let mut store = wasmtime::Store::new(&engine, ());
         store.set_epoch_deadline(1);
         store.epoch_deadline_trap();
@@ -181,7 +189,7 @@ mod tests {
     #[test]
     fn interrupts_when_armed_while_idle() -> wasmtime::Result<()> {
         let engine = epoch_config()?;
-        let dog = Watchdog::start(engine.clone())?;
+        let dog = Watchdog::start(engine.clone(), None)?;
         let started = Instant::now();
         while !dog.is_idle() {
             assert!(
@@ -202,7 +210,7 @@ mod tests {
     #[test]
     fn interrupts_after_earlier_calls_finished_in_time() -> wasmtime::Result<()> {
         let engine = epoch_config()?;
-        let dog = Watchdog::start(engine.clone())?;
+        let dog = Watchdog::start(engine.clone(), None)?;
         for _ in 0..3 {
             drop(dog.arm(Instant::now() + Duration::from_millis(30)));
         }

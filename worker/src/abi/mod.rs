@@ -1,9 +1,11 @@
 //! Plugin ABIs the worker hosts. Each turns a [`Call`] into guest calls and the
-//! guest's answer into an [`Outcome`]; the worker service does not care which ABI a
-//! plugin uses.
+//! guest's answer into an [`Outcome`] behind one trait, [`Plugin`]: the worker
+//! service does not care which ABI or world a plugin uses.
 
 pub mod component;
 pub mod host;
+
+use std::pin::Pin;
 
 use tark_proto::worker::v1 as pb;
 
@@ -11,6 +13,16 @@ use tark_proto::worker::v1 as pb;
 pub type Call = pb::invoke_request::Call;
 /// A successful answer to a [`Call`].
 pub type Outcome = pb::invoke_response::Outcome;
+
+/// A call in progress.
+pub type Invocation<'a> = Pin<Box<dyn Future<Output = Result<Outcome, Failure>> + Send + 'a>>;
+
+/// A loaded plugin, whatever its ABI and world.
+pub trait Plugin: Send {
+    /// Runs one call under the plugin's limits. Dropping the future part-way
+    /// (the caller went away) leaves the plugin able to take the next call.
+    fn invoke(&mut self, call: Call) -> Invocation<'_>;
+}
 
 /// Why a call produced no answer.
 #[derive(Debug, Clone, PartialEq, Eq)]

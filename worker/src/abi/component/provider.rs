@@ -1,0 +1,125 @@
+//! The provider world: an LLM behind the agent's chat. Streaming is the plugin's
+//! `chat-stream-start` then one `chat-stream-poll` per chunk, each its own call,
+//! so tarkd interleaves other calls between chunks and stops polling when the
+//! agent goes away.
+
+use tark_proto::plugin::v1 as api;
+use tark_proto::worker::v1 as pb;
+use wasmtime::Store;
+
+use super::{not_this_world, world_bindings, world_plumbing};
+use crate::abi::host::HostState;
+use crate::abi::{Call, Failure, Outcome};
+
+mod bindings {
+    super::world_bindings!("provider-world");
+}
+
+use bindings::exports::tark::plugin::provider_plugin::{Message, Usage};
+
+// Types only: nothing to implement.
+impl bindings::tark::plugin::types::Host for HostState {}
+
+world_plumbing!(Provider, bindings::ProviderWorld, call);
+
+fn usage(u: Option<Usage>) -> Option<api::Usage> {
+    u.map(|u| api::Usage {
+        input_tokens: u.input_tokens,
+        output_tokens: u.output_tokens,
+    })
+}
+
+fn messages(m: Vec<api::ChatMessage>) -> Vec<Message> {
+    m.into_iter()
+        .map(|m| Message {
+            role: m.role,
+            content: m.content,
+        })
+        .collect()
+}
+
+/// A plugin's own error value.
+pub(super) fn plugin_error(message: String) -> Outcome {
+    Outcome::PluginError(pb::PluginError { message })
+}
+
+async fn call(
+    world: &bindings::ProviderWorld,
+    store: &mut Store<HostState>,
+    call: Call,
+) -> wasmtime::Result<Result<Outcome, Failure>> {
+    let p = world.tark_plugin_provider_plugin();
+    Ok(Ok(match call {
+        Call::ProviderInfo(_) => {
+            let i = p.call_info(&mut *store).await?;
+            Outcome::ProviderInfo(api::ProviderInfo {
+                plugin: String::new(),
+                id: i.id,
+                display_name: i.display_name,
+                description: i.description,
+                requires_auth: i.requires_auth,
+            })
+        }
+        Call::ListModels(_) => {
+            let models = p.call_models(&mut *store).await?;
+            Outcome::Models(api::ListModelsResponse {
+                models: models
+                    .into_iter()
+                    .map(|m| api::ModelInfo {
+                        id: m.id,
+                        display_name: m.display_name,
+                        context_window: m.context_window,
+                        supports_tools: m.supports_tools,
+                        supports_vision: m.supports_vision,
+                        supports_streaming: m.supports_streaming,
+                    })
+                    .collect(),
+            })
+        }
+        Call::Chat(c) => {
+            let msgs = messages(c.messages);
+            match p.call_chat(&mut *store, &msgs, &c.model).await? {
+                Ok(r) => Outcome::Chat(api::ChatResponse {
+                    text: r.text,
+                    usage: usage(r.usage),
+                    finish_reason: r.finish_reason.unwrap_or_default(),
+                }),
+                Err(e) => plugin_error(e),
+            }
+        }
+        Call::ChatStreamStart(c) => {
+            let msgs = messages(c.messages);
+            match p
+                .call_chat_stream_start(&mut *store, &msgs, &c.model)
+                .await?
+            {
+                Ok(stream_id) => Outcome::StreamStarted(pb::StreamStarted { stream_id }),
+                Err(e) => plugin_error(e),
+            }
+        }
+        Call::ChatStreamPoll(s) => match p.call_chat_stream_poll(&mut *store, s.stream_id).await? {
+            Ok(c) => Outcome::Chunk(api::ChatChunk {
+                text: c.text,
+                done: c.done,
+                usage: usage(c.usage),
+            }),
+            Err(e) => plugin_error(e),
+        },
+        Call::AuthStatus(_) => {
+            use bindings::tark::plugin::types::AuthStatus as S;
+            let s = match p.call_auth_status(&mut *store).await? {
+                S::NotAuthenticated => api::AuthStatus::NotAuthenticated,
+                S::Authenticated => api::AuthStatus::Authenticated,
+                S::Expired => api::AuthStatus::Expired,
+            };
+            Outcome::AuthStatus(s as i32)
+        }
+        Call::Logout(_) => ack(p.call_auth_logout(&mut *store).await?),
+        other => return Ok(Err(not_this_world("provider", &other))),
+    }))
+}
+
+/// The answer to a call whose result is `result<_, string>`.
+pub(super) fn ack(r: Result<(), String>) -> Outcome {
+    Outcome::Ack(pb::Ack { error: r.err() })
+}
