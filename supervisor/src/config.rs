@@ -73,6 +73,8 @@ pub struct LimitsConfig {
     pub max_response_kib: u64,
     /// Extra time tarkd gives a worker past the deadline before killing it.
     pub kill_grace_ms: u64,
+    /// Longest a streamed chat may run when the agent set no deadline of its own.
+    pub stream_max_s: u64,
 }
 
 /// Sandbox layers tarkd asks workers to apply.
@@ -138,6 +140,7 @@ impl Default for LimitsConfig {
             fuel: 0,
             max_response_kib: 1024,
             kill_grace_ms: 2_000,
+            stream_max_s: 600,
         }
     }
 }

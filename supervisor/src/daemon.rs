@@ -10,6 +10,7 @@ use tonic::Code;
 use crate::broker::grants::Grant;
 use crate::config::Config;
 use crate::plugins::approvals::Approvals;
+use crate::plugins::manifest::PluginType;
 use crate::plugins::registry::{Plugin, Registry};
 use crate::workers::{CallError, WorkerKey, Workers};
 
@@ -132,7 +133,7 @@ impl Daemon {
 
     /// The tools one plugin offers a tenant (listed once per module version).
     async fn plugin_tools(&self, tenant: &str, plugin: &Plugin) -> Result<Vec<Tool>, CallError> {
-        let Some(loaded) = plugin.runnable() else {
+        let Some(loaded) = plugin.of_type(PluginType::Tool) else {
             return Ok(Vec::new());
         };
         let key = WorkerKey {
@@ -191,7 +192,11 @@ impl Daemon {
     pub async fn tools(self: &Arc<Self>, tenant: &str) -> ToolIndex {
         let registry = self.registry();
         let mut set = tokio::task::JoinSet::new();
-        for plugin in registry.plugins.values().filter(|p| p.runnable().is_some()) {
+        for plugin in registry
+            .plugins
+            .values()
+            .filter(|p| p.of_type(PluginType::Tool).is_some())
+        {
             let (daemon, plugin, tenant) =
                 (Arc::clone(self), Arc::clone(plugin), tenant.to_owned());
             set.spawn(async move {
@@ -232,7 +237,7 @@ impl Daemon {
         let cache = self.tool_cache.lock().unwrap_or_else(|p| p.into_inner());
         let mut claimants = Vec::new();
         for plugin in registry.plugins.values() {
-            let Some(loaded) = plugin.runnable() else {
+            let Some(loaded) = plugin.of_type(PluginType::Tool) else {
                 continue;
             };
             let key = WorkerKey {

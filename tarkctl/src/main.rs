@@ -11,6 +11,7 @@ use tark_proto::plugin::v1 as pb;
 use tonic::transport::{Channel, Endpoint};
 
 mod grants;
+mod providers;
 mod render;
 use render::{
     plugin_json, print_info, print_json, print_status, print_table, risk_name, state_name,
@@ -51,6 +52,20 @@ enum Command {
         /// Arguments as a JSON object.
         #[arg(long, default_value = "{}")]
         args: String,
+    },
+    /// LLM provider plugins.
+    Providers,
+    /// The models a provider plugin offers.
+    Models { plugin: String },
+    /// Send one message to a provider plugin and print its reply.
+    Chat {
+        plugin: String,
+        #[arg(long)]
+        model: String,
+        /// Print the reply as it arrives.
+        #[arg(long)]
+        stream: bool,
+        message: String,
     },
     /// Recent refusals of plugins' host calls, and counts per plugin and capability.
     Audit {
@@ -267,6 +282,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 print_info(&p);
             }
+        }
+        Command::Providers => {
+            let mut c = pb::providers_client::ProvidersClient::new(channel);
+            providers::providers(&mut c, t, cli.json).await?;
+        }
+        Command::Models { plugin } => {
+            let mut c = pb::providers_client::ProvidersClient::new(channel);
+            providers::models(&mut c, plugin, t, cli.json).await?;
+        }
+        Command::Chat {
+            plugin,
+            model,
+            stream,
+            message,
+        } => {
+            let mut c = pb::providers_client::ProvidersClient::new(channel);
+            providers::chat(&mut c, plugin, model, message, stream, t, cli.json).await?;
         }
         Command::Tools => {
             let mut c = pb::tools_client::ToolsClient::new(channel);

@@ -66,6 +66,16 @@ impl PluginFiles {
         })
     }
 
+    /// The echo provider example plugin as committed in examples/plugins/echo-provider.
+    pub fn echo() -> anyhow::Result<Self> {
+        let dir = fixtures::repo_root().join("examples/plugins/echo-provider");
+        Ok(Self::new(
+            "echo",
+            &std::fs::read_to_string(dir.join("plugin.toml"))?,
+            Some(std::fs::read(dir.join("plugin.wasm"))?),
+        ))
+    }
+
     /// The probe example plugin (examples/plugins/probe) with `capabilities`
     /// (TOML lines) instead of its own, and its data file.
     pub fn probe(capabilities: &str) -> anyhow::Result<Self> {
@@ -264,6 +274,14 @@ impl Tarkd {
 
     pub async fn plugins(&self) -> anyhow::Result<pb::plugins_client::PluginsClient<Channel>> {
         Ok(pb::plugins_client::PluginsClient::new(
+            self.channel().await?,
+        ))
+    }
+
+    pub async fn providers(
+        &self,
+    ) -> anyhow::Result<pb::providers_client::ProvidersClient<Channel>> {
+        Ok(pb::providers_client::ProvidersClient::new(
             self.channel().await?,
         ))
     }

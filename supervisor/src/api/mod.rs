@@ -5,7 +5,9 @@
 //! stubs ("Not yet implemented").
 
 mod convert;
+pub mod deadline;
 mod plugins;
+mod providers;
 mod system;
 mod tools;
 
@@ -15,7 +17,9 @@ use tark_proto::plugin::v1 as pb;
 use tonic::{Request, Status};
 
 use crate::daemon::Daemon;
-use crate::plugins::manifest;
+use tark_proto::worker::v1 as wpb;
+
+use crate::plugins::manifest::{self, PluginType};
 use crate::plugins::registry::Plugin;
 use crate::workers::SlotStats;
 use convert::{caps_to_pb, plugin_type};
@@ -93,6 +97,58 @@ impl Api {
     }
 }
 
+impl Api {
+    /// The installed plugin `id`, which must be a valid plugin of type `kind`.
+    fn plugin_of(&self, id: &str, kind: PluginType) -> Result<Arc<Plugin>, Status> {
+        let plugin = self.0.plugin(id)?;
+        match &plugin.loaded {
+            Some(l) if l.manifest.plugin_type == kind => Ok(plugin),
+            Some(l) => Err(Status::failed_precondition(format!(
+                "plugin {id} is a {} plugin, not a {kind} plugin",
+                l.manifest.plugin_type
+            ))),
+            None => Err(Status::failed_precondition(format!(
+                "plugin {id} cannot run: {}",
+                plugin.diagnostics.join("; ")
+            ))),
+        }
+    }
+
+    /// Every valid plugin of type `kind`, in name order.
+    fn plugins_of(&self, kind: PluginType) -> Vec<Arc<Plugin>> {
+        let registry = self.0.registry();
+        registry
+            .plugins
+            .values()
+            .filter(|p| p.of_type(kind).is_some())
+            .cloned()
+            .collect()
+    }
+
+    /// One call to a plugin for a tenant. A plugin's own error value becomes
+    /// UNKNOWN with its message, named for the plugin.
+    async fn call(
+        &self,
+        tenant: &str,
+        plugin: &Plugin,
+        call: wpb::invoke_request::Call,
+    ) -> Result<wpb::invoke_response::Outcome, Status> {
+        match self.0.workers.call(tenant, plugin, call).await? {
+            wpb::invoke_response::Outcome::PluginError(e) => Err(Status::unknown(format!(
+                "plugin {}: {}",
+                plugin.id, e.message
+            ))),
+            outcome => Ok(outcome),
+        }
+    }
+}
+
+/// The error for an answer that does not fit the call (a worker bug, or a
+/// compromised worker).
+fn unexpected(plugin: &str) -> Status {
+    Status::internal(format!("plugin {plugin}: worker answered a different call"))
+}
+
 fn worker_status(tenant: &str, s: &SlotStats) -> pb::WorkerStatus {
     pb::WorkerStatus {
         tenant: tenant.to_owned(),
@@ -108,8 +164,6 @@ fn worker_status(tenant: &str, s: &SlotStats) -> pb::WorkerStatus {
 // Services whose RPCs later work implements; every RPC answers UNIMPLEMENTED.
 #[tonic::async_trait]
 impl pb::auth_server::Auth for Api {}
-#[tonic::async_trait]
-impl pb::providers_server::Providers for Api {}
 #[tonic::async_trait]
 impl pb::hooks_server::Hooks for Api {}
 #[tonic::async_trait]

@@ -4,11 +4,18 @@
 use std::path::Path;
 
 /// (folder, plugin.toml, plugin.wasm) of each bundled example.
-const BUNDLED: &[(&str, &str, &[u8])] = &[(
-    "notes",
-    include_str!("../../../examples/plugins/notes/plugin.toml"),
-    include_bytes!("../../../examples/plugins/notes/plugin.wasm"),
-)];
+const BUNDLED: &[(&str, &str, &[u8])] = &[
+    (
+        "notes",
+        include_str!("../../../examples/plugins/notes/plugin.toml"),
+        include_bytes!("../../../examples/plugins/notes/plugin.wasm"),
+    ),
+    (
+        "echo",
+        include_str!("../../../examples/plugins/echo-provider/plugin.toml"),
+        include_bytes!("../../../examples/plugins/echo-provider/plugin.wasm"),
+    ),
+];
 
 /// Installs each bundled example that is not already installed. An installed copy
 /// (perhaps edited by the user) is never overwritten. Returns the names installed.
@@ -38,7 +45,7 @@ mod tests {
     #[test]
     fn installs_once_and_keeps_user_copies() -> std::io::Result<()> {
         let d = tempfile::tempdir()?;
-        assert_eq!(install_missing(d.path())?, ["notes"]);
+        assert_eq!(install_missing(d.path())?, ["notes", "echo"]);
         std::fs::write(d.path().join("notes/plugin.toml"), "edited")?;
         assert!(install_missing(d.path())?.is_empty());
         assert_eq!(

@@ -41,11 +41,14 @@ impl Plugin {
             .unwrap_or_default()
     }
 
-    /// A plugin the worker manager can start: valid and of a hosted type.
+    /// A plugin the worker manager can start: its manifest and module are valid.
     pub fn runnable(&self) -> Option<&Loaded> {
-        self.loaded
-            .as_ref()
-            .filter(|l| l.manifest.plugin_type == PluginType::Tool)
+        self.loaded.as_ref()
+    }
+
+    /// A runnable plugin of the given type.
+    pub fn of_type(&self, kind: PluginType) -> Option<&Loaded> {
+        self.runnable().filter(|l| l.manifest.plugin_type == kind)
     }
 }
 

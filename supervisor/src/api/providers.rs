@@ -1,0 +1,212 @@
+//! The `Providers` service: LLM provider plugins' info, models and chat.
+//!
+//! A streamed chat is the plugin's `chat-stream-start`, then one
+//! `chat-stream-poll` per chunk, each its own call to the worker. tarkd polls only
+//! when the agent has taken the previous chunk (a channel of one), so a slow
+//! reader slows the plugin rather than filling tarkd's memory; other calls to
+//! the same plugin run between chunks. The stream ends at the plugin's `done`,
+//! its error, the agent's deadline (or `limits.stream_max_s`), or when the agent
+//! goes away, which also cuts off a poll in progress.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tark_proto::plugin::v1 as pb;
+use tark_proto::worker::v1 as wpb;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+
+use super::{Api, deadline, tenant, unexpected};
+use crate::plugins::manifest::PluginType;
+use crate::plugins::registry::Plugin;
+
+use wpb::invoke_request::Call;
+use wpb::invoke_response::Outcome;
+
+/// Longest pause between polls of a stream whose plugin has nothing new yet.
+const MAX_IDLE_WAIT: Duration = Duration::from_millis(100);
+
+/// The stream type tonic's generated service uses for `ChatStream`.
+type ChunkStream = tonic::codegen::BoxStream<pb::ChatChunk>;
+
+fn chat_call(r: pb::ChatRequest) -> wpb::Chat {
+    wpb::Chat {
+        model: r.model,
+        messages: r.messages,
+    }
+}
+
+#[tonic::async_trait]
+impl pb::providers_server::Providers for Api {
+    async fn list_providers(
+        &self,
+        req: Request<pb::ListProvidersRequest>,
+    ) -> Result<Response<pb::ListProvidersResponse>, Status> {
+        let tenant = tenant(&req)?;
+        let mut set = tokio::task::JoinSet::new();
+        for plugin in self.plugins_of(PluginType::Provider) {
+            let (api, tenant) = (self.clone(), tenant.clone());
+            set.spawn(async move {
+                let info = api
+                    .call(&tenant, &plugin, Call::ProviderInfo(wpb::Nothing {}))
+                    .await;
+                (plugin.id.clone(), info)
+            });
+        }
+        let mut reply = pb::ListProvidersResponse::default();
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok((id, Ok(Outcome::ProviderInfo(mut info)))) => {
+                    info.plugin = id;
+                    reply.providers.push(info);
+                }
+                Ok((id, Ok(_))) => reply.errors.push(unexpected(&id).message().to_owned()),
+                Ok((_, Err(s))) => reply.errors.push(s.message().to_owned()),
+                Err(e) => reply.errors.push(format!("listing providers failed: {e}")),
+            }
+        }
+        reply.providers.sort_by(|a, b| a.plugin.cmp(&b.plugin));
+        reply.errors.sort();
+        Ok(Response::new(reply))
+    }
+
+    async fn list_models(
+        &self,
+        req: Request<pb::PluginRef>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        let tenant = tenant(&req)?;
+        let plugin = self.plugin_of(&req.into_inner().id, PluginType::Provider)?;
+        match self
+            .call(&tenant, &plugin, Call::ListModels(wpb::Nothing {}))
+            .await?
+        {
+            Outcome::Models(m) => Ok(Response::new(m)),
+            _ => Err(unexpected(&plugin.id)),
+        }
+    }
+
+    async fn chat(
+        &self,
+        req: Request<pb::ChatRequest>,
+    ) -> Result<Response<pb::ChatResponse>, Status> {
+        let tenant = tenant(&req)?;
+        let r = req.into_inner();
+        let plugin = self.plugin_of(&r.plugin, PluginType::Provider)?;
+        match self
+            .call(&tenant, &plugin, Call::Chat(chat_call(r)))
+            .await?
+        {
+            Outcome::Chat(c) => Ok(Response::new(c)),
+            _ => Err(unexpected(&plugin.id)),
+        }
+    }
+
+    async fn chat_stream(
+        &self,
+        req: Request<pb::ChatRequest>,
+    ) -> Result<Response<ChunkStream>, Status> {
+        let tenant = tenant(&req)?;
+        let max = Duration::from_secs(self.0.config.limits.stream_max_s);
+        let limit = req
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(deadline::parse)
+            .map_or(max, |d| d.min(max));
+        let until = Instant::now() + limit;
+        let r = req.into_inner();
+        let plugin = self.plugin_of(&r.plugin, PluginType::Provider)?;
+        let stream_id = match self
+            .call(&tenant, &plugin, Call::ChatStreamStart(chat_call(r)))
+            .await?
+        {
+            Outcome::StreamStarted(s) => s.stream_id,
+            _ => return Err(unexpected(&plugin.id)),
+        };
+        let (tx, rx) = mpsc::channel(1);
+        let pump = Pump {
+            api: self.clone(),
+            tenant,
+            plugin,
+            stream_id,
+            until,
+            limit,
+        };
+        tokio::spawn(pump.run(tx));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+/// Moves one stream's chunks from the plugin to the agent.
+struct Pump {
+    api: Api,
+    tenant: String,
+    plugin: Arc<Plugin>,
+    stream_id: u64,
+    until: Instant,
+    limit: Duration,
+}
+
+impl Pump {
+    async fn run(self, tx: mpsc::Sender<Result<pb::ChatChunk, Status>>) {
+        let id = &self.plugin.id;
+        let expired = || {
+            Status::deadline_exceeded(format!(
+                "plugin {id}: stream still open after {} ms",
+                self.limit.as_millis()
+            ))
+        };
+        let mut idle = Duration::ZERO;
+        loop {
+            // Room for the next chunk first: the agent's pace sets the plugin's.
+            let permit = tokio::select! {
+                p = tx.reserve() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+                () = tokio::time::sleep_until(self.until) => {
+                    let _ = tx.send(Err(expired())).await;
+                    return;
+                }
+            };
+            let poll = Call::ChatStreamPoll(wpb::StreamPoll {
+                stream_id: self.stream_id,
+            });
+            // Dropping the call (agent gone, deadline) cuts it off in the worker.
+            let answer = tokio::select! {
+                a = self.api.call(&self.tenant, &self.plugin, poll) => a,
+                () = tx.closed() => return,
+                () = tokio::time::sleep_until(self.until) => Err(expired()),
+            };
+            let chunk = match answer {
+                Ok(Outcome::Chunk(c)) => c,
+                Ok(_) => {
+                    permit.send(Err(unexpected(id)));
+                    return;
+                }
+                Err(s) => {
+                    permit.send(Err(s));
+                    return;
+                }
+            };
+            if chunk.done {
+                if !chunk.text.is_empty() || chunk.usage.is_some() {
+                    permit.send(Ok(chunk));
+                }
+                return;
+            }
+            if chunk.text.is_empty() {
+                // Nothing yet: wait a little longer each time, up to a bound.
+                drop(permit);
+                idle = (idle * 2).clamp(Duration::from_millis(1), MAX_IDLE_WAIT);
+                tokio::time::sleep(idle).await;
+            } else {
+                idle = Duration::ZERO;
+                permit.send(Ok(chunk));
+            }
+        }
+    }
+}
