@@ -55,6 +55,8 @@ pub struct Config {
     pub ws: crate::broker::ws::WsLimits,
     /// File reads.
     pub fs: crate::broker::files::FsConfig,
+    /// Hook plugins: their deadline and failure policy.
+    pub hooks: crate::api::hooks::HooksConfig,
     /// Per-plugin secrets files (`<plugin>.env`, mode 0600); default
     /// `state_dir/secrets`.
     pub secrets_dir: Option<PathBuf>,
@@ -125,6 +127,7 @@ impl Default for Config {
             http: crate::broker::http::HttpLimits::default(),
             ws: crate::broker::ws::WsLimits::default(),
             fs: crate::broker::files::FsConfig::default(),
+            hooks: crate::api::hooks::HooksConfig::default(),
             secrets_dir: None,
         }
     }

@@ -11,6 +11,7 @@ use tark_proto::plugin::v1 as pb;
 use tonic::transport::{Channel, Endpoint};
 
 mod grants;
+mod hooks;
 mod providers;
 mod render;
 use render::{
@@ -66,6 +67,15 @@ enum Command {
         #[arg(long)]
         stream: bool,
         message: String,
+    },
+    /// Send an event to every hook plugin and show each one's decision. EVENT is
+    /// before-tool ({"tool":…,"arguments":{…}}), after-tool ({"tool":…,"result":…}),
+    /// error ({"error":…}) or any other event name.
+    Hook {
+        event: String,
+        /// The event's JSON payload.
+        #[arg(long, default_value = "{}")]
+        payload: String,
     },
     /// Recent refusals of plugins' host calls, and counts per plugin and capability.
     Audit {
@@ -299,6 +309,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let mut c = pb::providers_client::ProvidersClient::new(channel);
             providers::chat(&mut c, plugin, model, message, stream, t, cli.json).await?;
+        }
+        Command::Hook { event, payload } => {
+            hooks::dispatch(channel, &event, &payload, t, cli.json).await?;
         }
         Command::Tools => {
             let mut c = pb::tools_client::ToolsClient::new(channel);

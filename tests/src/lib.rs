@@ -76,6 +76,19 @@ impl PluginFiles {
         ))
     }
 
+    /// The guard hook example plugin (examples/plugins/guard-hook), installed as
+    /// `name`.
+    pub fn guard(name: &str) -> anyhow::Result<Self> {
+        let dir = fixtures::repo_root().join("examples/plugins/guard-hook");
+        let manifest = std::fs::read_to_string(dir.join("plugin.toml"))?
+            .replace("name = \"guard\"", &format!("name = \"{name}\""));
+        Ok(Self::new(
+            name,
+            &manifest,
+            Some(std::fs::read(dir.join("plugin.wasm"))?),
+        ))
+    }
+
     /// The probe example plugin (examples/plugins/probe) with `capabilities`
     /// (TOML lines) instead of its own, and its data file.
     pub fn probe(capabilities: &str) -> anyhow::Result<Self> {

@@ -6,6 +6,7 @@
 
 mod convert;
 pub mod deadline;
+pub mod hooks;
 mod plugins;
 mod providers;
 mod system;
@@ -164,7 +165,5 @@ fn worker_status(tenant: &str, s: &SlotStats) -> pb::WorkerStatus {
 // Services whose RPCs later work implements; every RPC answers UNIMPLEMENTED.
 #[tonic::async_trait]
 impl pb::auth_server::Auth for Api {}
-#[tonic::async_trait]
-impl pb::hooks_server::Hooks for Api {}
 #[tonic::async_trait]
 impl pb::channels_server::Channels for Api {}
