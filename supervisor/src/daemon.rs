@@ -51,6 +51,8 @@ pub struct Daemon {
     pub install_lock: tokio::sync::Mutex<()>,
     /// `config.tark_version`, parsed once: what manifests are checked against.
     pub host_version: semver::Version,
+    /// Device flows in progress (sign-in through auth plugins).
+    pub flows: crate::api::auth::Flows,
 }
 
 impl Daemon {
@@ -70,6 +72,7 @@ impl Daemon {
             approvals,
             install_lock: tokio::sync::Mutex::new(()),
             host_version,
+            flows: crate::api::auth::Flows::default(),
         }
     }
 

@@ -10,6 +10,7 @@ use serde_json::json;
 use tark_proto::plugin::v1 as pb;
 use tonic::transport::{Channel, Endpoint};
 
+mod auth;
 mod grants;
 mod hooks;
 mod providers;
@@ -67,6 +68,14 @@ enum Command {
         #[arg(long)]
         stream: bool,
         message: String,
+    },
+    /// Sign in through an auth plugin (login shows the code and URL and waits),
+    /// or show or end a sign-in.
+    Auth {
+        plugin: String,
+        /// status, login or logout.
+        #[arg(default_value = "status")]
+        action: String,
     },
     /// Send an event to every hook plugin and show each one's decision. EVENT is
     /// before-tool ({"tool":…,"arguments":{…}}), after-tool ({"tool":…,"result":…}),
@@ -309,6 +318,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let mut c = pb::providers_client::ProvidersClient::new(channel);
             providers::chat(&mut c, plugin, model, message, stream, t, cli.json).await?;
+        }
+        Command::Auth { plugin, action } => {
+            auth::run(channel, plugin, &action, t, cli.json).await?;
         }
         Command::Hook { event, payload } => {
             hooks::dispatch(channel, &event, &payload, t, cli.json).await?;

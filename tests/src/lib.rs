@@ -89,6 +89,19 @@ impl PluginFiles {
         ))
     }
 
+    /// The device-flow auth example (examples/plugins/device-auth), allowed to
+    /// reach an authorization server on loopback `port`.
+    pub fn device_auth(port: u16) -> anyhow::Result<Self> {
+        let dir = fixtures::repo_root().join("examples/plugins/device-auth");
+        let manifest = std::fs::read_to_string(dir.join("plugin.toml"))?
+            .replace("http://127.0.0.1:8808", &format!("http://127.0.0.1:{port}"));
+        Ok(Self::new(
+            "device-auth",
+            &manifest,
+            Some(std::fs::read(dir.join("plugin.wasm"))?),
+        ))
+    }
+
     /// The probe example plugin (examples/plugins/probe) with `capabilities`
     /// (TOML lines) instead of its own, and its data file.
     pub fn probe(capabilities: &str) -> anyhow::Result<Self> {

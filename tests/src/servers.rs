@@ -158,3 +158,86 @@ impl WsServer {
         self.open.load(Ordering::SeqCst)
     }
 }
+
+/// A running OAuth 2.0 device-authorization server (RFC 8628): `POST
+/// /device/code` hands out a code, `POST /token` answers
+/// `authorization_pending` for the first `pending` polls of each code, then a
+/// token. The client id `expire` gets a code whose polls answer `expired_token`.
+pub struct OAuthServer {
+    pub port: u16,
+    /// Token requests received.
+    pub polls: Arc<AtomicUsize>,
+}
+
+/// The access token the server issues.
+pub const OAUTH_TOKEN: &str = "tok-3f9a";
+
+impl OAuthServer {
+    pub fn start(pending: usize) -> anyhow::Result<Self> {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&polls);
+        let port = serve(move |stream| {
+            let polls = Arc::clone(&counted);
+            async move {
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let polls = Arc::clone(&polls);
+                    async move {
+                        let path = req.uri().path().to_owned();
+                        let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                        let form = String::from_utf8_lossy(&body.unwrap_or_default()).into_owned();
+                        let (status, json) = oauth_answer(&path, &form, &polls, pending);
+                        let mut r = Response::new(Full::new(Bytes::from(json.to_string())));
+                        *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+                        Ok::<_, Infallible>(r)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            }
+        })?;
+        Ok(Self { port, polls })
+    }
+
+    pub fn polls(&self) -> usize {
+        self.polls.load(Ordering::SeqCst)
+    }
+}
+
+fn oauth_answer(
+    path: &str,
+    form: &str,
+    polls: &AtomicUsize,
+    pending: usize,
+) -> (u16, serde_json::Value) {
+    use serde_json::json;
+    let has = |pair: &str| form.split('&').any(|p| p == pair);
+    match path {
+        "/device/code" => {
+            let code = if has("client_id=expire") {
+                "dc-expire"
+            } else {
+                "dc-1"
+            };
+            let answer = json!({ "device_code": code, "user_code": "WDJB-MJHT",
+                "verification_uri": "https://example.com/device", "expires_in": 60, "interval": 0 });
+            (200, answer)
+        }
+        "/token" if !has("grant_type=urn:ietf:params:oauth:grant-type:device_code") => {
+            (400, json!({ "error": "unsupported_grant_type" }))
+        }
+        "/token" if has("device_code=dc-expire") => (400, json!({ "error": "expired_token" })),
+        "/token" if has("device_code=dc-1") => {
+            let n = polls.fetch_add(1, Ordering::SeqCst);
+            if n < pending {
+                (400, json!({ "error": "authorization_pending" }))
+            } else {
+                (
+                    200,
+                    json!({ "access_token": OAUTH_TOKEN, "token_type": "bearer" }),
+                )
+            }
+        }
+        _ => (400, json!({ "error": "invalid_request" })),
+    }
+}

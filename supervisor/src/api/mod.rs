@@ -4,6 +4,7 @@
 //! RPCs not implemented yet answer UNIMPLEMENTED through the generated default
 //! stubs ("Not yet implemented").
 
+pub mod auth;
 mod convert;
 pub mod deadline;
 pub mod hooks;
@@ -163,7 +164,5 @@ fn worker_status(tenant: &str, s: &SlotStats) -> pb::WorkerStatus {
 }
 
 // Services whose RPCs later work implements; every RPC answers UNIMPLEMENTED.
-#[tonic::async_trait]
-impl pb::auth_server::Auth for Api {}
 #[tonic::async_trait]
 impl pb::channels_server::Channels for Api {}

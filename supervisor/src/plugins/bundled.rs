@@ -20,6 +20,11 @@ const BUNDLED: &[(&str, &str, &[u8])] = &[
         include_str!("../../../examples/plugins/guard-hook/plugin.toml"),
         include_bytes!("../../../examples/plugins/guard-hook/plugin.wasm"),
     ),
+    (
+        "device-auth",
+        include_str!("../../../examples/plugins/device-auth/plugin.toml"),
+        include_bytes!("../../../examples/plugins/device-auth/plugin.wasm"),
+    ),
 ];
 
 /// Installs each bundled example that is not already installed. An installed copy
@@ -50,7 +55,10 @@ mod tests {
     #[test]
     fn installs_once_and_keeps_user_copies() -> std::io::Result<()> {
         let d = tempfile::tempdir()?;
-        assert_eq!(install_missing(d.path())?, ["notes", "echo", "guard"]);
+        assert_eq!(
+            install_missing(d.path())?,
+            ["notes", "echo", "guard", "device-auth"]
+        );
         std::fs::write(d.path().join("notes/plugin.toml"), "edited")?;
         assert!(install_missing(d.path())?.is_empty());
         assert_eq!(

@@ -1,0 +1,275 @@
+//! The `Auth` service: sign-in through auth plugins (and a provider's own auth
+//! status and logout).
+//!
+//! `StartDeviceFlow` asks the plugin for a device code and starts tarkd's poll
+//! loop: the plugin's `poll` every `interval` (at least 250 ms, at most 60 s)
+//! until it reports success, expiry or an error, or `expires_in` passes. The
+//! agent then waits on `PollDeviceFlow` (with `wait`) or asks when it likes.
+//! One flow per tenant × plugin: a new start replaces the old. The result (a
+//! token, on success) is handed to the first caller that reads it and then
+//! forgotten; tarkd never logs it — the plugin keeps its token in its storage.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tark_proto::plugin::v1 as pb;
+use tark_proto::worker::v1 as wpb;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+
+use super::{Api, deadline, tenant, unexpected};
+use crate::plugins::manifest::PluginType;
+
+use pb::poll_device_flow_response::Result as FlowResult;
+use wpb::invoke_request::Call;
+use wpb::invoke_response::Outcome;
+
+const MIN_POLL_INTERVAL: Duration = Duration::from_millis(250);
+const MAX_POLL_INTERVAL: Duration = Duration::from_secs(60);
+const MAX_FLOW: Duration = Duration::from_secs(3600);
+/// How long before the caller's deadline a waiting `PollDeviceFlow` answers
+/// `pending`, so the answer arrives in time.
+const ANSWER_MARGIN: Duration = Duration::from_millis(100);
+
+/// Device flows by tenant and plugin.
+#[derive(Default)]
+pub struct Flows(Mutex<HashMap<(String, String), Flow>>);
+
+struct Flow {
+    device_code: String,
+    result: watch::Receiver<Option<FlowResult>>,
+    poller: tokio::task::AbortHandle,
+}
+
+impl Drop for Flow {
+    fn drop(&mut self) {
+        self.poller.abort();
+    }
+}
+
+impl Flows {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Flow>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The poll interval and lifetime tarkd uses for a device code.
+fn pacing(code: &pb::DeviceCode) -> (Duration, Duration) {
+    let interval = Duration::from_secs(code.interval).clamp(MIN_POLL_INTERVAL, MAX_POLL_INTERVAL);
+    let life = Duration::from_secs(code.expires_in).clamp(Duration::from_secs(1), MAX_FLOW);
+    (interval, life)
+}
+
+fn auth_status(code: i32) -> pb::AuthStatus {
+    pb::AuthStatus::try_from(code).unwrap_or(pb::AuthStatus::Unspecified)
+}
+
+#[tonic::async_trait]
+impl pb::auth_server::Auth for Api {
+    async fn get_auth_status(
+        &self,
+        req: Request<pb::PluginRef>,
+    ) -> Result<Response<pb::AuthStatusResponse>, Status> {
+        let tenant = tenant(&req)?;
+        let id = req.into_inner().id;
+        let plugin = match self.plugin_of(&id, PluginType::Auth) {
+            Ok(p) => p,
+            Err(_) => self.plugin_of(&id, PluginType::Provider).map_err(|_| {
+                Status::failed_precondition(format!(
+                    "plugin {id} is neither an auth nor a provider plugin (or cannot run)"
+                ))
+            })?,
+        };
+        let is_auth = plugin.of_type(PluginType::Auth).is_some();
+        let name = if is_auth {
+            Call::AuthDisplayName(wpb::Nothing {})
+        } else {
+            Call::ProviderInfo(wpb::Nothing {})
+        };
+        let display_name = match self.call(&tenant, &plugin, name).await? {
+            Outcome::Text(t) => t.text,
+            Outcome::ProviderInfo(i) => i.display_name,
+            _ => return Err(unexpected(&id)),
+        };
+        let status = match self
+            .call(&tenant, &plugin, Call::AuthStatus(wpb::Nothing {}))
+            .await?
+        {
+            Outcome::AuthStatus(s) => auth_status(s),
+            _ => return Err(unexpected(&id)),
+        };
+        Ok(Response::new(pb::AuthStatusResponse {
+            display_name,
+            status: status as i32,
+        }))
+    }
+
+    async fn start_device_flow(
+        &self,
+        req: Request<pb::PluginRef>,
+    ) -> Result<Response<pb::DeviceCode>, Status> {
+        let tenant = tenant(&req)?;
+        let plugin = self.plugin_of(&req.into_inner().id, PluginType::Auth)?;
+        let code = match self
+            .call(&tenant, &plugin, Call::StartDeviceFlow(wpb::Nothing {}))
+            .await?
+        {
+            Outcome::DeviceCode(c) => c,
+            _ => return Err(unexpected(&plugin.id)),
+        };
+        let (interval, life) = pacing(&code);
+        let (tx, rx) = watch::channel(None);
+        let (api, t, p, device_code) = (
+            self.clone(),
+            tenant.clone(),
+            plugin.clone(),
+            code.device_code.clone(),
+        );
+        let poller = tokio::spawn(async move {
+            let until = Instant::now() + life;
+            let result = loop {
+                tokio::time::sleep(interval).await;
+                if Instant::now() >= until {
+                    break FlowResult::Expired(true);
+                }
+                let poll = Call::PollDeviceFlow(wpb::PollDeviceFlow {
+                    device_code: device_code.clone(),
+                });
+                match api.call(&t, &p, poll).await {
+                    Ok(Outcome::Poll(pb::PollDeviceFlowResponse {
+                        result: Some(FlowResult::Pending(_)),
+                    })) => continue,
+                    Ok(Outcome::Poll(pb::PollDeviceFlowResponse { result: Some(r) })) => break r,
+                    Ok(_) => break FlowResult::Error(unexpected(&p.id).message().to_owned()),
+                    Err(s) => break FlowResult::Error(s.message().to_owned()),
+                }
+            };
+            let _ = tx.send(Some(result));
+        })
+        .abort_handle();
+        let flow = Flow {
+            device_code: code.device_code.clone(),
+            result: rx,
+            poller,
+        };
+        // A new flow replaces the tenant's earlier one for this plugin.
+        let old = self
+            .0
+            .flows
+            .lock()
+            .insert((tenant, plugin.id.clone()), flow);
+        drop(old);
+        Ok(Response::new(code))
+    }
+
+    async fn poll_device_flow(
+        &self,
+        req: Request<pb::PollDeviceFlowRequest>,
+    ) -> Result<Response<pb::PollDeviceFlowResponse>, Status> {
+        let tenant = tenant(&req)?;
+        let caller_deadline = req
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(deadline::parse);
+        let r = req.into_inner();
+        let key = (tenant, r.plugin.clone());
+        let mut result = {
+            let flows = self.0.flows.lock();
+            match flows.get(&key) {
+                Some(f) if f.device_code == r.device_code => f.result.clone(),
+                _ => {
+                    return Err(Status::not_found(format!(
+                        "plugin {}: no device flow with that code (start one with StartDeviceFlow)",
+                        r.plugin
+                    )));
+                }
+            }
+        };
+        if r.wait {
+            let wait = caller_deadline.map_or(MAX_FLOW, |d| d.saturating_sub(ANSWER_MARGIN));
+            let _ = tokio::time::timeout(wait, result.wait_for(Option::is_some)).await;
+        }
+        let answer = result.borrow().clone();
+        let Some(done) = answer else {
+            return Ok(Response::new(pb::PollDeviceFlowResponse {
+                result: Some(FlowResult::Pending(true)),
+            }));
+        };
+        // Handed over once, then forgotten (the token with it).
+        let mut flows = self.0.flows.lock();
+        if flows
+            .get(&key)
+            .is_some_and(|f| f.device_code == r.device_code)
+        {
+            flows.remove(&key);
+        }
+        Ok(Response::new(pb::PollDeviceFlowResponse {
+            result: Some(done),
+        }))
+    }
+
+    async fn get_token(
+        &self,
+        req: Request<pb::PluginRef>,
+    ) -> Result<Response<pb::TokenResponse>, Status> {
+        let tenant = tenant(&req)?;
+        let plugin = self.plugin_of(&req.into_inner().id, PluginType::Auth)?;
+        match self
+            .call(&tenant, &plugin, Call::GetToken(wpb::Nothing {}))
+            .await?
+        {
+            Outcome::Text(t) => Ok(Response::new(pb::TokenResponse { token: t.text })),
+            _ => Err(unexpected(&plugin.id)),
+        }
+    }
+
+    async fn logout(
+        &self,
+        req: Request<pb::PluginRef>,
+    ) -> Result<Response<pb::LifecycleResponse>, Status> {
+        let tenant = tenant(&req)?;
+        let id = req.into_inner().id;
+        let plugin = match self.plugin_of(&id, PluginType::Auth) {
+            Ok(p) => p,
+            Err(_) => self.plugin_of(&id, PluginType::Provider)?,
+        };
+        match self
+            .call(&tenant, &plugin, Call::Logout(wpb::Nothing {}))
+            .await?
+        {
+            Outcome::Ack(pb_ack) => match pb_ack.error {
+                None => Ok(Response::new(pb::LifecycleResponse {
+                    message: format!("plugin {id}: signed out"),
+                })),
+                Some(e) => Err(Status::unknown(format!("plugin {id}: {e}"))),
+            },
+            _ => Err(unexpected(&id)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_pacing_is_bounded() {
+        let code = |interval, expires_in| pb::DeviceCode {
+            interval,
+            expires_in,
+            ..Default::default()
+        };
+        let s = Duration::from_secs;
+        let cases = [
+            ((5, 600), (s(5), s(600))),
+            ((0, 0), (MIN_POLL_INTERVAL, s(1))),
+            ((3600, u64::MAX), (MAX_POLL_INTERVAL, MAX_FLOW)),
+        ];
+        for ((i, e), want) in cases {
+            assert_eq!(pacing(&code(i, e)), want, "{i} {e}");
+        }
+    }
+}
