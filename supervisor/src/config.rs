@@ -57,6 +57,8 @@ pub struct Config {
     pub fs: crate::broker::files::FsConfig,
     /// Hook plugins: their deadline and failure policy.
     pub hooks: crate::api::hooks::HooksConfig,
+    /// Channel plugins: how often tarkd polls a started channel.
+    pub channels: crate::api::channels::ChannelsConfig,
     /// Per-plugin secrets files (`<plugin>.env`, mode 0600); default
     /// `state_dir/secrets`.
     pub secrets_dir: Option<PathBuf>,
@@ -128,6 +130,7 @@ impl Default for Config {
             ws: crate::broker::ws::WsLimits::default(),
             fs: crate::broker::files::FsConfig::default(),
             hooks: crate::api::hooks::HooksConfig::default(),
+            channels: crate::api::channels::ChannelsConfig::default(),
             secrets_dir: None,
         }
     }

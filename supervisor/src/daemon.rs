@@ -53,6 +53,8 @@ pub struct Daemon {
     pub host_version: semver::Version,
     /// Device flows in progress (sign-in through auth plugins).
     pub flows: crate::api::auth::Flows,
+    /// Started channels (polled by tarkd, restarted with their workers).
+    pub channels: crate::api::channels::Channels,
 }
 
 impl Daemon {
@@ -73,6 +75,7 @@ impl Daemon {
             install_lock: tokio::sync::Mutex::new(()),
             host_version,
             flows: crate::api::auth::Flows::default(),
+            channels: crate::api::channels::Channels::default(),
         }
     }
 

@@ -11,6 +11,7 @@ use tark_proto::plugin::v1 as pb;
 use tonic::transport::{Channel, Endpoint};
 
 mod auth;
+mod channels;
 mod grants;
 mod hooks;
 mod providers;
@@ -76,6 +77,22 @@ enum Command {
         /// status, login or logout.
         #[arg(default_value = "status")]
         action: String,
+    },
+    /// Channel plugins, and whether each is started.
+    Channels,
+    /// Start, stop, poll, watch or send through a channel plugin.
+    Channel {
+        plugin: String,
+        /// start, stop, poll, watch (inbound messages as they arrive) or send.
+        action: String,
+        /// send: the conversation to send to.
+        #[arg(long)]
+        to: Option<String>,
+        /// start: the channel's configuration (JSON).
+        #[arg(long, default_value = "{}")]
+        config: String,
+        /// send: the text.
+        message: Option<String>,
     },
     /// Send an event to every hook plugin and show each one's decision. EVENT is
     /// before-tool ({"tool":…,"arguments":{…}}), after-tool ({"tool":…,"result":…}),
@@ -321,6 +338,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Auth { plugin, action } => {
             auth::run(channel, plugin, &action, t, cli.json).await?;
+        }
+        Command::Channels => channels::list(channel, t, cli.json).await?,
+        Command::Channel {
+            plugin,
+            action,
+            to,
+            config,
+            message,
+        } => {
+            let a = channels::Action {
+                verb: action,
+                to,
+                config,
+                message,
+            };
+            channels::run(channel, plugin, a, t, cli.json).await?;
         }
         Command::Hook { event, payload } => {
             hooks::dispatch(channel, &event, &payload, t, cli.json).await?;

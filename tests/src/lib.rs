@@ -102,6 +102,16 @@ impl PluginFiles {
         ))
     }
 
+    /// The echo channel example plugin (examples/plugins/echo-channel).
+    pub fn echo_channel() -> anyhow::Result<Self> {
+        let dir = fixtures::repo_root().join("examples/plugins/echo-channel");
+        Ok(Self::new(
+            "echo-channel",
+            &std::fs::read_to_string(dir.join("plugin.toml"))?,
+            Some(std::fs::read(dir.join("plugin.wasm"))?),
+        ))
+    }
+
     /// The probe example plugin (examples/plugins/probe) with `capabilities`
     /// (TOML lines) instead of its own, and its data file.
     pub fn probe(capabilities: &str) -> anyhow::Result<Self> {

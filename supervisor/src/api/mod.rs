@@ -5,6 +5,7 @@
 //! stubs ("Not yet implemented").
 
 pub mod auth;
+pub mod channels;
 mod convert;
 pub mod deadline;
 pub mod hooks;
@@ -164,5 +165,3 @@ fn worker_status(tenant: &str, s: &SlotStats) -> pb::WorkerStatus {
 }
 
 // Services whose RPCs later work implements; every RPC answers UNIMPLEMENTED.
-#[tonic::async_trait]
-impl pb::channels_server::Channels for Api {}

@@ -25,6 +25,11 @@ const BUNDLED: &[(&str, &str, &[u8])] = &[
         include_str!("../../../examples/plugins/device-auth/plugin.toml"),
         include_bytes!("../../../examples/plugins/device-auth/plugin.wasm"),
     ),
+    (
+        "echo-channel",
+        include_str!("../../../examples/plugins/echo-channel/plugin.toml"),
+        include_bytes!("../../../examples/plugins/echo-channel/plugin.wasm"),
+    ),
 ];
 
 /// Installs each bundled example that is not already installed. An installed copy
@@ -57,7 +62,7 @@ mod tests {
         let d = tempfile::tempdir()?;
         assert_eq!(
             install_missing(d.path())?,
-            ["notes", "echo", "guard", "device-auth"]
+            ["notes", "echo", "guard", "device-auth", "echo-channel"]
         );
         std::fs::write(d.path().join("notes/plugin.toml"), "edited")?;
         assert!(install_missing(d.path())?.is_empty());

@@ -118,6 +118,12 @@ impl Workers {
         all
     }
 
+    /// Status of one tenant × plugin, if it has had a worker.
+    pub fn slot_stats(&self, key: &WorkerKey) -> Option<SlotStats> {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.get(key).map(|s| s.stats().clone())
+    }
+
     /// Makes one call to a plugin for a tenant, starting its worker if need be.
     pub async fn call(
         &self,

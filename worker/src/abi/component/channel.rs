@@ -42,6 +42,7 @@ async fn call(
                 supports_webhook: i.supports_webhook,
                 supports_polling: i.supports_polling,
                 supports_gateway: i.supports_gateway,
+                started: false,
             })
         }
         Call::ChannelStart(s) => ack(c.call_start(&mut *store, &s.config_json).await?),

@@ -1,0 +1,376 @@
+//! The `Channels` service: messaging channels the agent talks through.
+//!
+//! tarkd holds each channel's lifecycle per tenant. `StartChannel` calls the
+//! plugin's `start(config)` and, once it succeeds, a poller polls the channel
+//! every `channels.poll_interval_ms`. When the plugin's worker or instance was
+//! replaced (a crash, a trap, `tarkctl restart`) or a poll failed, the poller
+//! calls `start` with the same config again before its next poll, so a started
+//! channel stays started. Inbound messages go to the agent's subscriptions
+//! (`SubscribeChannel`) as they are polled; while no one is subscribed they wait
+//! (up to `channels.buffer` of them) for `PollChannel`. `StopChannel` ends the
+//! poller and the subscriptions and calls `stop`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tark_proto::plugin::v1 as pb;
+use tark_proto::worker::v1 as wpb;
+use tokio::sync::{broadcast, mpsc};
+use tonic::{Request, Response, Status};
+
+use super::{Api, tenant, unexpected};
+use crate::plugins::manifest::PluginType;
+use crate::plugins::registry::Plugin;
+use crate::workers::WorkerKey;
+
+use wpb::invoke_request::Call;
+use wpb::invoke_response::Outcome;
+
+/// `[channels]` in tarkd's config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChannelsConfig {
+    pub poll_interval_ms: u64,
+    /// Inbound messages kept per channel while no subscriber takes them.
+    pub buffer: usize,
+}
+
+impl Default for ChannelsConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: 1_000,
+            buffer: 1_000,
+        }
+    }
+}
+
+/// Started channels by tenant and plugin.
+#[derive(Default)]
+pub struct Channels(Mutex<HashMap<WorkerKey, Started>>);
+
+impl Channels {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WorkerKey, Started>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct Started {
+    inbound: broadcast::Sender<pb::InboundMessage>,
+    waiting: Arc<Mutex<VecDeque<pb::InboundMessage>>>,
+    poller: tokio::task::AbortHandle,
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        self.poller.abort();
+    }
+}
+
+fn key(tenant: &str, plugin: &str) -> WorkerKey {
+    WorkerKey {
+        tenant: tenant.to_owned(),
+        plugin: plugin.to_owned(),
+    }
+}
+
+/// The error for a plugin's own error value in an `Ack`.
+fn acked(plugin: &str, outcome: Outcome) -> Result<(), Status> {
+    match outcome {
+        Outcome::Ack(wpb::Ack { error: None }) => Ok(()),
+        Outcome::Ack(wpb::Ack { error: Some(e) }) => {
+            Err(Status::unknown(format!("plugin {plugin}: {e}")))
+        }
+        _ => Err(unexpected(plugin)),
+    }
+}
+
+type Inbound = tonic::codegen::BoxStream<pb::InboundMessage>;
+
+#[tonic::async_trait]
+impl pb::channels_server::Channels for Api {
+    async fn list_channels(
+        &self,
+        req: Request<pb::ListChannelsRequest>,
+    ) -> Result<Response<pb::ListChannelsResponse>, Status> {
+        let tenant = tenant(&req)?;
+        let mut reply = pb::ListChannelsResponse::default();
+        for plugin in self.plugins_of(PluginType::Channel) {
+            match self
+                .call(&tenant, &plugin, Call::ChannelInfo(wpb::Nothing {}))
+                .await
+            {
+                Ok(Outcome::ChannelInfo(mut info)) => {
+                    info.started = self
+                        .0
+                        .channels
+                        .lock()
+                        .contains_key(&key(&tenant, &plugin.id));
+                    info.plugin = plugin.id.clone();
+                    reply.channels.push(info);
+                }
+                Ok(_) => reply
+                    .errors
+                    .push(unexpected(&plugin.id).message().to_owned()),
+                Err(s) => reply.errors.push(s.message().to_owned()),
+            }
+        }
+        Ok(Response::new(reply))
+    }
+
+    async fn start_channel(
+        &self,
+        req: Request<pb::StartChannelRequest>,
+    ) -> Result<Response<pb::LifecycleResponse>, Status> {
+        let tenant = tenant(&req)?;
+        let r = req.into_inner();
+        let plugin = self.plugin_of(&r.plugin, PluginType::Channel)?;
+        let start = Call::ChannelStart(wpb::ChannelStart {
+            config_json: r.config_json.clone(),
+        });
+        acked(&plugin.id, self.call(&tenant, &plugin, start).await?)?;
+        let cfg = &self.0.config.channels;
+        let (inbound, _) = broadcast::channel(cfg.buffer.max(1));
+        let waiting = Arc::new(Mutex::new(VecDeque::new()));
+        let poller = Poller {
+            api: self.clone(),
+            key: key(&tenant, &plugin.id),
+            plugin: Arc::clone(&plugin),
+            config_json: r.config_json,
+            inbound: inbound.clone(),
+            waiting: Arc::clone(&waiting),
+        };
+        let poller = tokio::spawn(poller.run()).abort_handle();
+        let started = Started {
+            inbound,
+            waiting,
+            poller,
+        };
+        // Starting again replaces the earlier poller (with the new config).
+        let old = self
+            .0
+            .channels
+            .lock()
+            .insert(key(&tenant, &plugin.id), started);
+        drop(old);
+        Ok(Response::new(pb::LifecycleResponse {
+            message: format!("channel {} started", plugin.id),
+        }))
+    }
+
+    async fn stop_channel(
+        &self,
+        req: Request<pb::PluginRef>,
+    ) -> Result<Response<pb::LifecycleResponse>, Status> {
+        let tenant = tenant(&req)?;
+        let plugin = self.plugin_of(&req.into_inner().id, PluginType::Channel)?;
+        let was = self.0.channels.lock().remove(&key(&tenant, &plugin.id));
+        drop(was);
+        let stop = Call::ChannelStop(wpb::Nothing {});
+        acked(&plugin.id, self.call(&tenant, &plugin, stop).await?)?;
+        Ok(Response::new(pb::LifecycleResponse {
+            message: format!("channel {} stopped", plugin.id),
+        }))
+    }
+
+    async fn handle_webhook(
+        &self,
+        req: Request<pb::WebhookRequest>,
+    ) -> Result<Response<pb::WebhookResponse>, Status> {
+        let tenant = tenant(&req)?;
+        let mut r = req.into_inner();
+        let plugin = self.plugin_of(&r.plugin, PluginType::Channel)?;
+        r.plugin.clear();
+        match self.call(&tenant, &plugin, Call::ChannelWebhook(r)).await? {
+            Outcome::Webhook(w) => Ok(Response::new(w)),
+            _ => Err(unexpected(&plugin.id)),
+        }
+    }
+
+    async fn poll_channel(
+        &self,
+        req: Request<pb::PluginRef>,
+    ) -> Result<Response<pb::PollChannelResponse>, Status> {
+        let tenant = tenant(&req)?;
+        let plugin = self.plugin_of(&req.into_inner().id, PluginType::Channel)?;
+        let waiting = self.started(&tenant, &plugin.id)?.1;
+        let messages = waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        Ok(Response::new(pb::PollChannelResponse { messages }))
+    }
+
+    async fn send_message(
+        &self,
+        req: Request<pb::SendMessageRequest>,
+    ) -> Result<Response<pb::SendMessageResponse>, Status> {
+        let tenant = tenant(&req)?;
+        let mut r = req.into_inner();
+        let plugin = self.plugin_of(&r.plugin, PluginType::Channel)?;
+        r.plugin.clear();
+        match self.call(&tenant, &plugin, Call::ChannelSend(r)).await? {
+            Outcome::Sent(s) => Ok(Response::new(s)),
+            _ => Err(unexpected(&plugin.id)),
+        }
+    }
+
+    async fn subscribe_channel(
+        &self,
+        req: Request<pb::PluginRef>,
+    ) -> Result<Response<Inbound>, Status> {
+        let tenant = tenant(&req)?;
+        let plugin = self.plugin_of(&req.into_inner().id, PluginType::Channel)?;
+        // Subscribe first, then take what waited: nothing falls between the two.
+        let (mut rx, waiting) = self.started(&tenant, &plugin.id)?;
+        let backlog: Vec<_> = waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        let (tx, out) = mpsc::channel(16);
+        let id = plugin.id.clone();
+        tokio::spawn(async move {
+            for m in backlog {
+                if tx.send(Ok(m)).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                let next = tokio::select! {
+                    m = rx.recv() => m,
+                    () = tx.closed() => return,
+                };
+                let item = match next {
+                    Ok(m) => Ok(m),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                    Err(broadcast::error::RecvError::Lagged(n)) => Err(Status::data_loss(format!(
+                        "channel {id}: this subscriber fell {n} messages behind and missed them"
+                    ))),
+                };
+                let end = item.is_err();
+                if tx.send(item).await.is_err() || end {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(out),
+        )))
+    }
+}
+
+impl Api {
+    /// A subscription to a started channel and its waiting messages.
+    #[allow(clippy::type_complexity)]
+    fn started(
+        &self,
+        tenant: &str,
+        plugin: &str,
+    ) -> Result<
+        (
+            broadcast::Receiver<pb::InboundMessage>,
+            Arc<Mutex<VecDeque<pb::InboundMessage>>>,
+        ),
+        Status,
+    > {
+        let channels = self.0.channels.lock();
+        let s = channels.get(&key(tenant, plugin)).ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "channel {plugin} is not started (StartChannel first)"
+            ))
+        })?;
+        Ok((s.inbound.subscribe(), Arc::clone(&s.waiting)))
+    }
+}
+
+/// Polls one started channel, restarting it on a new worker or instance.
+struct Poller {
+    api: Api,
+    key: WorkerKey,
+    plugin: Arc<Plugin>,
+    config_json: String,
+    inbound: broadcast::Sender<pb::InboundMessage>,
+    waiting: Arc<Mutex<VecDeque<pb::InboundMessage>>>,
+}
+
+impl Poller {
+    /// The worker generation the channel was started on: starts so far, and
+    /// whether that worker still runs.
+    fn generation(&self) -> (u64, bool) {
+        let s = self.api.0.workers.slot_stats(&self.key).unwrap_or_default();
+        (s.starts, s.pid.is_some())
+    }
+
+    async fn run(self) {
+        let cfg = self.api.0.config.channels.clone();
+        let interval = Duration::from_millis(cfg.poll_interval_ms.max(10));
+        let id = &self.plugin.id;
+        let tenant = &self.key.tenant;
+        let mut started_on = self.generation().0;
+        let mut restart = false;
+        let mut last_error = String::new();
+        loop {
+            tokio::time::sleep(interval).await;
+            let (starts, running) = self.generation();
+            if restart || !running || starts != started_on {
+                let start = Call::ChannelStart(wpb::ChannelStart {
+                    config_json: self.config_json.clone(),
+                });
+                let r = self.api.call(tenant, &self.plugin, start).await;
+                match r.and_then(|o| acked(id, o)) {
+                    Ok(()) => {
+                        tracing::info!(plugin = %id, tenant = %tenant, "channel started again on a new worker or instance");
+                        started_on = self.generation().0;
+                        restart = false;
+                    }
+                    Err(s) => {
+                        self.report(&mut last_error, s.message());
+                        restart = true;
+                        continue;
+                    }
+                }
+            }
+            match self
+                .api
+                .call(tenant, &self.plugin, Call::ChannelPoll(wpb::Nothing {}))
+                .await
+            {
+                Ok(Outcome::Inbound(r)) => {
+                    last_error.clear();
+                    for m in r.messages {
+                        self.deliver(m, cfg.buffer);
+                    }
+                }
+                Ok(_) => self.report(&mut last_error, unexpected(id).message()),
+                Err(s) => {
+                    // The instance may have been replaced: start it again first.
+                    restart = true;
+                    self.report(&mut last_error, s.message());
+                }
+            }
+        }
+    }
+
+    /// To the subscribers, or to wait for PollChannel when there are none.
+    fn deliver(&self, m: pb::InboundMessage, cap: usize) {
+        if let Err(broadcast::error::SendError(m)) = self.inbound.send(m) {
+            let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            waiting.push_back(m);
+            if waiting.len() > cap {
+                waiting.pop_front();
+                tracing::warn!(plugin = %self.plugin.id, tenant = %self.key.tenant, "channel buffer full ({cap}): dropped the oldest inbound message");
+            }
+        }
+    }
+
+    /// Logs a polling failure once, not at every poll.
+    fn report(&self, last: &mut String, message: &str) {
+        if last != message {
+            tracing::warn!(plugin = %self.plugin.id, tenant = %self.key.tenant, "channel poll: {message}");
+            message.clone_into(last);
+        }
+    }
+}

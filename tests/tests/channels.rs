@@ -1,0 +1,209 @@
+//! Channel plugins through real tarkd and worker processes: lifecycle held by
+//! tarkd across worker restarts, webhooks, polling, subscriptions and sending,
+//! and a channel whose poll crashes.
+
+use std::time::Duration;
+
+use tark_proto::plugin::v1 as pb;
+use tark_tests::{Failed, Options, PluginFiles, Tarkd, eventually_async};
+use tonic::Code;
+use tonic::transport::Channel;
+
+type Channels = pb::channels_client::ChannelsClient<Channel>;
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn plugin() -> pb::PluginRef {
+    pb::PluginRef {
+        id: "echo-channel".into(),
+    }
+}
+
+fn send(to: &str, text: &str) -> pb::SendMessageRequest {
+    pb::SendMessageRequest {
+        plugin: "echo-channel".into(),
+        conversation: to.into(),
+        text: text.into(),
+        ..Default::default()
+    }
+}
+
+fn webhook(body: serde_json::Value) -> pb::WebhookRequest {
+    pb::WebhookRequest {
+        plugin: "echo-channel".into(),
+        method: "POST".into(),
+        path: "/message".into(),
+        body: body.to_string(),
+        ..Default::default()
+    }
+}
+
+/// Polls until a message with `text` has waited for PollChannel.
+async fn polled(c: &Channels, text: &str) -> Option<pb::InboundMessage> {
+    eventually_async(PATIENCE, || {
+        let mut c = c.clone();
+        async move {
+            let r = c.poll_channel(plugin()).await.ok()?.into_inner();
+            r.messages.into_iter().find(|m| m.text == text)
+        }
+    })
+    .await
+}
+
+fn start() -> anyhow::Result<Tarkd> {
+    Tarkd::start(
+        vec![PluginFiles::echo_channel()?, PluginFiles::echo()?],
+        Options::config("[channels]\npoll_interval_ms = 20\n"),
+    )
+}
+
+async fn start_channel(c: &mut Channels) -> anyhow::Result<()> {
+    let req = pb::StartChannelRequest {
+        plugin: "echo-channel".into(),
+        config_json: r#"{"room":"general"}"#.into(),
+    };
+    let r = c.start_channel(req).await?.into_inner();
+    assert_eq!(r.message, "channel echo-channel started");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_started_channel_delivers_and_stays_started_across_worker_restarts() -> anyhow::Result<()>
+{
+    let t = start()?;
+    let mut c = pb::channels_client::ChannelsClient::new(t.channel().await?);
+
+    let list = c
+        .list_channels(pb::ListChannelsRequest {})
+        .await?
+        .into_inner();
+    let shown: Vec<_> = list
+        .channels
+        .iter()
+        .map(|c| (c.plugin.as_str(), c.started))
+        .collect();
+    assert_eq!(shown, [("echo-channel", false)]);
+    assert_eq!(
+        c.poll_channel(plugin()).await.failed().code(),
+        Code::FailedPrecondition
+    );
+    let err = c.send_message(send("c1", "early")).await.failed();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::Unknown, "plugin echo-channel: channel not started")
+    );
+
+    start_channel(&mut c).await?;
+    let list = c
+        .list_channels(pb::ListChannelsRequest {})
+        .await?
+        .into_inner();
+    assert!(list.channels[0].started);
+
+    // A subscription gets messages as tarkd polls them: a reply to what the
+    // agent sent, and a message posted to the channel's webhook.
+    let mut sub = c.subscribe_channel(plugin()).await?.into_inner();
+    let sent = c.send_message(send("c1", "hi")).await?.into_inner();
+    assert!(!sent.message_id.is_empty());
+    let m = tokio::time::timeout(PATIENCE, sub.message())
+        .await??
+        .unwrap_or_default();
+    assert_eq!(
+        (m.conversation.as_str(), m.sender.as_str(), m.text.as_str()),
+        ("c1", "echo", "echo: hi")
+    );
+    let hook = c
+        .handle_webhook(webhook(
+            serde_json::json!({ "conversation": "c2", "sender": "alice", "text": "hello" }),
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(hook.status, 200);
+    let m = tokio::time::timeout(PATIENCE, sub.message())
+        .await??
+        .unwrap_or_default();
+    assert_eq!((m.sender.as_str(), m.text.as_str()), ("alice", "hello"));
+    let bad = c
+        .handle_webhook(pb::WebhookRequest {
+            path: "/nope".into(),
+            ..webhook(serde_json::json!({}))
+        })
+        .await?;
+    assert_eq!(bad.into_inner().status, 404);
+
+    // With no subscriber, messages wait for PollChannel.
+    drop(sub);
+    c.handle_webhook(webhook(
+        serde_json::json!({ "conversation": "c2", "sender": "bob", "text": "waiting" }),
+    ))
+    .await?;
+    assert!(polled(&c, "waiting").await.is_some());
+
+    // The worker is killed: tarkd starts the channel again on the new worker
+    // (sending needs a started channel), with no help from the agent.
+    let pid = t.worker_pid("echo-channel", "default").await?.unwrap_or(0);
+    assert!(pid > 0);
+    // SAFETY: kill(2) on the worker this test's tarkd started.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    let restarted = eventually_async(PATIENCE, || {
+        let mut c = c.clone();
+        async move { c.send_message(send("c3", "back")).await.ok() }
+    })
+    .await;
+    assert!(restarted.is_some(), "the channel was not started again");
+    assert!(polled(&c, "echo: back").await.is_some());
+    assert_ne!(t.worker_pid("echo-channel", "default").await?, Some(pid));
+
+    let r = c.stop_channel(plugin()).await?.into_inner();
+    assert_eq!(r.message, "channel echo-channel stopped");
+    assert_eq!(
+        c.poll_channel(plugin()).await.failed().code(),
+        Code::FailedPrecondition
+    );
+    assert_eq!(
+        c.send_message(send("c1", "x")).await.failed().code(),
+        Code::Unknown
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_whose_poll_crashes_is_contained() -> anyhow::Result<()> {
+    let t = start()?;
+    let mut c = pb::channels_client::ChannelsClient::new(t.channel().await?);
+    start_channel(&mut c).await?;
+    // The next poll crashes the plugin's instance.
+    c.handle_webhook(webhook(
+        serde_json::json!({ "conversation": "x", "sender": "m", "text": "crash-poll" }),
+    ))
+    .await?;
+    t.wait_for_log("unreachable", PATIENCE)?;
+    // tarkd starts the channel again on a fresh instance and goes on polling.
+    let back = eventually_async(PATIENCE, || {
+        let mut c = c.clone();
+        async move { c.send_message(send("c1", "after the crash")).await.ok() }
+    })
+    .await;
+    assert!(back.is_some());
+    assert!(polled(&c, "echo: after the crash").await.is_some());
+    assert!(
+        t.log()
+            .iter()
+            .any(|l| l.contains("channel poll") && l.contains("unreachable"))
+    );
+    // Other plugins never noticed.
+    let mut p = t.providers().await?;
+    let reply = p
+        .chat(pb::ChatRequest {
+            plugin: "echo".into(),
+            model: "echo".into(),
+            messages: vec![pb::ChatMessage {
+                role: "user".into(),
+                content: "fine?".into(),
+            }],
+        })
+        .await?
+        .into_inner();
+    assert_eq!(reply.text, "echo: fine?");
+    Ok(())
+}
