@@ -48,40 +48,19 @@ pub struct PluginFiles {
 }
 
 impl PluginFiles {
-    /// The notes example plugin as committed in examples/plugins/notes.
-    pub fn notes() -> anyhow::Result<Self> {
-        let dir = fixtures::repo_root().join("examples/plugins/notes");
-        Ok(Self {
-            folder: "notes".into(),
-            files: vec![
-                (
-                    "plugin.toml".into(),
-                    std::fs::read(dir.join("plugin.toml"))?,
-                ),
-                (
-                    "plugin.wasm".into(),
-                    std::fs::read(dir.join("plugin.wasm"))?,
-                ),
-            ],
-        })
+    /// An example plugin as committed in `examples/plugins/<dir>`, installed
+    /// under its plugin name `name`.
+    pub fn example(dir: &str, name: &str) -> anyhow::Result<Self> {
+        Self::example_edited(dir, name, "", "")
     }
 
-    /// The echo provider example plugin as committed in examples/plugins/echo-provider.
-    pub fn echo() -> anyhow::Result<Self> {
-        let dir = fixtures::repo_root().join("examples/plugins/echo-provider");
-        Ok(Self::new(
-            "echo",
-            &std::fs::read_to_string(dir.join("plugin.toml"))?,
-            Some(std::fs::read(dir.join("plugin.wasm"))?),
-        ))
-    }
-
-    /// The guard hook example plugin (examples/plugins/guard-hook), installed as
-    /// `name`.
-    pub fn guard(name: &str) -> anyhow::Result<Self> {
-        let dir = fixtures::repo_root().join("examples/plugins/guard-hook");
-        let manifest = std::fs::read_to_string(dir.join("plugin.toml"))?
-            .replace("name = \"guard\"", &format!("name = \"{name}\""));
+    /// An example plugin whose manifest text has `from` replaced by `to`.
+    pub fn example_edited(dir: &str, name: &str, from: &str, to: &str) -> anyhow::Result<Self> {
+        let dir = fixtures::repo_root().join("examples/plugins").join(dir);
+        let mut manifest = std::fs::read_to_string(dir.join("plugin.toml"))?;
+        if !from.is_empty() {
+            manifest = manifest.replace(from, to);
+        }
         Ok(Self::new(
             name,
             &manifest,
@@ -89,27 +68,41 @@ impl PluginFiles {
         ))
     }
 
-    /// The device-flow auth example (examples/plugins/device-auth), allowed to
-    /// reach an authorization server on loopback `port`.
-    pub fn device_auth(port: u16) -> anyhow::Result<Self> {
-        let dir = fixtures::repo_root().join("examples/plugins/device-auth");
-        let manifest = std::fs::read_to_string(dir.join("plugin.toml"))?
-            .replace("http://127.0.0.1:8808", &format!("http://127.0.0.1:{port}"));
-        Ok(Self::new(
-            "device-auth",
-            &manifest,
-            Some(std::fs::read(dir.join("plugin.wasm"))?),
-        ))
+    /// The notes example plugin as committed in examples/plugins/notes.
+    pub fn notes() -> anyhow::Result<Self> {
+        Self::example("notes", "notes")
+    }
+
+    /// The echo provider example plugin (examples/plugins/echo-provider).
+    pub fn echo() -> anyhow::Result<Self> {
+        Self::example("echo-provider", "echo")
     }
 
     /// The echo channel example plugin (examples/plugins/echo-channel).
     pub fn echo_channel() -> anyhow::Result<Self> {
-        let dir = fixtures::repo_root().join("examples/plugins/echo-channel");
-        Ok(Self::new(
-            "echo-channel",
-            &std::fs::read_to_string(dir.join("plugin.toml"))?,
-            Some(std::fs::read(dir.join("plugin.wasm"))?),
-        ))
+        Self::example("echo-channel", "echo-channel")
+    }
+
+    /// The guard hook example plugin (examples/plugins/guard-hook), installed as
+    /// `name`.
+    pub fn guard(name: &str) -> anyhow::Result<Self> {
+        Self::example_edited(
+            "guard-hook",
+            name,
+            "name = \"guard\"",
+            &format!("name = \"{name}\""),
+        )
+    }
+
+    /// The device-flow auth example (examples/plugins/device-auth), allowed to
+    /// reach an authorization server on loopback `port`.
+    pub fn device_auth(port: u16) -> anyhow::Result<Self> {
+        Self::example_edited(
+            "device-auth",
+            "device-auth",
+            "http://127.0.0.1:8808",
+            &format!("http://127.0.0.1:{port}"),
+        )
     }
 
     /// The probe example plugin (examples/plugins/probe) with `capabilities`

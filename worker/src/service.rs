@@ -87,12 +87,14 @@ impl pb::worker_server::Worker for WorkerService {
         };
         let compile_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let exports = version::exports(&engine, &component);
-        version::check_world(&exports, kind).map_err(|f| Status::failed_precondition(f.message))?;
+        let (contract, export) = version::check_world(&exports, kind)
+            .map_err(|f| Status::failed_precondition(f.message))?;
 
         let broker = self.broker.clone();
         let max_response_bytes = limits.max_response_bytes;
         let plugin = component::load(
             kind,
+            contract,
             engine.clone(),
             component,
             limits,
@@ -116,6 +118,7 @@ impl pb::worker_server::Worker for WorkerService {
             precompiled,
             compile_micros,
             sandbox: layers,
+            contract: export,
         }))
     }
 

@@ -56,10 +56,33 @@ impl Channels {
     }
 }
 
+/// Where a started channel's inbound messages go: its subscriptions...
+type Subscribers = broadcast::Sender<pb::InboundMessage>;
+/// ...or, while there are none, the queue PollChannel takes them from.
+type Waiting = Arc<Mutex<VecDeque<pb::InboundMessage>>>;
+
 struct Started {
-    inbound: broadcast::Sender<pb::InboundMessage>,
-    waiting: Arc<Mutex<VecDeque<pb::InboundMessage>>>,
+    inbound: Subscribers,
+    waiting: Waiting,
     poller: tokio::task::AbortHandle,
+}
+
+/// To the subscribers, or to wait for PollChannel when there are none.
+fn deliver(
+    inbound: &Subscribers,
+    waiting: &Waiting,
+    m: pb::InboundMessage,
+    cap: usize,
+    plugin: &str,
+) {
+    if let Err(broadcast::error::SendError(m)) = inbound.send(m) {
+        let mut waiting = waiting.lock().unwrap_or_else(|p| p.into_inner());
+        waiting.push_back(m);
+        if waiting.len() > cap {
+            waiting.pop_front();
+            tracing::warn!(plugin = %plugin, "channel buffer full ({cap}): dropped the oldest inbound message");
+        }
+    }
 }
 
 impl Drop for Started {
@@ -183,7 +206,16 @@ impl pb::channels_server::Channels for Api {
         let plugin = self.plugin_of(&r.plugin, PluginType::Channel)?;
         r.plugin.clear();
         match self.call(&tenant, &plugin, Call::ChannelWebhook(r)).await? {
-            Outcome::Webhook(w) => Ok(Response::new(w)),
+            Outcome::Webhook(w) => {
+                // Messages the webhook produced go where polled ones go.
+                if let Ok((inbound, waiting)) = self.started(&tenant, &plugin.id) {
+                    let cap = self.0.config.channels.buffer;
+                    for m in &w.messages {
+                        deliver(&inbound, &waiting, m.clone(), cap, &plugin.id);
+                    }
+                }
+                Ok(Response::new(w))
+            }
             _ => Err(unexpected(&plugin.id)),
         }
     }
@@ -224,7 +256,9 @@ impl pb::channels_server::Channels for Api {
         let tenant = tenant(&req)?;
         let plugin = self.plugin_of(&req.into_inner().id, PluginType::Channel)?;
         // Subscribe first, then take what waited: nothing falls between the two.
-        let (mut rx, waiting) = self.started(&tenant, &plugin.id)?;
+        let (inbound, waiting) = self.started(&tenant, &plugin.id)?;
+        let mut rx = inbound.subscribe();
+        drop(inbound);
         let backlog: Vec<_> = waiting
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -263,26 +297,15 @@ impl pb::channels_server::Channels for Api {
 }
 
 impl Api {
-    /// A subscription to a started channel and its waiting messages.
-    #[allow(clippy::type_complexity)]
-    fn started(
-        &self,
-        tenant: &str,
-        plugin: &str,
-    ) -> Result<
-        (
-            broadcast::Receiver<pb::InboundMessage>,
-            Arc<Mutex<VecDeque<pb::InboundMessage>>>,
-        ),
-        Status,
-    > {
+    /// A started channel's delivery ends: its subscriptions and waiting messages.
+    fn started(&self, tenant: &str, plugin: &str) -> Result<(Subscribers, Waiting), Status> {
         let channels = self.0.channels.lock();
         let s = channels.get(&key(tenant, plugin)).ok_or_else(|| {
             Status::failed_precondition(format!(
                 "channel {plugin} is not started (StartChannel first)"
             ))
         })?;
-        Ok((s.inbound.subscribe(), Arc::clone(&s.waiting)))
+        Ok((s.inbound.clone(), Arc::clone(&s.waiting)))
     }
 }
 
@@ -292,8 +315,8 @@ struct Poller {
     key: WorkerKey,
     plugin: Arc<Plugin>,
     config_json: String,
-    inbound: broadcast::Sender<pb::InboundMessage>,
-    waiting: Arc<Mutex<VecDeque<pb::InboundMessage>>>,
+    inbound: Subscribers,
+    waiting: Waiting,
 }
 
 impl Poller {
@@ -341,7 +364,7 @@ impl Poller {
                 Ok(Outcome::Inbound(r)) => {
                     last_error.clear();
                     for m in r.messages {
-                        self.deliver(m, cfg.buffer);
+                        deliver(&self.inbound, &self.waiting, m, cfg.buffer, id);
                     }
                 }
                 Ok(_) => self.report(&mut last_error, unexpected(id).message()),
@@ -350,18 +373,6 @@ impl Poller {
                     restart = true;
                     self.report(&mut last_error, s.message());
                 }
-            }
-        }
-    }
-
-    /// To the subscribers, or to wait for PollChannel when there are none.
-    fn deliver(&self, m: pb::InboundMessage, cap: usize) {
-        if let Err(broadcast::error::SendError(m)) = self.inbound.send(m) {
-            let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
-            waiting.push_back(m);
-            if waiting.len() > cap {
-                waiting.pop_front();
-                tracing::warn!(plugin = %self.plugin.id, tenant = %self.key.tenant, "channel buffer full ({cap}): dropped the oldest inbound message");
             }
         }
     }

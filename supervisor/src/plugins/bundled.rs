@@ -30,6 +30,11 @@ const BUNDLED: &[(&str, &str, &[u8])] = &[
         include_str!("../../../examples/plugins/echo-channel/plugin.toml"),
         include_bytes!("../../../examples/plugins/echo-channel/plugin.wasm"),
     ),
+    (
+        "wordcount",
+        include_str!("../../../examples/plugins/wordcount/plugin.toml"),
+        include_bytes!("../../../examples/plugins/wordcount/plugin.wasm"),
+    ),
 ];
 
 /// Installs each bundled example that is not already installed. An installed copy
@@ -62,7 +67,14 @@ mod tests {
         let d = tempfile::tempdir()?;
         assert_eq!(
             install_missing(d.path())?,
-            ["notes", "echo", "guard", "device-auth", "echo-channel"]
+            [
+                "notes",
+                "echo",
+                "guard",
+                "device-auth",
+                "echo-channel",
+                "wordcount"
+            ]
         );
         std::fs::write(d.path().join("notes/plugin.toml"), "edited")?;
         assert!(install_missing(d.path())?.is_empty());

@@ -28,6 +28,8 @@ pub struct SlotStats {
     pub calls: u64,
     pub last_error: String,
     pub sandbox: Vec<pb::SandboxLayer>,
+    /// The plugin interface the component exports (package and version).
+    pub contract: String,
 }
 
 impl SlotStats {

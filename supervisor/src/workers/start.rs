@@ -184,13 +184,15 @@ impl Workers {
         });
 
         let mut layers = Vec::new();
-        match self.load(&worker, loaded).await.and_then(|inner| {
+        let mut contract = String::new();
+        match self.load(&worker, loaded).await.and_then(|reply| {
             // The worker answered, so it runs: as the child of the pid it was
             // spawned as when it entered its own PID namespace.
             let shown = crate::workers::spawn::worker_pid(pid);
             shown_pid.store(shown, Ordering::SeqCst);
             layers = self.outer_layers(shown, confinement);
-            layers.extend(inner);
+            layers.extend(reply.sandbox);
+            contract = reply.contract;
             self.check_required(id, &layers)
         }) {
             Ok(()) => {
@@ -199,6 +201,7 @@ impl Workers {
                 stats.starts += 1;
                 stats.pid = Some(pid);
                 stats.sandbox = layers;
+                stats.contract = contract;
                 tracing::info!(plugin = %id, tenant = %key.tenant, pid, "worker started");
                 for missing in stats.sandbox.iter().filter(|l| !l.applied) {
                     tracing::warn!(plugin = %id, tenant = %key.tenant, pid, "sandbox layer {missing}");
@@ -220,7 +223,7 @@ impl Workers {
         &self,
         worker: &Worker,
         loaded: &crate::plugins::registry::Loaded,
-    ) -> Result<Vec<pb::SandboxLayer>, CallError> {
+    ) -> Result<pb::LoadResponse, CallError> {
         let l = &self.config.limits;
         let fuel = l.fuel > 0;
         let limits = pb::Limits {
@@ -252,7 +255,7 @@ impl Workers {
                 .load(request(pb::load_request::Module::Precompiled(artifact)))
                 .await
             {
-                Ok(r) => return Ok(r.into_inner().sandbox),
+                Ok(r) => return Ok(r.into_inner()),
                 Err(s) if s.code() == Code::DataLoss => {
                     tracing::info!(plugin = %name, "cached artifact refused ({}); recompiling", s.message());
                     self.cache.remove(&loaded.sha256, fuel);
@@ -271,7 +274,7 @@ impl Workers {
         {
             tracing::warn!(plugin = %name, "caching the compiled module failed: {e}");
         }
-        Ok(reply.sandbox)
+        Ok(reply)
     }
 
     async fn load_error(&self, worker: &Worker, name: &str, s: Status) -> CallError {

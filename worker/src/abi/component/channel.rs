@@ -64,6 +64,7 @@ async fn call(
                         .map(|(name, value)| api::Header { name, value })
                         .collect(),
                     body: r.body,
+                    messages: Vec::new(),
                 }),
                 Err(e) => plugin_error(e),
             }

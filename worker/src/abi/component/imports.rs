@@ -1,6 +1,8 @@
 //! The host interfaces every world imports (storage, http, env, log, fs, ws),
 //! generated once and shared by each world's bindings (`with`), so each import is
-//! implemented once: by forwarding to the broker through [`HostState`].
+//! implemented once: by forwarding to the broker through [`HostState`]. tark's
+//! published (unversioned) contract has the same interfaces but for http's
+//! `request`; [`host_imports!`] implements both from one text.
 
 use tark_proto::worker::v1 as pb;
 
@@ -25,61 +27,97 @@ wasmtime::component::bindgen!({
 
 pub use tark::plugin::{env, fs, http, log, storage, ws};
 
-impl storage::Host for HostState {
-    async fn get(&mut self, key: String) -> Option<String> {
-        self.storage_get(key).await
-    }
-    async fn set(&mut self, key: String, value: String) -> Result<(), String> {
-        self.storage_set(key, value).await
-    }
-    async fn delete(&mut self, key: String) -> Result<(), String> {
-        self.storage_delete(key).await
-    }
-    async fn list_keys(&mut self) -> Vec<String> {
-        self.storage_list_keys().await
-    }
+/// Implements storage, env, log, fs and ws for the generated module `$m`.
+macro_rules! host_imports {
+    ($($m:ident)::+) => {
+        impl $($m)::+::storage::Host for HostState {
+            async fn get(&mut self, key: String) -> Option<String> {
+                self.storage_get(key).await
+            }
+            async fn set(&mut self, key: String, value: String) -> Result<(), String> {
+                self.storage_set(key, value).await
+            }
+            async fn delete(&mut self, key: String) -> Result<(), String> {
+                self.storage_delete(key).await
+            }
+            async fn list_keys(&mut self) -> Vec<String> {
+                self.storage_list_keys().await
+            }
+        }
+
+        impl $($m)::+::env::Host for HostState {
+            async fn get(&mut self, name: String) -> Option<String> {
+                self.env_get(name).await
+            }
+        }
+
+        impl $($m)::+::log::Host for HostState {
+            async fn debug(&mut self, message: String) {
+                self.log(tark_proto::worker::v1::LogLevel::Debug, message).await;
+            }
+            async fn info(&mut self, message: String) {
+                self.log(tark_proto::worker::v1::LogLevel::Info, message).await;
+            }
+            async fn warn(&mut self, message: String) {
+                self.log(tark_proto::worker::v1::LogLevel::Warn, message).await;
+            }
+            async fn error(&mut self, message: String) {
+                self.log(tark_proto::worker::v1::LogLevel::Error, message).await;
+            }
+        }
+
+        impl $($m)::+::fs::Host for HostState {
+            async fn read(&mut self, path: String) -> Result<String, String> {
+                self.fs_read(path).await
+            }
+        }
+
+        impl $($m)::+::ws::Host for HostState {
+            async fn connect(&mut self, url: String, headers_json: String) -> String {
+                self.ws_connect(url, headers_json).await
+            }
+            async fn send(&mut self, handle: i64, data: String) -> String {
+                self.ws_send(handle, data).await
+            }
+            async fn recv(&mut self, handle: i64, timeout_ms: i64, max_bytes: i64) -> String {
+                self.ws_recv(handle, timeout_ms, max_bytes).await
+            }
+            async fn close(&mut self, handle: i64) -> String {
+                self.ws_close(handle).await
+            }
+        }
+    };
+}
+pub(super) use host_imports;
+
+host_imports!(tark::plugin);
+
+/// One HTTP request through the broker: status, headers and body, or why not.
+pub(super) async fn http_call(
+    state: &mut HostState,
+    method: &str,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Option<String>,
+) -> Result<pb::HttpResponse, String> {
+    let req = pb::HttpRequest {
+        method: method.to_owned(),
+        url,
+        headers: headers
+            .into_iter()
+            .map(|(name, value)| pb::HttpHeader { name, value })
+            .collect(),
+        body,
+    };
+    state.http(req).await
 }
 
-impl env::Host for HostState {
-    async fn get(&mut self, name: String) -> Option<String> {
-        self.env_get(name).await
-    }
-}
-
-impl log::Host for HostState {
-    async fn debug(&mut self, message: String) {
-        self.log(pb::LogLevel::Debug, message).await;
-    }
-    async fn info(&mut self, message: String) {
-        self.log(pb::LogLevel::Info, message).await;
-    }
-    async fn warn(&mut self, message: String) {
-        self.log(pb::LogLevel::Warn, message).await;
-    }
-    async fn error(&mut self, message: String) {
-        self.log(pb::LogLevel::Error, message).await;
-    }
-}
-
-impl fs::Host for HostState {
-    async fn read(&mut self, path: String) -> Result<String, String> {
-        self.fs_read(path).await
-    }
-}
-
-impl ws::Host for HostState {
-    async fn connect(&mut self, url: String, headers_json: String) -> String {
-        self.ws_connect(url, headers_json).await
-    }
-    async fn send(&mut self, handle: i64, data: String) -> String {
-        self.ws_send(handle, data).await
-    }
-    async fn recv(&mut self, handle: i64, timeout_ms: i64, max_bytes: i64) -> String {
-        self.ws_recv(handle, timeout_ms, max_bytes).await
-    }
-    async fn close(&mut self, handle: i64) -> String {
-        self.ws_close(handle).await
-    }
+/// A broker response's headers as WIT tuples.
+pub(super) fn header_tuples(r: &mut pb::HttpResponse) -> Vec<(String, String)> {
+    std::mem::take(&mut r.headers)
+        .into_iter()
+        .map(|h| (h.name, h.value))
+        .collect()
 }
 
 impl http::Host for HostState {
@@ -88,13 +126,7 @@ impl http::Host for HostState {
         url: String,
         headers: Vec<(String, String)>,
     ) -> Result<http::HttpResponse, http::HttpError> {
-        self.request(http::HttpRequest {
-            method: "GET".into(),
-            url,
-            headers,
-            body: None,
-        })
-        .await
+        answer(http_call(self, "GET", url, headers, None).await)
     }
 
     async fn post(
@@ -103,40 +135,27 @@ impl http::Host for HostState {
         body: String,
         headers: Vec<(String, String)>,
     ) -> Result<http::HttpResponse, http::HttpError> {
-        let req = http::HttpRequest {
-            method: "POST".into(),
-            url,
-            headers,
-            body: Some(body),
-        };
-        self.request(req).await
+        answer(http_call(self, "POST", url, headers, Some(body)).await)
     }
 
     async fn request(
         &mut self,
         req: http::HttpRequest,
     ) -> Result<http::HttpResponse, http::HttpError> {
-        let headers = |h: Vec<(String, String)>| {
-            h.into_iter()
-                .map(|(name, value)| pb::HttpHeader { name, value })
-                .collect()
-        };
-        let req = pb::HttpRequest {
-            method: req.method,
-            url: req.url,
-            headers: headers(req.headers),
-            body: req.body,
-        };
-        match self.http(req).await {
-            Ok(r) => Ok(http::HttpResponse {
-                status: u16::try_from(r.status).unwrap_or(0),
-                headers: r.headers.into_iter().map(|h| (h.name, h.value)).collect(),
-                body: r.body,
-            }),
-            Err(message) => Err(http::HttpError {
-                message,
-                status: None,
-            }),
-        }
+        answer(http_call(self, &req.method, req.url, req.headers, req.body).await)
+    }
+}
+
+fn answer(r: Result<pb::HttpResponse, String>) -> Result<http::HttpResponse, http::HttpError> {
+    match r {
+        Ok(mut r) => Ok(http::HttpResponse {
+            status: u16::try_from(r.status).unwrap_or(0),
+            headers: header_tuples(&mut r),
+            body: r.body,
+        }),
+        Err(message) => Err(http::HttpError {
+            message,
+            status: None,
+        }),
     }
 }

@@ -13,6 +13,7 @@ mod channel;
 mod hook;
 pub mod imports;
 mod provider;
+pub mod published;
 mod tool;
 pub mod version;
 
@@ -94,9 +95,10 @@ fn not_this_world(world: &str, call: &Call) -> Failure {
     )
 }
 
-/// Builds the host for a component of the given plugin type.
+/// Builds the host for a component of the given plugin type and contract.
 pub fn load(
     kind: pb::PluginKind,
+    contract: version::Contract,
     engine: Engine,
     component: Component,
     limits: CallLimits,
@@ -106,13 +108,31 @@ pub fn load(
         Box::new(p)
     }
     let (e, c, l, s) = (engine, component, limits, new_state);
-    Ok(match kind {
-        pb::PluginKind::Tool => boxed(ComponentPlugin::<tool::Tool>::new(e, c, l, s)?),
-        pb::PluginKind::Provider => boxed(ComponentPlugin::<provider::Provider>::new(e, c, l, s)?),
-        pb::PluginKind::Auth => boxed(ComponentPlugin::<auth::Auth>::new(e, c, l, s)?),
-        pb::PluginKind::Hook => boxed(ComponentPlugin::<hook::Hook>::new(e, c, l, s)?),
-        pb::PluginKind::Channel => boxed(ComponentPlugin::<channel::Channel>::new(e, c, l, s)?),
-        pb::PluginKind::Unspecified => wasmtime::bail!("no plugin type given"),
+    use version::Contract::Published;
+    Ok(match (contract, kind) {
+        (Published, pb::PluginKind::Tool) => {
+            boxed(ComponentPlugin::<published::Tool>::new(e, c, l, s)?)
+        }
+        (Published, pb::PluginKind::Provider) => {
+            boxed(ComponentPlugin::<published::Provider>::new(e, c, l, s)?)
+        }
+        (Published, pb::PluginKind::Auth) => {
+            boxed(ComponentPlugin::<published::Auth>::new(e, c, l, s)?)
+        }
+        (Published, pb::PluginKind::Channel) => {
+            boxed(ComponentPlugin::<published::Channel>::new(e, c, l, s)?)
+        }
+        (Published, _) => wasmtime::bail!("tark's published WIT has no world for this plugin type"),
+        (_, kind) => match kind {
+            pb::PluginKind::Tool => boxed(ComponentPlugin::<tool::Tool>::new(e, c, l, s)?),
+            pb::PluginKind::Provider => {
+                boxed(ComponentPlugin::<provider::Provider>::new(e, c, l, s)?)
+            }
+            pb::PluginKind::Auth => boxed(ComponentPlugin::<auth::Auth>::new(e, c, l, s)?),
+            pb::PluginKind::Hook => boxed(ComponentPlugin::<hook::Hook>::new(e, c, l, s)?),
+            pb::PluginKind::Channel => boxed(ComponentPlugin::<channel::Channel>::new(e, c, l, s)?),
+            pb::PluginKind::Unspecified => wasmtime::bail!("no plugin type given"),
+        },
     })
 }
 

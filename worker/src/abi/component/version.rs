@@ -33,10 +33,28 @@ pub fn exports(engine: &Engine, component: &Component) -> Vec<String> {
         .collect()
 }
 
-/// Checks that the component exports the interface its manifest type promises, at
-/// a version this host supports. Done at load, so a wrong-world plugin is reported
-/// before anything runs.
-pub fn check_world(exports: &[String], kind: pb::PluginKind) -> Result<(), Failure> {
+/// Which contract a component was built against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    /// tarkd's `tark:plugin@0.1.x` (`wit/tark.wit`).
+    Versioned,
+    /// tark's own unversioned `tark:plugin` (`wit/published/tark.wit`).
+    Published,
+}
+
+/// What this host accepts, as `plugin info` shows it.
+pub const ACCEPTED: &[&str] = &[
+    "tark:plugin@0.1.x (tarkd's wit/tark.wit)",
+    "tark:plugin, unversioned (tark's published WIT): auth, tool, provider, channel",
+];
+
+/// Checks that the component exports the interface its manifest type promises,
+/// from a contract this host supports, and says which. Done at load, so a
+/// wrong-world plugin is reported, with what it does export, before anything runs.
+pub fn check_world(
+    exports: &[String],
+    kind: pb::PluginKind,
+) -> Result<(Contract, String), Failure> {
     let Some(iface) = required_export(kind) else {
         return Err(Failure::new(
             pb::FailureKind::BadRequest,
@@ -47,29 +65,27 @@ pub fn check_world(exports: &[String], kind: pb::PluginKind) -> Result<(), Failu
     let found = exports
         .iter()
         .find(|e| e.split('@').next() == Some(want.as_str()));
+    let wrong = |message: String| Err(Failure::new(pb::FailureKind::WrongWorld, message));
     match found {
-        Some(e) if e.contains(SUPPORTED_VERSION_PREFIX) => {}
-        Some(e) => {
-            return Err(Failure::new(
-                pb::FailureKind::WrongWorld,
-                format!("component exports {e}, but this tarkd supports {want}@0.1.x"),
-            ));
-        }
+        Some(e) if e.contains(SUPPORTED_VERSION_PREFIX) => Ok((Contract::Versioned, e.clone())),
+        Some(e) if *e == want && kind == pb::PluginKind::Hook => wrong(format!(
+            "component exports {e} from tark's unversioned WIT, which has no hook world; build hooks against {want}@0.1.x"
+        )),
+        Some(e) if *e == want => Ok((Contract::Published, e.clone())),
+        Some(e) => wrong(format!(
+            "component exports {e}, but this tarkd supports {want}@0.1.x and tark's unversioned {want}"
+        )),
         None => {
             let listed = if exports.is_empty() {
                 "nothing".to_owned()
             } else {
                 exports.join(", ")
             };
-            return Err(Failure::new(
-                pb::FailureKind::WrongWorld,
-                format!(
-                    "component does not export {want}@0.1.x, so it is not a {iface:?} plugin (it exports {listed})"
-                ),
-            ));
+            wrong(format!(
+                "component does not export {want}@0.1.x (or tark's unversioned {want}), so it is not a {iface:?} plugin (it exports {listed})"
+            ))
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -81,6 +97,31 @@ mod tests {
     }
 
     #[test]
+    fn contracts_are_told_apart() {
+        let versioned = check_world(
+            &names(&["tark:plugin/tool-plugin@0.1.2"]),
+            pb::PluginKind::Tool,
+        );
+        assert_eq!(
+            versioned.ok(),
+            Some((
+                Contract::Versioned,
+                "tark:plugin/tool-plugin@0.1.2".to_owned()
+            ))
+        );
+        let published = check_world(&names(&["tark:plugin/tool-plugin"]), pb::PluginKind::Tool);
+        assert_eq!(published.ok().map(|c| c.0), Some(Contract::Published));
+        let refused = check_world(
+            &names(&["tark:plugin/tool-plugin@0.2.0"]),
+            pb::PluginKind::Tool,
+        );
+        assert_eq!(
+            refused.err().map(|f| f.message),
+            Some("component exports tark:plugin/tool-plugin@0.2.0, but this tarkd supports tark:plugin/tool-plugin@0.1.x and tark's unversioned tark:plugin/tool-plugin".to_owned())
+        );
+    }
+
+    #[test]
     fn world_check_table() {
         use pb::FailureKind::{BadRequest, WrongWorld};
         use pb::PluginKind::{Auth, Channel, Hook, Provider, Tool, Unspecified};
@@ -88,7 +129,12 @@ mod tests {
             (&["tark:plugin/tool-plugin@0.1.0"], Tool, None),
             (&["tark:plugin/tool-plugin@0.1.7"], Tool, None),
             (&["tark:plugin/tool-plugin@0.2.0"], Tool, Some(WrongWorld)),
-            (&["tark:plugin/tool-plugin"], Tool, Some(WrongWorld)),
+            (&["tark:plugin/tool-plugin"], Tool, None),
+            (&["tark:plugin/provider-plugin"], Provider, None),
+            (&["tark:plugin/channel-plugin"], Channel, None),
+            (&["tark:plugin/auth-plugin"], Auth, None),
+            (&["tark:plugin/hook-plugin"], Hook, Some(WrongWorld)),
+            (&["tark:plugin/tool-plugin@1.0.0"], Tool, Some(WrongWorld)),
             (&["tark:plugin/hook-plugin@0.1.0"], Tool, Some(WrongWorld)),
             (&["evil:plugin/tool-plugin@0.1.0"], Tool, Some(WrongWorld)),
             (&["tark:plugin/tool-plugin-x@0.1.0"], Tool, Some(WrongWorld)),
