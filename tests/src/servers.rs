@@ -241,3 +241,75 @@ fn oauth_answer(
         _ => (400, json!({ "error": "invalid_request" })),
     }
 }
+
+/// A running OpenAI-compatible chat server (what Ollama and others serve):
+/// `GET /v1/models` lists `tiny`; `POST /v1/chat/completions` answers "you said:
+/// <the last message>", whole or as server-sent events word by word. Every
+/// request must carry `authorization: Bearer <key>`.
+pub struct OpenAiServer {
+    pub port: u16,
+}
+
+impl OpenAiServer {
+    pub fn start(key: &'static str) -> anyhow::Result<Self> {
+        let port = serve(move |stream| async move {
+            let svc =
+                hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| async move {
+                    let authorized = req
+                        .headers()
+                        .get(hyper::header::AUTHORIZATION)
+                        .is_some_and(|v| v.as_bytes() == format!("Bearer {key}").as_bytes());
+                    let path = req.uri().path().to_owned();
+                    let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                    let body: serde_json::Value =
+                        serde_json::from_slice(&body.unwrap_or_default()).unwrap_or_default();
+                    let (status, text) = if authorized {
+                        openai_answer(&path, &body)
+                    } else {
+                        (401, r#"{"error":"unauthorized"}"#.to_owned())
+                    };
+                    let mut r = Response::new(Full::new(Bytes::from(text)));
+                    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+                    Ok::<_, Infallible>(r)
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        })?;
+        Ok(Self { port })
+    }
+}
+
+fn openai_answer(path: &str, body: &serde_json::Value) -> (u16, String) {
+    use serde_json::json;
+    match path {
+        "/v1/models" => (200, json!({ "data": [{ "id": "tiny" }] }).to_string()),
+        "/v1/chat/completions" => {
+            let last = body["messages"]
+                .as_array()
+                .and_then(|m| m.last())
+                .and_then(|m| m["content"].as_str())
+                .unwrap_or("");
+            let reply = format!("you said: {last}");
+            let usage =
+                json!({ "prompt_tokens": 3, "completion_tokens": reply.split(' ').count() });
+            if body["stream"].as_bool() == Some(true) {
+                let mut sse = String::new();
+                for word in reply.split_inclusive(' ') {
+                    let event = json!({ "choices": [{ "delta": { "content": word } }] });
+                    sse.push_str(&format!("data: {event}\n\n"));
+                }
+                let last = json!({ "choices": [{ "delta": {}, "finish_reason": "stop" }], "usage": usage });
+                sse.push_str(&format!("data: {last}\n\ndata: [DONE]\n\n"));
+                (200, sse)
+            } else {
+                let answer = json!({
+                    "choices": [{ "message": { "role": "assistant", "content": reply }, "finish_reason": "stop" }],
+                    "usage": usage,
+                });
+                (200, answer.to_string())
+            }
+        }
+        _ => (404, r#"{"error":"not found"}"#.to_owned()),
+    }
+}

@@ -201,3 +201,54 @@ async fn hostile_streams_are_contained() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_compatible_example_talks_to_a_local_endpoint() -> anyhow::Result<()> {
+    let server = tark_tests::servers::OpenAiServer::start("test-key")?;
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let t = Tarkd::start(
+        vec![PluginFiles::example_edited(
+            "openai-compat",
+            "openai-compat",
+            "http://127.0.0.1:11434",
+            &base,
+        )?],
+        Options {
+            env: vec![
+                ("OPENAI_COMPAT_URL".into(), format!("{base}/v1")),
+                ("OPENAI_COMPAT_API_KEY".into(), "test-key".into()),
+            ],
+            ..Options::default()
+        },
+    )?;
+    let mut p = t.providers().await?;
+    let models = p
+        .list_models(pb::PluginRef {
+            id: "openai-compat".into(),
+        })
+        .await?
+        .into_inner();
+    let ids: Vec<_> = models.models.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["tiny"]);
+    let req = |text: &str| pb::ChatRequest {
+        plugin: "openai-compat".into(),
+        model: "tiny".into(),
+        messages: vec![pb::ChatMessage {
+            role: "user".into(),
+            content: text.into(),
+        }],
+    };
+    let r = p.chat(req("hello")).await?.into_inner();
+    assert_eq!(
+        (r.text.as_str(), r.finish_reason.as_str()),
+        ("you said: hello", "stop")
+    );
+    let (chunks, end) = drain(&mut p, tonic::Request::new(req("a b"))).await?;
+    assert!(end.is_ok(), "{end:?}");
+    let text: String = chunks.iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(text, "you said: a b");
+    let last = chunks.last().cloned().unwrap_or_default();
+    assert!(last.done);
+    assert_eq!(last.usage.map(|u| u.output_tokens), Some(4));
+    Ok(())
+}
