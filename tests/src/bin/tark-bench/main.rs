@@ -1,7 +1,9 @@
-//! tark-bench: latency of tarkd's hot paths against a baseline measured in the
+//! tark-bench: latency of tarkd's hot paths against baselines measured in the
 //! same run. Run it with `scripts/bench` (release build).
 //!
-//! - echo: a bare tonic unary call over a Unix socket (the baseline);
+//! - echo ([`echo`]): a bare tonic unary call over a Unix socket, on the same
+//!   runtime, on a second runtime, and through two processes (the floor of
+//!   agent → tarkd → worker);
 //! - invoke: `InvokeTool` end to end (agent → tarkd → worker → plugin), for a tool
 //!   with no host calls and for the notes plugin's `notes_get` (one storage read
 //!   through the broker);
@@ -10,7 +12,15 @@
 //! - host calls: one storage get made from inside a plugin (a call making 100 gets
 //!   less one making none, per get), and an http GET to a loopback server made by
 //!   the probe plugin through the broker, against the same GET made by tarkd's own
-//!   outbound client in this process.
+//!   outbound client in this process;
+//! - worlds ([`worlds`]): a streamed chat's first chunk and chunks per second;
+//!   `DispatchHook` with 1 and 8 hook plugins;
+//! - load ([`load`]): calls per second with 64 callers over 1 and 8 workers, and
+//!   CPU time per call of tarkd + workers against the two-hop echo's processes.
+
+mod echo;
+mod load;
+mod worlds;
 
 use std::time::{Duration, Instant};
 
@@ -21,20 +31,6 @@ use tark_proto::worker::v1 as wpb;
 use tark_tests::fixtures::{self, manifest};
 use tark_tests::servers::HttpServer;
 use tark_tests::{Options, PluginFiles, Tarkd, invoke, output};
-
-struct Echo;
-
-#[tonic::async_trait]
-impl wpb::broker_server::Broker for Echo {
-    async fn env_get(
-        &self,
-        req: tonic::Request<wpb::EnvName>,
-    ) -> Result<tonic::Response<wpb::EnvValue>, tonic::Status> {
-        Ok(tonic::Response::new(wpb::EnvValue {
-            value: Some(req.into_inner().name),
-        }))
-    }
-}
 
 /// p50 and p99 of a sample, in microseconds.
 fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {
@@ -64,62 +60,32 @@ where
     Ok(samples)
 }
 
-/// Serves the echo baseline on its own runtime threads, as tarkd would.
-fn start_echo(path: std::path::PathBuf) -> anyhow::Result<()> {
-    let listener = std::os::unix::net::UnixListener::bind(&path)?;
-    listener.set_nonblocking(true)?;
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build();
-        if let Ok(rt) = rt {
-            rt.block_on(async move {
-                if let Ok(l) = tokio::net::UnixListener::from_std(listener) {
-                    let incoming = tokio_stream::wrappers::UnixListenerStream::new(l);
-                    let _ = tonic::transport::Server::builder()
-                        .add_service(wpb::broker_server::BrokerServer::new(Echo))
-                        .serve_with_incoming(incoming)
-                        .await;
-                }
-            });
-        }
-    });
-    Ok(())
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(child) = echo::child_main(&args) {
+        return child;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(bench())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn bench() -> anyhow::Result<()> {
     let n: usize = std::env::var("TARK_BENCH_N")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3000);
     let cold_n = (n / 100).max(10);
 
-    // Baseline: bare tonic unary echo over a Unix socket.
+    // Baselines: bare tonic unary echoes over Unix sockets.
     let dir = tempfile::tempdir()?;
-    let echo_path = dir.path().join("echo.sock");
-    start_echo(echo_path.clone())?;
-    let channel = tonic::transport::Endpoint::from_static("http://echo")
-        .connect_with_connector(tower::service_fn(move |_| {
-            let p = echo_path.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(p).await?,
-                ))
-            }
-        }))
-        .await?;
-    let echo = wpb::broker_client::BrokerClient::new(channel);
-    let mut call_echo = || {
-        let mut c = echo.clone();
-        async move {
-            c.env_get(wpb::EnvName {
-                name: "ping".into(),
-            })
-            .await?;
-            Ok(())
-        }
-    };
+    let baselines = echo::start(dir.path()).await?;
+    let (same, second, hops) = (
+        baselines.same_runtime.clone(),
+        baselines.second_runtime.clone(),
+        baselines.two_hops.clone(),
+    );
 
     // A loopback HTTP server for the broker's http path.
     let server = HttpServer::start()?;
@@ -139,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
                 PluginFiles::notes()?,
                 PluginFiles::new("bare", &manifest("bare", "tool", ""), Some(bare)),
                 PluginFiles::probe(&probe_caps)?,
+                PluginFiles::echo()?,
             ],
             Options {
                 config,
@@ -176,20 +143,26 @@ async fn main() -> anyhow::Result<()> {
     // Warm up, then sample round-robin, so the baseline and every invoke path are
     // measured under the same machine state (this VM's latency shifts between
     // runs as threads land on one core or two).
+    let mut echo_second = || echo::call(&second);
+    let mut echo_same = || echo::call(&same);
+    let mut echo_hops = || echo::call(&hops);
     for _ in 0..n / 10 {
-        call_echo().await?;
+        echo_second().await?;
+        echo_same().await?;
+        echo_hops().await?;
         bare_on().await?;
         bare_off().await?;
         notes_on().await?;
     }
-    let mut samples: [Vec<Duration>; 4] = Default::default();
+    let mut samples: [Vec<Duration>; 6] = Default::default();
     for _ in 0..n {
-        samples[0].extend(time(1, &mut call_echo).await?);
+        samples[0].extend(time(1, &mut echo_second).await?);
         samples[1].extend(time(1, &mut bare_on).await?);
         samples[2].extend(time(1, &mut bare_off).await?);
         samples[3].extend(time(1, &mut notes_on).await?);
+        samples[4].extend(time(1, &mut echo_same).await?);
+        samples[5].extend(time(1, &mut echo_hops).await?);
     }
-    drop(echo);
 
     let host_calls = host_calls(&on, http_port, n).await?;
 
@@ -242,7 +215,21 @@ async fn main() -> anyhow::Result<()> {
         recovered.push(t0.elapsed());
     }
 
-    let [echo_s, on_s, off_s, notes_s] = samples;
+    let (first_chunk, chunk_rate) = worlds::stream(&on.providers().await?, 100, cold_n).await?;
+    let hook_rows = hook_dispatch(cold_n * 5).await?;
+    let callers = 64;
+    let load_time = Duration::from_secs(3);
+    let hop_pids: Vec<u32> = baselines
+        .children
+        .iter()
+        .map(std::process::Child::id)
+        .collect();
+    let load_hops = load::two_hops(&hops, &hop_pids, callers, load_time).await?;
+    let load_1 = load::invoke_load(&on, 1, callers, load_time).await?;
+    let load_8 = load::invoke_load(&on, 8, callers, load_time).await?;
+
+    let [echo_s, on_s, off_s, notes_s, same_s, hops_s] = samples;
+    let (same_p, hops_p) = (percentiles(same_s), percentiles(hops_s));
     let (echo_p, on_p, off_p, notes_p) = (
         percentiles(echo_s),
         percentiles(on_s),
@@ -257,7 +244,9 @@ async fn main() -> anyhow::Result<()> {
         "{:<40} {:>6} {:>12} {:>12}",
         "measurement", "n", "p50 µs", "p99 µs"
     );
-    row("echo (tonic unary, UDS) baseline", n, echo_p);
+    row("echo, same runtime (baseline)", n, same_p);
+    row("echo, second runtime", n, echo_p);
+    row("echo, two hops: proxy + echo processes", n, hops_p);
     row("InvokeTool bare-ok, full sandbox", n, on_p);
     row("InvokeTool bare-ok, sandbox off", n, off_p);
     row("InvokeTool notes_get, full sandbox", n, notes_p);
@@ -285,11 +274,38 @@ async fn main() -> anyhow::Result<()> {
     row("storage get inside a plugin (per get)", n, get_p);
     row("http GET loopback via plugin + broker", n_http, broker_p);
     row("http GET loopback by tarkd's client", n_http, direct_p);
+    let (first_p, rate_p) = (percentiles(first_chunk), median(chunk_rate));
+    row("ChatStream first chunk (100-word reply)", cold_n, first_p);
+    for (name, n, p) in hook_rows {
+        row(&name, n, p);
+    }
+    println!("ChatStream chunks/s over a whole stream, median: {rate_p:.0}");
     println!(
-        "ratio invoke/echo at p50: bare-ok {:.2}, notes_get {:.2}; sandbox cost at p50: {:+.1} %",
+        "ratio InvokeTool bare-ok / echo at p50: same runtime {:.2}, two hops {:.2}, second runtime {:.2}; notes_get / two hops {:.2}; sandbox cost at p50: {:+.1} %",
+        on_p.0 / same_p.0,
+        on_p.0 / hops_p.0,
         on_p.0 / echo_p.0,
-        notes_p.0 / echo_p.0,
+        notes_p.0 / hops_p.0,
         (on_p.0 / off_p.0 - 1.0) * 100.0
+    );
+    println!("load, {callers} callers for {} s:", load_time.as_secs());
+    for (name, l) in [
+        ("echo, two hops (proxy + echo CPU)", &load_hops),
+        ("InvokeTool bare-ok, 1 worker (tarkd + worker CPU)", &load_1),
+        (
+            "InvokeTool bare-ok, 8 workers (tarkd + workers CPU)",
+            &load_8,
+        ),
+    ] {
+        println!(
+            "  {name:<52} {:>9.0} calls/s {:>8.1} µs CPU/call ({} calls)",
+            l.per_sec, l.cpu_us_per_call, l.calls
+        );
+    }
+    println!(
+        "ratio CPU/call InvokeTool / two-hop echo: 1 worker {:.2}, 8 workers {:.2}",
+        load_1.cpu_us_per_call / load_hops.cpu_us_per_call,
+        load_8.cpu_us_per_call / load_hops.cpu_us_per_call
     );
     println!(
         "http via plugin+broker / direct at p50: {:.2} (+{:.0} µs: the InvokeTool and the broker hop)",
@@ -297,6 +313,37 @@ async fn main() -> anyhow::Result<()> {
         broker_p.0 - direct_p.0
     );
     Ok(())
+}
+
+/// The median of a sample.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// `DispatchHook` rows for 1 and 8 hook plugins (each tarkd of its own).
+async fn hook_dispatch(n: usize) -> anyhow::Result<Vec<(String, usize, (f64, f64))>> {
+    let mut rows = Vec::new();
+    for count in [1, 8] {
+        let plugins = (1..=count)
+            .map(|i| PluginFiles::guard(&format!("guard-{i}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let t = Tarkd::start(plugins, Options::default())?;
+        let client = tark_proto::plugin::v1::hooks_client::HooksClient::new(t.channel().await?);
+        worlds::hooks(&client, n / 10).await?;
+        let (seq, fan) = worlds::hooks(&client, n).await?;
+        rows.push((
+            format!("DispatchHook before-tool, {count} hook(s)"),
+            n,
+            percentiles(seq),
+        ));
+        rows.push((
+            format!("DispatchHook named event, {count} hook(s)"),
+            n,
+            percentiles(fan),
+        ));
+    }
+    Ok(rows)
 }
 
 /// Host-call costs, sampled round-robin in one run.

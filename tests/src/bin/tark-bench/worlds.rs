@@ -1,0 +1,77 @@
+//! The plugin worlds' own paths: a streamed chat (time to the first chunk, and
+//! chunks per second over the whole stream) and hook dispatch.
+
+use std::time::{Duration, Instant};
+
+use tark_proto::plugin::v1 as pb;
+use tonic::transport::Channel;
+
+/// Per stream: time to the first chunk, and chunks per second.
+pub async fn stream(
+    providers: &pb::providers_client::ProvidersClient<Channel>,
+    words: usize,
+    n: usize,
+) -> anyhow::Result<(Vec<Duration>, Vec<f64>)> {
+    let text = vec!["word"; words].join(" ");
+    let (mut first, mut rate) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let req = pb::ChatRequest {
+            plugin: "echo".into(),
+            model: "echo".into(),
+            messages: vec![pb::ChatMessage {
+                role: "user".into(),
+                content: text.clone(),
+            }],
+        };
+        let t0 = Instant::now();
+        let mut s = providers.clone().chat_stream(req).await?.into_inner();
+        let mut chunks = 0usize;
+        while let Some(c) = s.message().await? {
+            if chunks == 0 {
+                first.push(t0.elapsed());
+            }
+            chunks += 1;
+            if c.done {
+                break;
+            }
+        }
+        anyhow::ensure!(chunks == words + 1, "stream gave {chunks} chunks");
+        rate.push(chunks as f64 / t0.elapsed().as_secs_f64());
+    }
+    Ok((first, rate))
+}
+
+/// `DispatchHook` latency for a before-tool event (hooks one after another) and
+/// a named event (all at once).
+pub async fn hooks(
+    hooks: &pb::hooks_client::HooksClient<Channel>,
+    n: usize,
+) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+    use pb::hook_event::Event;
+    let before = pb::HookEvent {
+        event: Some(Event::ToolExecute(pb::ToolExecuteEvent {
+            tool: "shell".into(),
+            arguments_json: r#"{"cmd":"ls"}"#.into(),
+        })),
+    };
+    let named = pb::HookEvent {
+        event: Some(Event::Named(pb::NamedEvent {
+            name: "session-start".into(),
+            payload_json: "{}".into(),
+        })),
+    };
+    let (mut seq, mut fan) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        for (event, out) in [(&before, &mut seq), (&named, &mut fan)] {
+            let t0 = Instant::now();
+            let o = hooks
+                .clone()
+                .dispatch_hook(event.clone())
+                .await?
+                .into_inner();
+            out.push(t0.elapsed());
+            anyhow::ensure!(o.errors.is_empty() && !o.blocked, "hooks failed: {o:?}");
+        }
+    }
+    Ok((seq, fan))
+}
