@@ -47,6 +47,7 @@ pub fn plugin_json(p: &pb::PluginInfo) -> serde_json::Value {
                           "fs_read": caps.fs_read, "shell": caps.shell },
         "workers": workers_json(p),
         "approved": p.approved, "pending_approval": p.pending_approval,
+        "wit": p.wit, "accepted_wit": p.accepted_wit,
     })
 }
 
@@ -151,6 +152,13 @@ pub fn print_info(p: &pb::PluginInfo) {
     }
     println!("  path:        {}", p.path);
     println!("  wasm sha256: {}", p.wasm_sha256);
+    let wit = if p.wit.is_empty() {
+        "(known once a worker has loaded it)"
+    } else {
+        &p.wit
+    };
+    println!("  exports:     {wit}");
+    println!("  accepts:     {}", p.accepted_wit.join("; "));
     println!("  capabilities:");
     println!("    storage: {}", caps.storage);
     println!("    http:    {}", list(&caps.http));
