@@ -309,7 +309,7 @@ pub fn classify(
 
 /// The bindings of one world, sharing the host imports generated in [`imports`].
 macro_rules! world_bindings {
-    ($world:tt) => {
+    ($world:tt $(, $ws:ident)?) => {
         wasmtime::component::bindgen!({
             world: $world,
             path: "../wit/tark.wit",
@@ -321,22 +321,7 @@ macro_rules! world_bindings {
                 "tark:plugin/env": crate::abi::component::imports::env,
                 "tark:plugin/log": crate::abi::component::imports::log,
                 "tark:plugin/fs": crate::abi::component::imports::fs,
-            },
-        });
-    };
-    ($world:tt, ws) => {
-        wasmtime::component::bindgen!({
-            world: $world,
-            path: "../wit/tark.wit",
-            imports: { default: async },
-            exports: { default: async },
-            with: {
-                "tark:plugin/storage": crate::abi::component::imports::storage,
-                "tark:plugin/http": crate::abi::component::imports::http,
-                "tark:plugin/env": crate::abi::component::imports::env,
-                "tark:plugin/log": crate::abi::component::imports::log,
-                "tark:plugin/fs": crate::abi::component::imports::fs,
-                "tark:plugin/ws": crate::abi::component::imports::ws,
+                $("tark:plugin/ws": crate::abi::component::imports::$ws,)?
             },
         });
     };

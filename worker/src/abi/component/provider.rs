@@ -15,27 +15,40 @@ mod bindings {
     super::world_bindings!("provider-world");
 }
 
-use bindings::exports::tark::plugin::provider_plugin::{Message, Usage};
+use bindings::exports::tark::plugin::provider_plugin::{Message, ModelInfo};
+use bindings::tark::plugin::types::AuthStatus;
 
 // Types only: nothing to implement.
 impl bindings::tark::plugin::types::Host for HostState {}
 
 world_plumbing!(Provider, bindings::ProviderWorld, call);
 
-fn usage(u: Option<Usage>) -> Option<api::Usage> {
-    u.map(|u| api::Usage {
-        input_tokens: u.input_tokens,
-        output_tokens: u.output_tokens,
-    })
-}
-
-fn messages(m: Vec<api::ChatMessage>) -> Vec<Message> {
-    m.into_iter()
+fn messages(m: Vec<api::ChatMessage>) -> Result<Vec<Message>, Failure> {
+    Ok(m.into_iter()
         .map(|m| Message {
             role: m.role,
             content: m.content,
         })
-        .collect()
+        .collect())
+}
+
+fn model(m: ModelInfo) -> api::ModelInfo {
+    api::ModelInfo {
+        id: m.id,
+        display_name: m.display_name,
+        context_window: m.context_window,
+        supports_tools: m.supports_tools,
+        supports_vision: m.supports_vision,
+        supports_streaming: m.supports_streaming,
+    }
+}
+
+fn auth(s: AuthStatus) -> api::AuthStatus {
+    match s {
+        AuthStatus::NotAuthenticated => api::AuthStatus::NotAuthenticated,
+        AuthStatus::Authenticated => api::AuthStatus::Authenticated,
+        AuthStatus::Expired => api::AuthStatus::Expired,
+    }
 }
 
 /// A plugin's own error value.
@@ -43,81 +56,91 @@ pub(super) fn plugin_error(message: String) -> Outcome {
     Outcome::PluginError(pb::PluginError { message })
 }
 
-async fn call(
-    world: &bindings::ProviderWorld,
-    store: &mut Store<HostState>,
-    call: Call,
-) -> wasmtime::Result<Result<Outcome, Failure>> {
-    let p = world.tark_plugin_provider_plugin();
-    Ok(Ok(match call {
-        Call::ProviderInfo(_) => {
-            let i = p.call_info(&mut *store).await?;
-            Outcome::ProviderInfo(api::ProviderInfo {
-                plugin: String::new(),
-                id: i.id,
-                display_name: i.display_name,
-                description: i.description,
-                requires_auth: i.requires_auth,
-            })
-        }
-        Call::ListModels(_) => {
-            let models = p.call_models(&mut *store).await?;
-            Outcome::Models(api::ListModelsResponse {
-                models: models
-                    .into_iter()
-                    .map(|m| api::ModelInfo {
-                        id: m.id,
-                        display_name: m.display_name,
-                        context_window: m.context_window,
-                        supports_tools: m.supports_tools,
-                        supports_vision: m.supports_vision,
-                        supports_streaming: m.supports_streaming,
-                    })
-                    .collect(),
-            })
-        }
-        Call::Chat(c) => {
-            let msgs = messages(c.messages);
-            match p.call_chat(&mut *store, &msgs, &c.model).await? {
-                Ok(r) => Outcome::Chat(api::ChatResponse {
-                    text: r.text,
-                    usage: usage(r.usage),
-                    finish_reason: r.finish_reason.unwrap_or_default(),
-                }),
-                Err(e) => plugin_error(e),
-            }
-        }
-        Call::ChatStreamStart(c) => {
-            let msgs = messages(c.messages);
-            match p
-                .call_chat_stream_start(&mut *store, &msgs, &c.model)
-                .await?
-            {
-                Ok(stream_id) => Outcome::StreamStarted(pb::StreamStarted { stream_id }),
-                Err(e) => plugin_error(e),
-            }
-        }
-        Call::ChatStreamPoll(s) => match p.call_chat_stream_poll(&mut *store, s.stream_id).await? {
-            Ok(c) => Outcome::Chunk(api::ChatChunk {
-                text: c.text,
-                done: c.done,
-                usage: usage(c.usage),
-            }),
-            Err(e) => plugin_error(e),
-        },
-        Call::AuthStatus(_) => {
-            use bindings::tark::plugin::types::AuthStatus as S;
-            let s = match p.call_auth_status(&mut *store).await? {
-                S::NotAuthenticated => api::AuthStatus::NotAuthenticated,
-                S::Authenticated => api::AuthStatus::Authenticated,
-                S::Expired => api::AuthStatus::Expired,
+/// The provider world's `call`, for a bindings module `$bindings`, with the
+/// three shapes the contracts differ in converted by `$messages` (the agent's
+/// messages in; may refuse), `$model` and `$auth` (model info and auth status
+/// out).
+macro_rules! provider_calls {
+    ($bindings:ident, $messages:ident, $model:ident, $auth:ident) => {
+        async fn call(
+            world: &$bindings::ProviderWorld,
+            store: &mut Store<HostState>,
+            call: Call,
+        ) -> wasmtime::Result<Result<Outcome, Failure>> {
+            use $bindings::exports::tark::plugin::provider_plugin::Usage;
+            let usage = |u: Option<Usage>| {
+                u.map(|u| api::Usage {
+                    input_tokens: u.input_tokens,
+                    output_tokens: u.output_tokens,
+                })
             };
-            Outcome::AuthStatus(s as i32)
+            let p = world.tark_plugin_provider_plugin();
+            Ok(Ok(match call {
+                Call::ProviderInfo(_) => {
+                    let i = p.call_info(&mut *store).await?;
+                    Outcome::ProviderInfo(api::ProviderInfo {
+                        plugin: String::new(),
+                        id: i.id,
+                        display_name: i.display_name,
+                        description: i.description,
+                        requires_auth: i.requires_auth,
+                    })
+                }
+                Call::ListModels(_) => {
+                    let models = p.call_models(&mut *store).await?;
+                    Outcome::Models(api::ListModelsResponse {
+                        models: models.into_iter().map($model).collect(),
+                    })
+                }
+                Call::Chat(c) => {
+                    let msgs = match $messages(c.messages) {
+                        Ok(m) => m,
+                        Err(f) => return Ok(Err(f)),
+                    };
+                    match p.call_chat(&mut *store, &msgs, &c.model).await? {
+                        Ok(r) => Outcome::Chat(api::ChatResponse {
+                            text: r.text,
+                            usage: usage(r.usage),
+                            finish_reason: r.finish_reason.unwrap_or_default(),
+                        }),
+                        Err(e) => plugin_error(e),
+                    }
+                }
+                Call::ChatStreamStart(c) => {
+                    let msgs = match $messages(c.messages) {
+                        Ok(m) => m,
+                        Err(f) => return Ok(Err(f)),
+                    };
+                    match p
+                        .call_chat_stream_start(&mut *store, &msgs, &c.model)
+                        .await?
+                    {
+                        Ok(stream_id) => Outcome::StreamStarted(pb::StreamStarted { stream_id }),
+                        Err(e) => plugin_error(e),
+                    }
+                }
+                Call::ChatStreamPoll(s) => {
+                    match p.call_chat_stream_poll(&mut *store, s.stream_id).await? {
+                        Ok(c) => Outcome::Chunk(api::ChatChunk {
+                            text: c.text,
+                            done: c.done,
+                            usage: usage(c.usage),
+                        }),
+                        Err(e) => plugin_error(e),
+                    }
+                }
+                Call::AuthStatus(_) => {
+                    Outcome::AuthStatus($auth(p.call_auth_status(&mut *store).await?) as i32)
+                }
+                Call::Logout(_) => ack(p.call_auth_logout(&mut *store).await?),
+                other => return Ok(Err(not_this_world("provider", &other))),
+            }))
         }
-        Call::Logout(_) => ack(p.call_auth_logout(&mut *store).await?),
-        other => return Ok(Err(not_this_world("provider", &other))),
-    }))
+    };
 }
+pub(super) use provider_calls;
+
+provider_calls!(bindings, messages, model, auth);
 
 /// The answer to a call whose result is `result<_, string>`.
 pub(super) fn ack(r: Result<(), String>) -> Outcome {

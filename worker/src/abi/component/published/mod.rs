@@ -80,7 +80,7 @@ fn answer(r: Result<pb::HttpResponse, String>) -> Result<http::HttpResponse, htt
 
 /// The bindings of one of tark's worlds, sharing the imports above.
 macro_rules! published_bindings {
-    ($world:tt) => {
+    ($world:tt $(, $ws:ident)?) => {
         wasmtime::component::bindgen!({
             world: $world,
             path: "../wit/published/tark.wit",
@@ -92,22 +92,7 @@ macro_rules! published_bindings {
                 "tark:plugin/env": crate::abi::component::published::imports::tark::plugin::env,
                 "tark:plugin/log": crate::abi::component::published::imports::tark::plugin::log,
                 "tark:plugin/fs": crate::abi::component::published::imports::tark::plugin::fs,
-            },
-        });
-    };
-    ($world:tt, ws) => {
-        wasmtime::component::bindgen!({
-            world: $world,
-            path: "../wit/published/tark.wit",
-            imports: { default: async },
-            exports: { default: async },
-            with: {
-                "tark:plugin/storage": crate::abi::component::published::imports::tark::plugin::storage,
-                "tark:plugin/http": crate::abi::component::published::imports::tark::plugin::http,
-                "tark:plugin/env": crate::abi::component::published::imports::tark::plugin::env,
-                "tark:plugin/log": crate::abi::component::published::imports::tark::plugin::log,
-                "tark:plugin/fs": crate::abi::component::published::imports::tark::plugin::fs,
-                "tark:plugin/ws": crate::abi::component::published::imports::tark::plugin::ws,
+                $("tark:plugin/ws": crate::abi::component::published::imports::tark::plugin::$ws,)?
             },
         });
     };

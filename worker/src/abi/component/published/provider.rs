@@ -16,17 +16,10 @@ mod bindings {
 }
 
 use bindings::exports::tark::plugin::provider_plugin::{
-    AuthState as AuthStatus, Message, Role, Usage,
+    AuthState as AuthStatus, Message, ModelInfo, Role,
 };
 
 world_plumbing!(Provider, bindings::ProviderWorld, call);
-
-fn usage(u: Option<Usage>) -> Option<api::Usage> {
-    u.map(|u| api::Usage {
-        input_tokens: u.input_tokens,
-        output_tokens: u.output_tokens,
-    })
-}
 
 /// The agent's messages in tark's shape; a role tark's enum lacks is refused.
 fn messages(m: Vec<api::ChatMessage>) -> Result<Vec<Message>, Failure> {
@@ -54,87 +47,27 @@ fn messages(m: Vec<api::ChatMessage>) -> Result<Vec<Message>, Failure> {
         .collect()
 }
 
-async fn call(
-    world: &bindings::ProviderWorld,
-    store: &mut Store<HostState>,
-    call: Call,
-) -> wasmtime::Result<Result<Outcome, Failure>> {
-    let p = world.tark_plugin_provider_plugin();
-    Ok(Ok(match call {
-        Call::ProviderInfo(_) => {
-            let i = p.call_info(&mut *store).await?;
-            Outcome::ProviderInfo(api::ProviderInfo {
-                plugin: String::new(),
-                id: i.id,
-                display_name: i.display_name,
-                description: i.description,
-                requires_auth: i.requires_auth,
-            })
-        }
-        Call::ListModels(_) => {
-            let models = p.call_models(&mut *store).await?;
-            Outcome::Models(api::ListModelsResponse {
-                models: models
-                    .into_iter()
-                    .map(|m| api::ModelInfo {
-                        id: m.id,
-                        display_name: m.display_name,
-                        context_window: m.context_window,
-                        supports_tools: m.supports_tools,
-                        supports_vision: false,
-                        supports_streaming: m.supports_streaming,
-                    })
-                    .collect(),
-            })
-        }
-        Call::Chat(c) => {
-            let msgs = match messages(c.messages) {
-                Ok(m) => m,
-                Err(f) => return Ok(Err(f)),
-            };
-            match p.call_chat(&mut *store, &msgs, &c.model).await? {
-                Ok(r) => Outcome::Chat(api::ChatResponse {
-                    text: r.text,
-                    usage: usage(r.usage),
-                    finish_reason: r.finish_reason.unwrap_or_default(),
-                }),
-                Err(e) => plugin_error(e),
-            }
-        }
-        Call::ChatStreamStart(c) => {
-            let msgs = match messages(c.messages) {
-                Ok(m) => m,
-                Err(f) => return Ok(Err(f)),
-            };
-            match p
-                .call_chat_stream_start(&mut *store, &msgs, &c.model)
-                .await?
-            {
-                Ok(stream_id) => Outcome::StreamStarted(pb::StreamStarted { stream_id }),
-                Err(e) => plugin_error(e),
-            }
-        }
-        Call::ChatStreamPoll(s) => match p.call_chat_stream_poll(&mut *store, s.stream_id).await? {
-            Ok(c) => Outcome::Chunk(api::ChatChunk {
-                text: c.text,
-                done: c.done,
-                usage: usage(c.usage),
-            }),
-            Err(e) => plugin_error(e),
-        },
-        Call::AuthStatus(_) => {
-            let s = match p.call_auth_status(&mut *store).await? {
-                AuthStatus::NotRequired => api::AuthStatus::NotRequired,
-                AuthStatus::NotAuthenticated => api::AuthStatus::NotAuthenticated,
-                AuthStatus::Authenticated => api::AuthStatus::Authenticated,
-                AuthStatus::Expired => api::AuthStatus::Expired,
-            };
-            Outcome::AuthStatus(s as i32)
-        }
-        Call::Logout(_) => ack(p.call_auth_logout(&mut *store).await?),
-        other => return Ok(Err(not_this_world("provider", &other))),
-    }))
+fn model(m: ModelInfo) -> api::ModelInfo {
+    api::ModelInfo {
+        id: m.id,
+        display_name: m.display_name,
+        context_window: m.context_window,
+        supports_tools: m.supports_tools,
+        supports_vision: false,
+        supports_streaming: m.supports_streaming,
+    }
 }
+
+fn auth(s: AuthStatus) -> api::AuthStatus {
+    match s {
+        AuthStatus::NotRequired => api::AuthStatus::NotRequired,
+        AuthStatus::NotAuthenticated => api::AuthStatus::NotAuthenticated,
+        AuthStatus::Authenticated => api::AuthStatus::Authenticated,
+        AuthStatus::Expired => api::AuthStatus::Expired,
+    }
+}
+
+crate::abi::component::provider::provider_calls!(bindings, messages, model, auth);
 
 #[cfg(test)]
 mod tests {
