@@ -65,6 +65,7 @@ impl Daemon {
         approvals: Approvals,
         host_version: semver::Version,
     ) -> Self {
+        let channels = crate::api::channels::Channels::new(&config.state_dir);
         Self {
             config,
             registry: RwLock::new(Arc::new(registry)),
@@ -75,7 +76,7 @@ impl Daemon {
             install_lock: tokio::sync::Mutex::new(()),
             host_version,
             flows: crate::api::auth::Flows::default(),
-            channels: crate::api::channels::Channels::default(),
+            channels,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod api;
 pub mod broker;
 pub mod config;
 pub mod daemon;
+pub mod durable;
 pub mod plugins;
 pub mod server;
 pub mod workers;

@@ -147,6 +147,8 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let Started { daemon, listener } = started;
     let api = Api(Arc::clone(&daemon));
+    let resuming = api.clone();
+    tokio::spawn(async move { resuming.resume_channels().await });
     let socket = daemon.config.socket.clone();
     tracing::info!(socket = %socket.display(), pid = std::process::id(), "tarkd serving");
     let served = tonic::transport::Server::builder()

@@ -207,3 +207,86 @@ async fn a_channel_whose_poll_crashes_is_contained() -> anyhow::Result<()> {
     assert_eq!(reply.text, "echo: fine?");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_started_channel_is_started_again_after_tarkd_restarts() -> anyhow::Result<()> {
+    let mut t = start()?;
+    let mut c = pb::channels_client::ChannelsClient::new(t.channel().await?);
+    start_channel(&mut c).await?;
+    t.stop(libc::SIGTERM)?;
+    t.launch()?;
+    let c = pb::channels_client::ChannelsClient::new(t.channel().await?);
+    // Sending needs a started channel: tarkd started it again by itself.
+    let sent = eventually_async(PATIENCE, || {
+        let mut c = c.clone();
+        async move { c.send_message(send("c1", "after restart")).await.ok() }
+    })
+    .await;
+    assert!(sent.is_some(), "the channel was not started again");
+    assert!(polled(&c, "echo: after restart").await.is_some());
+    let list = c
+        .clone()
+        .list_channels(pb::ListChannelsRequest {})
+        .await?
+        .into_inner();
+    assert!(list.channels[0].started);
+
+    // Stopped, it stays stopped across the next restart.
+    c.clone().stop_channel(plugin()).await?;
+    t.stop(libc::SIGTERM)?;
+    t.launch()?;
+    let mut c = pb::channels_client::ChannelsClient::new(t.channel().await?);
+    let list = c
+        .list_channels(pb::ListChannelsRequest {})
+        .await?
+        .into_inner();
+    assert!(!list.channels[0].started);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_reaches_its_gateway_through_the_ws_broker() -> anyhow::Result<()> {
+    let gateway = tark_tests::servers::WsServer::start()?;
+    let t = Tarkd::start(
+        vec![PluginFiles::example_edited(
+            "echo-channel",
+            "echo-channel",
+            "# No capabilities: it needs nothing from the host.",
+            &format!(
+                "[capabilities]\nhttp = [\"http://127.0.0.1:{}\"]",
+                gateway.port
+            ),
+        )?],
+        Options::config("[channels]\npoll_interval_ms = 20\n"),
+    )?;
+    let mut c = pb::channels_client::ChannelsClient::new(t.channel().await?);
+    let config = format!(r#"{{"gateway":"ws://127.0.0.1:{}"}}"#, gateway.port);
+    c.start_channel(pb::StartChannelRequest {
+        plugin: "echo-channel".into(),
+        config_json: config,
+    })
+    .await?;
+    let open = eventually_async(PATIENCE, || async { (gateway.open() == 1).then_some(()) }).await;
+    assert!(open.is_some(), "the gateway connection is not open");
+    // Sent to the gateway (an echo server), which sends it back as inbound.
+    c.send_message(send("c1", "over the gateway")).await?;
+    let m = polled(&c, "over the gateway").await.unwrap_or_default();
+    assert_eq!(m.sender, "gateway");
+
+    // A gateway the operator did not grant is refused, and the start fails.
+    let err = c
+        .start_channel(pb::StartChannelRequest {
+            plugin: "echo-channel".into(),
+            config_json: r#"{"gateway":"ws://127.0.0.1:1"}"#.into(),
+        })
+        .await
+        .failed();
+    assert_eq!(err.code(), Code::Unknown);
+    assert!(err.message().contains("127.0.0.1"), "{err:?}");
+
+    // Stopping closes it.
+    c.stop_channel(plugin()).await?;
+    let closed = eventually_async(PATIENCE, || async { (gateway.open() == 0).then_some(()) }).await;
+    assert!(closed.is_some(), "the gateway connection stayed open");
+    Ok(())
+}

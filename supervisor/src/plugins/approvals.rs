@@ -3,8 +3,6 @@
 //! `state_dir/approvals/<plugin>.toml`, 0600, written atomically, in the form of a
 //! manifest's `[capabilities]` table so an operator can read (and provision) them.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -67,16 +65,9 @@ impl Approvals {
         Ok(Some(file.capabilities))
     }
 
-    /// Records an approval: written to a temporary file, synced, then renamed
-    /// over the old one, so a crash leaves the old or the new, never half.
+    /// Records an approval, atomically (see [`crate::durable`]).
     pub fn set(&self, plugin: &str, caps: &Capabilities) -> Result<(), ApprovalError> {
         let path = self.path(plugin);
-        let io = |source| ApprovalError::Io {
-            path: path.clone(),
-            source,
-        };
-        std::fs::create_dir_all(&self.dir).map_err(io)?;
-        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
         let body = toml::to_string(&File {
             capabilities: caps.clone(),
         })
@@ -85,36 +76,20 @@ impl Approvals {
             message: e.to_string(),
         })?;
         let text = format!("# Capabilities the operator approved for plugin {plugin:?}.\n{body}");
-        let tmp = self.dir.join(format!(".{plugin}.toml.tmp"));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io)?;
-        f.write_all(text.as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        std::fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)
+        crate::durable::write_private(&self.dir, &format!("{plugin}.toml"), text.as_bytes())
+            .map_err(|source| ApprovalError::Io { path, source })
     }
 
     pub fn remove(&self, plugin: &str) -> Result<(), ApprovalError> {
         let path = self.path(plugin);
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(ApprovalError::Io { path, source: e })
-            }
-            _ => Ok(()),
-        }
+        crate::durable::remove(&path).map_err(|source| ApprovalError::Io { path, source })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn round_trip_private_and_absent() -> Result<(), Box<dyn std::error::Error>> {

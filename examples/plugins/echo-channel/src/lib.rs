@@ -6,6 +6,10 @@
 //!   conversation, delivered by the next `poll`;
 //! - `handle-webhook` takes `POST /message` with `{"conversation", "sender",
 //!   "text"}` and queues it as inbound;
+//! - with `{"gateway": "ws://…"}` in its configuration, `start` opens a WebSocket
+//!   to that gateway through tarkd's broker (its host must be granted like http),
+//!   `send` writes to it and `poll` reads what the gateway sent as inbound
+//!   messages from `gateway`, instead of echoing;
 //! - a queued message whose text is `crash-poll` makes `poll` crash (for tarkd's
 //!   containment tests).
 
@@ -17,6 +21,8 @@ wit_bindgen::generate!({
     world: "channel-world",
     path: "../../../wit",
 });
+
+use tark::plugin::ws;
 
 use exports::tark::plugin::channel_plugin::{
     AuthState, ChannelInfo, Guest, InboundMessage, OutboundMessage, SendResult, WebhookRequest,
@@ -30,6 +36,28 @@ struct State {
     started: Option<String>,
     next_id: u64,
     inbound: Vec<InboundMessage>,
+    /// The gateway's WebSocket, when the configuration names one.
+    gateway: Option<i64>,
+}
+
+/// A field of one of the broker's JSON answers.
+fn answer(json: &str) -> Result<Value, String> {
+    let v: Value = serde_json::from_str(json).map_err(|e| format!("bad ws answer: {e}"))?;
+    if v["ok"] == Value::Bool(true) {
+        Ok(v)
+    } else {
+        Err(v["error"].as_str().unwrap_or("ws call failed").to_owned())
+    }
+}
+
+/// Opens the gateway named by the configuration, if any.
+fn connect(config_json: &str) -> Result<Option<i64>, String> {
+    let config: Value = serde_json::from_str(config_json).unwrap_or(Value::Null);
+    let Some(url) = config["gateway"].as_str() else {
+        return Ok(None);
+    };
+    let v = answer(&ws::connect(url, "{}"))?;
+    v["handle"].as_i64().map(Some).ok_or("ws answer lacks a handle".into())
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -81,11 +109,23 @@ impl Guest for EchoChannel {
     }
 
     fn start(config_json: String) -> Result<(), String> {
-        with(|s| s.started = Some(config_json))
+        let gateway = connect(&config_json)?;
+        with(|s| {
+            if let Some(old) = s.gateway.take() {
+                ws::close(old);
+            }
+            s.gateway = gateway;
+            s.started = Some(config_json);
+        })
     }
 
     fn stop() -> Result<(), String> {
-        with(|s| s.started = None)
+        with(|s| {
+            if let Some(h) = s.gateway.take() {
+                ws::close(h);
+            }
+            s.started = None;
+        })
     }
 
     fn auth_status() -> AuthState {
@@ -124,6 +164,16 @@ impl Guest for EchoChannel {
     fn poll() -> Result<Vec<InboundMessage>, String> {
         with(|s| {
             started(s)?;
+            if let Some(h) = s.gateway {
+                // Whatever the gateway sent since the last poll.
+                loop {
+                    let v = answer(&ws::recv(h, 5, 65536))?;
+                    let Some(text) = v["data"].as_str() else {
+                        break;
+                    };
+                    queue(s, "gateway", "gateway", text);
+                }
+            }
             if s.inbound.iter().any(|m| m.text == "crash-poll") {
                 panic!("poll crashes on purpose");
             }
@@ -134,8 +184,12 @@ impl Guest for EchoChannel {
     fn send(message: OutboundMessage) -> Result<SendResult, String> {
         with(|s| {
             started(s)?;
-            let text = format!("echo: {}", message.text);
-            queue(s, &message.conversation, "echo", &text);
+            if let Some(h) = s.gateway {
+                answer(&ws::send(h, &message.text))?;
+            } else {
+                let text = format!("echo: {}", message.text);
+                queue(s, &message.conversation, "echo", &text);
+            }
             s.next_id += 1;
             Ok(SendResult {
                 message_id: format!("out{}", s.next_id),

@@ -8,7 +8,10 @@
 //! channel stays started. Inbound messages go to the agent's subscriptions
 //! (`SubscribeChannel`) as they are polled; while no one is subscribed they wait
 //! (up to `channels.buffer` of them) for `PollChannel`. `StopChannel` ends the
-//! poller and the subscriptions and calls `stop`.
+//! poller and the subscriptions and calls `stop`. Started channels are saved
+//! ([`saved`]) and started again when tarkd starts.
+
+pub mod saved;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -46,13 +49,22 @@ impl Default for ChannelsConfig {
     }
 }
 
-/// Started channels by tenant and plugin.
-#[derive(Default)]
-pub struct Channels(Mutex<HashMap<WorkerKey, Started>>);
+/// Started channels by tenant and plugin, in memory and on disk.
+pub struct Channels {
+    started: Mutex<HashMap<WorkerKey, Started>>,
+    saved: saved::Saved,
+}
 
 impl Channels {
+    pub fn new(state_dir: &std::path::Path) -> Self {
+        Self {
+            started: Mutex::default(),
+            saved: saved::Saved::new(state_dir),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WorkerKey, Started>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.started.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -149,34 +161,7 @@ impl pb::channels_server::Channels for Api {
         let tenant = tenant(&req)?;
         let r = req.into_inner();
         let plugin = self.plugin_of(&r.plugin, PluginType::Channel)?;
-        let start = Call::ChannelStart(wpb::ChannelStart {
-            config_json: r.config_json.clone(),
-        });
-        acked(&plugin.id, self.call(&tenant, &plugin, start).await?)?;
-        let cfg = &self.0.config.channels;
-        let (inbound, _) = broadcast::channel(cfg.buffer.max(1));
-        let waiting = Arc::new(Mutex::new(VecDeque::new()));
-        let poller = Poller {
-            api: self.clone(),
-            key: key(&tenant, &plugin.id),
-            plugin: Arc::clone(&plugin),
-            config_json: r.config_json,
-            inbound: inbound.clone(),
-            waiting: Arc::clone(&waiting),
-        };
-        let poller = tokio::spawn(poller.run()).abort_handle();
-        let started = Started {
-            inbound,
-            waiting,
-            poller,
-        };
-        // Starting again replaces the earlier poller (with the new config).
-        let old = self
-            .0
-            .channels
-            .lock()
-            .insert(key(&tenant, &plugin.id), started);
-        drop(old);
+        self.start_for(&tenant, &plugin, r.config_json).await?;
         Ok(Response::new(pb::LifecycleResponse {
             message: format!("channel {} started", plugin.id),
         }))
@@ -188,8 +173,12 @@ impl pb::channels_server::Channels for Api {
     ) -> Result<Response<pb::LifecycleResponse>, Status> {
         let tenant = tenant(&req)?;
         let plugin = self.plugin_of(&req.into_inner().id, PluginType::Channel)?;
-        let was = self.0.channels.lock().remove(&key(&tenant, &plugin.id));
+        let k = key(&tenant, &plugin.id);
+        let was = self.0.channels.lock().remove(&k);
         drop(was);
+        if let Err(e) = self.0.channels.saved.remove(&k) {
+            tracing::warn!(plugin = %plugin.id, tenant = %tenant, "forgetting the started channel: {e}");
+        }
         let stop = Call::ChannelStop(wpb::Nothing {});
         acked(&plugin.id, self.call(&tenant, &plugin, stop).await?)?;
         Ok(Response::new(pb::LifecycleResponse {
@@ -297,6 +286,65 @@ impl pb::channels_server::Channels for Api {
 }
 
 impl Api {
+    /// Starts a channel for a tenant (again, with a new config, if it was) and
+    /// saves it, so it is started again after a tarkd restart.
+    async fn start_for(
+        &self,
+        tenant: &str,
+        plugin: &Arc<Plugin>,
+        config_json: String,
+    ) -> Result<(), Status> {
+        let start = Call::ChannelStart(wpb::ChannelStart {
+            config_json: config_json.clone(),
+        });
+        acked(&plugin.id, self.call(tenant, plugin, start).await?)?;
+        let k = key(tenant, &plugin.id);
+        self.0.channels.saved.put(&k, &config_json).map_err(|e| {
+            Status::internal(format!("channel {}: saving its start: {e}", plugin.id))
+        })?;
+        let cfg = &self.0.config.channels;
+        let (inbound, _) = broadcast::channel(cfg.buffer.max(1));
+        let waiting = Arc::new(Mutex::new(VecDeque::new()));
+        let poller = Poller {
+            api: self.clone(),
+            key: k.clone(),
+            plugin: Arc::clone(plugin),
+            config_json,
+            inbound: inbound.clone(),
+            waiting: Arc::clone(&waiting),
+        };
+        let poller = tokio::spawn(poller.run()).abort_handle();
+        let started = Started {
+            inbound,
+            waiting,
+            poller,
+        };
+        // Starting again replaces the earlier poller (with the new config).
+        let old = self.0.channels.lock().insert(k, started);
+        drop(old);
+        Ok(())
+    }
+
+    /// Starts the channels that were started when tarkd last stopped. One that
+    /// cannot start stays saved (it is tried again at the next start) and is
+    /// reported in the log.
+    pub async fn resume_channels(&self) {
+        for (k, config) in self.0.channels.saved.all() {
+            let started = match self.plugin_of(&k.plugin, PluginType::Channel) {
+                Ok(plugin) => self.start_for(&k.tenant, &plugin, config).await,
+                Err(s) => Err(s),
+            };
+            match started {
+                Ok(()) => {
+                    tracing::info!(plugin = %k.plugin, tenant = %k.tenant, "channel started again after tarkd's restart")
+                }
+                Err(s) => {
+                    tracing::warn!(plugin = %k.plugin, tenant = %k.tenant, "saved channel not started: {}", s.message())
+                }
+            }
+        }
+    }
+
     /// A started channel's delivery ends: its subscriptions and waiting messages.
     fn started(&self, tenant: &str, plugin: &str) -> Result<(Subscribers, Waiting), Status> {
         let channels = self.0.channels.lock();
