@@ -252,3 +252,50 @@ async fn the_openai_compatible_example_talks_to_a_local_endpoint() -> anyhow::Re
     assert_eq!(last.usage.map(|u| u.output_tokens), Some(4));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_streams_are_cancelled_in_the_plugin_and_the_rest_live_on() -> anyhow::Result<()>
+{
+    let t = Tarkd::start(vec![PluginFiles::echo()?], Options::default())?;
+    let mut p = t.providers().await?;
+    let open = |p: &Providers| {
+        let mut p = p.clone();
+        async move {
+            let r = p.chat(chat("open-streams", "?")).await.ok()?.into_inner();
+            Some(r.text)
+        }
+    };
+    let mut a = p.chat_stream(chat("forever", "a")).await?.into_inner();
+    let mut b = p.chat_stream(chat("forever", "b")).await?.into_inner();
+    assert!(a.message().await?.is_some() && b.message().await?.is_some());
+    assert_eq!(open(&p).await.as_deref(), Some("2"));
+    let pid = t.worker_pid("echo", "default").await?;
+
+    // The agent drops one stream: the plugin is told, and only that one goes.
+    drop(a);
+    let one = tark_tests::eventually_async(Duration::from_secs(20), || async {
+        (open(&p).await.as_deref() == Some("1")).then_some(())
+    })
+    .await;
+    assert!(one.is_some(), "the dropped stream was not cancelled");
+    let c = b.message().await?.unwrap_or_default();
+    assert_eq!(c.text, "and on ", "the other stream lives on");
+
+    // A stream whose deadline passes is cancelled the same way.
+    let mut req = tonic::Request::new(chat("forever", "c"));
+    req.set_timeout(Duration::from_millis(300));
+    let (_, end) = drain(&mut p, req).await?;
+    assert_eq!(end.err().map(|s| s.code()), Some(Code::DeadlineExceeded));
+    let back = tark_tests::eventually_async(Duration::from_secs(20), || async {
+        (open(&p).await.as_deref() == Some("1")).then_some(())
+    })
+    .await;
+    assert!(back.is_some(), "the expired stream was not cancelled");
+    assert_eq!(
+        t.worker_pid("echo", "default").await?,
+        pid,
+        "same worker, same instance"
+    );
+    drop(b);
+    Ok(())
+}

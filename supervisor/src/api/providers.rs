@@ -6,7 +6,10 @@
 //! reader slows the plugin rather than filling tarkd's memory; other calls to
 //! the same plugin run between chunks. The stream ends at the plugin's `done`,
 //! its error, the agent's deadline (or `limits.stream_max_s`), or when the agent
-//! goes away, which also cuts off a poll in progress.
+//! goes away. An abandoned stream's poll in progress is let finish (it is one
+//! short call, and cutting it off would replace the instance and every other
+//! stream in it), then the plugin's optional `chat-stream-cancel` is called so it
+//! can drop the stream.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -165,21 +168,25 @@ impl Pump {
             let permit = tokio::select! {
                 p = tx.reserve() => match p {
                     Ok(p) => p,
-                    Err(_) => return,
+                    Err(_) => return self.cancel().await,
                 },
                 () = tokio::time::sleep_until(self.until) => {
                     let _ = tx.send(Err(expired())).await;
-                    return;
+                    return self.cancel().await;
                 }
             };
             let poll = Call::ChatStreamPoll(wpb::StreamPoll {
                 stream_id: self.stream_id,
             });
-            // Dropping the call (agent gone, deadline) cuts it off in the worker.
+            let polling = self.api.call(&self.tenant, &self.plugin, poll);
+            tokio::pin!(polling);
             let answer = tokio::select! {
-                a = self.api.call(&self.tenant, &self.plugin, poll) => a,
-                () = tx.closed() => return,
-                () = tokio::time::sleep_until(self.until) => Err(expired()),
+                a = &mut polling => a,
+                () = tokio::time::sleep_until(self.until) => {
+                    permit.send(Err(expired()));
+                    let _ = polling.await;
+                    return self.cancel().await;
+                }
             };
             let chunk = match answer {
                 Ok(Outcome::Chunk(c)) => c,
@@ -207,6 +214,16 @@ impl Pump {
                 idle = Duration::ZERO;
                 permit.send(Ok(chunk));
             }
+        }
+    }
+
+    /// Tells the plugin the agent abandoned the stream.
+    async fn cancel(&self) {
+        let cancel = Call::ChatStreamCancel(wpb::StreamPoll {
+            stream_id: self.stream_id,
+        });
+        if let Err(s) = self.api.call(&self.tenant, &self.plugin, cancel).await {
+            tracing::debug!(plugin = %self.plugin.id, "cancelling a stream: {}", s.message());
         }
     }
 }

@@ -3,17 +3,19 @@
 //!
 //! A streaming provider keeps each open stream in its instance's memory: tarkd
 //! calls `chat-stream-start` once, then `chat-stream-poll` until a chunk says
-//! `done`, each a separate call, so other calls can run between chunks.
+//! `done`, each a separate call, so other calls can run between chunks. It also
+//! exports the optional `chat-stream-cancel` (world `streaming-provider-world`),
+//! which tarkd calls when the agent abandons a stream.
 //!
-//! Besides `echo`, it lists three models that misbehave on purpose, for tarkd's
-//! containment tests: `forever` never finishes a stream, `oversized` yields a
-//! chunk larger than tarkd's response cap, `trap` crashes the instance.
+//! Besides `echo`, it lists models for tarkd's tests: `forever` never finishes a
+//! stream, `oversized` yields a chunk larger than tarkd's response cap, `trap`
+//! crashes the instance, and `open-streams` answers how many streams are open.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 wit_bindgen::generate!({
-    world: "provider-world",
+    world: "streaming-provider-world",
     path: "../../../wit",
 });
 
@@ -64,7 +66,7 @@ fn model(id: &str, display_name: &str) -> ModelInfo {
 
 fn check_model(model: &str) -> Result<(), String> {
     match model {
-        "echo" | "forever" | "oversized" => Ok(()),
+        "echo" | "forever" | "oversized" | "open-streams" => Ok(()),
         "trap" => panic!("the trap model crashes on purpose"),
         other => Err(format!("unknown model {other:?} (try \"echo\")")),
     }
@@ -86,6 +88,7 @@ impl Guest for Echo {
             model("forever", "Test: a stream that never ends"),
             model("oversized", "Test: a chunk over tarkd's size cap"),
             model("trap", "Test: crashes the plugin"),
+            model("open-streams", "Test: how many streams are open"),
         ]
     }
 
@@ -103,7 +106,11 @@ impl Guest for Echo {
 
     fn chat(messages: Vec<Message>, model: String) -> Result<ChatResponse, String> {
         check_model(&model)?;
-        let (text, usage) = reply(&messages);
+        let (mut text, usage) = reply(&messages);
+        if model == "open-streams" {
+            let streams = STREAMS.lock().map_err(|_| "state poisoned".to_string())?;
+            text = streams.as_ref().map_or(0, |s| s.1.len()).to_string();
+        }
         Ok(ChatResponse {
             text,
             usage: Some(usage),
@@ -158,6 +165,16 @@ impl Guest for Echo {
                     usage: Some(usage),
                 })
             }
+        }
+    }
+}
+
+impl exports::tark::plugin::provider_stream::Guest for Echo {
+    fn chat_stream_cancel(stream_id: u64) {
+        if let Ok(mut streams) = STREAMS.lock()
+            && let Some((_, open)) = streams.as_mut()
+        {
+            open.remove(&stream_id);
         }
     }
 }

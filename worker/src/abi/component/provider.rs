@@ -6,8 +6,9 @@
 use tark_proto::plugin::v1 as api;
 use tark_proto::worker::v1 as pb;
 use wasmtime::Store;
+use wasmtime::component::{Component, Linker, TypedFunc};
 
-use super::{not_this_world, world_bindings, world_plumbing};
+use super::{World, not_this_world, world_bindings};
 use crate::abi::host::HostState;
 use crate::abi::{Call, Failure, Outcome};
 
@@ -21,7 +22,68 @@ use bindings::tark::plugin::types::AuthStatus;
 // Types only: nothing to implement.
 impl bindings::tark::plugin::types::Host for HostState {}
 
-world_plumbing!(Provider, bindings::ProviderWorld, call);
+/// A provider instance, and its optional `chat-stream-cancel` (interface
+/// `provider-stream`, found by name among the component's exports).
+pub struct Provider {
+    world: bindings::ProviderWorld,
+    cancel: Option<TypedFunc<(u64,), ()>>,
+}
+
+/// The exported `provider-stream` interface (any 0.1.x), if the component has it.
+fn stream_interface(store: &Store<HostState>, component: &Component) -> Option<String> {
+    component
+        .component_type()
+        .exports(store.engine())
+        .map(|(name, _)| name)
+        .find(|n| n.starts_with("tark:plugin/provider-stream@0.1."))
+        .map(str::to_owned)
+}
+
+impl World for Provider {
+    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        bindings::ProviderWorld::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(
+            linker,
+            |s| s,
+        )
+    }
+
+    async fn instantiate(
+        store: &mut Store<HostState>,
+        component: &Component,
+        linker: &Linker<HostState>,
+    ) -> wasmtime::Result<Self> {
+        let instance = linker.instantiate_async(&mut *store, component).await?;
+        let world = bindings::ProviderWorld::new(&mut *store, &instance)?;
+        let cancel = match stream_interface(store, component) {
+            Some(name) => {
+                let iface = instance.get_export_index(&mut *store, None, &name);
+                let func = iface.and_then(|i| {
+                    instance.get_export_index(&mut *store, Some(&i), "chat-stream-cancel")
+                });
+                match func {
+                    Some(f) => Some(instance.get_typed_func::<(u64,), ()>(&mut *store, f)?),
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        Ok(Self { world, cancel })
+    }
+
+    async fn call(
+        &self,
+        store: &mut Store<HostState>,
+        request: Call,
+    ) -> wasmtime::Result<Result<Outcome, Failure>> {
+        match (request, &self.cancel) {
+            (Call::ChatStreamCancel(s), Some(cancel)) => {
+                cancel.call_async(&mut *store, (s.stream_id,)).await?;
+                Ok(Ok(ack(Ok(()))))
+            }
+            (request, _) => call(&self.world, store, request).await,
+        }
+    }
+}
 
 fn messages(m: Vec<api::ChatMessage>) -> Result<Vec<Message>, Failure> {
     Ok(m.into_iter()
@@ -133,6 +195,8 @@ macro_rules! provider_calls {
                     Outcome::AuthStatus($auth(p.call_auth_status(&mut *store).await?) as i32)
                 }
                 Call::Logout(_) => ack(p.call_auth_logout(&mut *store).await?),
+                // A plugin with nothing to cancel has done it.
+                Call::ChatStreamCancel(_) => ack(Ok(())),
                 other => return Ok(Err(not_this_world("provider", &other))),
             }))
         }
