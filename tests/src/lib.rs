@@ -2,7 +2,10 @@
 //! real workers) on a temp socket with a temp state dir.
 
 pub mod fixtures;
+mod plugin_files;
 pub mod servers;
+
+pub use plugin_files::PluginFiles;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -39,105 +42,6 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
         );
     }
     Ok(p)
-}
-
-/// A plugin folder to install before tarkd starts.
-pub struct PluginFiles {
-    pub folder: String,
-    pub files: Vec<(String, Vec<u8>)>,
-}
-
-impl PluginFiles {
-    /// An example plugin as committed in `examples/plugins/<dir>`, installed
-    /// under its plugin name `name`.
-    pub fn example(dir: &str, name: &str) -> anyhow::Result<Self> {
-        Self::example_edited(dir, name, "", "")
-    }
-
-    /// An example plugin whose manifest text has `from` replaced by `to`.
-    pub fn example_edited(dir: &str, name: &str, from: &str, to: &str) -> anyhow::Result<Self> {
-        let dir = fixtures::repo_root().join("examples/plugins").join(dir);
-        let mut manifest = std::fs::read_to_string(dir.join("plugin.toml"))?;
-        if !from.is_empty() {
-            manifest = manifest.replace(from, to);
-        }
-        Ok(Self::new(
-            name,
-            &manifest,
-            Some(std::fs::read(dir.join("plugin.wasm"))?),
-        ))
-    }
-
-    /// The notes example plugin as committed in examples/plugins/notes.
-    pub fn notes() -> anyhow::Result<Self> {
-        Self::example("notes", "notes")
-    }
-
-    /// The echo provider example plugin (examples/plugins/echo-provider).
-    pub fn echo() -> anyhow::Result<Self> {
-        Self::example("echo-provider", "echo")
-    }
-
-    /// The echo channel example plugin (examples/plugins/echo-channel).
-    pub fn echo_channel() -> anyhow::Result<Self> {
-        Self::example("echo-channel", "echo-channel")
-    }
-
-    /// The guard hook example plugin (examples/plugins/guard-hook), installed as
-    /// `name`.
-    pub fn guard(name: &str) -> anyhow::Result<Self> {
-        Self::example_edited(
-            "guard-hook",
-            name,
-            "name = \"guard\"",
-            &format!("name = \"{name}\""),
-        )
-    }
-
-    /// The device-flow auth example (examples/plugins/device-auth), allowed to
-    /// reach an authorization server on loopback `port`.
-    pub fn device_auth(port: u16) -> anyhow::Result<Self> {
-        Self::example_edited(
-            "device-auth",
-            "device-auth",
-            "http://127.0.0.1:8808",
-            &format!("http://127.0.0.1:{port}"),
-        )
-    }
-
-    /// The probe example plugin (examples/plugins/probe) with `capabilities`
-    /// (TOML lines) instead of its own, and its data file.
-    pub fn probe(capabilities: &str) -> anyhow::Result<Self> {
-        let dir = fixtures::repo_root().join("examples/plugins/probe");
-        Ok(Self::new(
-            "probe",
-            &fixtures::manifest("probe", "tool", capabilities),
-            Some(std::fs::read(dir.join("plugin.wasm"))?),
-        )
-        .with_file(
-            "data/readme.txt",
-            &std::fs::read(dir.join("data/readme.txt"))?,
-        ))
-    }
-
-    /// A fixture: manifest text and wasm bytes.
-    pub fn new(folder: &str, manifest: &str, wasm: Option<Vec<u8>>) -> Self {
-        let mut files = vec![("plugin.toml".to_owned(), manifest.as_bytes().to_vec())];
-        if let Some(w) = wasm {
-            files.push(("plugin.wasm".to_owned(), w));
-        }
-        Self {
-            folder: folder.into(),
-            files,
-        }
-    }
-
-    /// Replaces one file's content.
-    pub fn with_file(mut self, name: &str, content: &[u8]) -> Self {
-        self.files.retain(|(n, _)| n != name);
-        self.files.push((name.to_owned(), content.to_vec()));
-        self
-    }
 }
 
 /// A tarkd under test. Killed (with its workers) when dropped.
