@@ -6,6 +6,13 @@
 
 pub mod channel;
 
+/// The plugin contracts (WIT packages) a tark-worker of this build hosts, as
+/// `plugin info` shows them; the worker's `version` module checks them.
+pub const ACCEPTED_WIT: &[&str] = &[
+    "tark:plugin@0.1.x (tarkd's wit/tark.wit)",
+    "tark:plugin, unversioned (tark's published WIT): auth, tool, provider, channel",
+];
+
 /// "name: applied", "name: applied (detail)" or "name: not applied (why)": how
 /// tarkd's log, its errors and tarkctl show a sandbox layer.
 fn describe_layer(

@@ -27,12 +27,6 @@ use crate::plugins::registry::Plugin;
 use crate::workers::SlotStats;
 use convert::{caps_to_pb, plugin_type};
 
-/// The plugin contracts tarkd's workers host (tark-worker's `version::ACCEPTED`).
-pub const ACCEPTED_WIT: &[&str] = &[
-    "tark:plugin@0.1.x (tarkd's wit/tark.wit)",
-    "tark:plugin, unversioned (tark's published WIT): auth, tool, provider, channel",
-];
-
 /// The tenant a request acts for, from its `tark-tenant` metadata.
 pub const TENANT_HEADER: &str = "tark-tenant";
 
@@ -60,29 +54,32 @@ fn tenant<T>(req: &Request<T>) -> Result<String, Status> {
 
 impl Api {
     fn plugin_info(&self, p: &Plugin) -> pb::PluginInfo {
-        let workers: Vec<pb::WorkerStatus> = self
+        let stats: Vec<_> = self
             .0
             .workers
             .stats()
             .into_iter()
             .filter(|(k, _)| k.plugin == p.id)
-            .map(|(k, s)| worker_status(&k.tenant, &s))
+            .collect();
+        let workers: Vec<pb::WorkerStatus> = stats
+            .iter()
+            .map(|(k, s)| worker_status(&k.tenant, s))
             .collect();
         let running = workers.iter().any(|w| w.running);
-        let wit = self
-            .0
-            .workers
-            .stats()
+        let wit = stats
             .into_iter()
-            .find(|(k, s)| k.plugin == p.id && !s.contract.is_empty())
             .map(|(_, s)| s.contract)
+            .find(|c| !c.is_empty())
             .unwrap_or_default();
         let mut info = pb::PluginInfo {
             id: p.id.clone(),
             diagnostics: p.diagnostics.clone(),
             path: p.dir.display().to_string(),
             workers,
-            accepted_wit: ACCEPTED_WIT.iter().map(|s| (*s).to_owned()).collect(),
+            accepted_wit: tark_proto::ACCEPTED_WIT
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
             wit,
             ..Default::default()
         };

@@ -42,12 +42,6 @@ pub enum Contract {
     Published,
 }
 
-/// What this host accepts, as `plugin info` shows it.
-pub const ACCEPTED: &[&str] = &[
-    "tark:plugin@0.1.x (tarkd's wit/tark.wit)",
-    "tark:plugin, unversioned (tark's published WIT): auth, tool, provider, channel",
-];
-
 /// Checks that the component exports the interface its manifest type promises,
 /// from a contract this host supports, and says which. Done at load, so a
 /// wrong-world plugin is reported, with what it does export, before anything runs.
