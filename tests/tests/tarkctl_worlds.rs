@@ -1,0 +1,85 @@
+//! tarkctl's commands for the plugin worlds, run as an operator would, against a
+//! real tarkd with the bundled examples' plugins.
+
+use tark_tests::{Options, PluginFiles, Tarkd};
+
+/// Runs tarkctl; its stdout, or the failure with stderr.
+fn run(t: &Tarkd, args: &[&str]) -> anyhow::Result<String> {
+    let out = t.tarkctl(args)?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    anyhow::ensure!(
+        out.status.success(),
+        "tarkctl {args:?} failed: {}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(stdout)
+}
+
+#[test]
+fn providers_chat_auth_and_channels_from_the_command_line() -> anyhow::Result<()> {
+    let t = Tarkd::start(
+        vec![
+            PluginFiles::echo()?,
+            PluginFiles::echo_channel()?,
+            PluginFiles::device_auth(1)?,
+        ],
+        Options::config("[channels]\npoll_interval_ms = 20\n"),
+    )?;
+    let out = run(&t, &["providers"])?;
+    assert!(out.contains("echo") && out.contains("Echo"), "{out}");
+    let out = run(&t, &["models", "echo"])?;
+    assert!(out.contains("forever"), "{out}");
+    let out = run(
+        &t,
+        &[
+            "chat",
+            "echo",
+            "--model",
+            "echo",
+            "--stream",
+            "streamed reply",
+        ],
+    )?;
+    assert_eq!(out, "echo: streamed reply\n");
+    let out = run(
+        &t,
+        &["--json", "chat", "echo", "--model", "echo", "--stream", "a"],
+    )?;
+    let chunks: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&out)
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    assert_eq!(chunks.len(), 2, "{out}");
+    assert_eq!(chunks[1]["done"], true);
+
+    let out = run(&t, &["auth", "device-auth", "status"])?;
+    assert_eq!(
+        out,
+        "Device flow (example) (device-auth): not authenticated\n"
+    );
+
+    let out = run(&t, &["channels"])?;
+    assert!(out.contains("echo-channel") && out.contains("no"), "{out}");
+    run(&t, &["channel", "echo-channel", "start", "--config", "{}"])?;
+    let out = run(
+        &t,
+        &["channel", "echo-channel", "send", "--to", "c1", "hello"],
+    )?;
+    assert!(out.starts_with("sent ("), "{out}");
+    let mut polled = String::new();
+    let started = std::time::Instant::now();
+    while !polled.contains("echo: hello") {
+        anyhow::ensure!(started.elapsed().as_secs() < 20, "nothing polled: {polled}");
+        polled.push_str(&run(&t, &["channel", "echo-channel", "poll"])?);
+    }
+    assert!(polled.contains("[c1] echo: echo: hello"), "{polled}");
+    run(&t, &["channel", "echo-channel", "stop"])?;
+
+    // Errors are one line naming the plugin, and a non-zero exit.
+    let out = t.tarkctl(&["chat", "echo", "--model", "nope", "x"])?;
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "tarkctl: plugin echo: unknown model \"nope\" (try \"echo\") (Unknown)\n"
+    );
+    Ok(())
+}
