@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
-use super::{Api, deadline, tenant, unexpected};
+use super::{Api, acked, deadline, tenant, unexpected};
 use crate::plugins::manifest::PluginType;
 
 use pb::poll_device_flow_response::Result as FlowResult;
@@ -137,6 +137,11 @@ impl pb::auth_server::Auth for Api {
                 let poll = Call::PollDeviceFlow(wpb::PollDeviceFlow {
                     device_code: device_code.clone(),
                 });
+                // The plugin as installed now (an update replaces it).
+                let p = match api.plugin_of(&p.id, PluginType::Auth) {
+                    Ok(p) => p,
+                    Err(s) => break FlowResult::Error(s.message().to_owned()),
+                };
                 match api.call(&t, &p, poll).await {
                     Ok(Outcome::Poll(pb::PollDeviceFlowResponse {
                         result: Some(FlowResult::Pending(_)),
@@ -236,18 +241,13 @@ impl pb::auth_server::Auth for Api {
             Ok(p) => p,
             Err(_) => self.plugin_of(&id, PluginType::Provider)?,
         };
-        match self
+        let out = self
             .call(&tenant, &plugin, Call::Logout(wpb::Nothing {}))
-            .await?
-        {
-            Outcome::Ack(pb_ack) => match pb_ack.error {
-                None => Ok(Response::new(pb::LifecycleResponse {
-                    message: format!("plugin {id}: signed out"),
-                })),
-                Some(e) => Err(Status::unknown(format!("plugin {id}: {e}"))),
-            },
-            _ => Err(unexpected(&id)),
-        }
+            .await?;
+        acked(&id, out)?;
+        Ok(Response::new(pb::LifecycleResponse {
+            message: format!("plugin {id}: signed out"),
+        }))
     }
 }
 

@@ -165,6 +165,18 @@ fn unexpected(plugin: &str) -> Status {
     Status::internal(format!("plugin {plugin}: worker answered a different call"))
 }
 
+/// A plugin's answer to a call whose result is `result<_, string>`: its error
+/// value is UNKNOWN, named for the plugin.
+fn acked(plugin: &str, outcome: wpb::invoke_response::Outcome) -> Result<(), Status> {
+    match outcome {
+        wpb::invoke_response::Outcome::Ack(wpb::Ack { error: None }) => Ok(()),
+        wpb::invoke_response::Outcome::Ack(wpb::Ack { error: Some(e) }) => {
+            Err(Status::unknown(format!("plugin {plugin}: {e}")))
+        }
+        _ => Err(unexpected(plugin)),
+    }
+}
+
 fn worker_status(tenant: &str, s: &SlotStats) -> pb::WorkerStatus {
     pb::WorkerStatus {
         tenant: tenant.to_owned(),

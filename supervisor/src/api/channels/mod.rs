@@ -23,7 +23,7 @@ use tark_proto::worker::v1 as wpb;
 use tokio::sync::{broadcast, mpsc};
 use tonic::{Request, Response, Status};
 
-use super::{Api, tenant, unexpected};
+use super::{Api, acked, tenant, unexpected};
 use crate::plugins::manifest::PluginType;
 use crate::plugins::registry::Plugin;
 use crate::workers::WorkerKey;
@@ -107,17 +107,6 @@ fn key(tenant: &str, plugin: &str) -> WorkerKey {
     WorkerKey {
         tenant: tenant.to_owned(),
         plugin: plugin.to_owned(),
-    }
-}
-
-/// The error for a plugin's own error value in an `Ack`.
-fn acked(plugin: &str, outcome: Outcome) -> Result<(), Status> {
-    match outcome {
-        Outcome::Ack(wpb::Ack { error: None }) => Ok(()),
-        Outcome::Ack(wpb::Ack { error: Some(e) }) => {
-            Err(Status::unknown(format!("plugin {plugin}: {e}")))
-        }
-        _ => Err(unexpected(plugin)),
     }
 }
 
@@ -375,16 +364,28 @@ impl Poller {
         (s.starts, s.pid.is_some())
     }
 
-    async fn run(self) {
+    async fn run(mut self) {
         let cfg = self.api.0.config.channels.clone();
         let interval = Duration::from_millis(cfg.poll_interval_ms.max(10));
-        let id = &self.plugin.id;
-        let tenant = &self.key.tenant;
         let mut started_on = self.generation().0;
         let mut restart = false;
         let mut last_error = String::new();
         loop {
             tokio::time::sleep(interval).await;
+            // The plugin as installed now: an update replaces it (and its workers),
+            // and the channel is started again on the new version.
+            match self.api.plugin_of(&self.key.plugin, PluginType::Channel) {
+                Ok(p) if !Arc::ptr_eq(&p, &self.plugin) => {
+                    self.plugin = p;
+                    restart = true;
+                }
+                Ok(_) => {}
+                Err(s) => {
+                    self.report(&mut last_error, s.message());
+                    continue;
+                }
+            }
+            let (id, tenant) = (&self.key.plugin, &self.key.tenant);
             let (starts, running) = self.generation();
             if restart || !running || starts != started_on {
                 let start = Call::ChannelStart(wpb::ChannelStart {
@@ -393,7 +394,7 @@ impl Poller {
                 let r = self.api.call(tenant, &self.plugin, start).await;
                 match r.and_then(|o| acked(id, o)) {
                     Ok(()) => {
-                        tracing::info!(plugin = %id, tenant = %tenant, "channel started again on a new worker or instance");
+                        tracing::info!(plugin = %id, tenant = %tenant, "channel started again on a new worker, instance or version");
                         started_on = self.generation().0;
                         restart = false;
                     }
