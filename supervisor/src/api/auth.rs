@@ -174,11 +174,7 @@ impl pb::auth_server::Auth for Api {
         req: Request<pb::PollDeviceFlowRequest>,
     ) -> Result<Response<pb::PollDeviceFlowResponse>, Status> {
         let tenant = tenant(&req)?;
-        let caller_deadline = req
-            .metadata()
-            .get("grpc-timeout")
-            .and_then(|v| v.to_str().ok())
-            .and_then(deadline::parse);
+        let caller_deadline = deadline::of(&req);
         let r = req.into_inner();
         let key = (tenant, r.plugin.clone());
         let mut result = {

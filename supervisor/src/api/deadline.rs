@@ -3,6 +3,12 @@
 
 use std::time::Duration;
 
+/// The timeout the caller set on `req`, if any (and if well-formed).
+pub fn of<T>(req: &tonic::Request<T>) -> Option<Duration> {
+    let value = req.metadata().get("grpc-timeout")?.to_str().ok()?;
+    parse(value)
+}
+
 /// The timeout a `grpc-timeout` value states ("100m", "5S", ...): up to eight
 /// digits and a unit (H, M, S, m, u, n). `None` for anything else.
 pub fn parse(value: &str) -> Option<Duration> {

@@ -17,7 +17,6 @@
 //! `hooks.fail_closed`; then it blocks, with the failure as the reason. A hook
 //! that hangs or crashes costs the agent at most its deadline.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -168,24 +167,12 @@ impl pb::hooks_server::Hooks for Api {
             Event::Error(error) => Call::HookError(wpb::HookError { error }),
             Event::Named(e) => Call::HookNamed(e),
         };
-        let mut set = tokio::task::JoinSet::new();
-        for (i, p) in hooks.iter().enumerate() {
-            let (api, tenant, plugin, call) =
-                (self.clone(), tenant.clone(), Arc::clone(p), call.clone());
-            set.spawn(async move { (i, api.ask(&tenant, &plugin, call).await) });
-        }
-        let mut verdicts = vec![None; hooks.len()];
-        while let Some(joined) = set.join_next().await {
-            if let Ok((i, v)) = joined
-                && let Some(slot) = verdicts.get_mut(i)
-            {
-                *slot = Some(v);
-            }
-        }
+        let verdicts = futures_util::future::join_all(
+            hooks.iter().map(|p| self.ask(&tenant, p, call.clone())),
+        )
+        .await;
         let mut chain = Chain::new(String::new());
         for (p, v) in hooks.iter().zip(verdicts) {
-            let v =
-                v.unwrap_or_else(|| Verdict::Failed(format!("plugin {}: hook task failed", p.id)));
             chain.apply(&p.id, fail_closed(p), v);
         }
         Ok(Response::new(chain.outcome))

@@ -47,30 +47,27 @@ impl pb::providers_server::Providers for Api {
         req: Request<pb::ListProvidersRequest>,
     ) -> Result<Response<pb::ListProvidersResponse>, Status> {
         let tenant = tenant(&req)?;
-        let mut set = tokio::task::JoinSet::new();
-        for plugin in self.plugins_of(PluginType::Provider) {
-            let (api, tenant) = (self.clone(), tenant.clone());
-            set.spawn(async move {
-                let info = api
-                    .call(&tenant, &plugin, Call::ProviderInfo(wpb::Nothing {}))
-                    .await;
-                (plugin.id.clone(), info)
-            });
-        }
+        // Every provider at once; answers in name order.
+        let plugins = self.plugins_of(PluginType::Provider);
+        let infos = futures_util::future::join_all(
+            plugins
+                .iter()
+                .map(|p| self.call(&tenant, p, Call::ProviderInfo(wpb::Nothing {}))),
+        )
+        .await;
         let mut reply = pb::ListProvidersResponse::default();
-        while let Some(joined) = set.join_next().await {
-            match joined {
-                Ok((id, Ok(Outcome::ProviderInfo(mut info)))) => {
-                    info.plugin = id;
+        for (plugin, info) in plugins.iter().zip(infos) {
+            match info {
+                Ok(Outcome::ProviderInfo(mut info)) => {
+                    info.plugin = plugin.id.clone();
                     reply.providers.push(info);
                 }
-                Ok((id, Ok(_))) => reply.errors.push(unexpected(&id).message().to_owned()),
-                Ok((_, Err(s))) => reply.errors.push(s.message().to_owned()),
-                Err(e) => reply.errors.push(format!("listing providers failed: {e}")),
+                Ok(_) => reply
+                    .errors
+                    .push(unexpected(&plugin.id).message().to_owned()),
+                Err(s) => reply.errors.push(s.message().to_owned()),
             }
         }
-        reply.providers.sort_by(|a, b| a.plugin.cmp(&b.plugin));
-        reply.errors.sort();
         Ok(Response::new(reply))
     }
 
@@ -111,12 +108,7 @@ impl pb::providers_server::Providers for Api {
     ) -> Result<Response<ChunkStream>, Status> {
         let tenant = tenant(&req)?;
         let max = Duration::from_secs(self.0.config.limits.stream_max_s);
-        let limit = req
-            .metadata()
-            .get("grpc-timeout")
-            .and_then(|v| v.to_str().ok())
-            .and_then(deadline::parse)
-            .map_or(max, |d| d.min(max));
+        let limit = deadline::of(&req).map_or(max, |d| d.min(max));
         let until = Instant::now() + limit;
         let r = req.into_inner();
         let plugin = self.plugin_of(&r.plugin, PluginType::Provider)?;

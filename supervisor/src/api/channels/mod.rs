@@ -119,12 +119,16 @@ impl pb::channels_server::Channels for Api {
         req: Request<pb::ListChannelsRequest>,
     ) -> Result<Response<pb::ListChannelsResponse>, Status> {
         let tenant = tenant(&req)?;
+        let plugins = self.plugins_of(PluginType::Channel);
+        let infos = futures_util::future::join_all(
+            plugins
+                .iter()
+                .map(|p| self.call(&tenant, p, Call::ChannelInfo(wpb::Nothing {}))),
+        )
+        .await;
         let mut reply = pb::ListChannelsResponse::default();
-        for plugin in self.plugins_of(PluginType::Channel) {
-            match self
-                .call(&tenant, &plugin, Call::ChannelInfo(wpb::Nothing {}))
-                .await
-            {
+        for (plugin, info) in plugins.iter().zip(infos) {
+            match info {
                 Ok(Outcome::ChannelInfo(mut info)) => {
                     info.started = self
                         .0
