@@ -27,9 +27,11 @@ wasmtime::component::bindgen!({
 
 pub use tark::plugin::{env, fs, http, log, storage, ws};
 
-/// Implements storage, env, log, fs and ws for the generated module `$m`.
+/// Implements every host interface for the generated module `$m`: storage, env,
+/// log, fs, ws, and http's get and post (`$http_extra`: the contract's other http
+/// functions), with `http_answer` to shape the broker's reply.
 macro_rules! host_imports {
-    ($($m:ident)::+) => {
+    ($($m:ident)::+ $(, $http_extra:item)*) => {
         impl $($m)::+::storage::Host for HostState {
             async fn get(&mut self, key: String) -> Option<String> {
                 self.storage_get(key).await
@@ -86,11 +88,57 @@ macro_rules! host_imports {
                 self.ws_close(handle).await
             }
         }
+
+        impl $($m)::+::http::Host for HostState {
+            async fn get(
+                &mut self,
+                url: String,
+                headers: Vec<(String, String)>,
+            ) -> Result<$($m)::+::http::HttpResponse, $($m)::+::http::HttpError> {
+                http_answer($crate::abi::component::imports::http_call(self, "GET", url, headers, None).await)
+            }
+
+            async fn post(
+                &mut self,
+                url: String,
+                body: String,
+                headers: Vec<(String, String)>,
+            ) -> Result<$($m)::+::http::HttpResponse, $($m)::+::http::HttpError> {
+                http_answer($crate::abi::component::imports::http_call(self, "POST", url, headers, Some(body)).await)
+            }
+
+            $($http_extra)*
+        }
+
+        /// The broker's answer as the guest's http result.
+        fn http_answer(
+            r: Result<tark_proto::worker::v1::HttpResponse, String>,
+        ) -> Result<$($m)::+::http::HttpResponse, $($m)::+::http::HttpError> {
+            match r {
+                Ok(r) => Ok($($m)::+::http::HttpResponse {
+                    status: u16::try_from(r.status).unwrap_or(0),
+                    headers: r.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+                    body: r.body,
+                }),
+                Err(message) => Err($($m)::+::http::HttpError {
+                    message,
+                    status: None,
+                }),
+            }
+        }
     };
 }
 pub(super) use host_imports;
 
-host_imports!(tark::plugin);
+host_imports!(
+    tark::plugin,
+    async fn request(
+        &mut self,
+        req: http::HttpRequest,
+    ) -> Result<http::HttpResponse, http::HttpError> {
+        http_answer(http_call(self, &req.method, req.url, req.headers, req.body).await)
+    }
+);
 
 /// One HTTP request through the broker: status, headers and body, or why not.
 pub(super) async fn http_call(
@@ -110,52 +158,4 @@ pub(super) async fn http_call(
         body,
     };
     state.http(req).await
-}
-
-/// A broker response's headers as WIT tuples.
-pub(super) fn header_tuples(r: &mut pb::HttpResponse) -> Vec<(String, String)> {
-    std::mem::take(&mut r.headers)
-        .into_iter()
-        .map(|h| (h.name, h.value))
-        .collect()
-}
-
-impl http::Host for HostState {
-    async fn get(
-        &mut self,
-        url: String,
-        headers: Vec<(String, String)>,
-    ) -> Result<http::HttpResponse, http::HttpError> {
-        answer(http_call(self, "GET", url, headers, None).await)
-    }
-
-    async fn post(
-        &mut self,
-        url: String,
-        body: String,
-        headers: Vec<(String, String)>,
-    ) -> Result<http::HttpResponse, http::HttpError> {
-        answer(http_call(self, "POST", url, headers, Some(body)).await)
-    }
-
-    async fn request(
-        &mut self,
-        req: http::HttpRequest,
-    ) -> Result<http::HttpResponse, http::HttpError> {
-        answer(http_call(self, &req.method, req.url, req.headers, req.body).await)
-    }
-}
-
-fn answer(r: Result<pb::HttpResponse, String>) -> Result<http::HttpResponse, http::HttpError> {
-    match r {
-        Ok(mut r) => Ok(http::HttpResponse {
-            status: u16::try_from(r.status).unwrap_or(0),
-            headers: header_tuples(&mut r),
-            body: r.body,
-        }),
-        Err(message) => Err(http::HttpError {
-            message,
-            status: None,
-        }),
-    }
 }

@@ -16,9 +16,7 @@ pub use channel::Channel;
 pub use provider::Provider;
 pub use tool::Tool;
 
-use tark_proto::worker::v1 as pb;
-
-use super::imports::{header_tuples, host_imports, http_call};
+use super::imports::host_imports;
 use crate::abi::host::HostState;
 
 /// tark's host interfaces, generated once and shared by the worlds below.
@@ -41,42 +39,7 @@ pub mod imports {
     });
 }
 
-use imports::tark::plugin::http;
-
 host_imports!(imports::tark::plugin);
-
-impl http::Host for HostState {
-    async fn get(
-        &mut self,
-        url: String,
-        headers: Vec<(String, String)>,
-    ) -> Result<http::HttpResponse, http::HttpError> {
-        answer(http_call(self, "GET", url, headers, None).await)
-    }
-
-    async fn post(
-        &mut self,
-        url: String,
-        body: String,
-        headers: Vec<(String, String)>,
-    ) -> Result<http::HttpResponse, http::HttpError> {
-        answer(http_call(self, "POST", url, headers, Some(body)).await)
-    }
-}
-
-fn answer(r: Result<pb::HttpResponse, String>) -> Result<http::HttpResponse, http::HttpError> {
-    match r {
-        Ok(mut r) => Ok(http::HttpResponse {
-            status: u16::try_from(r.status).unwrap_or(0),
-            headers: header_tuples(&mut r),
-            body: r.body,
-        }),
-        Err(message) => Err(http::HttpError {
-            message,
-            status: None,
-        }),
-    }
-}
 
 /// The bindings of one of tark's worlds, sharing the imports above.
 macro_rules! published_bindings {
