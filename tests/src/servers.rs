@@ -60,6 +60,33 @@ where
     Ok(rx.recv_timeout(Duration::from_secs(10))?)
 }
 
+/// An HTTP/1 server on loopback whose every request is answered by `answer`
+/// (the request head and whole body in; status and body out).
+fn serve_answers<F>(answer: F) -> anyhow::Result<u16>
+where
+    F: Fn(&hyper::http::request::Parts, Bytes) -> (u16, String) + Clone + Send + Sync + 'static,
+{
+    serve(move |stream| {
+        let answer = answer.clone();
+        async move {
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let answer = answer.clone();
+                async move {
+                    let (head, body) = req.into_parts();
+                    let body = body.collect().await.map(|b| b.to_bytes());
+                    let (status, text) = answer(&head, body.unwrap_or_default());
+                    let mut r = Response::new(Full::new(Bytes::from(text)));
+                    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+                    Ok::<_, Infallible>(r)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        }
+    })
+}
+
 type Body = Full<Bytes>;
 
 async fn route(req: Request<hyper::body::Incoming>) -> Result<Response<Body>, Infallible> {
@@ -176,25 +203,10 @@ impl OAuthServer {
     pub fn start(pending: usize) -> anyhow::Result<Self> {
         let polls = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&polls);
-        let port = serve(move |stream| {
-            let polls = Arc::clone(&counted);
-            async move {
-                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let polls = Arc::clone(&polls);
-                    async move {
-                        let path = req.uri().path().to_owned();
-                        let body = req.into_body().collect().await.map(|b| b.to_bytes());
-                        let form = String::from_utf8_lossy(&body.unwrap_or_default()).into_owned();
-                        let (status, json) = oauth_answer(&path, &form, &polls, pending);
-                        let mut r = Response::new(Full::new(Bytes::from(json.to_string())));
-                        *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
-                        Ok::<_, Infallible>(r)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            }
+        let port = serve_answers(move |req, body| {
+            let form = String::from_utf8_lossy(&body);
+            let (status, json) = oauth_answer(req.uri.path(), &form, &counted, pending);
+            (status, json.to_string())
         })?;
         Ok(Self { port, polls })
     }
@@ -252,29 +264,16 @@ pub struct OpenAiServer {
 
 impl OpenAiServer {
     pub fn start(key: &'static str) -> anyhow::Result<Self> {
-        let port = serve(move |stream| async move {
-            let svc =
-                hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| async move {
-                    let authorized = req
-                        .headers()
-                        .get(hyper::header::AUTHORIZATION)
-                        .is_some_and(|v| v.as_bytes() == format!("Bearer {key}").as_bytes());
-                    let path = req.uri().path().to_owned();
-                    let body = req.into_body().collect().await.map(|b| b.to_bytes());
-                    let body: serde_json::Value =
-                        serde_json::from_slice(&body.unwrap_or_default()).unwrap_or_default();
-                    let (status, text) = if authorized {
-                        openai_answer(&path, &body)
-                    } else {
-                        (401, r#"{"error":"unauthorized"}"#.to_owned())
-                    };
-                    let mut r = Response::new(Full::new(Bytes::from(text)));
-                    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
-                    Ok::<_, Infallible>(r)
-                });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+        let port = serve_answers(move |req, body| {
+            let authorized = req
+                .headers
+                .get(hyper::header::AUTHORIZATION)
+                .is_some_and(|v| v.as_bytes() == format!("Bearer {key}").as_bytes());
+            if !authorized {
+                return (401, r#"{"error":"unauthorized"}"#.to_owned());
+            }
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            openai_answer(req.uri.path(), &body)
         })?;
         Ok(Self { port })
     }
