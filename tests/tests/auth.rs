@@ -91,6 +91,10 @@ async fn device_flow_signs_in_once_the_user_approves() -> anyhow::Result<()> {
     );
     let err = a.start_device_flow(plugin("echo")).await.failed();
     assert_eq!(err.code(), Code::FailedPrecondition);
+    let err = a.get_auth_status(plugin("ghost")).await.failed();
+    assert_eq!(err.code(), Code::NotFound);
+    let out = a.logout(plugin("echo")).await?.into_inner();
+    assert_eq!(out.message, "plugin echo: signed out");
     Ok(())
 }
 

@@ -10,7 +10,7 @@
 //! forgotten; tarkd never logs it — the plugin keeps its token in its storage.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tark_proto::plugin::v1 as pb;
@@ -21,6 +21,7 @@ use tonic::{Request, Response, Status};
 
 use super::{Api, acked, deadline, tenant, unexpected};
 use crate::plugins::manifest::PluginType;
+use crate::plugins::registry::Plugin;
 
 use pb::poll_device_flow_response::Result as FlowResult;
 use wpb::invoke_request::Call;
@@ -66,6 +67,26 @@ fn auth_status(code: i32) -> pb::AuthStatus {
     pb::AuthStatus::try_from(code).unwrap_or(pb::AuthStatus::Unspecified)
 }
 
+impl Api {
+    /// A plugin whose sign-in this service answers for: an auth plugin, or a
+    /// provider (its auth status and logout). NOT_FOUND for no such plugin.
+    fn signs_in(&self, id: &str) -> Result<(Arc<Plugin>, PluginType), Status> {
+        let plugin = self.0.plugin(id)?;
+        match plugin.loaded.as_ref().map(|l| l.manifest.plugin_type) {
+            Some(kind @ (PluginType::Auth | PluginType::Provider)) => {
+                Ok((self.plugin_of(id, kind)?, kind))
+            }
+            Some(other) => Err(Status::failed_precondition(format!(
+                "plugin {id} is a {other} plugin, neither an auth nor a provider plugin"
+            ))),
+            // Invalid: say why.
+            None => self
+                .plugin_of(id, PluginType::Auth)
+                .map(|p| (p, PluginType::Auth)),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl pb::auth_server::Auth for Api {
     async fn get_auth_status(
@@ -74,16 +95,8 @@ impl pb::auth_server::Auth for Api {
     ) -> Result<Response<pb::AuthStatusResponse>, Status> {
         let tenant = tenant(&req)?;
         let id = req.into_inner().id;
-        let plugin = match self.plugin_of(&id, PluginType::Auth) {
-            Ok(p) => p,
-            Err(_) => self.plugin_of(&id, PluginType::Provider).map_err(|_| {
-                Status::failed_precondition(format!(
-                    "plugin {id} is neither an auth nor a provider plugin (or cannot run)"
-                ))
-            })?,
-        };
-        let is_auth = plugin.of_type(PluginType::Auth).is_some();
-        let name = if is_auth {
+        let (plugin, kind) = self.signs_in(&id)?;
+        let name = if kind == PluginType::Auth {
             Call::AuthDisplayName(wpb::Nothing {})
         } else {
             Call::ProviderInfo(wpb::Nothing {})
@@ -233,10 +246,7 @@ impl pb::auth_server::Auth for Api {
     ) -> Result<Response<pb::LifecycleResponse>, Status> {
         let tenant = tenant(&req)?;
         let id = req.into_inner().id;
-        let plugin = match self.plugin_of(&id, PluginType::Auth) {
-            Ok(p) => p,
-            Err(_) => self.plugin_of(&id, PluginType::Provider)?,
-        };
+        let (plugin, _) = self.signs_in(&id)?;
         let out = self
             .call(&tenant, &plugin, Call::Logout(wpb::Nothing {}))
             .await?;
