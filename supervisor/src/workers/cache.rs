@@ -7,7 +7,6 @@
 //! that change code (fuel). The directory is tarkd's own (0700): an artifact is
 //! native code the next worker maps executable.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -41,10 +40,13 @@ impl ArtifactCache {
         Ok(Self { dir, worker_id })
     }
 
-    fn path(&self, wasm_sha256: &str, fuel: bool) -> PathBuf {
+    fn name(&self, wasm_sha256: &str, fuel: bool) -> String {
         let fuel = if fuel { "-fuel" } else { "" };
-        self.dir
-            .join(format!("{wasm_sha256}-{}{fuel}.cwasm", self.worker_id))
+        format!("{wasm_sha256}-{}{fuel}.cwasm", self.worker_id)
+    }
+
+    fn path(&self, wasm_sha256: &str, fuel: bool) -> PathBuf {
+        self.dir.join(self.name(wasm_sha256, fuel))
     }
 
     /// The artifact for this module, if an earlier worker compiled it.
@@ -52,15 +54,9 @@ impl ArtifactCache {
         std::fs::read(self.path(wasm_sha256, fuel)).ok()
     }
 
-    /// Stores an artifact (written to a temp file, then renamed: readers never
-    /// see a partial file).
+    /// Stores an artifact, atomically: readers never see a partial file.
     pub fn put(&self, wasm_sha256: &str, fuel: bool, artifact: &[u8]) -> std::io::Result<()> {
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-        tmp.write_all(artifact)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(self.path(wasm_sha256, fuel))
-            .map_err(|e| e.error)?;
-        Ok(())
+        crate::durable::write_private(&self.dir, &self.name(wasm_sha256, fuel), artifact)
     }
 
     /// Drops an artifact a worker refused (for instance after an upgrade).
