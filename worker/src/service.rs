@@ -10,7 +10,8 @@ use tokio::sync::{Mutex, Notify};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::abi::component::{self, CallLimits, version};
+use crate::abi::component::{self, version};
+use crate::abi::runner::CallLimits;
 use crate::abi::{Failure, Plugin, host::HostState};
 use crate::{engine, sandbox};
 

@@ -4,6 +4,7 @@
 
 pub mod component;
 pub mod host;
+pub mod runner;
 
 use std::pin::Pin;
 
