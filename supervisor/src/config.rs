@@ -79,6 +79,11 @@ pub struct LimitsConfig {
     pub kill_grace_ms: u64,
     /// Longest a streamed chat may run when the agent set no deadline of its own.
     pub stream_max_s: u64,
+    /// tark core modules: the most bytes tarkd writes into a guest's result
+    /// buffer per import (`storage`, `http`, `env`, `fs`, `ws`), when a plugin
+    /// allocates more than tark's published plugins do (128 KiB for http, fs
+    /// and ws, 64 KiB for storage, 256 B for env).
+    pub result_buffers: std::collections::HashMap<String, u32>,
 }
 
 /// Sandbox layers tarkd asks workers to apply.
@@ -147,6 +152,7 @@ impl Default for LimitsConfig {
             max_response_kib: 1024,
             kill_grace_ms: 2_000,
             stream_max_s: 600,
+            result_buffers: std::collections::HashMap::new(),
         }
     }
 }

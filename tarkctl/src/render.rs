@@ -47,7 +47,7 @@ pub fn plugin_json(p: &pb::PluginInfo) -> serde_json::Value {
                           "fs_read": caps.fs_read, "shell": caps.shell },
         "workers": workers_json(p),
         "approved": p.approved, "pending_approval": p.pending_approval,
-        "wit": p.wit, "accepted_wit": p.accepted_wit,
+        "wit": p.wit, "provides": p.provides, "accepted_wit": p.accepted_wit,
     })
 }
 
@@ -158,6 +158,9 @@ pub fn print_info(p: &pb::PluginInfo) {
         &p.wit
     };
     println!("  exports:     {wit}");
+    if !p.provides.is_empty() {
+        println!("  provides:    {}", p.provides.join(", "));
+    }
     println!("  accepts:     {}", p.accepted_wit.join("; "));
     println!("  capabilities:");
     println!("    storage: {}", caps.storage);

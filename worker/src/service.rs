@@ -11,6 +11,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::abi::component::{self, version};
+use crate::abi::module;
 use crate::abi::runner::CallLimits;
 use crate::abi::{Failure, Plugin, host::HostState};
 use crate::{engine, sandbox};
@@ -65,14 +66,21 @@ impl pb::worker_server::Worker for WorkerService {
             return Err(Status::failed_precondition("a plugin is already loaded"));
         }
         let kind = pb::PluginKind::try_from(req.kind).unwrap_or(pb::PluginKind::Unspecified);
-        let limits = CallLimits::from_proto(&req.limits.unwrap_or_default());
+        let proto_limits = req.limits.unwrap_or_default();
+        let limits = CallLimits::from_proto(&proto_limits);
+        let result_buffers = proto_limits.result_buffers;
         let engine = engine::build(limits.fuel.is_some())
             .map_err(|e| Status::internal(format!("engine setup failed: {e:#}")))?;
         let started = Instant::now();
-        let (component, precompiled) = match req.module {
+        let (compiled, precompiled) = match req.module {
             Some(pb::load_request::Module::Wasm(wasm)) => {
                 let c = engine::compile(&engine, &wasm).map_err(|e| {
-                    Status::invalid_argument(format!("not a valid component: {e:#}"))
+                    let what = if engine::is_core_module(&wasm) {
+                        "not a valid core module"
+                    } else {
+                        "not a valid component"
+                    };
+                    Status::invalid_argument(format!("{what}: {e:#}"))
                 })?;
                 let artifact = c.serialize().map_err(|e| {
                     Status::internal(format!("serializing the compiled module: {e:#}"))
@@ -87,21 +95,35 @@ impl pb::worker_server::Worker for WorkerService {
             None => return Err(Status::invalid_argument("LoadRequest carries no module")),
         };
         let compile_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let exports = version::exports(&engine, &component);
-        let (contract, export) = version::check_world(&exports, kind)
-            .map_err(|f| Status::failed_precondition(f.message))?;
-
         let broker = self.broker.clone();
+        let new_state: Box<dyn Fn(crate::limits::Limiter) -> HostState + Send + Sync> =
+            Box::new(move |limiter| HostState::new(broker.clone(), limiter));
         let max_response_bytes = limits.max_response_bytes;
-        let plugin = component::load(
-            kind,
-            contract,
-            engine.clone(),
-            component,
-            limits,
-            Box::new(move |limiter| HostState::new(broker.clone(), limiter)),
-        )
-        .map_err(|e| Status::internal(format!("linking host imports: {e:#}")))?;
+        let (plugin, exports, export, provides) = match compiled {
+            engine::Compiled::Component(component) => {
+                let exports = version::exports(&engine, &component);
+                let (contract, export) = version::check_world(&exports, kind)
+                    .map_err(|f| Status::failed_precondition(f.message))?;
+                let plugin =
+                    component::load(kind, contract, engine.clone(), component, limits, new_state)
+                        .map_err(|e| Status::internal(format!("linking host imports: {e:#}")))?;
+                (plugin, exports, export, Vec::new())
+            }
+            engine::Compiled::Module(m) => {
+                let uses_wasi = m.imports().any(|i| i.module() == module::wasi::MODULE);
+                let rooms = module::imports::Rooms::from_proto(&result_buffers);
+                let manifest = (req.plugin.clone(), req.version.clone());
+                let (plugin, provides) =
+                    module::load(kind, engine.clone(), m, limits, rooms, manifest, new_state)
+                        .map_err(Status::failed_precondition)?;
+                let contract = format!(
+                    "tark core module ({}{})",
+                    module_kind(kind),
+                    if uses_wasi { ", wasm32-wasip1" } else { "" }
+                );
+                (plugin, provides.clone(), contract, provides)
+            }
+        };
 
         // Everything the plugin needs is set up: lock down before any guest code.
         let mut layers = self.start_layers.clone();
@@ -120,6 +142,7 @@ impl pb::worker_server::Worker for WorkerService {
             compile_micros,
             sandbox: layers,
             contract: export,
+            provides,
         }))
     }
 
@@ -187,5 +210,16 @@ impl pb::worker_server::Worker for WorkerService {
     ) -> Result<Response<pb::ShutdownResponse>, Status> {
         self.shutdown.notify_one();
         Ok(Response::new(pb::ShutdownResponse {}))
+    }
+}
+
+fn module_kind(kind: pb::PluginKind) -> &'static str {
+    match kind {
+        pb::PluginKind::Provider => "provider",
+        pb::PluginKind::Channel => "channel",
+        pb::PluginKind::Auth => "auth",
+        pb::PluginKind::Hook => "tau extension",
+        pb::PluginKind::Tool => "tool",
+        pb::PluginKind::Unspecified => "unknown type",
     }
 }

@@ -66,10 +66,10 @@ impl Api {
             .map(|(k, s)| worker_status(&k.tenant, s))
             .collect();
         let running = workers.iter().any(|w| w.running);
-        let wit = stats
+        let (wit, provides) = stats
             .into_iter()
-            .map(|(_, s)| s.contract)
-            .find(|c| !c.is_empty())
+            .map(|(_, s)| (s.contract, s.provides))
+            .find(|(c, _)| !c.is_empty())
             .unwrap_or_default();
         let mut info = pb::PluginInfo {
             id: p.id.clone(),
@@ -81,6 +81,7 @@ impl Api {
                 .map(|s| (*s).to_owned())
                 .collect(),
             wit,
+            provides,
             ..Default::default()
         };
         let Some(l) = &p.loaded else {

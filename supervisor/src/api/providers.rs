@@ -60,6 +60,9 @@ impl pb::providers_server::Providers for Api {
             match info {
                 Ok(Outcome::ProviderInfo(mut info)) => {
                     info.plugin = plugin.id.clone();
+                    if let Some(l) = &plugin.loaded {
+                        info.base_provider = l.manifest.base_provider().to_owned();
+                    }
                     reply.providers.push(info);
                 }
                 Ok(_) => reply
@@ -82,6 +85,42 @@ impl pb::providers_server::Providers for Api {
             .await?
         {
             Outcome::Models(m) => Ok(Response::new(m)),
+            _ => Err(unexpected(&plugin.id)),
+        }
+    }
+
+    async fn get_credentials(
+        &self,
+        req: Request<pb::PluginRef>,
+    ) -> Result<Response<pb::GetCredentialsResponse>, Status> {
+        let tenant = tenant(&req)?;
+        let plugin = self.plugin_of(&req.into_inner().id, PluginType::Provider)?;
+        let answer = self
+            .call(&tenant, &plugin, Call::AuthCredentials(wpb::Nothing {}))
+            .await;
+        // Credentials leave tarkd here: every hand-out (and refusal) is audited.
+        let (decision, reason) = match &answer {
+            Ok(Outcome::Text(_)) => ("allow", "credentials handed to the agent"),
+            _ => ("deny", "the plugin gave no credentials"),
+        };
+        self.0.workers.authority.audit.record(
+            &tenant,
+            &plugin.id,
+            "credentials",
+            "provider_auth_credentials",
+            decision,
+            reason,
+        );
+        match answer? {
+            Outcome::Text(t) => Ok(Response::new(pb::GetCredentialsResponse {
+                plugin: plugin.id.clone(),
+                base_provider: plugin
+                    .loaded
+                    .as_ref()
+                    .map(|l| l.manifest.base_provider().to_owned())
+                    .unwrap_or_default(),
+                credentials_json: t.text,
+            })),
             _ => Err(unexpected(&plugin.id)),
         }
     }

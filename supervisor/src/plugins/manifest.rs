@@ -58,6 +58,39 @@ pub struct Manifest {
     /// The wasm file, relative to the plugin folder.
     pub wasm: String,
     pub capabilities: Capabilities,
+    /// `[contributes]`: the providers and channels the plugin adds.
+    pub contributes: Contributes,
+}
+
+/// `[contributes]` as tark's manifests write it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct Contributes {
+    pub providers: Vec<Contribution>,
+    pub channels: Vec<Contribution>,
+}
+
+/// One contributed provider or channel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct Contribution {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// For a provider: the agent's built-in provider it authenticates.
+    pub base_provider: String,
+}
+
+impl Manifest {
+    /// The built-in provider an (auth-only) provider plugin stands in for.
+    pub fn base_provider(&self) -> &str {
+        self.contributes
+            .providers
+            .iter()
+            .map(|p| p.base_provider.as_str())
+            .find(|b| !b.is_empty())
+            .unwrap_or("")
+    }
 }
 
 /// Why a manifest was refused: every problem found, in file order.
@@ -80,6 +113,8 @@ struct Raw {
     plugin: Option<RawPlugin>,
     #[serde(default)]
     capabilities: Capabilities,
+    #[serde(default)]
+    contributes: Contributes,
 }
 
 #[derive(Deserialize)]
@@ -228,6 +263,7 @@ pub fn parse(
             min_tark_version,
             wasm,
             capabilities: caps,
+            contributes: raw.contributes,
         }),
         _ => Err(ManifestError { problems }),
     }

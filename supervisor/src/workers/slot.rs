@@ -30,6 +30,8 @@ pub struct SlotStats {
     pub sandbox: Vec<pb::SandboxLayer>,
     /// The plugin interface the component exports (package and version).
     pub contract: String,
+    /// A core module's exports of tark's ABI (empty for components).
+    pub provides: Vec<String>,
 }
 
 impl SlotStats {

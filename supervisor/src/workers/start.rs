@@ -185,6 +185,7 @@ impl Workers {
 
         let mut layers = Vec::new();
         let mut contract = String::new();
+        let mut provides = Vec::new();
         match self.load(&worker, loaded).await.and_then(|reply| {
             // The worker answered, so it runs: as the child of the pid it was
             // spawned as when it entered its own PID namespace.
@@ -193,6 +194,7 @@ impl Workers {
             layers = self.outer_layers(shown, confinement);
             layers.extend(reply.sandbox);
             contract = reply.contract;
+            provides = reply.provides;
             self.check_required(id, &layers)
         }) {
             Ok(()) => {
@@ -202,6 +204,7 @@ impl Workers {
                 stats.pid = Some(pid);
                 stats.sandbox = layers;
                 stats.contract = contract;
+                stats.provides = provides;
                 tracing::info!(plugin = %id, tenant = %key.tenant, pid, "worker started");
                 for missing in stats.sandbox.iter().filter(|l| !l.applied) {
                     tracing::warn!(plugin = %id, tenant = %key.tenant, pid, "sandbox layer {missing}");
@@ -233,6 +236,7 @@ impl Workers {
             instances: l.instances,
             fuel: l.fuel,
             max_response_bytes: l.max_response_kib << 10,
+            result_buffers: l.result_buffers.clone(),
         };
         let kind = match loaded.manifest.plugin_type {
             crate::plugins::manifest::PluginType::Auth => pb::PluginKind::Auth,
@@ -243,8 +247,10 @@ impl Workers {
         };
         let request = |module| pb::LoadRequest {
             kind: kind as i32,
-            limits: Some(limits),
+            limits: Some(limits.clone()),
             module: Some(module),
+            plugin: loaded.manifest.name.clone(),
+            version: loaded.manifest.version.to_string(),
             lockdown: self.config.sandbox.lockdown,
             seccomp_log: self.config.sandbox.seccomp == crate::config::SeccompMode::Log,
         };

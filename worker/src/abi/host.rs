@@ -52,17 +52,17 @@ impl HostState {
         r.ok().and_then(|r| r.into_inner().value)
     }
 
-    pub async fn storage_set(&mut self, key: String, value: String) -> Result<(), String> {
+    pub async fn storage_set(&mut self, key: String, value: String) -> Result<(), Refusal> {
         let r = self
             .broker
             .storage_set(pb::StorageEntry { key, value })
             .await;
-        r.map(drop).map_err(message)
+        r.map(drop).map_err(Refusal::from)
     }
 
-    pub async fn storage_delete(&mut self, key: String) -> Result<(), String> {
+    pub async fn storage_delete(&mut self, key: String) -> Result<(), Refusal> {
         let r = self.broker.storage_delete(pb::StorageKey { key }).await;
-        r.map(drop).map_err(message)
+        r.map(drop).map_err(Refusal::from)
     }
 
     pub async fn storage_list_keys(&mut self) -> Vec<String> {
@@ -87,18 +87,18 @@ impl HostState {
             .await;
     }
 
-    pub async fn fs_read(&mut self, path: String) -> Result<String, String> {
+    pub async fn fs_read(&mut self, path: String) -> Result<String, Refusal> {
         let r = self.broker.fs_read(pb::FsPath { path }).await;
-        r.map(|r| r.into_inner().content).map_err(message)
+        r.map(|r| r.into_inner().content).map_err(Refusal::from)
     }
 
-    pub async fn http(&mut self, req: pb::HttpRequest) -> Result<pb::HttpResponse, String> {
+    pub async fn http(&mut self, req: pb::HttpRequest) -> Result<pb::HttpResponse, Refusal> {
         let req = self.timed(req);
         self.broker
             .http(req)
             .await
             .map(|r| r.into_inner())
-            .map_err(message)
+            .map_err(Refusal::from)
     }
 
     pub async fn ws_connect(&mut self, url: String, headers_json: String) -> String {
@@ -133,6 +133,30 @@ impl HostState {
     pub async fn ws_close(&mut self, handle: i64) -> String {
         let r = self.broker.ws_close(pb::WsHandle { handle }).await;
         ws_json(r.map(|_| json!({ "ok": true })))
+    }
+}
+
+/// A host call tarkd refused or could not make: the message the guest is
+/// given, and whether it was a capability denial (ABIs with error codes tell
+/// the two apart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub denied: bool,
+    pub message: String,
+}
+
+impl From<tonic::Status> for Refusal {
+    fn from(status: tonic::Status) -> Self {
+        Self {
+            denied: status.code() == tonic::Code::PermissionDenied,
+            message: message(status),
+        }
+    }
+}
+
+impl From<Refusal> for String {
+    fn from(r: Refusal) -> Self {
+        r.message
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod component;
 pub mod host;
+pub mod module;
 pub mod runner;
 
 use std::pin::Pin;

@@ -37,10 +37,10 @@ macro_rules! host_imports {
                 self.storage_get(key).await
             }
             async fn set(&mut self, key: String, value: String) -> Result<(), String> {
-                self.storage_set(key, value).await
+                self.storage_set(key, value).await.map_err(String::from)
             }
             async fn delete(&mut self, key: String) -> Result<(), String> {
-                self.storage_delete(key).await
+                self.storage_delete(key).await.map_err(String::from)
             }
             async fn list_keys(&mut self) -> Vec<String> {
                 self.storage_list_keys().await
@@ -70,7 +70,7 @@ macro_rules! host_imports {
 
         impl $($m)::+::fs::Host for HostState {
             async fn read(&mut self, path: String) -> Result<String, String> {
-                self.fs_read(path).await
+                self.fs_read(path).await.map_err(String::from)
             }
         }
 
@@ -112,7 +112,7 @@ macro_rules! host_imports {
 
         /// The broker's answer as the guest's http result.
         fn http_answer(
-            r: Result<tark_proto::worker::v1::HttpResponse, String>,
+            r: Result<tark_proto::worker::v1::HttpResponse, $crate::abi::host::Refusal>,
         ) -> Result<$($m)::+::http::HttpResponse, $($m)::+::http::HttpError> {
             match r {
                 Ok(r) => Ok($($m)::+::http::HttpResponse {
@@ -120,8 +120,8 @@ macro_rules! host_imports {
                     headers: r.headers.into_iter().map(|h| (h.name, h.value)).collect(),
                     body: r.body,
                 }),
-                Err(message) => Err($($m)::+::http::HttpError {
-                    message,
+                Err(refusal) => Err($($m)::+::http::HttpError {
+                    message: refusal.message,
                     status: None,
                 }),
             }
@@ -147,7 +147,7 @@ pub(super) async fn http_call(
     url: String,
     headers: Vec<(String, String)>,
     body: Option<String>,
-) -> Result<pb::HttpResponse, String> {
+) -> Result<pb::HttpResponse, crate::abi::host::Refusal> {
     let req = pb::HttpRequest {
         method: method.to_owned(),
         url,

@@ -146,6 +146,8 @@ macro_rules! provider_calls {
                         display_name: i.display_name,
                         description: i.description,
                         requires_auth: i.requires_auth,
+                        serves_chat: true,
+                        base_provider: String::new(),
                     })
                 }
                 Call::ListModels(_) => {
