@@ -23,11 +23,13 @@ impl PluginFiles {
         if !from.is_empty() {
             manifest = manifest.replace(from, to);
         }
-        Ok(Self::new(
-            name,
-            &manifest,
-            Some(std::fs::read(dir.join("plugin.wasm"))?),
-        ))
+        let wasm = std::fs::read(dir.join(wasm_path(&manifest)))?;
+        Ok(Self::new(name, &manifest, Some(wasm)))
+    }
+
+    /// The core-module provider example (examples/plugins/legacy-provider).
+    pub fn legacy_provider() -> anyhow::Result<Self> {
+        Self::example("legacy-provider", "legacy-provider")
     }
 
     /// The notes example plugin as committed in examples/plugins/notes.
@@ -86,7 +88,7 @@ impl PluginFiles {
     pub fn new(folder: &str, manifest: &str, wasm: Option<Vec<u8>>) -> Self {
         let mut files = vec![("plugin.toml".to_owned(), manifest.as_bytes().to_vec())];
         if let Some(w) = wasm {
-            files.push(("plugin.wasm".to_owned(), w));
+            files.push((wasm_path(manifest), w));
         }
         Self {
             folder: folder.into(),
@@ -100,4 +102,19 @@ impl PluginFiles {
         self.files.push((name.to_owned(), content.to_vec()));
         self
     }
+}
+
+/// Where a manifest puts its wasm (`plugin.wasm` unless `wasm = "…"` says).
+fn wasm_path(manifest: &str) -> String {
+    manifest
+        .lines()
+        .find_map(|l| {
+            let v = l
+                .trim()
+                .strip_prefix("wasm")?
+                .trim_start()
+                .strip_prefix('=')?;
+            Some(v.trim().trim_matches('"').to_owned())
+        })
+        .unwrap_or_else(|| "plugin.wasm".to_owned())
 }

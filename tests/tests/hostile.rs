@@ -127,7 +127,7 @@ async fn every_hostile_plugin_fails_alone_and_the_victim_never_notices() -> anyh
     for want in [
         "starttrap: plugin starttrap: instantiation failed: wasm trap: wasm `unreachable` instruction executed",
         "otherworld: plugin otherworld cannot be loaded: component does not export tark:plugin/tool-plugin@0.1.x",
-        "garbage: plugin garbage cannot be loaded: not a valid component",
+        "garbage: plugin garbage cannot be loaded: not a valid core module: failed to parse WebAssembly module",
     ] {
         assert!(errors.contains(want), "missing {want:?} in:\n{errors}");
     }
