@@ -110,18 +110,11 @@ impl pb::worker_server::Worker for WorkerService {
                 (plugin, exports, export, Vec::new())
             }
             engine::Compiled::Module(m) => {
-                let uses_wasi = m.imports().any(|i| i.module() == module::wasi::MODULE);
                 let rooms = module::imports::Rooms::from_proto(&result_buffers);
                 let manifest = (req.plugin.clone(), req.version.clone());
-                let (plugin, provides) =
-                    module::load(kind, engine.clone(), m, limits, rooms, manifest, new_state)
-                        .map_err(Status::failed_precondition)?;
-                let contract = format!(
-                    "tark core module ({}{})",
-                    module_kind(kind),
-                    if uses_wasi { ", wasm32-wasip1" } else { "" }
-                );
-                (plugin, provides.clone(), contract, provides)
+                let l = module::load(kind, engine.clone(), m, limits, rooms, manifest, new_state)
+                    .map_err(Status::failed_precondition)?;
+                (l.plugin, l.provides.clone(), l.contract, l.provides)
             }
         };
 
@@ -210,16 +203,5 @@ impl pb::worker_server::Worker for WorkerService {
     ) -> Result<Response<pb::ShutdownResponse>, Status> {
         self.shutdown.notify_one();
         Ok(Response::new(pb::ShutdownResponse {}))
-    }
-}
-
-fn module_kind(kind: pb::PluginKind) -> &'static str {
-    match kind {
-        pb::PluginKind::Provider => "provider",
-        pb::PluginKind::Channel => "channel",
-        pb::PluginKind::Auth => "auth",
-        pb::PluginKind::Hook => "tau extension",
-        pb::PluginKind::Tool => "tool",
-        pb::PluginKind::Unspecified => "unknown type",
     }
 }

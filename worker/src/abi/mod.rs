@@ -26,6 +26,18 @@ pub trait Plugin: Send {
     fn invoke(&mut self, call: Call) -> Invocation<'_>;
 }
 
+/// A plugin's own error value (`result<T, string>`, or an error an export
+/// returned) as the answer to a call.
+pub fn plugin_error(message: String) -> Outcome {
+    Outcome::PluginError(pb::PluginError { message })
+}
+
+/// A call's name (its variant, e.g. `ChatStreamStart`), for refusals.
+pub fn call_name(call: &Call) -> String {
+    let name = format!("{call:?}");
+    name.split('(').next().unwrap_or("call").to_owned()
+}
+
 /// Why a call produced no answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {

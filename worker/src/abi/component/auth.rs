@@ -5,9 +5,10 @@ use tark_proto::plugin::v1 as api;
 use tark_proto::worker::v1 as pb;
 use wasmtime::Store;
 
-use super::provider::{ack, plugin_error};
+use super::provider::ack;
 use super::{not_this_world, world_bindings, world_plumbing};
 use crate::abi::host::HostState;
+use crate::abi::plugin_error;
 use crate::abi::{Call, Failure, Outcome};
 
 mod bindings {

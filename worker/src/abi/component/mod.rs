@@ -43,11 +43,12 @@ pub trait World: Sized + Send + 'static {
 
 /// The refusal for a call a world has no export for.
 fn not_this_world(world: &str, call: &Call) -> Failure {
-    let name = format!("{call:?}");
-    let name = name.split('(').next().unwrap_or("call");
     Failure::new(
         pb::FailureKind::WrongWorld,
-        format!("a {world} plugin has no export for {name}"),
+        format!(
+            "a {world} plugin has no export for {}",
+            super::call_name(call)
+        ),
     )
 }
 

@@ -10,7 +10,7 @@ use wasmtime::component::{Component, Linker, TypedFunc};
 
 use super::{World, not_this_world, world_bindings};
 use crate::abi::host::HostState;
-use crate::abi::{Call, Failure, Outcome};
+use crate::abi::{Call, Failure, Outcome, plugin_error};
 
 mod bindings {
     super::world_bindings!("provider-world");
@@ -111,11 +111,6 @@ fn auth(s: AuthStatus) -> api::AuthStatus {
         AuthStatus::Authenticated => api::AuthStatus::Authenticated,
         AuthStatus::Expired => api::AuthStatus::Expired,
     }
-}
-
-/// A plugin's own error value.
-pub(super) fn plugin_error(message: String) -> Outcome {
-    Outcome::PluginError(pb::PluginError { message })
 }
 
 /// The provider world's `call`, for a bindings module `$bindings`, with the

@@ -5,8 +5,8 @@
 use tark_proto::plugin::v1 as api;
 use tark_proto::worker::v1 as pb;
 
-use super::{Abi, Fault, ack, name_of, not_provided, plugin_error};
-use crate::abi::{Call, Failure, Outcome};
+use super::{Abi, Fault, ack};
+use crate::abi::{Call, Outcome, plugin_error};
 
 /// tark's auth-plugin `status` codes (they differ from a provider's).
 pub fn status(code: i32) -> api::AuthStatus {
@@ -21,25 +21,19 @@ pub fn status(code: i32) -> api::AuthStatus {
 const TOKEN_ROOM: usize = 4096;
 const NAME_ROOM: usize = 256;
 
-pub async fn call(g: &mut Abi<'_>, call: Call) -> Result<Result<Outcome, Failure>, Fault> {
+/// Answers a call; [`super::exports::route`] has checked the export exists.
+pub async fn call(g: &mut Abi<'_>, call: Call) -> Result<Outcome, Fault> {
     let text = |r: Result<String, String>| match r {
         Ok(text) => Outcome::Text(pb::Text { text }),
         Err(message) => plugin_error(message),
     };
-    Ok(Ok(match call {
+    Ok(match call {
         Call::AuthStatus(_) => Outcome::AuthStatus(status(g.code("status").await?) as i32),
-        Call::AuthDisplayName(_) if g.has("display_name") => {
-            text(g.string("display_name", NAME_ROOM).await?)
-        }
-        Call::GetToken(_) if g.has("get_token") => text(g.string("get_token", TOKEN_ROOM).await?),
-        Call::Logout(_) if g.has("logout") => ack("logout", g.code("logout").await?),
-        Call::AuthDisplayName(_) => {
-            return Ok(Err(not_provided("display_name", "AuthDisplayName")));
-        }
-        Call::GetToken(_) => return Ok(Err(not_provided("get_token", "GetToken"))),
-        Call::Logout(_) => return Ok(Err(not_provided("logout", "Logout"))),
-        other => return Ok(Err(not_provided("an auth export for it", &name_of(&other)))),
-    }))
+        Call::AuthDisplayName(_) => text(g.string("display_name", NAME_ROOM).await?),
+        Call::GetToken(_) => text(g.string("get_token", TOKEN_ROOM).await?),
+        Call::Logout(_) => ack("logout", g.code("logout").await?),
+        other => return Err(g.unserved(&other)),
+    })
 }
 
 #[cfg(test)]

@@ -5,38 +5,16 @@
 use tark_proto::plugin::v1 as api;
 
 use super::json::{self, ChannelInfo, SendRequest, SendResult, WebhookRequest, WebhookResponse};
-use super::{
-    Abi, Fault, LARGE_RESULT_ROOM, RESULT_ROOM, ack, broke, decoded, name_of, not_provided,
-};
-use crate::abi::{Call, Failure, Outcome};
+use super::{Abi, Fault, LARGE_RESULT_ROOM, RESULT_ROOM, ack, broke, decoded};
+use crate::abi::{Call, Outcome, plugin_error};
 
 fn inbound(messages: Vec<api::InboundMessage>) -> Outcome {
     Outcome::Inbound(api::PollChannelResponse { messages })
 }
 
-pub async fn call(g: &mut Abi<'_>, call: Call) -> Result<Result<Outcome, Failure>, Fault> {
-    let needs = |export: &'static str, g: &Abi<'_>, call: &Call| {
-        (!g.has(export)).then(|| not_provided(export, &name_of(call)))
-    };
-    for (export, applies) in [
-        ("channel_start", matches!(call, Call::ChannelStart(_))),
-        ("channel_stop", matches!(call, Call::ChannelStop(_))),
-        (
-            "channel_handle_webhook",
-            matches!(call, Call::ChannelWebhook(_)),
-        ),
-        (
-            "channel_handle_gateway_event",
-            matches!(call, Call::ChannelGatewayEvent(_)),
-        ),
-        ("channel_poll", matches!(call, Call::ChannelPoll(_))),
-        ("channel_send", matches!(call, Call::ChannelSend(_))),
-    ] {
-        if applies && let Some(refusal) = needs(export, g, &call) {
-            return Ok(Err(refusal));
-        }
-    }
-    Ok(Ok(match call {
+/// Answers a call; [`super::exports::route`] has checked the export exists.
+pub async fn call(g: &mut Abi<'_>, call: Call) -> Result<Outcome, Fault> {
+    Ok(match call {
         Call::ChannelInfo(_) => {
             let (webhook, polling, gateway) = (
                 g.has("channel_handle_webhook"),
@@ -92,19 +70,12 @@ pub async fn call(g: &mut Abi<'_>, call: Call) -> Result<Result<Outcome, Failure
                         message_id: r.message_id.unwrap_or_default(),
                     })
                 } else {
-                    super::plugin_error(
-                        r.error.unwrap_or_else(|| "the message was not sent".into()),
-                    )
+                    plugin_error(r.error.unwrap_or_else(|| "the message was not sent".into()))
                 }
             })?
         }
-        other => {
-            return Ok(Err(not_provided(
-                "a channel export for it",
-                &name_of(&other),
-            )));
-        }
-    }))
+        other => return Err(g.unserved(&other)),
+    })
 }
 
 fn encode<T: serde::Serialize>(export: &str, value: &T) -> Result<String, Fault> {
@@ -116,6 +87,6 @@ fn messages(export: &str, answer: Result<String, String>) -> Result<Outcome, Fau
         Ok(text) => json::inbound(export, &text)
             .map(inbound)
             .map_err(|e| broke(export, e)),
-        Err(message) => Ok(super::plugin_error(message)),
+        Err(message) => Ok(plugin_error(message)),
     }
 }

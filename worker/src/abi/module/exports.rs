@@ -6,6 +6,8 @@
 use tark_proto::worker::v1 as pb;
 use wasmtime::{ExternType, Module, ValType};
 
+use crate::abi::Call;
+
 /// `(name, signature)` of every export tarkd knows, `params->results`.
 pub const KNOWN: &[(&str, &str)] = &[
     ("alloc", "i32->i32"),
@@ -131,7 +133,8 @@ pub fn check(module: &Module, kind: pb::PluginKind) -> Result<Vec<String>, Strin
     }
 }
 
-fn kind_name(kind: pb::PluginKind) -> &'static str {
+/// The plugin type as the ABI's docs name it.
+pub fn kind_name(kind: pb::PluginKind) -> &'static str {
     match kind {
         pb::PluginKind::Provider => "provider",
         pb::PluginKind::Channel => "channel",
@@ -140,6 +143,78 @@ fn kind_name(kind: pb::PluginKind) -> &'static str {
         pb::PluginKind::Tool => "tool",
         pb::PluginKind::Unspecified => "",
     }
+}
+
+/// How a call is answered for a plugin type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// By calling this export (a refusal names it when the module lacks it).
+    Export(&'static str),
+    /// By the worker itself (a stream emulated over `provider_chat`).
+    Worker,
+    /// Not at all: the ABI has nothing for it.
+    Unserved,
+}
+
+/// Which export answers each of tarkd's calls, per plugin type.
+pub fn route(kind: pb::PluginKind, call: &Call) -> Route {
+    use pb::PluginKind as K;
+    Route::Export(match (kind, call) {
+        (K::Provider, Call::ProviderInfo(_)) => "provider_info",
+        (K::Provider, Call::ListModels(_)) => "provider_models",
+        (K::Provider, Call::AuthStatus(_)) => "provider_auth_status",
+        (K::Provider, Call::Logout(_)) => "provider_auth_logout",
+        (K::Provider, Call::AuthCredentials(_)) => "provider_auth_credentials",
+        (K::Provider, Call::Chat(_) | Call::ChatStreamStart(_)) => "provider_chat",
+        (K::Provider, Call::ChatStreamPoll(_) | Call::ChatStreamCancel(_)) => {
+            return Route::Worker;
+        }
+        (K::Channel, Call::ChannelInfo(_)) => "channel_info",
+        (K::Channel, Call::ChannelStart(_)) => "channel_start",
+        (K::Channel, Call::ChannelStop(_)) => "channel_stop",
+        (K::Channel, Call::ChannelWebhook(_)) => "channel_handle_webhook",
+        (K::Channel, Call::ChannelGatewayEvent(_)) => "channel_handle_gateway_event",
+        (K::Channel, Call::ChannelPoll(_)) => "channel_poll",
+        (K::Channel, Call::ChannelSend(_)) => "channel_send",
+        (K::Auth, Call::AuthStatus(_)) => "status",
+        (K::Auth, Call::AuthDisplayName(_)) => "display_name",
+        (K::Auth, Call::GetToken(_)) => "get_token",
+        (K::Auth, Call::Logout(_)) => "logout",
+        (
+            K::Hook,
+            Call::HookToolExecute(_)
+            | Call::HookToolComplete(_)
+            | Call::HookError(_)
+            | Call::HookNamed(_),
+        ) => "tau_extension_invoke",
+        _ => return Route::Unserved,
+    })
+}
+
+/// What a refusal for a missing export adds, for exports whose absence means
+/// something to the caller.
+const MISSING: &[(&str, &str)] = &[(
+    "provider_chat",
+    "; it is an auth-only provider: GetCredentials gives its credentials to the agent's own provider",
+)];
+
+/// The refusal for a call the module cannot answer.
+pub fn refusal(kind: pb::PluginKind, call: &Call, route: Route) -> crate::abi::Failure {
+    let name = crate::abi::call_name(call);
+    let message = match route {
+        Route::Export(export) => {
+            let hint = MISSING
+                .iter()
+                .find(|(e, _)| *e == export)
+                .map_or("", |(_, h)| h);
+            format!("the module does not export {export}, so it cannot answer {name}{hint}")
+        }
+        _ => format!(
+            "a tark core {} module has no export for {name}",
+            kind_name(kind)
+        ),
+    };
+    crate::abi::Failure::new(pb::FailureKind::WrongWorld, message)
 }
 
 /// Import modules a core module may use; anything else is refused at load.
@@ -237,6 +312,91 @@ mod tests {
             let r = check(&module(wat), pb::PluginKind::Auth);
             assert!(r.as_ref().is_err_and(|e| e.contains(want)), "{want}: {r:?}");
         }
+    }
+
+    #[test]
+    fn every_call_has_one_route() {
+        use tark_proto::plugin::v1 as api;
+        let n = || pb::Nothing {};
+        let cases = [
+            (
+                pb::PluginKind::Provider,
+                Call::ProviderInfo(n()),
+                Route::Export("provider_info"),
+            ),
+            (
+                pb::PluginKind::Provider,
+                Call::ChatStreamStart(pb::Chat::default()),
+                Route::Export("provider_chat"),
+            ),
+            (
+                pb::PluginKind::Provider,
+                Call::ChatStreamPoll(pb::StreamPoll::default()),
+                Route::Worker,
+            ),
+            (
+                pb::PluginKind::Provider,
+                Call::ChannelPoll(n()),
+                Route::Unserved,
+            ),
+            (
+                pb::PluginKind::Auth,
+                Call::Logout(n()),
+                Route::Export("logout"),
+            ),
+            (
+                pb::PluginKind::Provider,
+                Call::Logout(n()),
+                Route::Export("provider_auth_logout"),
+            ),
+            (
+                pb::PluginKind::Auth,
+                Call::StartDeviceFlow(n()),
+                Route::Unserved,
+            ),
+            (
+                pb::PluginKind::Channel,
+                Call::ChannelSend(api::SendMessageRequest::default()),
+                Route::Export("channel_send"),
+            ),
+            (
+                pb::PluginKind::Hook,
+                Call::HookError(pb::HookError::default()),
+                Route::Export("tau_extension_invoke"),
+            ),
+            (
+                pb::PluginKind::Tool,
+                Call::ListTools(pb::ListTools {}),
+                Route::Unserved,
+            ),
+        ];
+        for (kind, call, want) in cases {
+            assert_eq!(route(kind, &call), want, "{kind:?} {call:?}");
+            if let Route::Export(e) = want {
+                assert!(
+                    KNOWN.iter().any(|(k, _)| *k == e),
+                    "{e} is in the export table"
+                );
+            }
+        }
+        let chat = refusal(
+            pb::PluginKind::Provider,
+            &Call::Chat(pb::Chat::default()),
+            Route::Export("provider_chat"),
+        );
+        assert!(
+            chat.message
+                .contains("cannot answer Chat; it is an auth-only provider")
+        );
+        let poll = refusal(
+            pb::PluginKind::Auth,
+            &Call::ChannelPoll(n()),
+            Route::Unserved,
+        );
+        assert_eq!(
+            poll.message,
+            "a tark core auth module has no export for ChannelPoll"
+        );
     }
 
     #[test]

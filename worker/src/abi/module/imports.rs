@@ -90,13 +90,13 @@ impl BorrowMut<HostState> for ModuleState {
 type Cx<'a> = Caller<'a, ModuleState>;
 
 /// The guest's `memory` export (its absence or sharing is refused at load).
-fn memory(caller: &mut Cx<'_>) -> Option<wasmtime::Memory> {
+pub(super) fn guest_memory(caller: &mut Cx<'_>) -> Option<wasmtime::Memory> {
     caller.get_export("memory").and_then(Extern::into_memory)
 }
 
 /// Reads the guest strings at the given `(ptr, len)` pairs.
 fn strings<const N: usize>(caller: &mut Cx<'_>, args: [(i32, i32); N]) -> Option<[String; N]> {
-    let mem = memory(caller)?;
+    let mem = guest_memory(caller)?;
     let data = mem.data(&*caller);
     let mut out: [String; N] = std::array::from_fn(|_| String::new());
     for (slot, (ptr, len)) in out.iter_mut().zip(args) {
@@ -111,9 +111,11 @@ fn strings<const N: usize>(caller: &mut Cx<'_>, args: [(i32, i32); N]) -> Option
     Some(out)
 }
 
-/// Writes a result at `ret` (at most `room` bytes): its length, or [`WRITE_ERROR`].
-fn put(caller: &mut Cx<'_>, ret: i32, bytes: &[u8], room: usize) -> i32 {
-    let Some(mem) = memory(caller) else {
+/// Writes a result at `ret`, at most the import's buffer (`room` picks it):
+/// its length, or [`WRITE_ERROR`].
+fn put(caller: &mut Cx<'_>, ret: i32, bytes: &[u8], room: fn(&Rooms) -> usize) -> i32 {
+    let room = room(&caller.data().rooms);
+    let Some(mem) = guest_memory(caller) else {
         return WRITE_ERROR;
     };
     memory::write(mem.data_mut(&mut *caller), ret, bytes, room).unwrap_or_else(|e| {
@@ -157,10 +159,12 @@ fn http_json(r: Result<pb::HttpResponse, Refusal>) -> Option<String> {
 async fn http(
     caller: &mut Cx<'_>,
     method: &str,
-    [url, body, headers]: [Option<String>; 3],
+    url: String,
+    body: Option<String>,
+    headers: &str,
     ret: i32,
 ) -> i32 {
-    let (Some(url), Some(headers)) = (url, headers.as_deref().and_then(parse_headers)) else {
+    let Some(headers) = parse_headers(headers) else {
         return BAD_INPUT;
     };
     let req = pb::HttpRequest {
@@ -171,10 +175,7 @@ async fn http(
     };
     let answer = caller.data_mut().host.http(req).await;
     match http_json(answer) {
-        Some(json) => {
-            let room = caller.data().rooms.http;
-            put(caller, ret, json.as_bytes(), room)
-        }
+        Some(json) => put(caller, ret, json.as_bytes(), |r| r.http),
         None => DENIED,
     }
 }
@@ -190,8 +191,7 @@ pub fn add_to_linker(linker: &mut Linker<ModuleState>) -> wasmtime::Result<()> {
                     return BAD_INPUT;
                 };
                 let value = c.data_mut().host.storage_get(key).await.unwrap_or_default();
-                let room = c.data().rooms.storage;
-                put(&mut c, ret, value.as_bytes(), room)
+                put(&mut c, ret, value.as_bytes(), |r| r.storage)
             })
         },
     )?;
@@ -230,11 +230,10 @@ pub fn add_to_linker(linker: &mut Linker<ModuleState>) -> wasmtime::Result<()> {
         "get",
         |mut c: Cx<'_>, (up, ul, hp, hl, ret): (i32, i32, i32, i32, i32)| {
             Box::new(async move {
-                let [url, headers] = match strings(&mut c, [(up, ul), (hp, hl)]) {
-                    Some([u, h]) => [Some(u), Some(h)],
-                    None => return BAD_INPUT,
+                let Some([url, headers]) = strings(&mut c, [(up, ul), (hp, hl)]) else {
+                    return BAD_INPUT;
                 };
-                http(&mut c, "GET", [url, None, headers], ret).await
+                http(&mut c, "GET", url, None, &headers, ret).await
             })
         },
     )?;
@@ -247,7 +246,7 @@ pub fn add_to_linker(linker: &mut Linker<ModuleState>) -> wasmtime::Result<()> {
                 else {
                     return BAD_INPUT;
                 };
-                http(&mut c, "POST", [Some(url), Some(body), Some(headers)], ret).await
+                http(&mut c, "POST", url, Some(body), &headers, ret).await
             })
         },
     )?;
@@ -262,8 +261,7 @@ pub fn add_to_linker(linker: &mut Linker<ModuleState>) -> wasmtime::Result<()> {
                 // Unset and refused read alike (""), as on the component path:
                 // a plugin cannot probe which variables tarkd has.
                 let value = c.data_mut().host.env_get(name).await.unwrap_or_default();
-                let room = c.data().rooms.env;
-                put(&mut c, ret, value.as_bytes(), room)
+                put(&mut c, ret, value.as_bytes(), |r| r.env)
             })
         },
     )?;
@@ -276,10 +274,7 @@ pub fn add_to_linker(linker: &mut Linker<ModuleState>) -> wasmtime::Result<()> {
                     return BAD_INPUT;
                 };
                 match c.data_mut().host.fs_read(path).await {
-                    Ok(content) => {
-                        let room = c.data().rooms.fs;
-                        put(&mut c, ret, content.as_bytes(), room)
-                    }
+                    Ok(content) => put(&mut c, ret, content.as_bytes(), |r| r.fs),
                     Err(r) => refusal_code(&r, READ_ERROR),
                 }
             })
@@ -307,9 +302,8 @@ pub fn add_to_linker(linker: &mut Linker<ModuleState>) -> wasmtime::Result<()> {
 }
 
 fn add_ws(linker: &mut Linker<ModuleState>) -> wasmtime::Result<()> {
-    async fn answer(c: &mut Cx<'_>, ret: i32, json: String) -> i32 {
-        let room = c.data().rooms.ws;
-        put(c, ret, json.as_bytes(), room)
+    fn answer(c: &mut Cx<'_>, ret: i32, json: String) -> i32 {
+        put(c, ret, json.as_bytes(), |r| r.ws)
     }
     linker.func_wrap_async(
         "tark:ws",
@@ -320,7 +314,7 @@ fn add_ws(linker: &mut Linker<ModuleState>) -> wasmtime::Result<()> {
                     return BAD_INPUT;
                 };
                 let json = c.data_mut().host.ws_connect(url, headers).await;
-                answer(&mut c, ret, json).await
+                answer(&mut c, ret, json)
             })
         },
     )?;
@@ -333,7 +327,7 @@ fn add_ws(linker: &mut Linker<ModuleState>) -> wasmtime::Result<()> {
                     return BAD_INPUT;
                 };
                 let json = c.data_mut().host.ws_send(handle, data).await;
-                answer(&mut c, ret, json).await
+                answer(&mut c, ret, json)
             })
         },
     )?;
@@ -347,7 +341,7 @@ fn add_ws(linker: &mut Linker<ModuleState>) -> wasmtime::Result<()> {
                     .host
                     .ws_recv(handle, timeout_ms, max_bytes)
                     .await;
-                answer(&mut c, ret, json).await
+                answer(&mut c, ret, json)
             })
         },
     )?;
@@ -357,7 +351,7 @@ fn add_ws(linker: &mut Linker<ModuleState>) -> wasmtime::Result<()> {
         |mut c: Cx<'_>, (handle, ret): (i64, i32)| {
             Box::new(async move {
                 let json = c.data_mut().host.ws_close(handle).await;
-                answer(&mut c, ret, json).await
+                answer(&mut c, ret, json)
             })
         },
     )?;

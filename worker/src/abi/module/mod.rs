@@ -4,8 +4,8 @@
 //! [`Runner`] (limits, watchdog, instance replacement) as components; the
 //! host's imports are in [`imports`] and [`wasi`], tarkd's calls map onto the
 //! exports of each plugin type in [`provider`], [`channel`], [`auth`] and
-//! [`tau`]. [`Guest`](ModuleInstance) memory is hostile input throughout
-//! ([`memory`]).
+//! [`tau`] (which export answers which call is one table,
+//! [`exports::route`]). Guest memory is hostile input throughout ([`memory`]).
 
 mod auth;
 mod channel;
@@ -26,8 +26,9 @@ use wasmtime::{
 
 use super::host::HostState;
 use super::runner::{CallLimits, Guest, Runner};
-use super::{Call, Failure, Outcome, Plugin};
+use super::{Call, Failure, Outcome, Plugin, plugin_error};
 use crate::limits::Limiter;
+use exports::Route;
 use imports::{ModuleState, Rooms};
 
 /// Buffer tark allocates for an export's string result (`call_string_return_fn`).
@@ -35,6 +36,14 @@ pub const RESULT_ROOM: usize = 8 << 10;
 /// Buffer tark allocates for an export that takes and returns a string, and
 /// for `provider_chat`'s answer.
 pub const LARGE_RESULT_ROOM: usize = 64 << 10;
+
+/// A core module ready to run: the plugin, the ABI's exports it has, and how
+/// `plugin info` names it.
+pub struct Loaded {
+    pub plugin: Box<dyn Plugin>,
+    pub provides: Vec<String>,
+    pub contract: String,
+}
 
 /// Checks a core module and builds its host.
 pub fn load(
@@ -45,9 +54,15 @@ pub fn load(
     rooms: Rooms,
     manifest: (String, String),
     new_state: Box<dyn Fn(Limiter) -> HostState + Send + Sync>,
-) -> Result<(Box<dyn Plugin>, Vec<String>), String> {
+) -> Result<Loaded, String> {
     exports::check_imports(&module).map_err(|e| format!("not a usable tark core module: {e}"))?;
     let provides = exports::check(&module, kind)?;
+    let uses_wasi = module.imports().any(|i| i.module() == wasi::MODULE);
+    let contract = format!(
+        "tark core module ({}{})",
+        exports::kind_name(kind),
+        if uses_wasi { ", wasm32-wasip1" } else { "" }
+    );
     let mut linker = Linker::new(&engine);
     imports::add_to_linker(&mut linker)
         .and_then(|()| wasi::add_to_linker(&mut linker, &module))
@@ -57,14 +72,18 @@ pub fn load(
         module,
         linker,
         provides: provides.clone(),
-        manifest: std::sync::Arc::new(manifest),
+        manifest,
     };
     let new_data = Box::new(move |limiter| ModuleState {
         host: new_state(limiter),
         rooms,
     });
     let runner = Runner::new(engine, guest, limits, new_data).map_err(|e| format!("{e:#}"))?;
-    Ok((Box::new(runner), provides))
+    Ok(Loaded {
+        plugin: Box::new(runner),
+        provides,
+        contract,
+    })
 }
 
 /// A checked core module, its linker, and the known exports it has.
@@ -73,16 +92,14 @@ pub struct ModuleGuest {
     module: Module,
     linker: Linker<ModuleState>,
     provides: Vec<String>,
-    /// The plugin's name and version.
-    manifest: std::sync::Arc<(String, String)>,
+    /// The plugin's name and version (tau extensions are told them).
+    manifest: (String, String),
 }
 
 /// A live instance of a core module.
 pub struct ModuleInstance {
     instance: Instance,
     memory: Memory,
-    provides: Vec<String>,
-    manifest: std::sync::Arc<(String, String)>,
     /// Streams emulated over `provider_chat` (the ABI has no streaming): the
     /// whole answer, sent as one chunk on the first poll.
     streams: HashMap<u64, pb::invoke_response::Outcome>,
@@ -111,8 +128,6 @@ impl Guest for ModuleGuest {
         Ok(ModuleInstance {
             instance,
             memory,
-            provides: self.provides.clone(),
-            manifest: self.manifest.clone(),
             streams: HashMap::new(),
             next_stream: 1,
         })
@@ -124,23 +139,31 @@ impl Guest for ModuleGuest {
         store: &mut Store<ModuleState>,
         call: Call,
     ) -> wasmtime::Result<Result<Outcome, Failure>> {
-        let mut g = Abi { instance, store };
+        let route = exports::route(self.kind, &call);
+        let missing = match route {
+            Route::Export(export) => !self.provides.iter().any(|p| p == export),
+            Route::Worker => false,
+            Route::Unserved => true,
+        };
+        if missing {
+            return Ok(Err(exports::refusal(self.kind, &call, route)));
+        }
+        let mut g = Abi {
+            guest: self,
+            instance,
+            store,
+        };
         let answer = match self.kind {
             pb::PluginKind::Provider => provider::call(&mut g, call).await,
             pb::PluginKind::Channel => channel::call(&mut g, call).await,
             pb::PluginKind::Auth => auth::call(&mut g, call).await,
             pb::PluginKind::Hook => tau::call(&mut g, call).await,
-            _ => {
-                return Ok(Err(not_provided(
-                    "calls for this plugin type",
-                    &name_of(&call),
-                )));
-            }
+            _ => Err(g.unserved(&call)),
         };
         // A guest's own fault with memory or results is a failure of the call
         // (the instance is replaced); its error values are answers.
         match answer {
-            Ok(answer) => Ok(answer),
+            Ok(answer) => Ok(Ok(answer)),
             Err(Fault::Guest(e)) => Err(e),
             Err(Fault::Call(f)) => Ok(Err(f)),
         }
@@ -168,37 +191,25 @@ fn broke(export: &str, what: impl std::fmt::Display) -> Fault {
     ))
 }
 
-/// The refusal for a call the module has no export for.
-pub fn not_provided(export: &str, call: &str) -> Failure {
-    Failure::new(
-        pb::FailureKind::WrongWorld,
-        format!("the module does not export {export}, so it cannot answer {call}"),
-    )
-}
-
-/// A call's name, for refusals.
-pub fn name_of(call: &Call) -> String {
-    let name = format!("{call:?}");
-    name.split('(').next().unwrap_or("call").to_owned()
-}
-
 /// tark's calling conventions over one instance and its store.
 pub struct Abi<'a> {
+    guest: &'a ModuleGuest,
     instance: &'a mut ModuleInstance,
     store: &'a mut Store<ModuleState>,
 }
 
 impl Abi<'_> {
-    pub fn manifest_id(&self) -> &str {
-        &self.instance.manifest.0
-    }
-
-    pub fn manifest_version(&self) -> &str {
-        &self.instance.manifest.1
+    pub fn manifest(&self) -> &(String, String) {
+        &self.guest.manifest
     }
 
     pub fn has(&self, export: &str) -> bool {
-        self.instance.provides.iter().any(|p| p == export)
+        self.guest.provides.iter().any(|p| p == export)
+    }
+
+    /// The refusal for a call this plugin type's ABI does not serve.
+    pub fn unserved(&self, call: &Call) -> Fault {
+        Fault::Call(exports::refusal(self.guest.kind, call, Route::Unserved))
     }
 
     fn func<P: WasmParams, R: WasmResults>(
@@ -383,11 +394,6 @@ impl Abi<'_> {
     pub fn streams(&mut self) -> (&mut HashMap<u64, Outcome>, &mut u64) {
         (&mut self.instance.streams, &mut self.instance.next_stream)
     }
-}
-
-/// A guest's own error value as the call's answer.
-pub fn plugin_error(message: String) -> Outcome {
-    Outcome::PluginError(pb::PluginError { message })
 }
 
 /// The answer to a call whose export returns a status code (negative: failed).

@@ -8,8 +8,8 @@ use tark_proto::plugin::v1 as api;
 use tark_proto::worker::v1 as pb;
 
 use super::json::{self, ChatResponse, Message, ModelInfo, ProviderInfo};
-use super::{Abi, Fault, RESULT_ROOM, ack, broke, decoded, name_of, not_provided, plugin_error};
-use crate::abi::{Call, Outcome};
+use super::{Abi, Fault, RESULT_ROOM, ack, broke, decoded};
+use crate::abi::{Call, Outcome, plugin_error};
 
 /// tark's `provider_auth_status` codes.
 pub fn auth_status(code: i32) -> api::AuthStatus {
@@ -21,11 +21,9 @@ pub fn auth_status(code: i32) -> api::AuthStatus {
     }
 }
 
-pub async fn call(
-    g: &mut Abi<'_>,
-    call: Call,
-) -> Result<Result<Outcome, crate::abi::Failure>, Fault> {
-    Ok(Ok(match call {
+/// Answers a call; [`super::exports::route`] has checked the export exists.
+pub async fn call(g: &mut Abi<'_>, call: Call) -> Result<Outcome, Fault> {
+    Ok(match call {
         Call::ProviderInfo(_) => {
             let serves_chat = g.has("provider_chat");
             let answer = g.string("provider_info", RESULT_ROOM).await?;
@@ -46,11 +44,11 @@ pub async fn call(
         Call::AuthStatus(_) => {
             Outcome::AuthStatus(auth_status(g.code("provider_auth_status").await?) as i32)
         }
-        Call::Logout(_) if g.has("provider_auth_logout") => ack(
+        Call::Logout(_) => ack(
             "provider_auth_logout",
             g.code("provider_auth_logout").await?,
         ),
-        Call::AuthCredentials(_) if g.has("provider_auth_credentials") => {
+        Call::AuthCredentials(_) => {
             const EXPORT: &str = "provider_auth_credentials";
             match g.string(EXPORT, RESULT_ROOM).await? {
                 Ok(text) => {
@@ -63,20 +61,20 @@ pub async fn call(
                 Err(message) => plugin_error(message),
             }
         }
-        Call::Chat(c) if g.has("provider_chat") => chat(g, &c).await?,
-        Call::ChatStreamStart(c) if g.has("provider_chat") => {
-            let answer = match chat(g, &c).await? {
+        Call::Chat(c) => chat(g, &c).await?,
+        Call::ChatStreamStart(c) => {
+            let chunk = match chat(g, &c).await? {
                 Outcome::Chat(r) => Outcome::Chunk(api::ChatChunk {
                     text: r.text,
                     done: true,
                     usage: r.usage,
                 }),
-                other => return Ok(Ok(other)),
+                error => return Ok(error),
             };
             let (streams, next) = g.streams();
             let id = *next;
             *next += 1;
-            streams.insert(id, answer);
+            streams.insert(id, chunk);
             Outcome::StreamStarted(pb::StreamStarted { stream_id: id })
         }
         Call::ChatStreamPoll(s) => match g.streams().0.remove(&s.stream_id) {
@@ -87,33 +85,8 @@ pub async fn call(
             g.streams().0.remove(&s.stream_id);
             Outcome::Ack(pb::Ack { error: None })
         }
-        other @ (Call::Chat(_) | Call::ChatStreamStart(_)) => {
-            return Ok(Err(crate::abi::Failure::new(
-                pb::FailureKind::WrongWorld,
-                format!(
-                    "an auth-only provider (no provider_chat export) cannot answer {}: ask GetCredentials for the agent's own provider",
-                    if matches!(other, Call::Chat(_)) {
-                        "Chat"
-                    } else {
-                        "ChatStream"
-                    }
-                ),
-            )));
-        }
-        Call::Logout(_) => return Ok(Err(not_provided("provider_auth_logout", "Logout"))),
-        Call::AuthCredentials(_) => {
-            return Ok(Err(not_provided(
-                "provider_auth_credentials",
-                "GetCredentials",
-            )));
-        }
-        other => {
-            return Ok(Err(not_provided(
-                "a provider export for it",
-                &name_of(&other),
-            )));
-        }
-    }))
+        other => return Err(g.unserved(&other)),
+    })
 }
 
 async fn chat(g: &mut Abi<'_>, c: &pb::Chat) -> Result<Outcome, Fault> {

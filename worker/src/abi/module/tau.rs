@@ -9,8 +9,8 @@
 use serde_json::{Value, json};
 use tark_proto::worker::v1 as pb;
 
-use super::{Abi, Fault, broke, name_of, not_provided, plugin_error};
-use crate::abi::{Call, Failure, Outcome};
+use super::{Abi, Fault, broke};
+use crate::abi::{Call, Outcome, plugin_error};
 
 /// tau's response limit.
 pub const RESPONSE_MAX: usize = 256_000;
@@ -61,9 +61,9 @@ pub fn decision(answer: &Value) -> pb::hook_decision::Decision {
     }
 }
 
-pub async fn call(g: &mut Abi<'_>, call: Call) -> Result<Result<Outcome, Failure>, Fault> {
+pub async fn call(g: &mut Abi<'_>, call: Call) -> Result<Outcome, Fault> {
     let Some((hook, mut payload)) = envelope(&call) else {
-        return Ok(Err(not_provided("a hook for it", &name_of(&call))));
+        return Err(g.unserved(&call));
     };
     if let Value::Object(o) = &mut payload {
         o.insert("schema_version".into(), json!(1));
@@ -74,8 +74,8 @@ pub async fn call(g: &mut Abi<'_>, call: Call) -> Result<Result<Outcome, Failure
     let request = json!({
         "hook": hook,
         "payload": payload,
-        "manifest_id": g.manifest_id(),
-        "manifest_version": g.manifest_version(),
+        "manifest_id": g.manifest().0,
+        "manifest_version": g.manifest().1,
     })
     .to_string();
     let text = g.tau(&request, RESPONSE_MAX).await?;
@@ -90,14 +90,14 @@ pub async fn call(g: &mut Abi<'_>, call: Call) -> Result<Result<Outcome, Failure
             .as_str()
             .map(str::to_owned)
             .unwrap_or_else(|| error.to_string());
-        return Ok(Ok(plugin_error(message)));
+        return Ok(plugin_error(message));
     }
-    Ok(Ok(match call {
+    Ok(match call {
         Call::HookToolExecute(_) => Outcome::Decision(pb::HookDecision {
             decision: Some(decision(&answer)),
         }),
         _ => Outcome::Ack(pb::Ack { error: None }),
-    }))
+    })
 }
 
 #[cfg(test)]

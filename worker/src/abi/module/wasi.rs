@@ -10,9 +10,9 @@ use std::sync::OnceLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tark_proto::worker::v1 as pb;
-use wasmtime::{Caller, Extern, Linker, Module, Val, ValType};
+use wasmtime::{Caller, Linker, Module, Val, ValType};
 
-use super::imports::ModuleState;
+use super::imports::{ModuleState, guest_memory};
 use super::memory;
 
 pub const MODULE: &str = "wasi_snapshot_preview1";
@@ -67,13 +67,9 @@ pub struct ProcExit(pub i32);
 
 type Cx<'a> = Caller<'a, ModuleState>;
 
-fn memory_of(c: &mut Cx<'_>) -> Option<wasmtime::Memory> {
-    c.get_export("memory").and_then(Extern::into_memory)
-}
-
 /// Writes little-endian `bytes` at `ptr`: `SUCCESS` or `FAULT`.
 fn store(c: &mut Cx<'_>, ptr: i32, bytes: &[u8]) -> i32 {
-    let Some(mem) = memory_of(c) else {
+    let Some(mem) = guest_memory(c) else {
         return errno::FAULT;
     };
     match memory::write(mem.data_mut(&mut *c), ptr, bytes, bytes.len()) {
@@ -153,7 +149,7 @@ pub fn add_to_linker(linker: &mut Linker<ModuleState>, module: &Module) -> wasmt
         },
     )?;
     linker.func_wrap(MODULE, "random_get", |mut c: Cx<'_>, buf: i32, len: i32| {
-        let Some(mem) = memory_of(&mut c) else {
+        let Some(mem) = guest_memory(&mut c) else {
             return errno::FAULT;
         };
         let data = mem.data_mut(&mut c);
@@ -183,7 +179,7 @@ pub fn add_to_linker(linker: &mut Linker<ModuleState>, module: &Module) -> wasmt
                     2 => pb::LogLevel::Warn,
                     _ => return errno::BADF,
                 };
-                let Some(mem) = memory_of(&mut c) else {
+                let Some(mem) = guest_memory(&mut c) else {
                     return errno::FAULT;
                 };
                 let (text, total) = match gather(mem.data(&c), iovs, count, LOG_BYTES_PER_WRITE) {

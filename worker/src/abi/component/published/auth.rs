@@ -5,9 +5,10 @@ use tark_proto::worker::v1 as pb;
 use wasmtime::Store;
 
 use super::published_bindings;
-use crate::abi::component::provider::{ack, plugin_error};
+use crate::abi::component::provider::ack;
 use crate::abi::component::{not_this_world, world_plumbing};
 use crate::abi::host::HostState;
+use crate::abi::plugin_error;
 use crate::abi::{Call, Failure, Outcome};
 
 mod bindings {
