@@ -382,6 +382,16 @@ impl Tarkd {
             .into_inner())
     }
 
+    /// Every provider plugin's info, and the errors of those that could not answer.
+    pub async fn list_providers(&self) -> anyhow::Result<pb::ListProvidersResponse> {
+        Ok(self
+            .providers()
+            .await?
+            .list_providers(pb::ListProvidersRequest {})
+            .await?
+            .into_inner())
+    }
+
     /// tarkd's status.
     pub async fn status(&self) -> anyhow::Result<pb::StatusResponse> {
         Ok(self

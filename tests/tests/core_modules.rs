@@ -33,10 +33,7 @@ async fn a_core_module_provider_serves_the_agent_api() -> anyhow::Result<()> {
     let t = legacy()?;
     let mut p = t.providers().await?;
 
-    let list = p
-        .list_providers(pb::ListProvidersRequest {})
-        .await?
-        .into_inner();
+    let list = t.list_providers().await?;
     assert_eq!(list.errors, Vec::<String>::new());
     let legacy = list
         .providers
@@ -248,11 +245,7 @@ async fn bad_allocators_and_shapes_are_named_errors() -> anyhow::Result<()> {
         ),
     ];
     let t = Tarkd::start(plugins, Options::default())?;
-    let mut p = t.providers().await?;
-    let list = p
-        .list_providers(pb::ListProvidersRequest {})
-        .await?
-        .into_inner();
+    let list = t.list_providers().await?;
     let error_of = |plugin: &str| {
         list.errors
             .iter()
@@ -403,11 +396,7 @@ async fn wasi_preview1_is_deny_by_default() -> anyhow::Result<()> {
     );
     let plugin = provider_wat("wasi-probe", "(i32.const 8192)", &info, &imports, &extra);
     let t = Tarkd::start(vec![plugin], Options::default())?;
-    let mut p = t.providers().await?;
-    let list = p
-        .list_providers(pb::ListProvidersRequest {})
-        .await?
-        .into_inner();
+    let list = t.list_providers().await?;
     assert_eq!(list.errors, Vec::<String>::new());
     let shown = list
         .providers

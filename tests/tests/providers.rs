@@ -51,10 +51,7 @@ async fn info_models_chat_and_a_streamed_chat() -> anyhow::Result<()> {
     )?;
     let mut p = t.providers().await?;
 
-    let list = p
-        .list_providers(pb::ListProvidersRequest {})
-        .await?
-        .into_inner();
+    let list = t.list_providers().await?;
     assert_eq!(list.errors, Vec::<String>::new());
     let ids: Vec<_> = list
         .providers

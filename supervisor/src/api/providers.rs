@@ -33,6 +33,15 @@ const MAX_IDLE_WAIT: Duration = Duration::from_millis(100);
 /// The stream type tonic's generated service uses for `ChatStream`.
 type ChunkStream = tonic::codegen::BoxStream<pb::ChatChunk>;
 
+/// The agent's built-in provider a plugin stands in for ([contributes]).
+fn base_provider(plugin: &Plugin) -> String {
+    plugin
+        .loaded
+        .as_ref()
+        .map(|l| l.manifest.base_provider().to_owned())
+        .unwrap_or_default()
+}
+
 fn chat_call(r: pb::ChatRequest) -> wpb::Chat {
     wpb::Chat {
         model: r.model,
@@ -60,9 +69,7 @@ impl pb::providers_server::Providers for Api {
             match info {
                 Ok(Outcome::ProviderInfo(mut info)) => {
                     info.plugin = plugin.id.clone();
-                    if let Some(l) = &plugin.loaded {
-                        info.base_provider = l.manifest.base_provider().to_owned();
-                    }
+                    info.base_provider = base_provider(plugin);
                     reply.providers.push(info);
                 }
                 Ok(_) => reply
@@ -114,11 +121,7 @@ impl pb::providers_server::Providers for Api {
         match answer? {
             Outcome::Text(t) => Ok(Response::new(pb::GetCredentialsResponse {
                 plugin: plugin.id.clone(),
-                base_provider: plugin
-                    .loaded
-                    .as_ref()
-                    .map(|l| l.manifest.base_provider().to_owned())
-                    .unwrap_or_default(),
+                base_provider: base_provider(&plugin),
                 credentials_json: t.text,
             })),
             _ => Err(unexpected(&plugin.id)),
