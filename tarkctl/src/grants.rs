@@ -127,6 +127,9 @@ pub async fn add(
                 info.version,
                 if update { "update" } else { "new" }
             );
+            for n in &plan.notes {
+                println!("  note: {n}");
+            }
             show_list("requests", &items(&requested));
             if update {
                 show_list("beyond the current approval", &plan.needs_approval);
@@ -150,9 +153,16 @@ pub async fn add(
         crate::render::print_json(&json!({
             "installed": done.installed, "plugin": crate::render::plugin_json(&info),
             "approved": items(&approved), "needs_approval": done.needs_approval,
+            "notes": done.notes,
         }));
     } else {
         println!("installed {} {}", info.id, info.version);
+        for n in &done.notes {
+            println!("  note: {n}");
+        }
+        for d in &info.diagnostics {
+            println!("  diagnostic: {d}");
+        }
         show_list("approved", &items(&approved));
         if !done.needs_approval.is_empty() {
             show_list("not granted (declared, not approved)", &done.needs_approval);

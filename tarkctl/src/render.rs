@@ -48,6 +48,7 @@ pub fn plugin_json(p: &pb::PluginInfo) -> serde_json::Value {
         "workers": workers_json(p),
         "approved": p.approved, "pending_approval": p.pending_approval,
         "wit": p.wit, "provides": p.provides, "accepted_wit": p.accepted_wit,
+        "api_version": p.api_version, "activation": p.activation, "oauth_flow": p.oauth_flow,
     })
 }
 
@@ -162,6 +163,18 @@ pub fn print_info(p: &pb::PluginInfo) {
         println!("  provides:    {}", p.provides.join(", "));
     }
     println!("  accepts:     {}", p.accepted_wit.join("; "));
+    if !p.api_version.is_empty() {
+        println!("  api version: {}", p.api_version);
+    }
+    if !p.activation.is_empty() {
+        println!("  activation:  {}", p.activation.join(", "));
+    }
+    if !p.oauth_flow.is_empty() {
+        println!(
+            "  sign-in:     {} (tarkctl auth {} login)",
+            p.oauth_flow, p.id
+        );
+    }
     println!("  capabilities:");
     println!("    storage: {}", caps.storage);
     println!("    http:    {}", list(&caps.http));

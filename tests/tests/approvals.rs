@@ -258,7 +258,7 @@ async fn plugin_add_asks_on_a_terminal() -> anyhow::Result<()> {
 }
 
 /// tarkd (root) reads the folder a caller names; an unprivileged caller may only
-/// have it read files that caller owns.
+/// have it read a folder and files that caller owns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unprivileged_callers_install_only_files_they_own() -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -295,7 +295,8 @@ async fn unprivileged_callers_install_only_files_they_own() -> anyhow::Result<()
         "{}",
         text(&refused)
     );
-    for f in ["plugin.toml", "plugin.wasm"] {
+    // The folder itself and every file in it.
+    for f in ["", "plugin.toml", "plugin.wasm"] {
         std::os::unix::fs::chown(src.path().join(f), Some(nobody), Some(nobody))?;
     }
     let installed = add()?;

@@ -97,6 +97,14 @@ impl Api {
         info.license = m.license.clone();
         info.wasm_sha256 = l.sha256.clone();
         info.capabilities = Some(caps_to_pb(&m.capabilities));
+        info.api_version = m.api_version.clone();
+        info.activation = m.activation.clone();
+        info.oauth_flow = match m.oauth.as_ref().map(|o| o.flow) {
+            Some(manifest::oauth::Flow::Pkce) => "pkce",
+            Some(manifest::oauth::Flow::DeviceFlow) => "device_flow",
+            None => "",
+        }
+        .to_owned();
         if let Some(grant) = self.0.workers.authority.grants.get(&p.id) {
             info.approved = grant.approved_at_all;
             info.pending_approval = grant.pending.clone();

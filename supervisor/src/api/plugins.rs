@@ -52,6 +52,7 @@ impl pb::plugins_server::Plugins for Api {
             requested: Some(caps_to_pb(&plan.plugin.declared())),
             current: plan.current.as_ref().map(caps_to_pb),
             needs_approval: plan.needs_approval.clone(),
+            notes: plan.notes.clone(),
         };
         if let Some(approved) = req.approved {
             let installed = self.plugin_info(&*self.0.install(plan, caps_from_pb(approved)).await?);

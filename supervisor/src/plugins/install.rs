@@ -12,6 +12,7 @@ use tonic::Code;
 
 use crate::broker::grants;
 use crate::daemon::Daemon;
+use crate::plugins::folder::{self, Folder, Refused};
 use crate::plugins::manifest::{self, Capabilities};
 use crate::plugins::registry::{self, Plugin};
 use crate::workers::CallError;
@@ -19,6 +20,10 @@ use crate::workers::CallError;
 /// A plugin read from its source folder, validated, not yet installed.
 pub struct Plan {
     pub plugin: Plugin,
+    /// The whole folder as read: what the install writes.
+    pub folder: Folder,
+    /// What the operator should know (a folder named unlike the plugin, ...).
+    pub notes: Vec<String>,
     /// The approval of the installed plugin of the same name, if any.
     pub current: Option<Capabilities>,
     /// Declared items `current` does not cover.
@@ -31,12 +36,14 @@ fn invalid(message: impl Into<String>) -> CallError {
 
 /// The plugin name a folder's manifest gives, before full validation (which
 /// needs the name to compare the folder with).
-fn peek_name(source: &Path) -> Result<String, CallError> {
+fn peek_name(source: &Path, folder: &Folder) -> Result<String, CallError> {
     let path = source.join("plugin.toml");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
-    let table: toml::Table =
-        toml::from_str(&text).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+    let text = folder
+        .file(Path::new("plugin.toml"))
+        .ok_or_else(|| invalid(format!("{} has no plugin.toml", source.display())))?;
+    let table: toml::Table = std::str::from_utf8(text)
+        .map_err(|_| invalid(format!("{} is not UTF-8", path.display())))
+        .and_then(|t| toml::from_str(t).map_err(|e| invalid(format!("{}: {e}", path.display()))))?;
     let name = table
         .get("plugin")
         .and_then(|p| p.get("name"))
@@ -79,9 +86,9 @@ impl Daemon {
     /// than root or tarkd's own user may only install files it owns.
     pub fn plan(&self, source: &str, caller: Option<u32>) -> Result<Plan, CallError> {
         let source = Path::new(source);
-        if !source.is_absolute() || !source.is_dir() {
+        if !source.is_absolute() {
             return Err(invalid(format!(
-                "{} is not a folder (give an absolute path tarkd can read)",
+                "{} is not an absolute path (give a folder tarkd can read)",
                 source.display()
             )));
         }
@@ -95,43 +102,34 @@ impl Daemon {
             ));
         };
         let must_own = Some(caller).filter(|&uid| uid != 0 && uid != me);
-        let regular = |name: &str| {
-            let path = source.join(name);
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                return Ok(()); // reported as missing where it is read
-            };
-            if !meta.file_type().is_file() {
-                return Err(invalid(format!(
-                    "{} must be a regular file, not a link",
-                    path.display()
-                )));
-            }
-            if let Some(uid) = must_own {
-                use std::os::unix::fs::MetadataExt;
-                if meta.uid() != uid {
-                    return Err(CallError::new(
-                        Code::PermissionDenied,
-                        format!(
-                            "{} is owned by uid {}, not by the caller (uid {uid})",
-                            path.display(),
-                            meta.uid()
-                        ),
-                    ));
-                }
-            }
-            Ok(())
-        };
-        regular("plugin.toml")?;
-        let id = peek_name(source)?;
-        // Validated exactly as the registry would.
-        let plugin = registry::load(source, &id, &self.host_version);
+        let folder =
+            folder::read(source, must_own, folder::Limits::default()).map_err(|e| match e {
+                Refused::NotOwned(m) => CallError::new(Code::PermissionDenied, m),
+                Refused::Invalid(m) => invalid(m),
+            })?;
+        let id = peek_name(source, &folder)?;
+        // Validated exactly as the registry would, from the bytes read.
+        let plugin = registry::from_folder(source, &id, &folder, &self.host_version);
         let Some(loaded) = &plugin.loaded else {
             return Err(invalid(format!(
                 "plugin {id} cannot be installed: {}",
                 plugin.diagnostics.join("; ")
             )));
         };
-        regular(&loaded.manifest.wasm)?;
+        let mut notes = Vec::new();
+        let folder_name = source.file_name().map(|n| n.to_string_lossy().into_owned());
+        if folder_name.as_deref() != Some(id.as_str()) {
+            notes.push(format!(
+                "the folder is named {}; the plugin installs as {id} (its plugin.name)",
+                folder_name.unwrap_or_default()
+            ));
+        }
+        notes.push(format!(
+            "copies {} files ({} bytes) from {}",
+            folder.files.len(),
+            folder.bytes,
+            source.display()
+        ));
         // What the installed copy's approval still grants under the new
         // declaration (an update may drop capabilities).
         let declared = &loaded.manifest.capabilities;
@@ -143,6 +141,8 @@ impl Daemon {
         let needs_approval = grants::beyond(declared, &current.clone().unwrap_or_default());
         Ok(Plan {
             plugin,
+            folder,
+            notes,
             current,
             needs_approval,
         })
@@ -158,24 +158,16 @@ impl Daemon {
         let _one_at_a_time = self.install_lock.lock().await;
         let id = plan.plugin.id.clone();
         check_approval(&id, &plan.plugin.declared(), &approved)?;
-        let Some(loaded) = plan.plugin.loaded.as_ref() else {
+        if plan.plugin.loaded.is_none() {
             return Err(invalid(format!("plugin {id} is not valid")));
-        };
+        }
         let io = |what: &str, e: std::io::Error| {
             CallError::new(Code::Internal, format!("plugin {id}: {what}: {e}"))
         };
         let plugins_dir = &self.config.plugins_dir;
         let staging = plugins_dir.join(format!(".{id}.staging"));
         let _ = std::fs::remove_dir_all(&staging);
-        let wasm_path = staging.join(&loaded.manifest.wasm);
-        let toml = std::fs::read(plan.plugin.dir.join("plugin.toml"))
-            .map_err(|e| io("reading plugin.toml", e))?;
-        let written = (|| {
-            std::fs::create_dir_all(wasm_path.parent().unwrap_or(&staging))?;
-            write_synced(&staging.join("plugin.toml"), &toml)?;
-            write_synced(&wasm_path, &loaded.wasm)
-        })();
-        written.map_err(|e| io("staging", e))?;
+        plan.folder.write(&staging).map_err(|e| io("staging", e))?;
         self.approvals.set(&id, &approved)?;
         let dest = plugins_dir.join(&id);
         let old = plugins_dir.join(format!(".{id}.old"));
@@ -207,11 +199,4 @@ impl Daemon {
         tracing::info!(plugin = id, "grants changed");
         Ok(())
     }
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut f = std::fs::File::create(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
 }

@@ -1,9 +1,10 @@
-//! What is installed: plugin manifests, the registry read from the plugins
+//! What is installed: plugin manifests, reading a folder to install, the registry read from the plugins
 //! directory, installing and updating plugins, the operator's approvals, and the
 //! example plugins bundled into `tarkd --dev`.
 
 pub mod approvals;
 pub mod bundled;
+pub mod folder;
 pub mod install;
 pub mod manifest;
 pub mod registry;

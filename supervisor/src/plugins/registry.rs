@@ -92,19 +92,56 @@ impl Registry {
 
 /// Loads one plugin folder, turning every failure into a diagnostic.
 pub fn load(dir: &Path, id: &str, host_version: &semver::Version) -> Plugin {
+    let toml_path = dir.join("plugin.toml");
+    let text = std::fs::read_to_string(&toml_path)
+        .map_err(|e| format!("cannot read {}: {e}", toml_path.display()));
+    build(dir, id, host_version, text, |wasm| {
+        read_wasm(&dir.join(wasm))
+    })
+}
+
+/// A plugin from a folder already read into memory (see `folder`), so what
+/// is validated is exactly what is installed.
+pub fn from_folder(
+    dir: &Path,
+    id: &str,
+    folder: &crate::plugins::folder::Folder,
+    host_version: &semver::Version,
+) -> Plugin {
+    let text = folder
+        .file(Path::new("plugin.toml"))
+        .ok_or_else(|| format!("{} has no plugin.toml", dir.display()))
+        .and_then(|b| {
+            String::from_utf8(b.to_vec())
+                .map_err(|_| format!("{}/plugin.toml is not UTF-8", dir.display()))
+        });
+    build(dir, id, host_version, text, |wasm| {
+        let path = dir.join(wasm);
+        let bytes = folder
+            .file(Path::new(wasm))
+            .ok_or_else(|| format!("wasm file {} not found", path.display()))?;
+        check_wasm(&path, bytes.len() as u64, bytes)?;
+        Ok(bytes.to_vec())
+    })
+}
+
+fn build(
+    dir: &Path,
+    id: &str,
+    host_version: &semver::Version,
+    text: Result<String, String>,
+    read: impl FnOnce(&str) -> Result<Vec<u8>, String>,
+) -> Plugin {
     let mut plugin = Plugin {
         id: id.to_owned(),
         dir: dir.to_owned(),
         loaded: None,
         diagnostics: Vec::new(),
     };
-    let toml_path = dir.join("plugin.toml");
-    let text = match std::fs::read_to_string(&toml_path) {
+    let text = match text {
         Ok(t) => t,
         Err(e) => {
-            plugin
-                .diagnostics
-                .push(format!("cannot read {}: {e}", toml_path.display()));
+            plugin.diagnostics.push(e);
             return plugin;
         }
     };
@@ -115,16 +152,10 @@ pub fn load(dir: &Path, id: &str, host_version: &semver::Version) -> Plugin {
             return plugin;
         }
     };
-    let wasm_path = dir.join(&manifest.wasm);
-    match read_wasm(&wasm_path) {
+    match read(&manifest.wasm) {
         Ok(wasm) => {
             let sha256 = hex::encode(Sha256::digest(&wasm));
-            if manifest.plugin_type != PluginType::Tool {
-                plugin.diagnostics.push(format!(
-                    "{} plugins are not hosted by this tarkd version yet; only tool plugins run",
-                    manifest.plugin_type
-                ));
-            }
+            plugin.diagnostics.extend(manifest.warnings.iter().cloned());
             plugin.loaded = Some(Loaded {
                 manifest,
                 wasm: wasm.into(),
@@ -136,26 +167,32 @@ pub fn load(dir: &Path, id: &str, host_version: &semver::Version) -> Plugin {
     plugin
 }
 
-fn read_wasm(path: &Path) -> Result<Vec<u8>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!("wasm file {} not found", path.display()),
-        _ => format!("cannot read wasm file {}: {e}", path.display()),
-    })?;
-    if meta.len() > MAX_WASM_BYTES {
+/// Refuses a module over the size limit or without wasm's magic bytes.
+fn check_wasm(path: &Path, len: u64, head: &[u8]) -> Result<(), String> {
+    if len > MAX_WASM_BYTES {
         return Err(format!(
-            "wasm file {} is {} bytes, over the limit of {MAX_WASM_BYTES}",
+            "wasm file {} is {len} bytes, over the limit of {MAX_WASM_BYTES}",
             path.display(),
-            meta.len()
         ));
     }
-    let bytes = std::fs::read(path)
-        .map_err(|e| format!("cannot read wasm file {}: {e}", path.display()))?;
-    if !bytes.starts_with(b"\0asm") {
+    if !head.starts_with(b"\0asm") {
         return Err(format!(
             "{} is not a WebAssembly file (bad magic bytes)",
             path.display()
         ));
     }
+    Ok(())
+}
+
+fn read_wasm(path: &Path) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("wasm file {} not found", path.display()),
+        _ => format!("cannot read wasm file {}: {e}", path.display()),
+    })?;
+    check_wasm(path, meta.len(), b"\0asm")?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("cannot read wasm file {}: {e}", path.display()))?;
+    check_wasm(path, bytes.len() as u64, &bytes)?;
     Ok(bytes)
 }
 

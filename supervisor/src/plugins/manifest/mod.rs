@@ -1,14 +1,23 @@
-//! `plugin.toml`: parsing and validation.
+//! `plugin.toml`: parsing and validation, as tark writes it.
 //!
-//! Published plugins carry tables tarkd does not use (`[contributes]`,
-//! `[activation]`, `[oauth]`, ...); unknown tables and keys are ignored so they
-//! keep loading. What tarkd does use is checked strictly, and every problem is
-//! reported at once, so an author fixes a manifest in one round.
+//! What tarkd uses is checked strictly, and every problem is reported at once,
+//! so an author fixes a manifest in one round. A key tarkd does not know (a
+//! typo, or a field of a newer tark) does not stop the plugin: it becomes a
+//! warning in the plugin's diagnostics rather than vanishing, so a misspelt
+//! `[capabilites]` is seen instead of silently granting nothing.
 
 use std::fmt;
 use std::path::Path;
 
 use serde::Deserialize;
+
+pub mod oauth;
+
+pub use oauth::OAuth;
+
+/// The tark plugin API versions this tarkd serves (`plugin.api_version` is a
+/// semver requirement, tark's default "0.1").
+pub const API_VERSION: semver::Version = semver::Version::new(0, 1, 0);
 
 /// The kinds of plugin tark knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -45,7 +54,7 @@ pub struct Capabilities {
 }
 
 /// A validated manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {
     pub name: String,
     pub version: semver::Version,
@@ -60,14 +69,29 @@ pub struct Manifest {
     pub capabilities: Capabilities,
     /// `[contributes]`: the providers and channels the plugin adds.
     pub contributes: Contributes,
+    /// `plugin.api_version` as written ("0.1" when absent).
+    pub api_version: String,
+    /// `[activation] events`. tarkd starts a worker on the first call that
+    /// needs it, per tenant, whatever the events say; they are reported.
+    pub activation: Vec<String>,
+    /// `[config]`: the plugin's own settings schema, kept as written.
+    pub config: Option<toml::Value>,
+    /// `[oauth]`: the sign-in tarkd runs for the plugin.
+    pub oauth: Option<OAuth>,
+    /// Keys tarkd did not understand and capabilities it does not grant.
+    pub warnings: Vec<String>,
 }
 
 /// `[contributes]` as tark's manifests write it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Contributes {
     pub providers: Vec<Contribution>,
     pub channels: Vec<Contribution>,
+    /// tark's command palette entries; kept, not used by tarkd.
+    pub commands: Vec<toml::Value>,
+    /// tark's settings schema entries; kept, not used by tarkd.
+    pub configuration: Vec<toml::Value>,
 }
 
 /// One contributed provider or channel.
@@ -112,9 +136,72 @@ impl ManifestError {
 struct Raw {
     plugin: Option<RawPlugin>,
     #[serde(default)]
-    capabilities: Capabilities,
+    capabilities: RawCapabilities,
     #[serde(default)]
     contributes: Contributes,
+    #[serde(default)]
+    activation: RawActivation,
+    config: Option<toml::Value>,
+    oauth: Option<oauth::RawOAuth>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct RawCapabilities {
+    storage: bool,
+    http: Vec<String>,
+    env: Vec<String>,
+    fs_read: Vec<String>,
+    shell: bool,
+    /// tark's workspace paths: declared, but no import of tark's ABI uses it.
+    filesystem: Vec<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct RawActivation {
+    events: Vec<String>,
+}
+
+/// Activation events tark defines: `onStartup` and `onKIND:ID`.
+fn known_activation(event: &str) -> bool {
+    event == "onStartup"
+        || ["onProvider:", "onCommand:", "onChannel:"]
+            .iter()
+            .any(|p| event.strip_prefix(p).is_some_and(|id| !id.is_empty()))
+}
+
+/// `plugin.colour`, `contributes.providers.0.basse_provider`: the key's place
+/// as the author wrote it (serde_ignored's own form marks optional tables `?`).
+fn dotted(path: &serde_ignored::Path) -> String {
+    use serde_ignored::Path;
+    let (parent, own) = match path {
+        Path::Root => return String::new(),
+        Path::Seq { parent, index } => (parent, index.to_string()),
+        Path::Map { parent, key } => (parent, key.clone()),
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => return dotted(parent),
+    };
+    match dotted(parent) {
+        p if p.is_empty() => own,
+        p => format!("{p}.{own}"),
+    }
+}
+
+/// Reads the document, collecting the keys serde skipped as warnings.
+fn read(text: &str) -> Result<(Raw, Vec<String>), ManifestError> {
+    let de = toml::Deserializer::parse(text)
+        .map_err(|e| ManifestError::one(format!("plugin.toml: {e}")))?;
+    let mut warnings = Vec::new();
+    let raw: Raw = serde_ignored::deserialize(de, |path| {
+        warnings.push(format!(
+            "plugin.toml: unknown key {} (ignored; check its spelling)",
+            dotted(&path)
+        ));
+    })
+    .map_err(|e| ManifestError::one(format!("plugin.toml: {e}")))?;
+    Ok((raw, warnings))
 }
 
 #[derive(Deserialize)]
@@ -132,6 +219,7 @@ struct RawPlugin {
     #[serde(default)]
     license: String,
     min_tark_version: Option<String>,
+    api_version: Option<String>,
     wasm: Option<String>,
 }
 
@@ -153,8 +241,7 @@ pub fn parse(
     folder: &str,
     host_version: &semver::Version,
 ) -> Result<Manifest, ManifestError> {
-    let raw: Raw =
-        toml::from_str(text).map_err(|e| ManifestError::one(format!("plugin.toml: {e}")))?;
+    let (raw, mut warnings) = read(text)?;
     let Some(p) = raw.plugin else {
         return Err(ManifestError::one("plugin.toml has no [plugin] table"));
     };
@@ -215,6 +302,16 @@ pub fn parse(
         }
         Some(Ok(v)) => Some(v),
     };
+    let api_version = p.api_version.unwrap_or_else(|| "0.1".to_owned());
+    match semver::VersionReq::parse(&api_version) {
+        Ok(req) if req.matches(&API_VERSION) => {}
+        Ok(_) => problems.push(format!(
+            "plugin.api_version {api_version:?} is not supported: this tarkd serves tark plugin API {API_VERSION}"
+        )),
+        Err(e) => problems.push(format!(
+            "plugin.api_version {api_version:?} is not a version requirement: {e}"
+        )),
+    }
     let wasm = p.wasm.unwrap_or_else(|| "plugin.wasm".to_owned());
     let wasm_path = Path::new(&wasm);
     if wasm.is_empty()
@@ -227,7 +324,34 @@ pub fn parse(
             "plugin.wasm {wasm:?} must be a path inside the plugin folder"
         ));
     }
-    let caps = raw.capabilities;
+    let raw_caps = raw.capabilities;
+    if !raw_caps.filesystem.is_empty() {
+        warnings.push(format!(
+            "capabilities.filesystem {:?} grants nothing: tark's plugin ABI has no import that uses it (fs_read is how a plugin reads files)",
+            raw_caps.filesystem
+        ));
+    }
+    let caps = Capabilities {
+        storage: raw_caps.storage,
+        http: raw_caps.http,
+        env: raw_caps.env,
+        fs_read: raw_caps.fs_read,
+        shell: raw_caps.shell,
+    };
+    for e in raw
+        .activation
+        .events
+        .iter()
+        .filter(|e| !known_activation(e))
+    {
+        warnings.push(format!(
+            "activation event {e:?} is not one tark defines (onStartup, onProvider:ID, onCommand:ID, onChannel:ID)"
+        ));
+    }
+    if raw.config.as_ref().is_some_and(|c| !c.is_table()) {
+        problems.push("config must be a table".to_owned());
+    }
+    let oauth = raw.oauth.and_then(|o| oauth::validate(o, &mut problems));
     for h in &caps.http {
         if let Err(e) = crate::broker::hosts::parse_rule(h) {
             problems.push(format!("capabilities.http entry {e}"));
@@ -264,176 +388,15 @@ pub fn parse(
             wasm,
             capabilities: caps,
             contributes: raw.contributes,
+            api_version,
+            activation: raw.activation.events,
+            config: raw.config,
+            oauth,
+            warnings,
         }),
         _ => Err(ManifestError { problems }),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn host() -> semver::Version {
-        semver::Version::new(0, 5, 0)
-    }
-
-    fn manifest(plugin: &str, caps: &str) -> String {
-        format!("[plugin]\n{plugin}\n[capabilities]\n{caps}\n")
-    }
-
-    const OK: &str = "name = \"my-plugin\"\nversion = \"1.0.0\"\ntype = \"tool\"";
-
-    #[test]
-    fn a_full_published_manifest_loads_and_ignores_unknown_tables() {
-        let text = r#"
-api_version = "0.1"
-[plugin]
-name = "my-plugin"
-version = "0.2.3-beta.1"
-type = "provider"
-description = "d"
-min_tark_version = "0.5.0"
-wasm = "build/p.wasm"
-[capabilities]
-storage = true
-http = ["api.example.com", "*.googleapis.com", "http://localhost:11434"]
-env = ["MY_API_KEY", "GEMINI_*"]
-fs_read = ["~/.config/app/credentials.json", "./data"]
-[contributes]
-providers = [{ id = "x" }]
-[activation]
-events = ["onStartup"]
-[oauth]
-flow = "pkce"
-"#;
-        let m = parse(text, "my-plugin", &host());
-        let m = m.ok();
-        assert!(
-            m.as_ref()
-                .is_some_and(|m| m.plugin_type == PluginType::Provider && m.wasm == "build/p.wasm")
-        );
-        assert!(m.is_some_and(|m| m.capabilities.storage && m.capabilities.env.len() == 2));
-    }
-
-    #[test]
-    fn defaults_apply() {
-        let m = parse(&manifest(OK, ""), "my-plugin", &host()).ok();
-        assert!(
-            m.is_some_and(|m| m.wasm == "plugin.wasm" && m.capabilities == Capabilities::default())
-        );
-    }
-
-    #[test]
-    fn invalid_manifests_name_the_problem() {
-        let cases: &[(&str, &str, &str)] = &[
-            (
-                "name = \"My_Plugin\"\nversion = \"1.0.0\"\ntype = \"tool\"",
-                "",
-                "lowercase",
-            ),
-            (
-                "version = \"1.0.0\"\ntype = \"tool\"",
-                "",
-                "plugin.name is required",
-            ),
-            (
-                "name = \"my-plugin\"\nversion = \"1.0\"\ntype = \"tool\"",
-                "",
-                "not semver",
-            ),
-            (
-                "name = \"my-plugin\"\ntype = \"tool\"",
-                "",
-                "plugin.version is required",
-            ),
-            (
-                "name = \"my-plugin\"\nversion = \"1.0.0\"\ntype = \"widget\"",
-                "",
-                "not one of",
-            ),
-            (
-                "name = \"my-plugin\"\nversion = \"1.0.0\"",
-                "",
-                "plugin.type is required",
-            ),
-            (
-                "name = \"other\"\nversion = \"1.0.0\"\ntype = \"tool\"",
-                "",
-                "does not match its folder",
-            ),
-            (
-                OK,
-                "http = [\"https://ok.com@evil.com\"]",
-                "capabilities.http",
-            ),
-            (OK, "http = [\"api.example.com/path\"]", "capabilities.http"),
-            (OK, "http = [\"\"]", "capabilities.http"),
-            (OK, "http = [\"host:0\"]", "capabilities.http"),
-            (OK, "env = [\"*\"]", "capabilities.env"),
-            (OK, "env = [\"A-B\"]", "capabilities.env"),
-            (OK, "fs_read = [\"\"]", "capabilities.fs_read"),
-            (OK, "storage = \"yes\"", "invalid type"),
-            (
-                "name = \"my-plugin\"\nversion = \"1.0.0\"\ntype = \"tool\"\nwasm = \"../x.wasm\"",
-                "",
-                "inside the plugin folder",
-            ),
-            (
-                "name = \"my-plugin\"\nversion = \"1.0.0\"\ntype = \"tool\"\nwasm = \"/etc/x.wasm\"",
-                "",
-                "inside the plugin folder",
-            ),
-            (
-                "name = \"my-plugin\"\nversion = \"1.0.0\"\ntype = \"tool\"\nmin_tark_version = \"9.0.0\"",
-                "",
-                "needs tark 9.0.0",
-            ),
-        ];
-        for (plugin, caps, want) in cases {
-            let err = parse(&manifest(plugin, caps), "my-plugin", &host())
-                .err()
-                .map(|e| e.to_string());
-            assert!(
-                err.as_deref().is_some_and(|e| e.contains(want)),
-                "{plugin:?} {caps:?} gave {err:?}"
-            );
-        }
-        let garbage = parse("this is [not toml", "x", &host())
-            .err()
-            .map(|e| e.to_string());
-        assert!(garbage.is_some_and(|e| e.starts_with("plugin.toml:")));
-        let missing = parse("[other]\n", "x", &host())
-            .err()
-            .map(|e| e.to_string());
-        assert!(missing.is_some_and(|e| e.contains("no [plugin] table")));
-    }
-
-    #[test]
-    fn all_problems_are_reported_together() {
-        let err = parse(
-            &manifest("name = \"A\"\nversion = \"x\"", "env = [\"*\"]"),
-            "a",
-            &host(),
-        )
-        .err();
-        assert_eq!(err.map(|e| e.problems.len()), Some(4));
-    }
-
-    #[test]
-    fn name_table() {
-        for (name, ok) in [
-            ("a", true),
-            ("my-plugin2", true),
-            ("-a", false),
-            ("a-", false),
-            ("a--b", false),
-            ("A", false),
-            ("a_b", false),
-            ("", false),
-            ("a.b", false),
-            (&"a".repeat(65), false),
-        ] {
-            assert_eq!(valid_name(name), ok, "{name:?}");
-        }
-    }
-}
+mod tests;
