@@ -32,6 +32,11 @@ impl PluginFiles {
         Self::example("legacy-provider", "legacy-provider")
     }
 
+    /// The tau extension example (examples/plugins/tau-guard), a hook plugin.
+    pub fn tau_guard() -> anyhow::Result<Self> {
+        Self::example("tau-guard", "tau-guard")
+    }
+
     /// The notes example plugin as committed in examples/plugins/notes.
     pub fn notes() -> anyhow::Result<Self> {
         Self::example("notes", "notes")

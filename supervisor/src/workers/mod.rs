@@ -2,11 +2,13 @@
 //! use, replaced after it dies, and never trusted with anything but its own calls.
 //!
 //! [`slot`] holds one tenant × plugin's state, [`start`] brings a worker up,
-//! [`exit`] tells how it ended, [`restart`] decides when it may come back.
+//! [`exit`] tells how it ended, [`restart`] decides when it may come back,
+//! [`limits`] what one call of a plugin may use.
 
 pub mod cache;
 pub mod channel;
 mod exit;
+pub mod limits;
 pub mod restart;
 mod slot;
 pub mod spawn;
@@ -139,9 +141,12 @@ impl Workers {
         let worker = self.ensure_worker(&key, &slot, plugin).await?;
         slot.stats().calls += 1;
 
-        let limit = Duration::from_millis(
-            self.config.limits.deadline_ms + self.config.limits.kill_grace_ms,
-        );
+        let deadline_ms = plugin
+            .runnable()
+            .map_or(self.config.limits.deadline_ms, |l| {
+                limits::effective(&self.config.limits, &l.manifest.limits).deadline_ms
+            });
+        let limit = Duration::from_millis(deadline_ms + self.config.limits.kill_grace_ms);
         let mut client = worker.client.clone();
         let request = pb::InvokeRequest { call: Some(call) };
         let turn = worker.turn.lock().await;

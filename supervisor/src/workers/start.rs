@@ -227,17 +227,8 @@ impl Workers {
         worker: &Worker,
         loaded: &crate::plugins::registry::Loaded,
     ) -> Result<pb::LoadResponse, CallError> {
-        let l = &self.config.limits;
-        let fuel = l.fuel > 0;
-        let limits = pb::Limits {
-            deadline_ms: l.deadline_ms,
-            memory_bytes: l.memory_mib << 20,
-            table_elements: l.table_elements,
-            instances: l.instances,
-            fuel: l.fuel,
-            max_response_bytes: l.max_response_kib << 10,
-            result_buffers: l.result_buffers.clone(),
-        };
+        let limits = super::limits::effective(&self.config.limits, &loaded.manifest.limits);
+        let fuel = limits.fuel > 0;
         let kind = match loaded.manifest.plugin_type {
             crate::plugins::manifest::PluginType::Auth => pb::PluginKind::Auth,
             crate::plugins::manifest::PluginType::Tool => pb::PluginKind::Tool,

@@ -12,8 +12,10 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub mod oauth;
+pub mod tau;
 
 pub use oauth::OAuth;
+pub use tau::Requested;
 
 /// The tark plugin API versions this tarkd serves (`plugin.api_version` is a
 /// semver requirement, tark's default "0.1").
@@ -78,6 +80,8 @@ pub struct Manifest {
     pub config: Option<toml::Value>,
     /// `[oauth]`: the sign-in tarkd runs for the plugin.
     pub oauth: Option<OAuth>,
+    /// Per-call limits the plugin asks for (`[tau]`), capped by tarkd's policy.
+    pub limits: Requested,
     /// Keys tarkd did not understand and capabilities it does not grant.
     pub warnings: Vec<String>,
 }
@@ -143,6 +147,7 @@ struct Raw {
     activation: RawActivation,
     config: Option<toml::Value>,
     oauth: Option<oauth::RawOAuth>,
+    tau: Option<tau::RawTau>,
 }
 
 #[derive(Default, Deserialize)]
@@ -352,6 +357,10 @@ pub fn parse(
         problems.push("config must be a table".to_owned());
     }
     let oauth = raw.oauth.and_then(|o| oauth::validate(o, &mut problems));
+    let limits = raw
+        .tau
+        .map(|t| tau::validate(t, &mut problems, &mut warnings))
+        .unwrap_or_default();
     for h in &caps.http {
         if let Err(e) = crate::broker::hosts::parse_rule(h) {
             problems.push(format!("capabilities.http entry {e}"));
@@ -392,6 +401,7 @@ pub fn parse(
             activation: raw.activation.events,
             config: raw.config,
             oauth,
+            limits,
             warnings,
         }),
         _ => Err(ManifestError { problems }),

@@ -253,3 +253,37 @@ fn name_table() {
         assert_eq!(valid_name(name), ok, "{name:?}");
     }
 }
+
+#[test]
+fn tau_limits_are_requested_limits() {
+    let text = format!(
+        "{}\n[tau]\ntimeout_ms = 1500\n[tau.wasm]\nfuel_limit = 2000000\nmemory_limit_bytes = 33554432\n\
+         max_response_bytes = 256000\nfilesystem_mode = \"deny\"\nnetwork_mode = \"allow\"\nenv_allowlist = [\"HOME\"]\n",
+        manifest(OK, "")
+    );
+    let m = parse(&text, "my-plugin", &host()).map_err(|e| e.to_string());
+    let Ok(m) = m else {
+        panic!("{m:?}");
+    };
+    assert_eq!(
+        m.limits,
+        Requested {
+            deadline_ms: Some(1500),
+            fuel: Some(2_000_000),
+            memory_bytes: Some(32 << 20),
+            max_response_bytes: Some(256_000),
+        }
+    );
+    let warnings = m.warnings.join("\n");
+    assert!(
+        warnings.contains("network_mode \"allow\" grants nothing"),
+        "{warnings}"
+    );
+    assert!(warnings.contains("env_allowlist [\"HOME\"]"), "{warnings}");
+    assert!(!warnings.contains("filesystem_mode"), "{warnings}");
+    let zero = format!("{}\n[tau]\ntimeout_ms = 0\n", manifest(OK, ""));
+    let err = parse(&zero, "my-plugin", &host())
+        .err()
+        .map(|e| e.to_string());
+    assert!(err.is_some_and(|e| e.contains("tau.timeout_ms must be positive")));
+}

@@ -139,7 +139,7 @@ pub fn kind_name(kind: pb::PluginKind) -> &'static str {
         pb::PluginKind::Provider => "provider",
         pb::PluginKind::Channel => "channel",
         pb::PluginKind::Auth => "auth",
-        pb::PluginKind::Hook => "hook (tau extension)",
+        pb::PluginKind::Hook => "hook, tau extension",
         pb::PluginKind::Tool => "tool",
         pb::PluginKind::Unspecified => "",
     }

@@ -73,6 +73,7 @@ pub fn load(
         linker,
         provides: provides.clone(),
         manifest,
+        max_response: limits.max_response_bytes,
     };
     let new_data = Box::new(move |limiter| ModuleState {
         host: new_state(limiter),
@@ -94,6 +95,8 @@ pub struct ModuleGuest {
     provides: Vec<String>,
     /// The plugin's name and version (tau extensions are told them).
     manifest: (String, String),
+    /// The most a result read from guest memory may hold (tau's own limit).
+    max_response: usize,
 }
 
 /// A live instance of a core module.
@@ -201,6 +204,12 @@ pub struct Abi<'a> {
 impl Abi<'_> {
     pub fn manifest(&self) -> &(String, String) {
         &self.guest.manifest
+    }
+
+    /// The plugin's response limit (a tau extension's `max_response_bytes`,
+    /// capped by tarkd).
+    pub fn max_response(&self) -> usize {
+        self.guest.max_response
     }
 
     pub fn has(&self, export: &str) -> bool {

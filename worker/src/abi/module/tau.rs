@@ -12,9 +12,6 @@ use tark_proto::worker::v1 as pb;
 use super::{Abi, Fault, broke};
 use crate::abi::{Call, Outcome, plugin_error};
 
-/// tau's response limit.
-pub const RESPONSE_MAX: usize = 256_000;
-
 /// The hook and payload for a call, or `None` for a call hooks do not take.
 pub fn envelope(call: &Call) -> Option<(String, Value)> {
     let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::String(s.to_owned()));
@@ -78,7 +75,8 @@ pub async fn call(g: &mut Abi<'_>, call: Call) -> Result<Outcome, Fault> {
         "manifest_version": g.manifest().1,
     })
     .to_string();
-    let text = g.tau(&request, RESPONSE_MAX).await?;
+    let max = g.max_response();
+    let text = g.tau(&request, max).await?;
     let answer: Value = serde_json::from_str(&text).map_err(|e| {
         broke(
             "tau_extension_invoke",
