@@ -37,6 +37,17 @@ impl PluginFiles {
         Self::example("tau-guard", "tau-guard")
     }
 
+    /// The wasm32-wasip1 core-module channel (examples/plugins/ws-channel),
+    /// allowed to reach a WebSocket server on loopback `port`.
+    pub fn ws_channel(port: u16) -> anyhow::Result<Self> {
+        Self::example_edited(
+            "ws-channel",
+            "ws-channel",
+            "http://127.0.0.1:8809",
+            &format!("http://127.0.0.1:{port}"),
+        )
+    }
+
     /// The notes example plugin as committed in examples/plugins/notes.
     pub fn notes() -> anyhow::Result<Self> {
         Self::example("notes", "notes")
