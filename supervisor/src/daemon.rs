@@ -53,6 +53,8 @@ pub struct Daemon {
     pub host_version: semver::Version,
     /// Device flows in progress (sign-in through auth plugins).
     pub flows: crate::api::auth::Flows,
+    /// PKCE sign-ins from manifests' `[oauth]` waiting for their code.
+    pub oauth_logins: crate::oauth::Logins,
     /// Started channels (polled by tarkd, restarted with their workers).
     pub channels: crate::api::channels::Channels,
 }
@@ -76,6 +78,7 @@ impl Daemon {
             install_lock: tokio::sync::Mutex::new(()),
             host_version,
             flows: crate::api::auth::Flows::default(),
+            oauth_logins: crate::oauth::Logins::default(),
             channels,
         }
     }
@@ -116,7 +119,8 @@ impl Daemon {
             None
         });
         let declared = &loaded.manifest.capabilities;
-        let grant = Grant::new(id, declared, approved.as_ref(), &self.config.policy);
+        let mut grant = Grant::new(id, declared, approved.as_ref(), &self.config.policy);
+        grant.oauth = loaded.manifest.oauth.clone().map(Arc::new);
         if !grant.pending.is_empty() {
             tracing::warn!(
                 plugin = id,

@@ -9,13 +9,15 @@
 //! - [`api`]: the agent API, one module per gRPC service;
 //! - [`plugins`]: what is installed: manifests, the registry, install and approvals;
 //! - [`workers`]: worker processes: spawn, channels, restart policy, artifact cache;
-//! - [`broker`]: every host call a plugin makes, checked against its grant.
+//! - [`broker`]: every host call a plugin makes, checked against its grant;
+//! - [`oauth`]: the sign-in a manifest's `[oauth]` declares, run by tarkd.
 
 pub mod api;
 pub mod broker;
 pub mod config;
 pub mod daemon;
 pub mod durable;
+pub mod oauth;
 pub mod plugins;
 pub mod server;
 pub mod workers;

@@ -15,6 +15,7 @@ mod channels;
 mod grants;
 mod hooks;
 mod providers;
+mod redirect;
 mod render;
 use render::{
     plugin_json, print_info, print_json, print_status, print_table, risk_name, state_name,
@@ -70,8 +71,10 @@ enum Command {
         stream: bool,
         message: String,
     },
-    /// Sign in through an auth plugin (login shows the code and URL and waits),
-    /// or show or end a sign-in.
+    /// Sign in through an auth plugin or a plugin's `[oauth]` (login shows the
+    /// device code and URL and waits, or for `pkce` opens a loopback listener on
+    /// the manifest's redirect_uri and hands the code to tarkd), or show or end a
+    /// sign-in.
     Auth {
         plugin: String,
         /// status, login or logout.

@@ -48,6 +48,30 @@ impl PluginFiles {
         )
     }
 
+    /// The [oauth] example (examples/plugins/oauth-provider) pointed at a
+    /// provider on loopback `port`, its redirect on loopback `redirect_port`,
+    /// with `flow` ("pkce", or "device_flow" against the provider's
+    /// device-authorization endpoint).
+    pub fn oauth_provider(port: u16, redirect_port: u16, flow: &str) -> anyhow::Result<Self> {
+        let dir = fixtures::repo_root().join("examples/plugins/oauth-provider");
+        let mut manifest = std::fs::read_to_string(dir.join("plugin.toml"))?
+            .replace("http://127.0.0.1:8810", &format!("http://127.0.0.1:{port}"))
+            .replace(
+                "http://127.0.0.1:8811",
+                &format!("http://127.0.0.1:{redirect_port}"),
+            );
+        if flow == "device_flow" {
+            manifest = manifest
+                .replace("flow = \"pkce\"", "flow = \"device_flow\"")
+                .replace("/authorize", "/device/code");
+        }
+        Ok(Self::new(
+            "oauth-provider",
+            &manifest,
+            Some(std::fs::read(dir.join("plugin.wasm"))?),
+        ))
+    }
+
     /// The notes example plugin as committed in examples/plugins/notes.
     pub fn notes() -> anyhow::Result<Self> {
         Self::example("notes", "notes")

@@ -15,6 +15,8 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
+pub mod pkce;
+
 /// A running HTTP server.
 pub struct HttpServer {
     pub port: u16,

@@ -8,6 +8,10 @@
 //! One flow per tenant × plugin: a new start replaces the old. The result (a
 //! token, on success) is handed to the first caller that reads it and then
 //! forgotten; tarkd never logs it — the plugin keeps its token in its storage.
+//! A plugin whose manifest declares an `[oauth]` device flow (of any type) has
+//! tarkd run it instead: tarkd asks the manifest's endpoints, keeps the tokens
+//! for the plugin, and the flow ends `signed_in` (see `oauth`). A manifest's
+//! PKCE sign-in is `StartOAuthLogin` / `CompleteOAuthLogin`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,8 +23,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
+use super::oauth::{Step, StepFn};
 use super::{Api, acked, deadline, tenant, unexpected};
 use crate::plugins::manifest::PluginType;
+use crate::plugins::manifest::oauth::Flow as OAuthFlow;
 use crate::plugins::registry::Plugin;
 
 use pb::poll_device_flow_response::Result as FlowResult;
@@ -87,6 +93,80 @@ impl Api {
     }
 }
 
+/// Polls a device flow every `interval` (longer after a `slow_down`) until it
+/// ends or `life` passes, and publishes the result.
+async fn poll_loop(
+    mut interval: Duration,
+    life: Duration,
+    mut step: StepFn,
+    tx: watch::Sender<Option<FlowResult>>,
+) {
+    let until = Instant::now() + life;
+    let result = loop {
+        tokio::time::sleep(interval).await;
+        if Instant::now() >= until {
+            break FlowResult::Expired(true);
+        }
+        match step().await {
+            Step::Pending => {}
+            // RFC 8628 §3.5: five seconds more from now on.
+            Step::SlowDown => {
+                interval = (interval + Duration::from_secs(5)).min(MAX_POLL_INTERVAL);
+            }
+            Step::Done(r) => break r,
+        }
+    };
+    let _ = tx.send(Some(result));
+}
+
+impl Api {
+    /// An auth plugin's own device flow: its code, and its poll as the step.
+    async fn start_plugin_device_flow(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<(pb::DeviceCode, StepFn), Status> {
+        let plugin = self.plugin_of(id, PluginType::Auth)?;
+        let code = match self
+            .call(tenant, &plugin, Call::StartDeviceFlow(wpb::Nothing {}))
+            .await?
+        {
+            Outcome::DeviceCode(c) => c,
+            _ => return Err(unexpected(&plugin.id)),
+        };
+        let (api, t, id, device_code) = (
+            self.clone(),
+            tenant.to_owned(),
+            plugin.id.clone(),
+            code.device_code.clone(),
+        );
+        let step: StepFn = Box::new(move || {
+            let (api, t, id) = (api.clone(), t.clone(), id.clone());
+            let poll = Call::PollDeviceFlow(wpb::PollDeviceFlow {
+                device_code: device_code.clone(),
+            });
+            Box::pin(async move {
+                // The plugin as installed now (an update replaces it).
+                let p = match api.plugin_of(&id, PluginType::Auth) {
+                    Ok(p) => p,
+                    Err(s) => return Step::Done(FlowResult::Error(s.message().to_owned())),
+                };
+                match api.call(&t, &p, poll).await {
+                    Ok(Outcome::Poll(pb::PollDeviceFlowResponse {
+                        result: Some(FlowResult::Pending(_)),
+                    })) => Step::Pending,
+                    Ok(Outcome::Poll(pb::PollDeviceFlowResponse { result: Some(r) })) => {
+                        Step::Done(r)
+                    }
+                    Ok(_) => Step::Done(FlowResult::Error(unexpected(&p.id).message().to_owned())),
+                    Err(s) => Step::Done(FlowResult::Error(s.message().to_owned())),
+                }
+            })
+        });
+        Ok((code, step))
+    }
+}
+
 #[tonic::async_trait]
 impl pb::auth_server::Auth for Api {
     async fn get_auth_status(
@@ -124,60 +204,25 @@ impl pb::auth_server::Auth for Api {
         req: Request<pb::PluginRef>,
     ) -> Result<Response<pb::DeviceCode>, Status> {
         let tenant = tenant(&req)?;
-        let plugin = self.plugin_of(&req.into_inner().id, PluginType::Auth)?;
-        let code = match self
-            .call(&tenant, &plugin, Call::StartDeviceFlow(wpb::Nothing {}))
-            .await?
-        {
-            Outcome::DeviceCode(c) => c,
-            _ => return Err(unexpected(&plugin.id)),
+        let id = req.into_inner().id;
+        // A manifest's [oauth] device flow is run by tarkd; otherwise the auth
+        // plugin runs its own.
+        let (code, step) = match self.signing(&tenant, &id)? {
+            Some(s) if s.oauth.flow == OAuthFlow::DeviceFlow => {
+                self.start_manifest_device_flow(&tenant, s).await?
+            }
+            _ => self.start_plugin_device_flow(&tenant, &id).await?,
         };
         let (interval, life) = pacing(&code);
         let (tx, rx) = watch::channel(None);
-        let (api, t, p, device_code) = (
-            self.clone(),
-            tenant.clone(),
-            plugin.clone(),
-            code.device_code.clone(),
-        );
-        let poller = tokio::spawn(async move {
-            let until = Instant::now() + life;
-            let result = loop {
-                tokio::time::sleep(interval).await;
-                if Instant::now() >= until {
-                    break FlowResult::Expired(true);
-                }
-                let poll = Call::PollDeviceFlow(wpb::PollDeviceFlow {
-                    device_code: device_code.clone(),
-                });
-                // The plugin as installed now (an update replaces it).
-                let p = match api.plugin_of(&p.id, PluginType::Auth) {
-                    Ok(p) => p,
-                    Err(s) => break FlowResult::Error(s.message().to_owned()),
-                };
-                match api.call(&t, &p, poll).await {
-                    Ok(Outcome::Poll(pb::PollDeviceFlowResponse {
-                        result: Some(FlowResult::Pending(_)),
-                    })) => continue,
-                    Ok(Outcome::Poll(pb::PollDeviceFlowResponse { result: Some(r) })) => break r,
-                    Ok(_) => break FlowResult::Error(unexpected(&p.id).message().to_owned()),
-                    Err(s) => break FlowResult::Error(s.message().to_owned()),
-                }
-            };
-            let _ = tx.send(Some(result));
-        })
-        .abort_handle();
+        let poller = tokio::spawn(poll_loop(interval, life, step, tx)).abort_handle();
         let flow = Flow {
             device_code: code.device_code.clone(),
             result: rx,
             poller,
         };
         // A new flow replaces the tenant's earlier one for this plugin.
-        let old = self
-            .0
-            .flows
-            .lock()
-            .insert((tenant, plugin.id.clone()), flow);
+        let old = self.0.flows.lock().insert((tenant, id), flow);
         drop(old);
         Ok(Response::new(code))
     }
@@ -238,6 +283,26 @@ impl pb::auth_server::Auth for Api {
             Outcome::Text(t) => Ok(Response::new(pb::TokenResponse { token: t.text })),
             _ => Err(unexpected(&plugin.id)),
         }
+    }
+
+    async fn start_o_auth_login(
+        &self,
+        req: Request<pb::PluginRef>,
+    ) -> Result<Response<pb::OAuthLogin>, Status> {
+        let tenant = tenant(&req)?;
+        Ok(Response::new(
+            self.start_oauth(&tenant, &req.into_inner().id)?,
+        ))
+    }
+
+    async fn complete_o_auth_login(
+        &self,
+        req: Request<pb::CompleteOAuthLoginRequest>,
+    ) -> Result<Response<pb::LifecycleResponse>, Status> {
+        let tenant = tenant(&req)?;
+        Ok(Response::new(
+            self.complete_oauth(&tenant, req.into_inner()).await?,
+        ))
     }
 
     async fn logout(

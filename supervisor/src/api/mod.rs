@@ -9,6 +9,7 @@ pub mod channels;
 mod convert;
 pub mod deadline;
 pub mod hooks;
+mod oauth;
 mod plugins;
 mod providers;
 mod system;

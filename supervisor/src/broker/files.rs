@@ -100,13 +100,21 @@ pub fn under(path: &Path, entries: &[PathBuf]) -> bool {
 /// through anyway (the refusal is then returned in `Ok` for the caller to log).
 pub type PathList<'a> = (String, &'a [String], bool);
 
-/// Reads `request` if every list in `sources` allows it.
-pub fn read(
+/// The lexical check: `request` expanded, and the entries of each list that
+/// allows it (a list that does not, and whose refusal the trust mode softens,
+/// gives the refusal to log instead).
+pub struct Permitted {
+    pub lexical: PathBuf,
+    allowing: Vec<Vec<PathBuf>>,
+    pub unlisted: Option<String>,
+}
+
+/// Whether every list in `sources` allows `request`, on its words alone.
+pub fn permitted(
     request: &str,
     sources: &[PathList<'_>],
     roots: &Roots,
-    max_bytes: u64,
-) -> Result<(String, Option<String>), FsError> {
+) -> Result<Permitted, FsError> {
     let lexical = expand(request, roots).ok_or_else(|| {
         FsError::Invalid(format!(
             "{request:?} is not an absolute, ~/ or ./ path (or ~ has no home configured)"
@@ -124,6 +132,25 @@ pub fn read(
             return Err(FsError::Denied(why.clone()));
         }
     }
+    Ok(Permitted {
+        lexical,
+        allowing,
+        unlisted,
+    })
+}
+
+/// Reads `request` if every list in `sources` allows it.
+pub fn read(
+    request: &str,
+    sources: &[PathList<'_>],
+    roots: &Roots,
+    max_bytes: u64,
+) -> Result<(String, Option<String>), FsError> {
+    let Permitted {
+        lexical,
+        allowing,
+        unlisted,
+    } = permitted(request, sources, roots)?;
     let canonical = std::fs::canonicalize(&lexical)
         .map_err(|e| FsError::NotFound(format!("{request:?}: {e}")))?;
     // Entries that do not exist allow nothing; those that do count by their real

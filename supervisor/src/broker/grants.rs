@@ -160,6 +160,9 @@ pub struct Grant {
     pub approved_at_all: bool,
     /// Declared items the approval does not cover (`storage`, `http=HOST`, ...).
     pub pending: Vec<String>,
+    /// The manifest's `[oauth]`: a read of its credentials path is answered
+    /// from the tenant's stored sign-in (see `crate::oauth`).
+    pub oauth: Option<std::sync::Arc<crate::plugins::manifest::OAuth>>,
 }
 
 impl Grant {
@@ -188,6 +191,7 @@ impl Grant {
             policy_fs: policy.fs_read.is_some(),
             approved_at_all: approved.is_some(),
             pending: beyond(declared, approved.unwrap_or(&Capabilities::default())),
+            oauth: None,
         }
     }
 

@@ -11,6 +11,7 @@
 
 pub mod addresses;
 pub mod audit;
+mod credentials;
 pub mod files;
 pub mod grants;
 pub mod hosts;
@@ -357,8 +358,12 @@ impl pb::broker_server::Broker for Broker {
     }
 
     async fn fs_read(&self, req: Request<pb::FsPath>) -> Result<Response<pb::FsContent>, Status> {
+        let budget = budget(&req);
         let path = req.into_inner().path;
         let grant = self.grant()?;
+        if let Some(oauth) = self.credentials_read(&grant, &path) {
+            return self.read_credentials(&grant, &oauth, &path, budget).await;
+        }
         let (roots, max) = (
             self.roots.clone(),
             self.shared.config.fs.max_read_kib * 1024,

@@ -180,6 +180,7 @@ pub fn route(kind: pb::PluginKind, call: &Call) -> Route {
         (K::Auth, Call::AuthDisplayName(_)) => "display_name",
         (K::Auth, Call::GetToken(_)) => "get_token",
         (K::Auth, Call::Logout(_)) => "logout",
+        (K::Provider | K::Channel | K::Auth, Call::ProcessTokens(_)) => "auth_process_tokens",
         (
             K::Hook,
             Call::HookToolExecute(_)
@@ -367,6 +368,16 @@ mod tests {
             (
                 pb::PluginKind::Tool,
                 Call::ListTools(pb::ListTools {}),
+                Route::Unserved,
+            ),
+            (
+                pb::PluginKind::Channel,
+                Call::ProcessTokens(pb::Text::default()),
+                Route::Export("auth_process_tokens"),
+            ),
+            (
+                pb::PluginKind::Hook,
+                Call::ProcessTokens(pb::Text::default()),
                 Route::Unserved,
             ),
         ];

@@ -156,12 +156,13 @@ impl Guest for ModuleGuest {
             instance,
             store,
         };
-        let answer = match self.kind {
-            pb::PluginKind::Provider => provider::call(&mut g, call).await,
-            pb::PluginKind::Channel => channel::call(&mut g, call).await,
-            pb::PluginKind::Auth => auth::call(&mut g, call).await,
-            pb::PluginKind::Hook => tau::call(&mut g, call).await,
-            _ => Err(g.unserved(&call)),
+        let answer = match (self.kind, call) {
+            (_, Call::ProcessTokens(t)) => process_tokens(&mut g, &t.text).await,
+            (pb::PluginKind::Provider, call) => provider::call(&mut g, call).await,
+            (pb::PluginKind::Channel, call) => channel::call(&mut g, call).await,
+            (pb::PluginKind::Auth, call) => auth::call(&mut g, call).await,
+            (pb::PluginKind::Hook, call) => tau::call(&mut g, call).await,
+            (_, call) => Err(g.unserved(&call)),
         };
         // A guest's own fault with memory or results is a failure of the call
         // (the instance is replaced); its error values are answers.
@@ -171,6 +172,21 @@ impl Guest for ModuleGuest {
             Err(Fault::Call(f)) => Ok(Err(f)),
         }
     }
+}
+
+/// `auth_process_tokens(p, l, ret) -> len`: the plugin's view of an OAuth token
+/// response (tark calls it after an exchange; it returns what to store).
+async fn process_tokens(g: &mut Abi<'_>, tokens: &str) -> Result<Outcome, Fault> {
+    const EXPORT: &str = "auth_process_tokens";
+    Ok(
+        match g
+            .string_to_string(EXPORT, tokens, LARGE_RESULT_ROOM)
+            .await?
+        {
+            Ok(text) => Outcome::Text(pb::Text { text }),
+            Err(message) => plugin_error(message),
+        },
+    )
 }
 
 /// Why a core-module call produced no answer: the guest trapped (classified by
