@@ -15,7 +15,7 @@ use serde_json::json;
 use tark_proto::worker::v1 as pb;
 use wasmtime::{Caller, Extern, Linker};
 
-use super::memory;
+use super::{json, memory};
 use crate::abi::host::{HostState, Refusal};
 
 /// Bad input: a pointer or length outside memory, not UTF-8, malformed JSON.
@@ -128,20 +128,6 @@ fn refusal_code(r: &Refusal, otherwise: i32) -> i32 {
     if r.denied { DENIED } else { otherwise }
 }
 
-/// tark's request headers: a JSON array of `[name, value]` pairs ("" for none).
-pub fn parse_headers(json: &str) -> Option<Vec<pb::HttpHeader>> {
-    if json.trim().is_empty() {
-        return Some(Vec::new());
-    }
-    let pairs: Vec<(String, String)> = serde_json::from_str(json).ok()?;
-    Some(
-        pairs
-            .into_iter()
-            .map(|(name, value)| pb::HttpHeader { name, value })
-            .collect(),
-    )
-}
-
 /// The broker's http answer as tark's JSON: `{status, headers, body}`, or
 /// `{error}`; `None` for a denial (the caller answers [`DENIED`]).
 fn http_json(r: Result<pb::HttpResponse, Refusal>) -> Option<String> {
@@ -164,7 +150,7 @@ async fn http(
     headers: &str,
     ret: i32,
 ) -> i32 {
-    let Some(headers) = parse_headers(headers) else {
+    let Some(headers) = json::parse_headers(headers) else {
         return BAD_INPUT;
     };
     let req = pb::HttpRequest {
@@ -361,17 +347,6 @@ fn add_ws(linker: &mut Linker<ModuleState>) -> wasmtime::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn headers_are_tarks_pairs() {
-        let h = parse_headers(r#"[["Accept","text/plain"],["X-A","b"]]"#);
-        assert_eq!(h.map(|h| h.len()), Some(2));
-        assert_eq!(parse_headers("").map(|h| h.len()), Some(0));
-        assert_eq!(parse_headers("  ").map(|h| h.len()), Some(0));
-        for bad in ["{", r#"{"a":"b"}"#, r#"[["a"]]"#, r#"[[1,2]]"#, "null"] {
-            assert!(parse_headers(bad).is_none(), "{bad}");
-        }
-    }
 
     #[test]
     fn http_answers_are_tarks_json() {

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use tark_proto::plugin::v1 as api;
+use tark_proto::worker::v1 as wpb;
 
 /// A decoding failure: the export and what serde said.
 pub fn decode<'a, T: Deserialize<'a>>(export: &str, text: &'a str) -> Result<T, String> {
@@ -225,9 +226,34 @@ impl ErrorObject {
     }
 }
 
+/// tark's request headers: a JSON array of `[name, value]` pairs ("" for none).
+pub fn parse_headers(json: &str) -> Option<Vec<wpb::HttpHeader>> {
+    if json.trim().is_empty() {
+        return Some(Vec::new());
+    }
+    let pairs: Vec<(String, String)> = serde_json::from_str(json).ok()?;
+    Some(
+        pairs
+            .into_iter()
+            .map(|(name, value)| wpb::HttpHeader { name, value })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_are_tarks_pairs() {
+        let h = parse_headers(r#"[["Accept","text/plain"],["X-A","b"]]"#);
+        assert_eq!(h.map(|h| h.len()), Some(2));
+        assert_eq!(parse_headers("").map(|h| h.len()), Some(0));
+        assert_eq!(parse_headers("  ").map(|h| h.len()), Some(0));
+        for bad in ["{", r#"{"a":"b"}"#, r#"[["a"]]"#, r#"[[1,2]]"#, "null"] {
+            assert!(parse_headers(bad).is_none(), "{bad}");
+        }
+    }
 
     #[test]
     fn tarks_shapes_decode() {
