@@ -15,10 +15,14 @@
 //!   outbound client in this process;
 //! - worlds ([`worlds`]): a streamed chat's first chunk and chunks per second;
 //!   `DispatchHook` with 1 and 8 hook plugins;
+//! - core modules ([`legacy`]): one provider call to tark's core-module ABI
+//!   against the same call to a component, and the cold start of a
+//!   wasm32-wasip1 module against an unknown-unknown one and a component;
 //! - load ([`load`]): calls per second with 64 callers over 1 and 8 workers, and
 //!   CPU time per call of tarkd + workers against the two-hop echo's processes.
 
 mod echo;
+mod legacy;
 mod load;
 mod worlds;
 
@@ -217,6 +221,7 @@ async fn bench() -> anyhow::Result<()> {
 
     let (first_chunk, chunk_rate) = worlds::stream(&on.providers().await?, 100, cold_n).await?;
     let hook_rows = hook_dispatch(cold_n * 5).await?;
+    let legacy_rows = legacy::bench(n, cold_n).await?;
     let callers = 64;
     let load_time = Duration::from_secs(3);
     let hop_pids: Vec<u32> = baselines
@@ -279,7 +284,33 @@ async fn bench() -> anyhow::Result<()> {
     for (name, n, p) in hook_rows {
         row(&name, n, p);
     }
+    let legacy_p: Vec<(f64, f64)> = legacy_rows
+        .into_iter()
+        .map(|(name, n, v)| {
+            let p = percentiles(v);
+            row(name, n, p);
+            p
+        })
+        .collect();
     println!("ChatStream chunks/s over a whole stream, median: {rate_p:.0}");
+    if let [
+        chat_core,
+        chat_comp,
+        models_core,
+        models_comp,
+        cold_core,
+        cold_wasip1,
+        cold_comp,
+    ] = legacy_p[..]
+    {
+        println!(
+            "ratio core module / component at p50: Chat {:.2}, ListModels {:.2}, cold start {:.2} (wasip1 {:.2})",
+            chat_core.0 / chat_comp.0,
+            models_core.0 / models_comp.0,
+            cold_core.0 / cold_comp.0,
+            cold_wasip1.0 / cold_comp.0
+        );
+    }
     println!(
         "ratio InvokeTool bare-ok / echo at p50: same runtime {:.2}, two hops {:.2}, second runtime {:.2}; notes_get / two hops {:.2}; sandbox cost at p50: {:+.1} %",
         on_p.0 / same_p.0,
