@@ -24,7 +24,8 @@ pub async fn providers(c: &mut Client, tenant: &Option<String>, json: bool) -> a
             .iter()
             .map(|p| {
                 json!({ "plugin": p.plugin, "id": p.id, "display_name": p.display_name,
-                        "description": p.description, "requires_auth": p.requires_auth })
+                        "description": p.description, "requires_auth": p.requires_auth,
+                        "serves_chat": p.serves_chat, "base_provider": p.base_provider })
             })
             .collect();
         print_json(&json!({ "providers": providers, "errors": r.errors }));
@@ -35,15 +36,22 @@ pub async fn providers(c: &mut Client, tenant: &Option<String>, json: bool) -> a
         .iter()
         .map(|p| {
             let auth = if p.requires_auth { "yes" } else { "no" };
+            // An auth-only provider's credentials go to the agent's own provider.
+            let chat = match (p.serves_chat, p.base_provider.as_str()) {
+                (true, _) => "yes".to_owned(),
+                (false, "") => "auth-only".to_owned(),
+                (false, base) => format!("auth-only ({base})"),
+            };
             vec![
                 p.plugin.clone(),
                 p.display_name.clone(),
                 auth.into(),
+                chat,
                 p.description.clone(),
             ]
         })
         .collect();
-    print_table(&["PLUGIN", "NAME", "AUTH", "DESCRIPTION"], rows);
+    print_table(&["PLUGIN", "NAME", "AUTH", "CHAT", "DESCRIPTION"], rows);
     for e in &r.errors {
         eprintln!("error: {e}");
     }

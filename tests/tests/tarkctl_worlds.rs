@@ -22,11 +22,24 @@ fn providers_chat_auth_and_channels_from_the_command_line() -> anyhow::Result<()
             PluginFiles::echo()?,
             PluginFiles::echo_channel()?,
             PluginFiles::device_auth(1)?,
+            PluginFiles::oauth_provider(1, 2, "pkce")?,
         ],
         Options::config("[channels]\npoll_interval_ms = 20\n"),
     )?;
     let out = run(&t, &["providers"])?;
-    assert!(out.contains("echo") && out.contains("Echo"), "{out}");
+    let row = |plugin: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{plugin} ")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(row("echo").contains("Echo"), "{out}");
+    // Which providers chat, and which hand their credentials to the agent's own.
+    assert!(!row("echo").contains("auth-only"), "{out}");
+    assert!(
+        row("oauth-provider").contains("auth-only (openai)"),
+        "{out}"
+    );
     let out = run(&t, &["models", "echo"])?;
     assert!(out.contains("forever"), "{out}");
     let out = run(
