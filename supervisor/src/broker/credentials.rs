@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 use super::Broker;
 use super::files::{self, FsError};
 use super::grants::{Grant, Trust};
-use crate::oauth::{self, CREDENTIALS_KEY, token};
+use crate::oauth::{self, CREDENTIALS_KEY, EXPIRY_KEY, Stored, token};
 use crate::plugins::manifest::OAuth;
 
 impl Broker {
@@ -64,7 +64,13 @@ impl Broker {
                 self.ns.plugin, self.ns.tenant, self.ns.plugin
             )));
         };
-        if let Some(refresh_token) = oauth::refresh_due(&stored) {
+        let recorded = self
+            .shared
+            .storage
+            .get(&self.ns, EXPIRY_KEY)
+            .map_err(|e| self.storage_status(e))?
+            .and_then(|t| t.parse().ok());
+        if let Some(refresh_token) = oauth::refresh_due(&stored, recorded) {
             match self.refresh(oauth, &stored, &refresh_token, budget).await {
                 Ok(fresh) => stored = fresh,
                 // The plugin gets the expired tokens and may refresh them itself.
@@ -101,11 +107,10 @@ impl Broker {
             }
         };
         let fresh = oauth::refreshed(stored, &tokens);
-        let value = fresh.clone();
-        self.blocking(move |s, ns| s.set(ns, CREDENTIALS_KEY, &value))
-            .await?;
+        let credentials = fresh.credentials.clone();
+        self.keep(fresh).await?;
         self.record("oauth", &oauth.token_url, "allow", "credentials refreshed");
-        Ok(fresh)
+        Ok(credentials)
     }
 
     /// Sends an OAuth endpoint request as the plugin's own http call would go.
@@ -132,15 +137,27 @@ impl Broker {
 
     /// Stores a tenant's signed-in credentials (the plugin's storage grant
     /// applies: credentials are kept in its storage).
-    pub async fn store_credentials(&self, value: String) -> Result<(), Status> {
+    pub async fn store_credentials(&self, stored: Stored) -> Result<(), Status> {
         self.check_storage(CREDENTIALS_KEY).map_err(|s| {
             Status::permission_denied(format!(
                 "{}; the plugin keeps its OAuth credentials in its storage",
                 s.message()
             ))
         })?;
-        self.blocking(move |s, ns| s.set(ns, CREDENTIALS_KEY, &value))
-            .await
+        self.keep(stored).await
+    }
+
+    /// Writes the credentials and tarkd's record of their expiry (removed
+    /// when the token endpoint gave none, so an old one is not applied).
+    async fn keep(&self, stored: Stored) -> Result<(), Status> {
+        self.blocking(move |s, ns| {
+            s.set(ns, CREDENTIALS_KEY, &stored.credentials)?;
+            match stored.expires_at {
+                Some(t) => s.set(ns, EXPIRY_KEY, &t.to_string()),
+                None => s.delete(ns, EXPIRY_KEY),
+            }
+        })
+        .await
     }
 
     /// Audits a sign-in step (capability `oauth`).

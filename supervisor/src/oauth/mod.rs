@@ -87,31 +87,55 @@ fn now_s() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// What to store after a token response: the plugin's processed JSON when it
-/// has `auth_process_tokens`, else the response as tark writes it; either way
-/// with `expires_at` (seconds since the epoch) when the response says how long
-/// the token lives and the stored object does not already say.
-pub fn to_store(tokens: &Map<String, Value>, processed: Option<&str>) -> Result<String, String> {
-    let mut stored = match processed {
+/// tarkd's own record of when the stored credentials expire, beside them in
+/// the plugin's storage: the credentials stay exactly what tark would have
+/// written, so a plugin reading them sees no field it did not ask for.
+pub const EXPIRY_KEY: &str = "tarkd.oauth.expires_at";
+
+/// Credentials to store after a token response, and when they expire.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// The JSON tark writes to `credentials_path`.
+    pub credentials: String,
+    /// Seconds since the epoch, when the token endpoint said how long.
+    pub expires_at: Option<u64>,
+}
+
+/// What to store after a token response, as tark writes it: the plugin's
+/// `auth_process_tokens` answer verbatim when it has processed them (a plugin
+/// may not expect a field of tarkd's: tark's own chatgpt plugin would compare
+/// an `expires_at` against a clock that wasm32-unknown-unknown does not have),
+/// else the response with `expires_at` added. The expiry is known either way.
+pub fn to_store(tokens: &Map<String, Value>, processed: Option<&str>) -> Result<Stored, String> {
+    let expires_at = tokens
+        .get("expires_in")
+        .and_then(Value::as_u64)
+        .map(|secs| now_s().saturating_add(secs));
+    let credentials = match processed {
         Some(p) => match serde_json::from_str::<Value>(p) {
             Ok(Value::Object(o)) => o,
             _ => return Err("auth_process_tokens did not return a JSON object".into()),
         },
-        None => tokens.clone(),
+        None => {
+            let mut o = tokens.clone();
+            if let Some(t) = expires_at {
+                o.insert("expires_at".into(), json!(t));
+            }
+            o
+        }
     };
-    if let Some(secs) = tokens.get("expires_in").and_then(Value::as_u64)
-        && !stored.contains_key("expires_at")
-    {
-        stored.insert("expires_at".into(), json!(now_s().saturating_add(secs)));
-    }
-    Ok(Value::Object(stored).to_string())
+    Ok(Stored {
+        credentials: Value::Object(credentials).to_string(),
+        expires_at,
+    })
 }
 
 /// The refresh token of stored credentials that have expired (or will within
-/// a minute); `None` while they are fresh or cannot be refreshed.
-pub fn needs_refresh(stored: &str, now: u64) -> Option<String> {
+/// a minute); `None` while they are fresh or cannot be refreshed. The expiry
+/// is the credentials' own `expires_at`, else tarkd's record of it.
+pub fn needs_refresh(stored: &str, recorded: Option<u64>, now: u64) -> Option<String> {
     let o: Map<String, Value> = serde_json::from_str(stored).ok()?;
-    let expires_at = o.get("expires_at").and_then(Value::as_u64)?;
+    let expires_at = o.get("expires_at").and_then(Value::as_u64).or(recorded)?;
     if now.saturating_add(EXPIRY_MARGIN_S) < expires_at {
         return None;
     }
@@ -120,23 +144,32 @@ pub fn needs_refresh(stored: &str, now: u64) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Stored credentials with a refresh response merged in: new tokens and
-/// expiry replace the old, a refresh token the server did not rotate is kept,
-/// and what the plugin added at sign-in (an account id, ...) stays.
-pub fn refreshed(stored: &str, tokens: &Map<String, Value>) -> String {
+/// Stored credentials with a refresh response merged in: new tokens replace
+/// the old, a refresh token the server did not rotate is kept, what the
+/// plugin added at sign-in (an account id, ...) stays, and `expires_at` is
+/// updated only where the credentials carry one (the shape stays the same).
+pub fn refreshed(stored: &str, tokens: &Map<String, Value>) -> Stored {
     let mut o: Map<String, Value> = serde_json::from_str(stored).unwrap_or_default();
+    let had_expiry = o.contains_key("expires_at");
     for (k, v) in tokens {
         o.insert(k.clone(), v.clone());
     }
-    if let Some(secs) = tokens.get("expires_in").and_then(Value::as_u64) {
-        o.insert("expires_at".into(), json!(now_s().saturating_add(secs)));
+    let expires_at = tokens
+        .get("expires_in")
+        .and_then(Value::as_u64)
+        .map(|secs| now_s().saturating_add(secs));
+    if let Some(t) = expires_at.filter(|_| had_expiry) {
+        o.insert("expires_at".into(), json!(t));
     }
-    Value::Object(o).to_string()
+    Stored {
+        credentials: Value::Object(o).to_string(),
+        expires_at,
+    }
 }
 
 /// Whether a fresh read of the stored credentials is due for a refresh now.
-pub fn refresh_due(stored: &str) -> Option<String> {
-    needs_refresh(stored, now_s())
+pub fn refresh_due(stored: &str, recorded: Option<u64>) -> Option<String> {
+    needs_refresh(stored, recorded, now_s())
 }
 
 /// A PKCE login waiting for the browser's redirect.
@@ -201,48 +234,74 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stored_credentials_carry_an_expiry() -> Result<(), String> {
+    fn stored_credentials_are_what_tark_writes() -> Result<(), String> {
         let tokens: Map<String, Value> =
             serde_json::from_str(r#"{"access_token":"A","refresh_token":"R","expires_in":3600}"#)
                 .map_err(|e| e.to_string())?;
-        let plain: Value =
-            serde_json::from_str(&to_store(&tokens, None)?).map_err(|e| e.to_string())?;
-        assert_eq!(plain["access_token"], "A");
-        assert!(
-            plain["expires_at"]
-                .as_u64()
-                .is_some_and(|t| t >= now_s() + 3599)
-        );
+        let soon = |t: Option<u64>| t.is_some_and(|t| t >= now_s() + 3599);
+        // Unprocessed: the response with expires_at, as tark writes it.
+        let plain = to_store(&tokens, None)?;
+        let json: Value = serde_json::from_str(&plain.credentials).map_err(|e| e.to_string())?;
+        assert_eq!(json["access_token"], "A");
+        assert!(soon(json["expires_at"].as_u64()) && soon(plain.expires_at));
+        // Processed: the plugin's answer verbatim; tarkd keeps the expiry aside.
         let processed = to_store(&tokens, Some(r#"{"token":"A","account":"x"}"#))?;
-        let processed: Value = serde_json::from_str(&processed).map_err(|e| e.to_string())?;
-        assert_eq!(processed["account"], "x");
-        assert!(processed["expires_at"].is_u64());
+        assert_eq!(processed.credentials, r#"{"account":"x","token":"A"}"#);
+        assert!(soon(processed.expires_at));
         let kept = to_store(&tokens, Some(r#"{"expires_at":5}"#))?;
-        assert_eq!(kept, r#"{"expires_at":5}"#, "the plugin's own expiry wins");
+        assert_eq!(kept.credentials, r#"{"expires_at":5}"#);
         assert!(to_store(&tokens, Some("[1]")).is_err());
+        let forever: Map<String, Value> =
+            serde_json::from_str(r#"{"access_token":"A"}"#).map_err(|e| e.to_string())?;
+        assert_eq!(to_store(&forever, None)?.expires_at, None);
         Ok(())
     }
 
     #[test]
     fn refresh_table() {
         let now = 1_000_000;
-        for (stored, want) in [
-            (r#"{"expires_at":999000,"refresh_token":"R"}"#, Some("R")),
-            (r#"{"expires_at":1000030,"refresh_token":"R"}"#, Some("R")),
-            (r#"{"expires_at":1000100,"refresh_token":"R"}"#, None),
-            (r#"{"expires_at":999000}"#, None),
-            (r#"{"refresh_token":"R"}"#, None),
-            ("not json", None),
+        // (stored credentials, tarkd's recorded expiry, refresh token due)
+        for (stored, recorded, want) in [
+            (
+                r#"{"expires_at":999000,"refresh_token":"R"}"#,
+                None,
+                Some("R"),
+            ),
+            (
+                r#"{"expires_at":1000030,"refresh_token":"R"}"#,
+                None,
+                Some("R"),
+            ),
+            (r#"{"expires_at":1000100,"refresh_token":"R"}"#, None, None),
+            (r#"{"expires_at":999000}"#, None, None),
+            (r#"{"refresh_token":"R"}"#, None, None),
+            (r#"{"refresh_token":"R"}"#, Some(999_000), Some("R")),
+            (r#"{"refresh_token":"R"}"#, Some(1_000_100), None),
+            // The credentials' own expiry wins over tarkd's record.
+            (
+                r#"{"expires_at":1000100,"refresh_token":"R"}"#,
+                Some(1),
+                None,
+            ),
+            ("not json", Some(1), None),
         ] {
-            assert_eq!(needs_refresh(stored, now).as_deref(), want, "{stored}");
+            assert_eq!(
+                needs_refresh(stored, recorded, now).as_deref(),
+                want,
+                "{stored} {recorded:?}"
+            );
         }
+    }
+
+    #[test]
+    fn a_refresh_keeps_the_shape_of_the_credentials() {
         let tokens: Map<String, Value> =
             serde_json::from_str(r#"{"access_token":"A2","expires_in":60}"#).unwrap_or_default();
-        let merged: Value = serde_json::from_str(&refreshed(
+        let with = refreshed(
             r#"{"access_token":"A1","refresh_token":"R","account":"x","expires_at":1}"#,
             &tokens,
-        ))
-        .unwrap_or_default();
+        );
+        let merged: Value = serde_json::from_str(&with.credentials).unwrap_or_default();
         assert_eq!(merged["access_token"], "A2");
         assert_eq!(
             merged["refresh_token"], "R",
@@ -250,6 +309,12 @@ mod tests {
         );
         assert_eq!(merged["account"], "x");
         assert!(merged["expires_at"].as_u64().is_some_and(|t| t > 1));
+        assert!(with.expires_at.is_some_and(|t| t > 1));
+        let without = refreshed(r#"{"access_token":"A1","refresh_token":"R"}"#, &tokens);
+        let merged: Value = serde_json::from_str(&without.credentials).unwrap_or_default();
+        assert_eq!(merged["access_token"], "A2");
+        assert!(merged.get("expires_at").is_none(), "{merged}");
+        assert!(without.expires_at.is_some());
     }
 
     #[test]
