@@ -186,6 +186,15 @@ async fn connect(path: PathBuf) -> anyhow::Result<Channel> {
 }
 
 fn main() -> std::process::ExitCode {
+    // Piped into `head`, tarkctl ends quietly as other Unix tools do, instead
+    // of panicking on a closed stdout (Rust ignores SIGPIPE by default).
+    // SAFETY: no other thread runs yet, and SIG_DFL installs no handler.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -96,3 +96,25 @@ fn providers_chat_auth_and_channels_from_the_command_line() -> anyhow::Result<()
     );
     Ok(())
 }
+
+/// `tarkctl … | head` with the reader gone: tarkctl ends by SIGPIPE, as Unix
+/// tools do, not with a panic and a backtrace on the operator's terminal.
+#[test]
+fn a_closed_stdout_ends_tarkctl_quietly() -> anyhow::Result<()> {
+    use std::os::unix::process::ExitStatusExt;
+    let t = Tarkd::start(vec![PluginFiles::echo()?], Options::default())?;
+    // No reader at all: the first write fails, whenever it comes.
+    let (reader, writer) = nix::unistd::pipe()?;
+    drop(reader);
+    let out = std::process::Command::new(tark_tests::binary("tarkctl")?)
+        .arg("--socket")
+        .arg(&t.socket)
+        .args(["plugin", "list"])
+        .stdout(std::process::Stdio::from(writer))
+        .stderr(std::process::Stdio::piped())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{stderr}");
+    Ok(())
+}
