@@ -209,6 +209,16 @@ async fn tarkctl_signs_in_with_pkce_and_tarkd_keeps_and_refreshes_the_tokens() -
         .await
         .err();
     assert!(err.is_some(), "acme has no credentials");
+
+    // Signing out forgets what tarkd keeps: the plugin's next read of its
+    // credentials_path finds nothing.
+    let out = t.tarkctl(&["auth", PLUGIN, "logout"])?;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        status(&t, "default").await?,
+        pb::AuthStatus::NotAuthenticated
+    );
+    assert!(credentials(&t, "default").await.is_err());
     Ok(())
 }
 

@@ -312,10 +312,18 @@ impl pb::auth_server::Auth for Api {
         let tenant = tenant(&req)?;
         let id = req.into_inner().id;
         let (plugin, _) = self.signs_in(&id)?;
-        let out = self
+        // tarkd's own record first: a plugin whose logout fails is still
+        // signed out of what tarkd keeps for it.
+        let forgot = self.forget_oauth(&tenant, &plugin).await?;
+        match self
             .call(&tenant, &plugin, Call::Logout(wpb::Nothing {}))
-            .await?;
-        acked(&id, out)?;
+            .await
+        {
+            Ok(out) => acked(&id, out)?,
+            // An [oauth] plugin need not export a logout of its own.
+            Err(s) if forgot && s.code() == tonic::Code::FailedPrecondition => {}
+            Err(s) => return Err(s),
+        }
         Ok(Response::new(pb::LifecycleResponse {
             message: format!("plugin {id}: signed out"),
         }))

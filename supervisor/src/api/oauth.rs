@@ -59,17 +59,38 @@ impl Api {
         let secrets = self.0.config.secrets_dir();
         let oauth = oauth::resolve(&oauth, id, &secrets)
             .map_err(|e| Status::failed_precondition(format!("plugin {id}: {e}")))?;
-        let broker = Broker::new(
-            tenant.to_owned(),
-            id.to_owned(),
-            plugin.dir.clone(),
-            Arc::clone(&self.0.workers.authority),
-        );
+        let broker = self.broker_for(tenant, &plugin);
         Ok(Some(Signing {
             plugin,
             oauth,
             broker,
         }))
+    }
+
+    /// A broker acting for the tenant and the plugin, as its worker's would.
+    fn broker_for(&self, tenant: &str, plugin: &Plugin) -> Broker {
+        Broker::new(
+            tenant.to_owned(),
+            plugin.id.clone(),
+            plugin.dir.clone(),
+            Arc::clone(&self.0.workers.authority),
+        )
+    }
+
+    /// Signs a tenant out of a plugin's `[oauth]`: the credentials tarkd keeps
+    /// for it are forgotten, so the plugin's next read of its
+    /// `credentials_path` finds none. `false` when it declares no `[oauth]`.
+    pub(super) async fn forget_oauth(&self, tenant: &str, plugin: &Plugin) -> Result<bool, Status> {
+        if plugin
+            .loaded
+            .as_ref()
+            .is_none_or(|l| l.manifest.oauth.is_none())
+        {
+            return Ok(false);
+        }
+        self.broker_for(tenant, plugin).forget_credentials().await?;
+        tracing::info!(tenant, plugin = %plugin.id, "signed out of [oauth]");
+        Ok(true)
     }
 
     pub(super) fn start_oauth(&self, tenant: &str, id: &str) -> Result<pb::OAuthLogin, Status> {

@@ -147,6 +147,17 @@ impl Broker {
         self.keep(stored).await
     }
 
+    /// Forgets a tenant's signed-in credentials (a sign-out).
+    pub async fn forget_credentials(&self) -> Result<(), Status> {
+        self.blocking(|s, ns| {
+            s.delete(ns, CREDENTIALS_KEY)?;
+            s.delete(ns, EXPIRY_KEY)
+        })
+        .await?;
+        self.record("oauth", CREDENTIALS_KEY, "allow", "signed out");
+        Ok(())
+    }
+
     /// Writes the credentials and tarkd's record of their expiry (removed
     /// when the token endpoint gave none, so an old one is not applied).
     async fn keep(&self, stored: Stored) -> Result<(), Status> {
