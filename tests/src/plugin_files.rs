@@ -32,6 +32,17 @@ impl PluginFiles {
         Self::example("legacy-provider", "legacy-provider")
     }
 
+    /// The core-module auth example (examples/plugins/legacy-auth), its
+    /// `[oauth]` device flow pointed at a provider on loopback `port`.
+    pub fn legacy_auth(port: u16) -> anyhow::Result<Self> {
+        Self::example_edited(
+            "legacy-auth",
+            "legacy-auth",
+            "http://127.0.0.1:8812",
+            &format!("http://127.0.0.1:{port}"),
+        )
+    }
+
     /// The tau extension example (examples/plugins/tau-guard), a hook plugin.
     pub fn tau_guard() -> anyhow::Result<Self> {
         Self::example("tau-guard", "tau-guard")
