@@ -62,6 +62,31 @@ pub struct Config {
     /// Per-plugin secrets files (`<plugin>.env`, mode 0600); default
     /// `state_dir/secrets`.
     pub secrets_dir: Option<PathBuf>,
+    /// The API socket's access.
+    pub api: ApiConfig,
+    /// Who may call tarkd, as what, for which tenants (root and tarkd's own
+    /// uid are admins unless named here).
+    pub principals: Vec<crate::access::PrincipalConfig>,
+}
+
+/// The agent API socket's file access (who may connect at all; what a
+/// connected caller may do is `[[principals]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// The socket's mode.
+    pub socket_mode: u32,
+    /// The socket's group (a name), so an agent's user in it can connect.
+    pub socket_group: Option<String>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            socket_mode: 0o660,
+            socket_group: None,
+        }
+    }
 }
 
 /// Default per-call limits of every plugin.
@@ -137,6 +162,8 @@ impl Default for Config {
             hooks: crate::api::hooks::HooksConfig::default(),
             channels: crate::api::channels::ChannelsConfig::default(),
             secrets_dir: None,
+            api: ApiConfig::default(),
+            principals: Vec::new(),
         }
     }
 }
@@ -235,6 +262,16 @@ impl Config {
         }
         semver::Version::parse(&self.tark_version)
             .map_err(|e| format!("tark_version {:?} is not semver: {e}", self.tark_version))?;
+        if self.api.socket_mode & !0o777 != 0 {
+            return Err(format!(
+                "api.socket_mode {:#o} is not a permission mode",
+                self.api.socket_mode
+            ));
+        }
+        let problems = crate::access::principals::validate(&self.principals);
+        if !problems.is_empty() {
+            return Err(format!("principals: {}", problems.join("; ")));
+        }
         Ok(())
     }
 

@@ -12,6 +12,7 @@
 //! - [`broker`]: every host call a plugin makes, checked against its grant;
 //! - [`oauth`]: the sign-in a manifest's `[oauth]` declares, run by tarkd.
 
+pub mod access;
 pub mod api;
 pub mod broker;
 pub mod config;

@@ -104,7 +104,7 @@ pub async fn start(config: Config, dev: bool) -> Result<Started, StartError> {
             tracing::info!(plugin = name, "installed bundled example plugin");
         }
     }
-    let listener = bind(&config.socket)?;
+    let listener = bind(&config.socket, &config.api)?;
     let authority = Arc::new(Authority {
         storage,
         audit: Arc::new(crate::broker::audit::AuditLog::open(
@@ -121,9 +121,9 @@ pub async fn start(config: Config, dev: bool) -> Result<Started, StartError> {
     Ok(Started { daemon, listener })
 }
 
-/// Binds the API socket, mode 0660. A stale socket (no one answering) is replaced;
-/// a live one means another tarkd, and is left alone.
-fn bind(path: &Path) -> Result<UnixListener, StartError> {
+/// Binds the API socket with `api`'s mode and group. A stale socket (no one
+/// answering) is replaced; a live one means another tarkd, and is left alone.
+fn bind(path: &Path, api: &crate::config::ApiConfig) -> Result<UnixListener, StartError> {
     use std::os::unix::fs::PermissionsExt;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io("creating socket dir", parent))?;
@@ -135,7 +135,23 @@ fn bind(path: &Path) -> Result<UnixListener, StartError> {
         std::fs::remove_file(path).map_err(io("removing stale socket", path))?;
     }
     let listener = UnixListener::bind(path).map_err(io("binding", path))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+    if let Some(name) = &api.socket_group {
+        let group = nix::unistd::Group::from_name(name)
+            .map_err(|e| std::io::Error::from_raw_os_error(e as i32))
+            .and_then(|g| {
+                g.ok_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("api.socket_group {name:?}: no such group"),
+                    )
+                })
+            })
+            .map_err(io("finding the group of", path))?;
+        nix::unistd::chown(path, None, Some(group.gid))
+            .map_err(|e| std::io::Error::from_raw_os_error(e as i32))
+            .map_err(io("setting the group of", path))?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(api.socket_mode))
         .map_err(io("setting mode of", path))?;
     Ok(listener)
 }
@@ -151,7 +167,13 @@ pub async fn serve(
     tokio::spawn(async move { resuming.resume_channels().await });
     let socket = daemon.config.socket.clone();
     tracing::info!(socket = %socket.display(), pid = std::process::id(), "tarkd serving");
+    let gate = crate::access::GateLayer(Arc::new(crate::access::Gate {
+        principals: daemon.config.principals.clone(),
+        own_uid: nix::unistd::geteuid().as_raw(),
+        audit: Arc::clone(&daemon.workers.authority.audit),
+    }));
     let served = tonic::transport::Server::builder()
+        .layer(gate)
         .add_service(pb::plugins_server::PluginsServer::new(api.clone()))
         .add_service(pb::tools_server::ToolsServer::new(api.clone()))
         .add_service(pb::system_server::SystemServer::new(api.clone()))

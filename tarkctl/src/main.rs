@@ -32,7 +32,7 @@ struct Cli {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
-    /// Act for this tenant (default: "default").
+    /// Act for this tenant, one of yours (default: your first; for an admin, "default").
     #[arg(long, global = true)]
     tenant: Option<String>,
     #[command(subcommand)]

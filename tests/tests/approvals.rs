@@ -265,7 +265,14 @@ async fn unprivileged_callers_install_only_files_they_own() -> anyhow::Result<()
     if !nix::unistd::geteuid().is_root() {
         return Ok(()); // needs another uid to act as the caller
     }
-    let t = Tarkd::start(vec![], Options::default())?;
+    // An admin principal that is neither root nor tarkd's user: installing is
+    // an admin's, and tarkd still reads only what such a caller owns.
+    let t = Tarkd::start(
+        vec![],
+        Options::config(
+            "[[principals]]\nname = \"nobody-admin\"\nuids = [65534]\nrole = \"admin\"\n",
+        ),
+    )?;
     // Let the unprivileged caller reach the socket (a deployment adds it to
     // tarkd's group instead).
     let open =

@@ -28,8 +28,9 @@ use crate::plugins::registry::Plugin;
 use crate::workers::SlotStats;
 use convert::{caps_to_pb, plugin_type};
 
-/// The tenant a request acts for, from its `tark-tenant` metadata.
-pub const TENANT_HEADER: &str = "tark-tenant";
+/// The tenant a request acts for, from its `tark-tenant` metadata (set by
+/// [`crate::access`]'s gate to a tenant the caller may act for).
+pub use crate::access::TENANT_HEADER;
 
 /// Serves every agent API service.
 #[derive(Clone)]
@@ -54,13 +55,14 @@ fn tenant<T>(req: &Request<T>) -> Result<String, Status> {
 }
 
 impl Api {
-    fn plugin_info(&self, p: &Plugin) -> pb::PluginInfo {
+    /// A plugin as `who` may see it: workers of its tenants only.
+    fn plugin_info(&self, p: &Plugin, who: &crate::access::Principal) -> pb::PluginInfo {
         let stats: Vec<_> = self
             .0
             .workers
             .stats()
             .into_iter()
-            .filter(|(k, _)| k.plugin == p.id)
+            .filter(|(k, _)| k.plugin == p.id && who.may_act_for(&k.tenant))
             .collect();
         let workers: Vec<pb::WorkerStatus> = stats
             .iter()

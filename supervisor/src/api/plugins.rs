@@ -10,14 +10,15 @@ use super::convert::{self, caps_from_pb, caps_to_pb};
 impl pb::plugins_server::Plugins for Api {
     async fn list_plugins(
         &self,
-        _req: Request<pb::ListPluginsRequest>,
+        req: Request<pb::ListPluginsRequest>,
     ) -> Result<Response<pb::ListPluginsResponse>, Status> {
+        let who = crate::access::caller(&req);
         let plugins = self
             .0
             .registry()
             .plugins
             .values()
-            .map(|p| self.plugin_info(p))
+            .map(|p| self.plugin_info(p, &who))
             .collect();
         Ok(Response::new(pb::ListPluginsResponse { plugins }))
     }
@@ -26,14 +27,16 @@ impl pb::plugins_server::Plugins for Api {
         &self,
         req: Request<pb::PluginRef>,
     ) -> Result<Response<pb::PluginInfo>, Status> {
+        let who = crate::access::caller(&req);
         let plugin = self.0.plugin(&req.into_inner().id)?;
-        Ok(Response::new(self.plugin_info(&plugin)))
+        Ok(Response::new(self.plugin_info(&plugin, &who)))
     }
 
     async fn install_plugin(
         &self,
         req: Request<pb::InstallPluginRequest>,
     ) -> Result<Response<pb::InstallPluginResponse>, Status> {
+        let who = crate::access::caller(&req);
         let caller = req
             .extensions()
             .get::<tonic::transport::server::UdsConnectInfo>()
@@ -43,7 +46,7 @@ impl pb::plugins_server::Plugins for Api {
         let plan = self.0.plan(&req.source, caller)?;
         // The plugin as it would be: its approval state is the plan's, not the
         // installed copy's.
-        let mut planned = self.plugin_info(&plan.plugin);
+        let mut planned = self.plugin_info(&plan.plugin, &who);
         planned.approved = plan.current.is_some();
         planned.pending_approval = plan.needs_approval.clone();
         let mut reply = pb::InstallPluginResponse {
@@ -55,7 +58,8 @@ impl pb::plugins_server::Plugins for Api {
             notes: plan.notes.clone(),
         };
         if let Some(approved) = req.approved {
-            let installed = self.plugin_info(&*self.0.install(plan, caps_from_pb(approved)).await?);
+            let installed = self.0.install(plan, caps_from_pb(approved)).await?;
+            let installed = self.plugin_info(&installed, &who);
             reply.needs_approval = installed.pending_approval.clone();
             reply.plugin = Some(installed);
             reply.installed = true;
@@ -85,9 +89,15 @@ impl pb::plugins_server::Plugins for Api {
         &self,
         req: Request<pb::PluginRef>,
     ) -> Result<Response<pb::LifecycleResponse>, Status> {
+        // An operator restarts its tenants' workers; an admin every tenant's.
+        let who = crate::access::caller(&req);
         let plugin = self.0.plugin(&req.into_inner().id)?;
-        let stopped = self.0.workers.restart(&plugin.id).await;
-        tracing::info!(plugin = %plugin.id, stopped, "restarted by request");
+        let stopped = self
+            .0
+            .workers
+            .restart_where(&plugin.id, |t| who.may_act_for(t))
+            .await;
+        tracing::info!(plugin = %plugin.id, principal = %who.name, stopped, "restarted by request");
         let message = format!(
             "plugin {}: stopped {stopped} worker(s); the next call starts a fresh one",
             plugin.id

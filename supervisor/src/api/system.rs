@@ -11,6 +11,8 @@ impl pb::system_server::System for Api {
         &self,
         req: Request<pb::AuditRequest>,
     ) -> Result<Response<pb::AuditResponse>, Status> {
+        // Only what concerns the caller's tenants (an admin's: every tenant).
+        let who = crate::access::caller(&req);
         let req = req.into_inner();
         let audit = &self.0.workers.authority.audit;
         let plugin = (!req.plugin.is_empty()).then_some(req.plugin.as_str());
@@ -20,7 +22,10 @@ impl pb::system_server::System for Api {
             req.limit as usize
         };
         let entries = audit
-            .recent(plugin, limit)
+            .recent(
+                |e| plugin.is_none_or(|p| e.plugin == p) && who.may_act_for(&e.tenant),
+                limit,
+            )
             .into_iter()
             .map(|e| pb::AuditEntry {
                 time_ms: e.time_ms,
@@ -32,10 +37,14 @@ impl pb::system_server::System for Api {
                 reason: e.reason,
             })
             .collect();
-        let counts = audit
-            .counts()
+        let mut visible = std::collections::BTreeMap::<(String, String), u64>::new();
+        for ((tenant, p, capability), n) in audit.counts() {
+            if plugin.is_none_or(|want| p == want) && who.may_act_for(&tenant) {
+                *visible.entry((p, capability)).or_default() += n;
+            }
+        }
+        let counts = visible
             .into_iter()
-            .filter(|((p, _), _)| plugin.is_none_or(|want| p == want))
             .map(|((plugin, capability), denials)| pb::AuditCount {
                 plugin,
                 capability,
@@ -47,8 +56,9 @@ impl pb::system_server::System for Api {
 
     async fn status(
         &self,
-        _req: Request<pb::StatusRequest>,
+        req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
+        let who = crate::access::caller(&req);
         let d = &self.0;
         Ok(Response::new(pb::StatusResponse {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -61,7 +71,7 @@ impl pb::system_server::System for Api {
                 .registry()
                 .plugins
                 .values()
-                .map(|p| self.plugin_info(p))
+                .map(|p| self.plugin_info(p, &who))
                 .collect(),
         }))
     }

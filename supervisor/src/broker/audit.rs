@@ -30,7 +30,8 @@ pub struct Entry {
 pub struct AuditLog {
     file: Mutex<Option<std::fs::File>>,
     recent: Mutex<VecDeque<Entry>>,
-    counts: Mutex<BTreeMap<(String, String), u64>>,
+    /// Per (tenant, plugin, capability), so a caller sees only its tenants'.
+    counts: Mutex<BTreeMap<(String, String, String), u64>>,
 }
 
 impl AuditLog {
@@ -93,7 +94,7 @@ impl AuditLog {
             .counts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry((plugin.to_owned(), capability.to_owned()))
+            .entry((tenant.to_owned(), plugin.to_owned(), capability.to_owned()))
             .or_default() += 1;
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         if recent.len() == RECENT {
@@ -102,21 +103,18 @@ impl AuditLog {
         recent.push_back(entry);
     }
 
-    /// The most recent entries (oldest first), optionally of one plugin.
-    pub fn recent(&self, plugin: Option<&str>, limit: usize) -> Vec<Entry> {
+    /// The most recent entries (oldest first) that `keep` selects.
+    pub fn recent(&self, keep: impl Fn(&Entry) -> bool, limit: usize) -> Vec<Entry> {
         let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        let matching: Vec<&Entry> = recent
-            .iter()
-            .filter(|e| plugin.is_none_or(|p| e.plugin == p))
-            .collect();
+        let matching: Vec<&Entry> = recent.iter().filter(|e| keep(e)).collect();
         matching[matching.len().saturating_sub(limit)..]
             .iter()
             .map(|e| (*e).clone())
             .collect()
     }
 
-    /// Denials counted per (plugin, capability), since tarkd started.
-    pub fn counts(&self) -> BTreeMap<(String, String), u64> {
+    /// Denials counted per (tenant, plugin, capability), since tarkd started.
+    pub fn counts(&self) -> BTreeMap<(String, String, String), u64> {
         self.counts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -160,15 +158,16 @@ mod tests {
             0o600
         );
         let recent_a: Vec<_> = log
-            .recent(Some("a"), 10)
+            .recent(|e| e.plugin == "a", 10)
             .into_iter()
             .map(|e| e.capability)
             .collect();
         assert_eq!(recent_a, ["env", "storage"]);
-        assert_eq!(log.recent(None, 1).len(), 1);
+        assert_eq!(log.recent(|_| true, 1).len(), 1);
         let counts = log.counts();
-        assert_eq!(counts.get(&("a".into(), "env".into())), Some(&1));
-        assert_eq!(counts.get(&("b".into(), "env".into())), Some(&1));
+        let key = |p: &str, c: &str| ("t".to_owned(), p.to_owned(), c.to_owned());
+        assert_eq!(counts.get(&key("a", "env")), Some(&1));
+        assert_eq!(counts.get(&key("b", "env")), Some(&1));
         Ok(())
     }
 }

@@ -280,11 +280,16 @@ impl Workers {
     /// Stops every worker of a plugin (all tenants) and forgets its load failure;
     /// the next call starts fresh. Returns how many workers were stopped.
     pub async fn restart(&self, plugin: &str) -> usize {
+        self.restart_where(plugin, |_| true).await
+    }
+
+    /// [`Self::restart`] for the tenants `tenant` selects.
+    pub async fn restart_where(&self, plugin: &str, tenant: impl Fn(&str) -> bool) -> usize {
         let slots: Vec<Arc<Slot>> = {
             let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             slots
                 .iter()
-                .filter(|(k, _)| k.plugin == plugin)
+                .filter(|(k, _)| k.plugin == plugin && tenant(&k.tenant))
                 .map(|(_, s)| Arc::clone(s))
                 .collect()
         };

@@ -1,0 +1,125 @@
+//! The gate every agent API request passes before any service sees it: the
+//! connection's peer credentials name a principal ([`super::principals`]),
+//! the RPC's rule and the tenant asked for are checked ([`super::rules`]),
+//! and the request goes on with `tark-tenant` set to the tenant it acts for
+//! and the [`Principal`] in its extensions; a refusal is answered here
+//! (`UNAUTHENTICATED`, `PERMISSION_DENIED`) and audited with the principal.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::future::BoxFuture;
+use tonic::Status;
+use tonic::transport::server::UdsConnectInfo;
+
+use super::principals::{self, Peer, PrincipalConfig};
+use super::rules::{self, Refusal};
+use crate::broker::audit::AuditLog;
+
+/// The request metadata naming the tenant a request acts for.
+pub const TENANT_HEADER: &str = "tark-tenant";
+
+/// What the gate decides with.
+pub struct Gate {
+    pub principals: Vec<PrincipalConfig>,
+    /// tarkd's own uid: an admin unless configured otherwise, as root is.
+    pub own_uid: u32,
+    pub audit: Arc<AuditLog>,
+}
+
+impl Gate {
+    /// Admits a request (setting its tenant and principal) or says why not.
+    fn admit<B>(&self, req: &mut http::Request<B>) -> Result<(), Status> {
+        let path = req.uri().path().to_owned();
+        let peer = req
+            .extensions()
+            .get::<UdsConnectInfo>()
+            .and_then(|c| c.peer_cred)
+            .map(|c| Peer {
+                uid: c.uid(),
+                gid: c.gid(),
+            });
+        let who = peer.and_then(|p| principals::identify(&self.principals, p, self.own_uid));
+        let Some(who) = who else {
+            let why = match peer {
+                Some(p) => format!("uid {} gid {} is no configured principal", p.uid, p.gid),
+                None => "the connection carries no peer credentials".to_owned(),
+            };
+            self.audit.record("-", "-", "api", &path, "deny", &why);
+            return Err(Status::unauthenticated(format!("{why} of tarkd")));
+        };
+        let asked = match req.headers().get(TENANT_HEADER).map(|v| v.to_str()) {
+            None => None,
+            Some(Ok(t)) => Some(t.to_owned()),
+            Some(Err(_)) => return Err(Status::invalid_argument("tark-tenant is not ASCII")),
+        };
+        match rules::decide(&who, &path, asked.as_deref()) {
+            Ok(tenant) => {
+                let value = http::HeaderValue::from_str(&tenant)
+                    .map_err(|_| Status::invalid_argument("tark-tenant is not a header value"))?;
+                req.headers_mut().insert(TENANT_HEADER, value);
+                req.extensions_mut().insert(who);
+                Ok(())
+            }
+            Err(Refusal::Denied(why) | Refusal::Unknown(why)) => {
+                let tenant = asked.as_deref().unwrap_or("-");
+                self.audit.record(
+                    tenant,
+                    "-",
+                    "api",
+                    &path,
+                    "deny",
+                    &format!("{why} (principal {})", who.name),
+                );
+                Err(Status::permission_denied(why))
+            }
+        }
+    }
+}
+
+/// The gate as a tower layer over every service of the server.
+#[derive(Clone)]
+pub struct GateLayer(pub Arc<Gate>);
+
+impl<S> tower::Layer<S> for GateLayer {
+    type Service = Gated<S>;
+
+    fn layer(&self, inner: S) -> Gated<S> {
+        Gated {
+            inner,
+            gate: Arc::clone(&self.0),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Gated<S> {
+    inner: S,
+    gate: Arc<Gate>,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Gated<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        match self.gate.admit(&mut req) {
+            Ok(()) => Box::pin(self.inner.call(req)),
+            Err(status) => Box::pin(std::future::ready(Ok(status.into_http()))),
+        }
+    }
+}

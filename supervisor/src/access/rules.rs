@@ -1,0 +1,184 @@
+//! What each RPC of the agent API needs: the least role, and whether it acts
+//! for one tenant (the caller's, chosen by `tark-tenant` among its own) or on
+//! tarkd as a whole. One table, checked against the `.proto` so no RPC is
+//! left out; an RPC missing from it is refused to everyone but admins.
+
+use super::principals::{Principal, Role};
+
+/// The least role an RPC needs.
+pub type Rule = (&'static str, &'static str, Role);
+
+/// `(service, method, least role)`. Changing what is installed or granted
+/// changes every tenant, so it is an admin's (until plugins can be enabled
+/// per tenant); status, audit, restarts and reading grants are an operator's,
+/// scoped to its tenants; using plugins is an agent's.
+pub const RULES: &[Rule] = &[
+    ("Plugins", "ListPlugins", Role::Agent),
+    ("Plugins", "GetPlugin", Role::Agent),
+    ("Plugins", "InstallPlugin", Role::Admin),
+    ("Plugins", "RemovePlugin", Role::Admin),
+    ("Plugins", "EnablePlugin", Role::Admin),
+    ("Plugins", "DisablePlugin", Role::Admin),
+    ("Plugins", "ReloadPlugins", Role::Admin),
+    ("Plugins", "RestartPlugin", Role::Operator),
+    ("Plugins", "GetGrants", Role::Operator),
+    ("Plugins", "SetGrants", Role::Admin),
+    ("Tools", "ListTools", Role::Agent),
+    ("Tools", "InvokeTool", Role::Agent),
+    ("Auth", "GetAuthStatus", Role::Agent),
+    ("Auth", "StartDeviceFlow", Role::Agent),
+    ("Auth", "PollDeviceFlow", Role::Agent),
+    ("Auth", "GetToken", Role::Agent),
+    ("Auth", "Logout", Role::Agent),
+    ("Auth", "StartOAuthLogin", Role::Agent),
+    ("Auth", "CompleteOAuthLogin", Role::Agent),
+    ("Providers", "ListProviders", Role::Agent),
+    ("Providers", "ListModels", Role::Agent),
+    ("Providers", "Chat", Role::Agent),
+    ("Providers", "ChatStream", Role::Agent),
+    ("Providers", "GetCredentials", Role::Agent),
+    ("Hooks", "DispatchHook", Role::Agent),
+    ("Channels", "ListChannels", Role::Agent),
+    ("Channels", "StartChannel", Role::Agent),
+    ("Channels", "StopChannel", Role::Agent),
+    ("Channels", "HandleWebhook", Role::Agent),
+    ("Channels", "PollChannel", Role::Agent),
+    ("Channels", "SendMessage", Role::Agent),
+    ("Channels", "SubscribeChannel", Role::Agent),
+    ("System", "Status", Role::Operator),
+    ("System", "Audit", Role::Operator),
+];
+
+/// The agent API's package: every path is `/tark.plugin.v1.<Service>/<Method>`.
+const PACKAGE: &str = "tark.plugin.v1";
+
+/// The least role for a request path; admin for anything not in the table.
+pub fn needed(path: &str) -> Role {
+    let Some((service, method)) = path
+        .strip_prefix('/')
+        .and_then(|p| p.split_once('/'))
+        .and_then(|(s, m)| Some((s.strip_prefix(PACKAGE)?.strip_prefix('.')?, m)))
+    else {
+        return Role::Admin;
+    };
+    RULES
+        .iter()
+        .find(|(s, m, _)| *s == service && *m == method)
+        .map_or(Role::Admin, |r| r.2)
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The peer is no configured principal.
+    Unknown(String),
+    /// The principal may not do this, or not for that tenant.
+    Denied(String),
+}
+
+/// The tenant an identified caller's request acts for, or why it may not be
+/// made: the role first, then the tenant it names.
+pub fn decide(who: &Principal, path: &str, asked: Option<&str>) -> Result<String, Refusal> {
+    let need = needed(path);
+    if who.role < need {
+        return Err(Refusal::Denied(format!(
+            "principal {} ({}) may not call {path}: it needs the {need} role",
+            who.name, who.role
+        )));
+    }
+    who.tenant(asked).map_err(Refusal::Denied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every RPC of the agent API's `.proto`, as `(service, method)`.
+    fn rpcs() -> Vec<(String, String)> {
+        let proto = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../proto/tark/plugin/v1/plugin.proto"
+        );
+        let text = std::fs::read_to_string(proto).unwrap_or_default();
+        let mut service = String::new();
+        let mut out = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if let Some(rest) = line.strip_prefix("service ") {
+                service = rest.trim_end_matches('{').trim().to_owned();
+            } else if let Some(rest) = line.strip_prefix("rpc ") {
+                let method = rest.split('(').next().unwrap_or("").trim().to_owned();
+                out.push((service.clone(), method));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_rpc_has_exactly_one_rule() {
+        let rpcs = rpcs();
+        assert!(rpcs.len() >= 30, "read {} RPCs from the proto", rpcs.len());
+        for (s, m) in &rpcs {
+            let n = RULES
+                .iter()
+                .filter(|(rs, rm, _)| rs == s && rm == m)
+                .count();
+            assert_eq!(n, 1, "{s}/{m} has {n} rules");
+        }
+        for (s, m, _) in RULES {
+            assert!(
+                rpcs.iter().any(|(ps, pm)| ps == s && pm == m),
+                "{s}/{m} is not in the proto"
+            );
+        }
+    }
+
+    /// Every RPC × role × the caller's own tenant, another tenant, none named.
+    #[test]
+    fn every_rpc_by_role_and_tenant() {
+        let principal = |role| Principal {
+            name: format!("{role}-p"),
+            role,
+            tenants: if role == Role::Admin {
+                vec![]
+            } else {
+                vec!["own".into(), "own2".into()]
+            },
+        };
+        for (service, method, need) in RULES {
+            let path = format!("/tark.plugin.v1.{service}/{method}");
+            for role in [Role::Agent, Role::Operator, Role::Admin] {
+                let who = principal(role);
+                for (asked, other) in [(Some("own2"), false), (Some("other"), true), (None, false)]
+                {
+                    let got = decide(&who, &path, asked);
+                    let want_ok = role >= *need && (!other || role == Role::Admin);
+                    assert_eq!(got.is_ok(), want_ok, "{path} {role} {asked:?}: {got:?}");
+                    match (&got, asked) {
+                        (Ok(t), Some(a)) => assert_eq!(t, a),
+                        (Ok(t), None) if role == Role::Admin => assert_eq!(t, "default"),
+                        (Ok(t), None) => assert_eq!(t, "own", "the principal's default"),
+                        (Err(Refusal::Denied(why)), _) => assert!(why.contains(&who.name)),
+                        (Err(e), _) => panic!("{path} {role}: {e:?}"),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_paths_are_for_admins_only() {
+        for path in [
+            "/tark.plugin.v1.Tools/Nope",
+            "/tark.plugin.v1.Nope/InvokeTool",
+            "/tark.plugin.v2.Tools/InvokeTool",
+            "/tark.plugin.v1Tools/InvokeTool",
+            "/grpc.health.v1.Health/Check",
+            "",
+            "/",
+            "Tools/InvokeTool",
+        ] {
+            assert_eq!(needed(path), Role::Admin, "{path}");
+        }
+        assert_eq!(needed("/tark.plugin.v1.Tools/InvokeTool"), Role::Agent);
+    }
+}
