@@ -156,6 +156,41 @@ async fn http_allowlist_addresses_redirects_caps_and_headers() -> anyhow::Result
     Ok(())
 }
 
+/// A cloud metadata service holds the host's own credentials: a plugin's entry
+/// naming it exactly is not enough, only tarkd's own policy opens it (checked
+/// before any connection: the address has no route here either way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloud_metadata_needs_tarkds_own_policy() -> anyhow::Result<()> {
+    let caps = r#"http = ["http://169.254.169.254", "http://[fd00:ec2::254]"]"#;
+    let t = Tarkd::start(vec![PluginFiles::probe(caps)?], Options::default())?;
+    for url in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fd00:ec2::254]/latest/",
+    ] {
+        let v = probe(&t, json!({ "op": "http", "url": url })).await?;
+        assert_denied(&v, "(cloud metadata); only tarkd's own [policy] http");
+    }
+    let audit = t.tarkctl(&["audit"])?;
+    let audit = String::from_utf8_lossy(&audit.stdout);
+    assert!(audit.contains("cloud metadata"), "{audit}");
+
+    // Named by the policy too: no longer refused by tarkd (the connection
+    // itself fails: nothing answers there).
+    let t = Tarkd::start(
+        vec![PluginFiles::probe(caps)?],
+        Options::config(
+            "[policy]\nhttp = [\"http://169.254.169.254\"]\n[http]\ntimeout_ms = 500\n",
+        ),
+    )?;
+    let v = probe(
+        &t,
+        json!({ "op": "http", "url": "http://169.254.169.254/" }),
+    )
+    .await?;
+    assert!(!err(&v).contains("denied"), "{v}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_time_is_bounded_by_the_call_deadline() -> anyhow::Result<()> {
     let server = HttpServer::start()?;

@@ -9,6 +9,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+/// A cloud provider's instance metadata service (credentials of the host's
+/// own identity): refused even to a plugin whose entry names it, unless
+/// tarkd's own policy does too.
+pub const METADATA: &str = "cloud metadata";
+
 /// Why an address is not publicly routable, or `None` when it is.
 pub fn restricted(ip: IpAddr) -> Option<&'static str> {
     match ip {
@@ -21,8 +26,12 @@ fn restricted_v4(ip: Ipv4Addr) -> Option<&'static str> {
     let [a, b, c, _] = ip.octets();
     Some(match (a, b, c) {
         // The metadata services first: the most valuable target deserves its name.
-        _ if ip == Ipv4Addr::new(169, 254, 169, 254) => "cloud metadata",
-        _ if ip == Ipv4Addr::new(100, 100, 100, 200) => "cloud metadata",
+        // AWS, GCP, Azure, OpenStack, DigitalOcean; AWS ECS task credentials;
+        // Alibaba Cloud; Oracle Cloud.
+        _ if ip == Ipv4Addr::new(169, 254, 169, 254) => METADATA,
+        _ if ip == Ipv4Addr::new(169, 254, 170, 2) => METADATA,
+        _ if ip == Ipv4Addr::new(100, 100, 100, 200) => METADATA,
+        _ if ip == Ipv4Addr::new(192, 0, 0, 192) => METADATA,
         (0, _, _) => "unspecified",
         (10, _, _) => "private",
         (100, 64..=127, _) => "shared (carrier-grade NAT)",
@@ -49,7 +58,7 @@ fn restricted_v6(ip: Ipv6Addr) -> Option<&'static str> {
     Some(match s {
         [0, 0, 0, 0, 0, 0, 0, 0] => "unspecified",
         [0, 0, 0, 0, 0, 0, 0, 1] => "loopback",
-        [0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254] => "cloud metadata",
+        [0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254] => METADATA,
         [0x0064, 0xff9b, 0x0001, ..] => "reserved (local-use NAT64)",
         [0x0100, 0, 0, 0, ..] => "reserved (discard)",
         [0x2001, 0x0000, ..] => "reserved (Teredo)",
@@ -111,6 +120,9 @@ mod tests {
             ("169.254.1.1", Some("link-local")),
             ("169.254.169.254", Some("cloud metadata")),
             ("100.100.100.200", Some("cloud metadata")),
+            ("169.254.170.2", Some("cloud metadata")),
+            ("192.0.0.192", Some("cloud metadata")),
+            ("192.0.0.193", Some("reserved (IETF protocol assignments)")),
             ("100.64.0.1", Some("shared (carrier-grade NAT)")),
             ("0.0.0.0", Some("unspecified")),
             ("0.1.2.3", Some("unspecified")),

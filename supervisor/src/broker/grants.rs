@@ -233,16 +233,18 @@ impl Grant {
         Ok(())
     }
 
-    /// Whether every source allows `target`; `Named` only if each names the host.
+    /// Whether every source allows `target`; `Named` only if each names the
+    /// host, `Policy` if tarkd's own policy names it as well.
     pub fn http(&self, target: &Target) -> Result<Allow, Denial> {
         let mut allow = Allow::Named;
+        let mut policy_named = false;
         for (source, list) in self.sources() {
             if source == Source::Policy && !self.policy_http {
                 continue;
             }
             match hosts::allowed(&list.http, target) {
                 Ok(Allow::Covered) => allow = Allow::Covered,
-                Ok(Allow::Named) => {}
+                Ok(_) => policy_named |= source == Source::Policy,
                 Err(r) if source == Source::Declared => {
                     return Err(Denial {
                         source,
@@ -256,7 +258,10 @@ impl Grant {
                 Err(r) => return Err(self.denial(source, format_args!("{r}:"))),
             }
         }
-        Ok(allow)
+        Ok(match allow {
+            Allow::Named if policy_named => Allow::Policy,
+            other => other,
+        })
     }
 
     /// The path lists that must all allow reading `path` (the policy's only

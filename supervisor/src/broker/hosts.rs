@@ -82,8 +82,12 @@ impl Target {
 /// What an allowlist decided about a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Allow {
+    /// tarkd's own `[policy]` names this exact host too: any address, a
+    /// cloud metadata service's included.
+    Policy,
     /// An entry names this exact host: its addresses may be private (the
-    /// operator said so by naming it).
+    /// operator said so by naming it), but not a cloud metadata service's,
+    /// which only tarkd's own policy can open.
     Named,
     /// A `*.suffix` entry covers it: only public addresses.
     Covered,

@@ -333,7 +333,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Resolves a target once and checks every address; a host with any restricted
-/// address is refused as a whole unless the allowlist named it.
+/// address is refused as a whole unless the allowlist named it, and one with a
+/// cloud metadata address unless tarkd's own policy named it too.
 pub async fn resolve(target: &Target, allow: Allow) -> Result<Vec<SocketAddr>, HttpError> {
     let addrs: Vec<SocketAddr> = match &target.host {
         Host::Ipv4(ip) => vec![SocketAddr::new(IpAddr::V4(*ip), target.port)],
@@ -349,16 +350,21 @@ pub async fn resolve(target: &Target, allow: Allow) -> Result<Vec<SocketAddr>, H
             target.host
         )));
     }
-    if allow == Allow::Covered {
-        for a in &addrs {
-            if let Some(why) = addresses::restricted(a.ip()) {
-                return Err(HttpError::Denied(format!(
-                    "{} denied: it resolves to {} ({why}); only an allowlist entry naming this exact host may reach such addresses",
-                    target.host,
-                    a.ip()
-                )));
-            }
-        }
+    for a in &addrs {
+        let Some(why) = addresses::restricted(a.ip()) else {
+            continue;
+        };
+        let needs = match allow {
+            Allow::Policy => continue,
+            Allow::Named if why != addresses::METADATA => continue,
+            Allow::Named => "tarkd's own [policy] http naming this exact host",
+            Allow::Covered => "an allowlist entry naming this exact host",
+        };
+        return Err(HttpError::Denied(format!(
+            "{} denied: it resolves to {} ({why}); only {needs} may reach such addresses",
+            target.host,
+            a.ip()
+        )));
     }
     Ok(addrs)
 }
@@ -390,6 +396,18 @@ mod tests {
             resolve(&literal, Allow::Covered).await,
             Err(HttpError::Denied(_))
         ));
+        // A cloud metadata service: a plugin's exact entry is not enough.
+        for url in ["http://169.254.169.254/latest/", "http://[fd00:ec2::254]/"] {
+            let Ok(metadata) = hosts::parse_target(url, false) else {
+                panic!("{url}");
+            };
+            let named = resolve(&metadata, Allow::Named).await;
+            assert!(
+                matches!(&named, Err(HttpError::Denied(m)) if m.contains("(cloud metadata)") && m.contains("[policy]")),
+                "{named:?}"
+            );
+            assert!(resolve(&metadata, Allow::Policy).await.is_ok(), "{url}");
+        }
     }
 
     #[test]

@@ -191,3 +191,28 @@ fn within_keeps_what_the_declaration_still_covers() {
     let none = within(&approved, &Capabilities::default());
     assert_eq!(none, Capabilities::default());
 }
+
+/// A plugin naming a host exactly may reach its private addresses; a cloud
+/// metadata service only when tarkd's own policy names the host as well.
+#[test]
+fn only_the_policy_opens_what_a_metadata_service_holds() {
+    let declared = caps(true, &["http://169.254.169.254"], &[], &[]);
+    let t = target("http://169.254.169.254/latest/meta-data/");
+    let plugin_only = Grant::new("p", &declared, Some(&declared), &PolicyConfig::default());
+    assert_eq!(plugin_only.http(&t), Ok(Allow::Named));
+    let covering = PolicyConfig {
+        http: Some(vec!["*.example.com".into(), "169.254.169.254".into()]),
+        ..PolicyConfig::default()
+    };
+    let scheme_differs = Grant::new("p", &declared, Some(&declared), &covering);
+    assert!(
+        scheme_differs.http(&t).is_err(),
+        "the policy allows https only"
+    );
+    let naming = PolicyConfig {
+        http: Some(vec!["http://169.254.169.254".into()]),
+        ..PolicyConfig::default()
+    };
+    let opened = Grant::new("p", &declared, Some(&declared), &naming);
+    assert_eq!(opened.http(&t), Ok(Allow::Policy));
+}
