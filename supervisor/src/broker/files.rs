@@ -139,6 +139,25 @@ pub fn permitted(
     })
 }
 
+/// Whether a canonical path is inside tarkd's own `/proc/<pid>` or the
+/// `/proc/<tid>` of one of its threads (`is_thread`).
+pub fn own_process(canonical: &Path, pid: u32, is_thread: impl Fn(u32) -> bool) -> bool {
+    let mut parts = canonical.components();
+    let (Some(Component::RootDir), Some(Component::Normal(proc)), Some(Component::Normal(n))) =
+        (parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    if proc != "proc" {
+        return false;
+    }
+    match n.to_str().and_then(|n| n.parse::<u32>().ok()) {
+        Some(n) => n == pid || is_thread(n),
+        // Not canonical forms, but never tarkd's to give out either.
+        None => n == "self" || n == "thread-self",
+    }
+}
+
 /// Reads `request` if every list in `sources` allows it.
 pub fn read(
     request: &str,
@@ -167,6 +186,26 @@ pub fn read(
                 canonical.display()
             )));
         }
+    }
+    // tarkd's own process is never a plugin's to read (its environment,
+    // memory maps, descriptors), whatever the grant says: /proc/self and
+    // /proc/thread-self canonicalise to tarkd's pid or one of its threads.
+    if own_process(&canonical, std::process::id(), |tid| {
+        Path::new("/proc/self/task").join(tid.to_string()).exists()
+    }) {
+        return Err(FsError::Denied(format!(
+            "{request:?} resolves to {}, tarkd's own process, which no grant reaches",
+            canonical.display()
+        )));
+    }
+    // Devices, FIFOs and sockets are refused before they are opened (opening
+    // one can block or act).
+    let kind = std::fs::symlink_metadata(&canonical)
+        .map_err(|e| FsError::NotFound(format!("{request:?}: {e}")))?;
+    if !kind.is_file() {
+        return Err(FsError::Invalid(format!(
+            "{request:?} is not a regular file"
+        )));
     }
     let mut file = std::fs::OpenOptions::new()
         .read(true)

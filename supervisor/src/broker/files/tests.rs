@@ -135,3 +135,57 @@ fn reads_allowed_files_and_refuses_escapes() -> std::io::Result<()> {
     assert!(got.is_err_and(|e| e.to_string() == "forbidden by policy"));
     Ok(())
 }
+
+#[test]
+fn tarkds_own_process_table() {
+    let threads = [1001, 1002];
+    let is_thread = |t: u32| threads.contains(&t);
+    for (path, own) in [
+        ("/proc/1000/environ", true),
+        ("/proc/1000", true),
+        ("/proc/1000/fd/3", true),
+        ("/proc/1001/maps", true),
+        ("/proc/1000/task/1001/environ", true),
+        ("/proc/self/environ", true),
+        ("/proc/thread-self/mem", true),
+        ("/proc/999/environ", false),
+        ("/proc/cpuinfo", false),
+        ("/proc", false),
+        ("/proc10/1000", false),
+        ("/home/proc/1000", false),
+        ("/", false),
+    ] {
+        assert_eq!(own_process(Path::new(path), 1000, is_thread), own, "{path}");
+    }
+}
+
+/// Through `read` itself: a grant over all of /proc still never reaches
+/// tarkd's environment, and a FIFO or device is refused unopened.
+#[test]
+fn proc_self_devices_and_fifos_are_refused() -> std::io::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).map_err(std::io::Error::from)?;
+    let all = vec!["/".to_owned()];
+    let sources = [("not declared".to_owned(), all.as_slice(), false)];
+    let r = roots(dir.path());
+    for (path, want) in [
+        ("/proc/self/environ", "tarkd's own process"),
+        ("/proc/thread-self/environ", "tarkd's own process"),
+        (
+            &format!("/proc/{}/maps", std::process::id()),
+            "tarkd's own process",
+        ),
+        ("/proc/self/fd", "tarkd's own process"),
+        ("/dev/zero", "not a regular file"),
+        (&fifo.display().to_string(), "not a regular file"),
+    ] {
+        let got = read(path, &sources, &r, 1 << 20);
+        assert!(
+            got.as_ref().is_err_and(|e| e.to_string().contains(want)),
+            "{path}: {got:?}"
+        );
+    }
+    assert!(read("/proc/cpuinfo", &sources, &r, 1 << 20).is_ok());
+    Ok(())
+}
