@@ -65,6 +65,31 @@ pub fn without(c: &pb::Capabilities, remove: &[String]) -> anyhow::Result<pb::Ca
     })
 }
 
+/// Warnings about `fs_read` entries over the host's kernel interfaces: the
+/// broker never lets them reach tarkd's own process, but they still show the
+/// host's processes, hardware and configuration to the plugin.
+pub fn kernel_path_warnings(c: &pb::Capabilities) -> Vec<String> {
+    const KERNEL: &[(&str, &str)] = &[
+        ("/proc", "every process's and the kernel's state"),
+        ("/sys", "the kernel's and the hardware's configuration"),
+        ("/dev", "device files (tarkd reads only regular files)"),
+    ];
+    let mut out = Vec::new();
+    for entry in &c.fs_read {
+        let path = entry.trim_end_matches('/');
+        for (root, what) in KERNEL {
+            let covers = path.is_empty() || *root == path || root.starts_with(&format!("{path}/"));
+            let inside = path.starts_with(&format!("{root}/"));
+            if covers || inside {
+                out.push(format!(
+                    "warning: fs_read={entry} reaches {root}: {what} of this host"
+                ));
+            }
+        }
+    }
+    out
+}
+
 fn show_list(title: &str, list: &[String]) {
     if list.is_empty() {
         println!("{title}: none");
@@ -131,6 +156,9 @@ pub async fn add(
                 println!("  note: {n}");
             }
             show_list("requests", &items(&requested));
+            for w in kernel_path_warnings(&requested) {
+                println!("  {w}");
+            }
             if update {
                 show_list("beyond the current approval", &plan.needs_approval);
             }
@@ -221,12 +249,42 @@ pub async fn grants(
     if !g.policy.is_empty() {
         show_list("policy", &g.policy);
     }
+    for w in kernel_path_warnings(&g.approved.clone().unwrap_or_default()) {
+        println!("{w}");
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grants_over_kernel_paths_are_warned_about() {
+        for (entry, reaches) in [
+            ("/proc", &["/proc"][..]),
+            ("/proc/", &["/proc"]),
+            ("/proc/cpuinfo", &["/proc"]),
+            ("/sys/class/net", &["/sys"]),
+            ("/dev/null", &["/dev"]),
+            ("/", &["/proc", "/sys", "/dev"]),
+            ("/proc2", &[]),
+            ("/devices", &[]),
+            ("~/.config/app.json", &[]),
+            ("./data", &[]),
+            ("/home/u/proc", &[]),
+        ] {
+            let c = pb::Capabilities {
+                fs_read: vec![entry.to_owned()],
+                ..Default::default()
+            };
+            let warnings = kernel_path_warnings(&c);
+            assert_eq!(warnings.len(), reaches.len(), "{entry}: {warnings:?}");
+            for (w, root) in warnings.iter().zip(reaches) {
+                assert!(w.contains(&format!("reaches {root}:")), "{entry}: {w}");
+            }
+        }
+    }
 
     #[test]
     fn items_round_trip_and_revoke() -> anyhow::Result<()> {
