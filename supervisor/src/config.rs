@@ -64,6 +64,8 @@ pub struct Config {
     pub secrets_dir: Option<PathBuf>,
     /// The API socket's access.
     pub api: ApiConfig,
+    /// How many workers may live, and how long an idle one lives.
+    pub workers: crate::workers::bounds::WorkersConfig,
     /// Who may call tarkd, as what, for which tenants (root and tarkd's own
     /// uid are admins unless named here).
     pub principals: Vec<crate::access::PrincipalConfig>,
@@ -163,6 +165,7 @@ impl Default for Config {
             channels: crate::api::channels::ChannelsConfig::default(),
             secrets_dir: None,
             api: ApiConfig::default(),
+            workers: crate::workers::bounds::WorkersConfig::default(),
             principals: Vec::new(),
         }
     }
@@ -262,6 +265,9 @@ impl Config {
         }
         semver::Version::parse(&self.tark_version)
             .map_err(|e| format!("tark_version {:?} is not semver: {e}", self.tark_version))?;
+        if self.workers.max_live == 0 || self.workers.max_live_per_tenant == 0 {
+            return Err("workers.max_live and max_live_per_tenant must be positive".into());
+        }
         if self.api.socket_mode & !0o777 != 0 {
             return Err(format!(
                 "api.socket_mode {:#o} is not a permission mode",

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::plugins::approvals::Approvals;
 use crate::plugins::manifest::PluginType;
 use crate::plugins::registry::{Plugin, Registry};
-use crate::workers::{CallError, WorkerKey, Workers};
+use crate::workers::{CallError, Workers};
 
 /// A tool as the agent sees it: which plugin serves it and how risky it is.
 #[derive(Debug, Clone)]
@@ -34,16 +34,25 @@ pub struct ToolIndex {
     pub errors: Vec<String>,
 }
 
-/// A plugin's tools as listed for one tenant, valid while the module's SHA-256
-/// (the first field) is unchanged.
+/// A plugin's tools, valid while the module's SHA-256 (the first field) is
+/// unchanged.
 type ListedTools = (String, Vec<Tool>);
+
+/// The tenant tool lists are described for: no tenant's (not a valid tenant
+/// name, so no caller can act for it), so describing a plugin's tools once
+/// serves every tenant, starts no worker of theirs and sees none of their data.
+pub const DESCRIBE_TENANT: &str = "@describe";
 
 /// tarkd's state.
 pub struct Daemon {
     pub config: Arc<Config>,
     registry: RwLock<Arc<Registry>>,
     pub workers: Workers,
-    tool_cache: Mutex<HashMap<WorkerKey, ListedTools>>,
+    /// Tool lists by plugin, described once per module version for every tenant.
+    tool_cache: Mutex<HashMap<String, ListedTools>>,
+    /// Tool lists are described one plugin at a time: tarkd's own workers
+    /// then hold at most one place under `workers.max_live`.
+    describing: tokio::sync::Mutex<()>,
     pub started: Instant,
     /// The operator's approvals, on disk.
     pub approvals: Approvals,
@@ -73,6 +82,7 @@ impl Daemon {
             registry: RwLock::new(Arc::new(registry)),
             workers,
             tool_cache: Mutex::default(),
+            describing: tokio::sync::Mutex::new(()),
             started: Instant::now(),
             approvals,
             install_lock: tokio::sync::Mutex::new(()),
@@ -95,7 +105,7 @@ impl Daemon {
         self.tool_cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|k, _| k.plugin != id);
+            .remove(&id);
     }
 
     /// Recomputes every plugin's grant from its manifest, its approval and the
@@ -142,24 +152,47 @@ impl Daemon {
         })
     }
 
-    /// The tools one plugin offers a tenant (listed once per module version).
-    async fn plugin_tools(&self, tenant: &str, plugin: &Plugin) -> Result<Vec<Tool>, CallError> {
+    /// The tools one plugin offers (described once per module version, by a
+    /// worker of [`DESCRIBE_TENANT`], for every tenant).
+    async fn plugin_tools(&self, plugin: &Plugin) -> Result<Vec<Tool>, CallError> {
         let Some(loaded) = plugin.of_type(PluginType::Tool) else {
             return Ok(Vec::new());
         };
-        let key = WorkerKey {
-            tenant: tenant.to_owned(),
-            plugin: plugin.id.clone(),
+        let cached = || {
+            self.tool_cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&plugin.id)
+                .filter(|(sha, _)| *sha == loaded.sha256)
+                .map(|(_, tools)| tools.clone())
         };
-        if let Some((sha, tools)) = self
-            .tool_cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            && *sha == loaded.sha256
-        {
-            return Ok(tools.clone());
+        if let Some(tools) = cached() {
+            return Ok(tools);
         }
+        let _describing = self.describing.lock().await;
+        if let Some(tools) = cached() {
+            return Ok(tools);
+        }
+        let described = self.describe_tools(plugin, loaded).await;
+        // Described: the worker has done its job and its place goes to
+        // tenants. One that failed stays (until idle), so asking again fails
+        // fast instead of starting a worker per attempt.
+        if described.is_ok() {
+            let key = crate::workers::WorkerKey {
+                tenant: DESCRIBE_TENANT.to_owned(),
+                plugin: plugin.id.clone(),
+            };
+            self.workers.stop_idle(&key).await;
+        }
+        described
+    }
+
+    async fn describe_tools(
+        &self,
+        plugin: &Plugin,
+        loaded: &crate::plugins::registry::Loaded,
+    ) -> Result<Vec<Tool>, CallError> {
+        let tenant = DESCRIBE_TENANT;
         let listed = match self
             .workers
             .call(
@@ -194,13 +227,13 @@ impl Daemon {
         self.tool_cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key, (loaded.sha256.clone(), tools.clone()));
+            .insert(plugin.id.clone(), (loaded.sha256.clone(), tools.clone()));
         Ok(tools)
     }
 
     /// Every tool of every runnable tool plugin, listed concurrently; a plugin that
     /// fails is reported in `errors` and does not hide the others.
-    pub async fn tools(self: &Arc<Self>, tenant: &str) -> ToolIndex {
+    pub async fn tools(self: &Arc<Self>) -> ToolIndex {
         let registry = self.registry();
         let mut set = tokio::task::JoinSet::new();
         for plugin in registry
@@ -208,14 +241,8 @@ impl Daemon {
             .values()
             .filter(|p| p.of_type(PluginType::Tool).is_some())
         {
-            let (daemon, plugin, tenant) =
-                (Arc::clone(self), Arc::clone(plugin), tenant.to_owned());
-            set.spawn(async move {
-                (
-                    plugin.id.clone(),
-                    daemon.plugin_tools(&tenant, &plugin).await,
-                )
-            });
+            let (daemon, plugin) = (Arc::clone(self), Arc::clone(plugin));
+            set.spawn(async move { (plugin.id.clone(), daemon.plugin_tools(&plugin).await) });
         }
         let mut index = ToolIndex::default();
         while let Some(joined) = set.join_next().await {
@@ -241,21 +268,19 @@ impl Daemon {
         index
     }
 
-    /// The plugins (in name order) whose cached tool lists offer `tool` to a
-    /// tenant, without copying the lists; `None` when a runnable plugin has no
-    /// current list for this tenant.
-    fn claims(&self, registry: &Registry, tenant: &str, tool: &str) -> Option<Vec<String>> {
+    /// The plugins (in name order) whose cached tool lists offer `tool`,
+    /// without copying the lists; `None` when a runnable plugin has no current
+    /// list.
+    fn claims(&self, registry: &Registry, tool: &str) -> Option<Vec<String>> {
         let cache = self.tool_cache.lock().unwrap_or_else(|p| p.into_inner());
         let mut claimants = Vec::new();
         for plugin in registry.plugins.values() {
             let Some(loaded) = plugin.of_type(PluginType::Tool) else {
                 continue;
             };
-            let key = WorkerKey {
-                tenant: tenant.to_owned(),
-                plugin: plugin.id.clone(),
-            };
-            let (_, tools) = cache.get(&key).filter(|(sha, _)| *sha == loaded.sha256)?;
+            let (_, tools) = cache
+                .get(&plugin.id)
+                .filter(|(sha, _)| *sha == loaded.sha256)?;
             if tools.iter().any(|t| t.name == tool) {
                 claimants.push(plugin.id.clone());
             }
@@ -273,10 +298,10 @@ impl Daemon {
         let registry = self.registry();
         // Route from the cached lists; list the plugins only if one is not
         // listed yet for this tenant (first call, new module, earlier failure).
-        let (claimants, errors) = match self.claims(&registry, tenant, tool) {
+        let (claimants, errors) = match self.claims(&registry, tool) {
             Some(claimants) => (claimants, Vec::new()),
             None => {
-                let index = self.tools(tenant).await;
+                let index = self.tools().await;
                 let claimants = index
                     .tools
                     .iter()

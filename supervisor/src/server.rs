@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tark_proto::plugin::v1 as pb;
 use tokio::net::UnixListener;
@@ -165,6 +166,18 @@ pub async fn serve(
     let api = Api(Arc::clone(&daemon));
     let resuming = api.clone();
     tokio::spawn(async move { resuming.resume_channels().await });
+    if let Some(timeout) = daemon.config.workers.idle_timeout() {
+        // Checked a few times per timeout, so a worker lives at most ~1.25 ×.
+        let tick = (timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(15));
+        let reaping = Arc::clone(&daemon);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(tick);
+            loop {
+                every.tick().await;
+                reaping.workers.reap_idle();
+            }
+        });
+    }
     let socket = daemon.config.socket.clone();
     tracing::info!(socket = %socket.display(), pid = std::process::id(), "tarkd serving");
     let gate = crate::access::GateLayer(Arc::new(crate::access::Gate {

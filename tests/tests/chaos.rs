@@ -142,7 +142,11 @@ async fn sigkill_of_tarkd_under_load_leaves_no_worker_and_loses_nothing() -> any
         vec![PluginFiles::notes()?, bare("b1")?, bare("b2")?],
         Options::default(),
     )?;
-    let tools = t.tools().await?;
+    let mut tools = t.tools().await?;
+    // Listing tools starts no worker: one call each starts the three.
+    for tool in ["b1-ok", "b2-ok"] {
+        assert_eq!(call(&mut tools, tool, "{}").await.as_deref(), Ok("ok"));
+    }
     // Load that records what was acknowledged, until tarkd disappears under it.
     let acks = Arc::new(AtomicUsize::new(0));
     let mut clients = tokio::task::JoinSet::new();

@@ -3,10 +3,13 @@
 //!
 //! [`slot`] holds one tenant × plugin's state, [`start`] brings a worker up,
 //! [`exit`] tells how it ended, [`restart`] decides when it may come back,
-//! [`limits`] what one call of a plugin may use.
+//! [`limits`] what one call of a plugin may use, [`bounds`] how many workers
+//! may live and which gives way.
 
+pub mod bounds;
 pub mod cache;
 pub mod channel;
+mod eviction;
 mod exit;
 pub mod limits;
 pub mod restart;
@@ -71,6 +74,8 @@ pub struct Workers {
     slots: Mutex<HashMap<WorkerKey, Arc<Slot>>>,
     /// The uid/gid offset of each tenant × plugin, when tarkd runs as root.
     ids: Mutex<HashMap<WorkerKey, u32>>,
+    /// Live workers, counted against `[workers]` caps.
+    live: bounds::Live,
 }
 
 impl Workers {
@@ -89,6 +94,7 @@ impl Workers {
             spawner,
             slots: Mutex::default(),
             ids: Mutex::default(),
+            live: bounds::Live::default(),
         }
     }
 
@@ -109,12 +115,14 @@ impl Workers {
             .any(|(k, s)| k.plugin == plugin && s.history().quarantined())
     }
 
-    /// Status of every tenant × plugin that has had a worker, in key order.
+    /// Status of every tenant × plugin that has had a worker, in key order;
+    /// tarkd's own (describing) workers only when their last run failed.
     pub fn stats(&self) -> Vec<(WorkerKey, SlotStats)> {
         let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         let mut all: Vec<_> = slots
             .iter()
             .map(|(k, s)| (k.clone(), s.stats().clone()))
+            .filter(|(k, s)| !bounds::internal(&k.tenant) || !s.last_error.is_empty())
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
@@ -138,6 +146,7 @@ impl Workers {
             plugin: plugin.id.clone(),
         };
         let slot = self.slot(&key);
+        let _in_use = slot.begin_use();
         let worker = self.ensure_worker(&key, &slot, plugin).await?;
         slot.stats().calls += 1;
 
@@ -232,7 +241,8 @@ impl Workers {
             return Ok(Arc::clone(w));
         }
         self.wait_for_backoff(&plugin.id, slot).await?;
-        let worker = match self.start(key, slot, plugin, loaded).await {
+        let ticket = self.admit(key).await?;
+        let worker = match self.start(key, slot, plugin, loaded, ticket).await {
             Ok(w) => w,
             Err(e) => {
                 slot.stats().last_error = e.message.clone();

@@ -2,9 +2,9 @@
 //! any, and what tarkd remembers across that worker's restarts (counters, the last
 //! error, crash history for backoff and quarantine, a module that failed to load).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tark_proto::worker::v1 as pb;
 use tark_proto::worker::v1::worker_client::WorkerClient;
@@ -89,6 +89,21 @@ pub(super) struct Slot {
     pub(super) load_error: Mutex<Option<(String, String)>>,
     /// Crashes of this slot's workers: backoff and quarantine.
     pub(super) history: Mutex<CrashHistory>,
+    /// Calls under way (from before their worker is found or started): a
+    /// worker with any is busy and never stopped for idleness or room.
+    pub(super) in_flight: AtomicUsize,
+    /// When a call last began or ended.
+    pub(super) last_used: Mutex<Option<Instant>>,
+}
+
+/// A call under way on a slot; ends (and counts as use) when dropped.
+pub(super) struct InUse<'a>(&'a Slot);
+
+impl Drop for InUse<'_> {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Slot {
@@ -102,5 +117,29 @@ impl Slot {
 
     pub(super) fn history(&self) -> std::sync::MutexGuard<'_, CrashHistory> {
         self.history.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks a call as under way until the returned guard drops.
+    pub(super) fn begin_use(&self) -> InUse<'_> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.touch();
+        InUse(self)
+    }
+
+    fn touch(&self) {
+        *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    pub(super) fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::SeqCst) > 0
+    }
+
+    /// When a call last began or ended (`now` if none has: a worker only
+    /// starts within a call).
+    pub(super) fn last_used(&self, now: Instant) -> Instant {
+        self.last_used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or(now)
     }
 }

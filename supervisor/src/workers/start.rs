@@ -91,6 +91,7 @@ impl Workers {
         slot: &Arc<Slot>,
         plugin: &Plugin,
         loaded: &crate::plugins::registry::Loaded,
+        ticket: super::bounds::Ticket,
     ) -> Result<Arc<Worker>, CallError> {
         let id = &plugin.id;
         let unavailable = |what: &str, e: &dyn std::fmt::Display| {
@@ -153,6 +154,8 @@ impl Workers {
                 None => tracing::info!(plugin = %plugin_id, pid, "worker {reason}"),
             }
             let _ = exit_tx.send(Some(reason));
+            // Its place under the caps is free once the process is gone.
+            drop(ticket);
         });
 
         // The broker for this worker: its identity is fixed here, from the key.
