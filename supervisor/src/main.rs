@@ -39,6 +39,12 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    // Each live worker holds a few descriptors in tarkd (its two channels and
+    // its process): take the hard limit, not the default soft 1024.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open files"),
+        Err(e) => tracing::warn!("raising the open-files limit: {e}"),
+    }
     let mut config = match (&args.config, args.dev) {
         (Some(path), _) => Config::load(path)?,
         (None, true) => Config::dev(),

@@ -172,9 +172,16 @@ pub async fn serve(
         let reaping = Arc::clone(&daemon);
         tokio::spawn(async move {
             let mut every = tokio::time::interval(tick);
+            let mut freed = false;
             loop {
                 every.tick().await;
-                reaping.workers.reap_idle();
+                // What the workers stopped last tick held is freed by now:
+                // hand it back to the system.
+                if std::mem::take(&mut freed) {
+                    // SAFETY: malloc_trim only releases free heap memory.
+                    unsafe { libc::malloc_trim(0) };
+                }
+                freed = reaping.workers.reap_idle() > 0;
             }
         });
     }

@@ -100,7 +100,9 @@ impl Workers {
         Some(worker)
     }
 
-    /// Stops every worker idle past `workers.idle_timeout_s`; how many.
+    /// Stops every worker idle past `workers.idle_timeout_s`, and forgets its
+    /// slot (a healthy tenant × plugin's counters: what a plugin keeps is in
+    /// storage), so slots do not pile up with tenants; how many it stopped.
     pub fn reap_idle(&self) -> usize {
         let Some(timeout) = self.config.workers.idle_timeout() else {
             return 0;
@@ -117,6 +119,7 @@ impl Workers {
                 tracing::info!(tenant = %k.tenant, plugin = %k.plugin, pid = w.pid, "stopping idle worker");
                 w.stop();
                 stopped += 1;
+                self.forget_if_idle(&k, &slot);
             }
         }
         stopped
@@ -143,6 +146,16 @@ impl Workers {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Removes `slot` from the map unless a call has counted itself in (calls
+    /// do so under the same lock) or it remembers crashes or a load failure.
+    fn forget_if_idle(&self, key: &WorkerKey, slot: &Arc<Slot>) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let healthy = slot.load_error().is_none() && !slot.history().remembers_crashes();
+        if !slot.busy() && healthy && slots.get(key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            slots.remove(key);
         }
     }
 

@@ -102,9 +102,14 @@ impl Workers {
         usize::try_from(self.config.limits.max_response_kib << 10).unwrap_or(usize::MAX)
     }
 
-    fn slot(&self, key: &WorkerKey) -> Arc<Slot> {
+    /// The key's slot with a call counted in, under the slots lock, so the
+    /// idle reaper (which forgets idle slots under the same lock) never
+    /// forgets one a call is about to use.
+    fn slot_in_use(&self, key: &WorkerKey) -> (Arc<Slot>, slot::InUse) {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(slots.entry(key.clone()).or_default())
+        let slot = Arc::clone(slots.entry(key.clone()).or_default());
+        let in_use = Slot::begin_use(&slot);
+        (slot, in_use)
     }
 
     /// Whether any tenant's worker of this plugin is quarantined.
@@ -145,8 +150,7 @@ impl Workers {
             tenant: tenant.to_owned(),
             plugin: plugin.id.clone(),
         };
-        let slot = self.slot(&key);
-        let _in_use = slot.begin_use();
+        let (slot, _in_use) = self.slot_in_use(&key);
         let worker = self.ensure_worker(&key, &slot, plugin).await?;
         slot.stats().calls += 1;
 

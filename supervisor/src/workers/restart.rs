@@ -101,6 +101,12 @@ impl CrashHistory {
         self.decision == Some(Decision::Quarantine)
     }
 
+    /// Whether forgetting this history would lose a crash still within its
+    /// period (backoff or quarantine depends on it).
+    pub fn remembers_crashes(&self) -> bool {
+        !self.crashes.is_empty() || self.decision.is_some()
+    }
+
     /// An operator restart: forget everything.
     pub fn reset(&mut self) {
         *self = Self::default();

@@ -97,9 +97,9 @@ pub(super) struct Slot {
 }
 
 /// A call under way on a slot; ends (and counts as use) when dropped.
-pub(super) struct InUse<'a>(&'a Slot);
+pub(super) struct InUse(Arc<Slot>);
 
-impl Drop for InUse<'_> {
+impl Drop for InUse {
     fn drop(&mut self) {
         self.0.touch();
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -120,10 +120,10 @@ impl Slot {
     }
 
     /// Marks a call as under way until the returned guard drops.
-    pub(super) fn begin_use(&self) -> InUse<'_> {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        self.touch();
-        InUse(self)
+    pub(super) fn begin_use(slot: &Arc<Slot>) -> InUse {
+        slot.in_flight.fetch_add(1, Ordering::SeqCst);
+        slot.touch();
+        InUse(Arc::clone(slot))
     }
 
     fn touch(&self) {

@@ -18,12 +18,15 @@
 //! - core modules ([`legacy`]): one provider call to tark's core-module ABI
 //!   against the same call to a component, and the cold start of a
 //!   wasm32-wasip1 module against an unknown-unknown one and a component;
+//! - `tark-bench scale` ([`scale`]): many tenants each making a call, then idle:
+//!   worker count and memory before, during and after the idle timeout;
 //! - load ([`load`]): calls per second with 64 callers over 1 and 8 workers, and
 //!   CPU time per call of tarkd + workers against the two-hop echo's processes.
 
 mod echo;
 mod legacy;
 mod load;
+mod scale;
 mod worlds;
 
 use std::time::{Duration, Instant};
@@ -69,10 +72,13 @@ fn main() -> anyhow::Result<()> {
     if let Some(child) = echo::child_main(&args) {
         return child;
     }
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(bench())
+        .build()?;
+    if args.get(1).is_some_and(|a| a == "scale") {
+        return runtime.block_on(scale::run());
+    }
+    runtime.block_on(bench())
 }
 
 async fn bench() -> anyhow::Result<()> {
