@@ -120,6 +120,9 @@ impl Workers {
         let policy = self.config.supervision;
         tokio::spawn(async move {
             let status = child.wait().await;
+            // Its place under the caps is free once the process is gone, before
+            // anyone waiting for its exit hears of it.
+            drop(ticket);
             // The stderr relay ends when the worker's last write end closes.
             let violation = match relay {
                 Some(r) => tokio::time::timeout(EXIT_REPORT_WAIT, r)
@@ -154,8 +157,6 @@ impl Workers {
                 None => tracing::info!(plugin = %plugin_id, pid, "worker {reason}"),
             }
             let _ = exit_tx.send(Some(reason));
-            // Its place under the caps is free once the process is gone.
-            drop(ticket);
         });
 
         // The broker for this worker: its identity is fixed here, from the key.
