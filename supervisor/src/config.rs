@@ -80,6 +80,15 @@ pub struct ApiConfig {
     pub socket_mode: u32,
     /// The socket's group (a name), so an agent's user in it can connect.
     pub socket_group: Option<String>,
+    /// An address for a TCP listener with mutual TLS (`127.0.0.1:7443`): a
+    /// client certificate signed by `client_ca` is required, and its names
+    /// are matched against `[[principals]] cert`.
+    pub tcp: Option<String>,
+    /// PEM files of the listener's certificate chain and key, and of the CA
+    /// client certificates must chain to.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Default for ApiConfig {
@@ -87,6 +96,10 @@ impl Default for ApiConfig {
         Self {
             socket_mode: 0o660,
             socket_group: None,
+            tcp: None,
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
         }
     }
 }
@@ -267,6 +280,17 @@ impl Config {
             .map_err(|e| format!("tark_version {:?} is not semver: {e}", self.tark_version))?;
         if self.workers.max_live == 0 || self.workers.max_live_per_tenant == 0 {
             return Err("workers.max_live and max_live_per_tenant must be positive".into());
+        }
+        if let Some(addr) = &self.api.tcp {
+            addr.parse::<std::net::SocketAddr>()
+                .map_err(|e| format!("api.tcp {addr:?}: {e}"))?;
+            let a = &self.api;
+            if a.tls_cert.is_none() || a.tls_key.is_none() || a.client_ca.is_none() {
+                return Err(
+                    "api.tcp needs api.tls_cert, tls_key and client_ca: the TCP listener is mutual TLS only"
+                        .into(),
+                );
+            }
         }
         if self.api.socket_mode & !0o777 != 0 {
             return Err(format!(

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use tark_proto::plugin::v1 as pb;
 use tokio::net::UnixListener;
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::service::Routes;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::api::Api;
 use crate::broker::Authority;
@@ -42,6 +45,11 @@ pub enum StartError {
     Version(#[from] semver::Error),
     #[error(transparent)]
     Approval(#[from] crate::plugins::approvals::ApprovalError),
+    #[error("api.tcp {addr}: {source}")]
+    Tcp {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StartError + 'a {
@@ -56,6 +64,8 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
 pub struct Started {
     pub daemon: Arc<Daemon>,
     pub listener: UnixListener,
+    /// The TCP listener with mutual TLS, when `api.tcp` is set.
+    pub tcp: Option<(tokio::net::TcpListener, ServerTlsConfig)>,
 }
 
 /// Prepares everything tarkd needs and binds the socket. With `dev`, the bundled
@@ -119,7 +129,15 @@ pub async fn start(config: Config, dev: bool) -> Result<Started, StartError> {
     let workers = Workers::new(Arc::clone(&config), worker_path, authority, cache, spawner);
     let daemon = Arc::new(Daemon::new(config, registry, workers, approvals, version));
     daemon.refresh_grants();
-    Ok(Started { daemon, listener })
+    let tcp = match &daemon.config.api.tcp {
+        Some(addr) => Some(bind_tls(addr, &daemon.config.api).await?),
+        None => None,
+    };
+    Ok(Started {
+        daemon,
+        listener,
+        tcp,
+    })
 }
 
 /// Binds the API socket with `api`'s mode and group. A stale socket (no one
@@ -157,12 +175,43 @@ fn bind(path: &Path, api: &crate::config::ApiConfig) -> Result<UnixListener, Sta
     Ok(listener)
 }
 
+/// Binds the TCP listener and reads its TLS files: the listener's identity,
+/// and the CA every client certificate must chain to (required: there is no
+/// anonymous TCP access).
+async fn bind_tls(
+    addr: &str,
+    api: &crate::config::ApiConfig,
+) -> Result<(tokio::net::TcpListener, ServerTlsConfig), StartError> {
+    let read = |path: &Option<PathBuf>, what: &'static str| -> Result<Vec<u8>, StartError> {
+        let path = path.as_deref().unwrap_or(Path::new(""));
+        std::fs::read(path).map_err(io(what, path))
+    };
+    let cert = read(&api.tls_cert, "reading api.tls_cert")?;
+    let key = read(&api.tls_key, "reading api.tls_key")?;
+    let ca = read(&api.client_ca, "reading api.client_ca")?;
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(cert, key))
+        .client_ca_root(Certificate::from_pem(ca))
+        .client_auth_optional(false);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Tcp {
+            addr: addr.to_owned(),
+            source,
+        })?;
+    Ok((listener, tls))
+}
+
 /// Serves the agent API until `shutdown` resolves, then stops every worker.
 pub async fn serve(
     started: Started,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
-    let Started { daemon, listener } = started;
+    let Started {
+        daemon,
+        listener,
+        tcp,
+    } = started;
     let api = Api(Arc::clone(&daemon));
     let resuming = api.clone();
     tokio::spawn(async move { resuming.resume_channels().await });
@@ -192,20 +241,46 @@ pub async fn serve(
         own_uid: nix::unistd::geteuid().as_raw(),
         audit: Arc::clone(&daemon.workers.authority.audit),
     }));
-    let served = tonic::transport::Server::builder()
-        .layer(gate)
-        .add_service(pb::plugins_server::PluginsServer::new(api.clone()))
+    let routes = Routes::new(pb::plugins_server::PluginsServer::new(api.clone()))
         .add_service(pb::tools_server::ToolsServer::new(api.clone()))
         .add_service(pb::system_server::SystemServer::new(api.clone()))
         .add_service(pb::auth_server::AuthServer::new(api.clone()))
         .add_service(pb::providers_server::ProvidersServer::new(api.clone()))
         .add_service(pb::hooks_server::HooksServer::new(api.clone()))
-        .add_service(pb::channels_server::ChannelsServer::new(api))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::UnixListenerStream::new(listener),
-            shutdown,
-        )
+        .add_service(pb::channels_server::ChannelsServer::new(api));
+    // Both listeners stop when `shutdown` resolves (or the socket's server ends).
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let tcp_served = match tcp {
+        Some((listener, tls)) => {
+            let addr = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            tracing::info!(%addr, "tarkd serving TCP with mutual TLS");
+            let mut rx = stopped.clone();
+            let served = Server::builder()
+                .tls_config(tls)?
+                .layer(gate.clone())
+                .add_routes(routes.clone())
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                });
+            Some(tokio::spawn(served))
+        }
+        None => None,
+    };
+    drop(stopped);
+    let served = Server::builder()
+        .layer(gate)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await;
+    let _ = stop.send(true);
+    if let Some(tcp) = tcp_served
+        && let Ok(Err(e)) = tcp.await
+    {
+        tracing::error!("TCP listener: {e}");
+    }
     daemon.workers.stop_all().await;
     let _ = std::fs::remove_file(&socket);
     tracing::info!("tarkd stopped");

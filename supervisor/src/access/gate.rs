@@ -1,5 +1,6 @@
 //! The gate every agent API request passes before any service sees it: the
-//! connection's peer credentials name a principal ([`super::principals`]),
+//! connection's peer credentials or client certificate name a principal
+//! ([`super::principals`]),
 //! the RPC's rule and the tenant asked for are checked ([`super::rules`]),
 //! and the request goes on with `tark-tenant` set to the tenant it acts for
 //! and the [`Principal`] in its extensions; a refusal is answered here
@@ -10,9 +11,10 @@ use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
 use tonic::Status;
-use tonic::transport::server::UdsConnectInfo;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo};
 
-use super::principals::{self, Peer, PrincipalConfig};
+use super::certs;
+use super::principals::{self, Peer, Principal, PrincipalConfig};
 use super::rules::{self, Refusal};
 use crate::broker::audit::AuditLog;
 
@@ -29,24 +31,45 @@ pub struct Gate {
 
 impl Gate {
     /// Admits a request (setting its tenant and principal) or says why not.
-    fn admit<B>(&self, req: &mut http::Request<B>) -> Result<(), Status> {
-        let path = req.uri().path().to_owned();
-        let peer = req
-            .extensions()
-            .get::<UdsConnectInfo>()
-            .and_then(|c| c.peer_cred)
-            .map(|c| Peer {
+    /// Who the connection is: its peer credentials (Unix socket) or its
+    /// verified client certificate (TCP with mutual TLS); else why it is no one.
+    fn identify<B>(&self, req: &http::Request<B>) -> Result<Principal, String> {
+        let ext = req.extensions();
+        if let Some(c) = ext.get::<UdsConnectInfo>().and_then(|c| c.peer_cred) {
+            let peer = Peer {
                 uid: c.uid(),
                 gid: c.gid(),
-            });
-        let who = peer.and_then(|p| principals::identify(&self.principals, p, self.own_uid));
-        let Some(who) = who else {
-            let why = match peer {
-                Some(p) => format!("uid {} gid {} is no configured principal", p.uid, p.gid),
-                None => "the connection carries no peer credentials".to_owned(),
             };
-            self.audit.record("-", "-", "api", &path, "deny", &why);
-            return Err(Status::unauthenticated(format!("{why} of tarkd")));
+            return principals::identify(&self.principals, peer, self.own_uid).ok_or_else(|| {
+                format!(
+                    "uid {} gid {} is no configured principal",
+                    peer.uid, peer.gid
+                )
+            });
+        }
+        let leaf = ext
+            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .and_then(TlsConnectInfo::peer_certs)
+            .and_then(|certs| certs.first().map(|c| c.to_vec()));
+        match leaf {
+            Some(der) => {
+                let names = certs::names(&der);
+                principals::identify_cert(&self.principals, &names).ok_or_else(|| {
+                    format!("client certificate {names:?} is no configured principal")
+                })
+            }
+            None => Err("the connection carries no peer credentials or client certificate".into()),
+        }
+    }
+
+    fn admit<B>(&self, req: &mut http::Request<B>) -> Result<(), Status> {
+        let path = req.uri().path().to_owned();
+        let who = match self.identify(req) {
+            Ok(who) => who,
+            Err(why) => {
+                self.audit.record("-", "-", "api", &path, "deny", &why);
+                return Err(Status::unauthenticated(format!("{why} of tarkd")));
+            }
         };
         let asked = match req.headers().get(TENANT_HEADER).map(|v| v.to_str()) {
             None => None,

@@ -2,10 +2,12 @@
 //! (never from the request), one table of what each RPC needs, and the gate
 //! that applies both to every request before a service sees it.
 //!
-//! - [`principals`]: peer credentials → a configured principal, its role and tenants;
+//! - [`principals`]: peer credentials or a client certificate's names → a
+//!   configured principal, its role and tenants ([`certs`] reads the names);
 //! - [`rules`]: the least role of each RPC, and the tenant a request acts for;
 //! - [`gate`]: the tower layer that admits, scopes or refuses each request.
 
+pub mod certs;
 pub mod gate;
 pub mod principals;
 pub mod rules;

@@ -1,5 +1,6 @@
 //! Who is calling: a connection's peer credentials (`SO_PEERCRED` on the Unix
-//! socket) matched against the configured `[[principals]]`. The tenants a
+//! socket), or the names of its verified client certificate (the TCP listener's
+//! mutual TLS), matched against the configured `[[principals]]`. The tenants a
 //! caller may act for come from here, never from the request: `tark-tenant`
 //! only chooses among them.
 
@@ -38,6 +39,10 @@ pub struct PrincipalConfig {
     /// Peer primary gids that are this principal (after every uid match).
     #[serde(default)]
     pub gids: Vec<u32>,
+    /// A name (DNS SAN or CN) of the client certificate that is this
+    /// principal on the TCP listener.
+    #[serde(default)]
+    pub cert: Option<String>,
     /// Tenants it may act for; the first is its default. An admin may act
     /// for any tenant whatever this says.
     #[serde(default)]
@@ -94,8 +99,8 @@ pub struct Peer {
 pub fn validate(principals: &[PrincipalConfig]) -> Vec<String> {
     let mut problems = Vec::new();
     for p in principals {
-        if p.uids.is_empty() && p.gids.is_empty() {
-            problems.push(format!("principal {}: names no uids or gids", p.name));
+        if p.uids.is_empty() && p.gids.is_empty() && p.cert.is_none() {
+            problems.push(format!("principal {}: names no uids, gids or cert", p.name));
         }
         if p.role != Role::Admin && p.tenants.is_empty() {
             problems.push(format!(
@@ -144,6 +149,19 @@ pub fn identify(principals: &[PrincipalConfig], peer: Peer, own_uid: u32) -> Opt
     }
 }
 
+/// The principal a verified client certificate is: the first entry whose
+/// `cert` is one of the certificate's names. Never a built-in admin.
+pub fn identify_cert(principals: &[PrincipalConfig], names: &[String]) -> Option<Principal> {
+    principals
+        .iter()
+        .find(|p| p.cert.as_ref().is_some_and(|c| names.contains(c)))
+        .map(|p| Principal {
+            name: p.name.clone(),
+            role: p.role,
+            tenants: p.tenants.clone(),
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,13 +171,17 @@ mod tests {
             name: name.into(),
             uids: uids.to_vec(),
             gids: gids.to_vec(),
+            cert: None,
             tenants: tenants.iter().map(|t| (*t).to_owned()).collect(),
             role,
         };
+        let mut remote = p("remote", &[], &[], &["team-r"], Role::Agent);
+        remote.cert = Some("agent-r.example".into());
         vec![
             p("agent-a", &[1001], &[], &["team-a", "team-a2"], Role::Agent),
             p("ops", &[], &[2000], &["team-b"], Role::Operator),
             p("shared", &[1002], &[2000], &["team-c"], Role::Agent),
+            remote,
         ]
     }
 
@@ -189,6 +211,24 @@ mod tests {
     }
 
     #[test]
+    fn certificates_are_identified_by_name_only() {
+        let names = |n: &[&str]| n.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let cases: &[(&[&str], Option<&str>)] = &[
+            (&["agent-r.example"], Some("remote")),
+            (&["other.example", "agent-r.example"], Some("remote")),
+            (&["agent-r.example.evil"], None),
+            (&["AGENT-R.EXAMPLE"], None),
+            (&["root"], None),
+            (&["agent-a"], None), // a principal's name is not a certificate name
+            (&[], None),
+        ];
+        for (n, want) in cases {
+            let got = identify_cert(&table(), &names(n));
+            assert_eq!(got.as_ref().map(|p| p.name.as_str()), *want, "{n:?}");
+        }
+    }
+
+    #[test]
     fn tenants_are_chosen_among_the_principals() {
         let agent = identify(&table(), Peer { uid: 1001, gid: 1 }, 0);
         let Some(agent) = agent else {
@@ -215,6 +255,7 @@ mod tests {
             name: "empty".into(),
             uids: vec![],
             gids: vec![],
+            cert: None,
             tenants: vec!["Bad Name".into()],
             role: Role::Agent,
         });
@@ -222,12 +263,13 @@ mod tests {
             name: "lonely".into(),
             uids: vec![7],
             gids: vec![],
+            cert: None,
             tenants: vec![],
             role: Role::Operator,
         });
         let problems = validate(&t);
         assert_eq!(problems.len(), 3, "{problems:?}");
-        assert!(problems[0].contains("empty: names no uids or gids"));
+        assert!(problems[0].contains("empty: names no uids, gids or cert"));
         assert!(problems[1].contains("\"Bad Name\""));
         assert!(problems[2].contains("lonely (operator) needs at least one tenant"));
     }
