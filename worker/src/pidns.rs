@@ -4,7 +4,8 @@
 //! the process's *children* in it. So the worker's first act, while it is still
 //! one thread, is to fork: the child is PID 1 of the new namespace and goes on to
 //! be the worker; the parent stays outside only to reap it and to end the same
-//! way (same exit status, same signal), so tarkd's reports stay true.
+//! way (same exit status, same signal), so tarkd's reports stay true, under a
+//! seccomp filter of its own that allows nothing else.
 
 use std::io;
 
@@ -33,6 +34,10 @@ pub fn enter() -> io::Result<PidNamespace> {
     // has asked to die with it: a parent killed before that would otherwise
     // leave the child running (getppid() cannot tell: it is 0 in a new
     // namespace).
+    // The reaper's seccomp filter, compiled while allocating is still safe:
+    // the reaper keeps this process's pid.
+    let reaper_filter = crate::seccomp::compile_reaper(std::process::id())
+        .map_err(|e| io::Error::other(e.to_string()))?;
     let mut alive = [0; 2];
     // SAFETY: pipe2 fills the two-element array.
     if unsafe { libc::pipe2(alive.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -67,14 +72,15 @@ pub fn enter() -> io::Result<PidNamespace> {
         child => {
             // SAFETY: closing our copy of the child's end.
             unsafe { libc::close(parent_gone) };
-            reap(child, parent_holds)
+            reap(child, parent_holds, &reaper_filter)
         }
     }
 }
 
-/// The parent: hold nothing but `keep` (the child's liveness pipe), wait for the
-/// worker, end as it ended.
-fn reap(child: libc::pid_t, keep: libc::c_int) -> ! {
+/// The parent: hold nothing but `keep` (the child's liveness pipe), confine
+/// itself to waiting and exiting (`filter`), wait for the worker, end as it
+/// ended.
+fn reap(child: libc::pid_t, keep: libc::c_int, filter: &seccompiler::BpfProgram) -> ! {
     // SAFETY: raw system calls on this process only.
     unsafe {
         // The channels belong to the worker; the reaper keeps only stderr and
@@ -91,6 +97,15 @@ fn reap(child: libc::pid_t, keep: libc::c_int) -> ! {
             rlim_max: 0,
         };
         libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+        // Outside the worker's PID namespace, so confined too: unconfined, a
+        // compromised worker that took it over would see the host's pids.
+        let prog = libc::sock_fprog {
+            len: filter.len() as u16,
+            filter: filter.as_ptr() as *mut libc::sock_filter,
+        };
+        if libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog) != 0 {
+            libc::_exit(70);
+        }
         let mut status = 0;
         while libc::waitpid(child, &mut status, 0) < 0 {
             if *libc::__errno_location() != libc::EINTR {

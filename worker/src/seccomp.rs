@@ -202,11 +202,36 @@ fn write_decimal(n: i32, out: &mut [u8]) -> usize {
     len + d.len()
 }
 
-/// Compiles the policy to BPF.
+/// The reaper's policy ([`crate::pidns`]): the parent left outside the
+/// worker's PID namespace only waits for the worker and ends as it ended, so
+/// it may wait, reset a signal's action, signal itself (`own_pid`) and exit.
+fn reaper_policy(own_pid: u32) -> Vec<Allow> {
+    vec![
+        any(libc::SYS_wait4),
+        any(libc::SYS_rt_sigaction),
+        any(libc::SYS_rt_sigreturn),
+        any(libc::SYS_restart_syscall),
+        any(libc::SYS_getpid),
+        when(libc::SYS_kill, vec![vec![(0, Op::Eq, u64::from(own_pid))]]),
+        any(libc::SYS_exit_group),
+        any(libc::SYS_exit),
+    ]
+}
+
+/// Compiles the worker's policy to BPF.
 pub fn compile(on_violation: Violation) -> Result<BpfProgram, SeccompError> {
+    compile_rows(policy(), on_violation)
+}
+
+/// Compiles the reaper's policy to BPF; anything else kills it.
+pub fn compile_reaper(own_pid: u32) -> Result<BpfProgram, SeccompError> {
+    compile_rows(reaper_policy(own_pid), Violation::Kill)
+}
+
+fn compile_rows(rows: Vec<Allow>, on_violation: Violation) -> Result<BpfProgram, SeccompError> {
     let err = |e: &dyn std::fmt::Display| SeccompError(e.to_string());
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-    for row in policy() {
+    for row in rows {
         let mut alternatives = Vec::new();
         for conds in row.alternatives {
             let conds = conds
@@ -350,6 +375,62 @@ mod tests {
         let program = compile(Violation::Kill)?;
         assert!(crate::escape::FORBIDDEN.len() >= 15);
         for (name, attempt) in crate::escape::FORBIDDEN {
+            assert_eq!(
+                under_policy(&program, *attempt),
+                Some(libc::SIGSYS),
+                "{name} was not stopped"
+            );
+        }
+        Ok(())
+    }
+
+    /// The reaper may wait and exit; everything the worker's table forbids,
+    /// and signalling anyone but itself, kills it.
+    #[test]
+    fn the_reaper_only_waits_and_exits() -> Result<(), SeccompError> {
+        let program = compile_reaper(1)?;
+        // The reaper resets a signal's action to re-raise it; the rest of
+        // what a worker may not do, it may not either.
+        for (name, attempt) in crate::escape::FORBIDDEN
+            .iter()
+            .filter(|(n, _)| *n != "rt_sigaction")
+        {
+            assert_eq!(
+                under_policy(&program, *attempt),
+                Some(libc::SIGSYS),
+                "{name} was not stopped"
+            );
+        }
+        let allowed: &[crate::escape::Attempt] = &[
+            // SAFETY (each): a harmless call in the forked test child.
+            ("getpid", |_| unsafe { libc::syscall(libc::SYS_getpid) }),
+            ("wait4 (no children)", |_| unsafe {
+                libc::syscall(libc::SYS_wait4, -1, 0, libc::WNOHANG, 0)
+            }),
+            ("rt_sigaction", |_| unsafe {
+                libc::signal(libc::SIGUSR1, libc::SIG_DFL) as libc::c_long
+            }),
+            ("kill(its own pid 1, 0)", |_| unsafe {
+                libc::syscall(libc::SYS_kill, 1, 0)
+            }),
+        ];
+        for (name, attempt) in allowed {
+            assert_eq!(under_policy(&program, *attempt), None, "{name} was stopped");
+        }
+        let others: &[crate::escape::Attempt] = &[
+            // SAFETY (each): as above; the filter stops them before the kernel acts.
+            ("kill(another pid)", |_| unsafe {
+                libc::syscall(libc::SYS_kill, 2, 0)
+            }),
+            ("read", |_| unsafe {
+                libc::syscall(libc::SYS_read, 0, 0, 0)
+            }),
+            ("write", |_| unsafe {
+                libc::syscall(libc::SYS_write, 2, 0, 0)
+            }),
+            ("close", |_| unsafe { libc::syscall(libc::SYS_close, 100) }),
+        ];
+        for (name, attempt) in others {
             assert_eq!(
                 under_policy(&program, *attempt),
                 Some(libc::SIGSYS),
