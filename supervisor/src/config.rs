@@ -69,6 +69,8 @@ pub struct Config {
     /// Who may call tarkd, as what, for which tenants (root and tarkd's own
     /// uid are admins unless named here).
     pub principals: Vec<crate::access::PrincipalConfig>,
+    /// Per-tenant plugins, worker cap and storage quotas.
+    pub tenants: crate::tenants::Tenants,
 }
 
 /// The agent API socket's file access (who may connect at all; what a
@@ -180,6 +182,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             workers: crate::workers::bounds::WorkersConfig::default(),
             principals: Vec::new(),
+            tenants: crate::tenants::Tenants::new(),
         }
     }
 }
@@ -301,6 +304,10 @@ impl Config {
         let problems = crate::access::principals::validate(&self.principals);
         if !problems.is_empty() {
             return Err(format!("principals: {}", problems.join("; ")));
+        }
+        let problems = crate::tenants::validate(&self.tenants);
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
         }
         Ok(())
     }

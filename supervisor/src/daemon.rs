@@ -298,7 +298,7 @@ impl Daemon {
         let registry = self.registry();
         // Route from the cached lists; list the plugins only if one is not
         // listed yet for this tenant (first call, new module, earlier failure).
-        let (claimants, errors) = match self.claims(&registry, tool) {
+        let (mut claimants, errors) = match self.claims(&registry, tool) {
             Some(claimants) => (claimants, Vec::new()),
             None => {
                 let index = self.tools().await;
@@ -311,6 +311,8 @@ impl Daemon {
                 (claimants, index.errors)
             }
         };
+        // Only the plugins enabled for the tenant offer it their tools.
+        claimants.retain(|p| crate::tenants::enabled(&self.config.tenants, tenant, p));
         let found = match claimants.as_slice() {
             [one] => one,
             [] => {

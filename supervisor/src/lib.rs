@@ -21,4 +21,5 @@ pub mod durable;
 pub mod oauth;
 pub mod plugins;
 pub mod server;
+pub mod tenants;
 pub mod workers;

@@ -93,10 +93,12 @@ pub async fn start(config: Config, dev: bool) -> Result<Started, StartError> {
         return Err(StartError::NoWorker(worker_path));
     }
     let db = config.state_dir.join("storage.redb");
-    let storage = Storage::open(&db, config.storage).map_err(|source| StartError::Storage {
-        path: db.clone(),
-        source,
-    })?;
+    let storage = Storage::open(&db, config.storage)
+        .map_err(|source| StartError::Storage {
+            path: db.clone(),
+            source,
+        })?
+        .with_tenant_quotas(&config.tenants);
     let cache_dir = config.state_dir.join("cache");
     let cache = ArtifactCache::open(cache_dir.clone(), &worker_path)
         .map_err(io("opening artifact cache", &cache_dir))?;

@@ -138,7 +138,7 @@ impl pb::hooks_server::Hooks for Api {
             .into_inner()
             .event
             .ok_or_else(|| Status::invalid_argument("HookEvent carries no event"))?;
-        let hooks = self.plugins_of(PluginType::Hook);
+        let hooks = self.plugins_of(&tenant, PluginType::Hook);
         let fail_closed = |p: &Plugin| self.0.config.hooks.fail_closed.contains(&p.id);
         use pb::hook_event::Event;
         let call = match event {

@@ -142,13 +142,15 @@ impl Api {
         }
     }
 
-    /// Every valid plugin of type `kind`, in name order.
-    fn plugins_of(&self, kind: PluginType) -> Vec<Arc<Plugin>> {
+    /// Every valid plugin of type `kind` enabled for `tenant`, in name order.
+    fn plugins_of(&self, tenant: &str, kind: PluginType) -> Vec<Arc<Plugin>> {
         let registry = self.0.registry();
+        let tenants = &self.0.config.tenants;
         registry
             .plugins
             .values()
             .filter(|p| p.of_type(kind).is_some())
+            .filter(|p| crate::tenants::enabled(tenants, tenant, &p.id))
             .cloned()
             .collect()
     }

@@ -57,7 +57,7 @@ impl pb::providers_server::Providers for Api {
     ) -> Result<Response<pb::ListProvidersResponse>, Status> {
         let tenant = tenant(&req)?;
         // Every provider at once; answers in name order.
-        let plugins = self.plugins_of(PluginType::Provider);
+        let plugins = self.plugins_of(&tenant, PluginType::Provider);
         let infos = futures_util::future::join_all(
             plugins
                 .iter()

@@ -13,13 +13,17 @@ impl pb::tools_server::Tools for Api {
         &self,
         req: Request<pb::ListToolsRequest>,
     ) -> Result<Response<pb::ListToolsResponse>, Status> {
-        // Tool lists are the same for every tenant; the caller's is checked.
-        tenant(&req)?;
+        // Tool lists are described once for every tenant; each sees the
+        // tools of the plugins enabled for it.
+        let tenant = tenant(&req)?;
         let index = self.0.tools().await;
+        let enabled =
+            |plugin: &str| crate::tenants::enabled(&self.0.config.tenants, &tenant, plugin);
         Ok(Response::new(pb::ListToolsResponse {
             tools: index
                 .tools
                 .into_iter()
+                .filter(|t| enabled(&t.plugin))
                 .map(|t| pb::ToolDef {
                     name: t.name,
                     description: t.description,
@@ -31,9 +35,18 @@ impl pb::tools_server::Tools for Api {
             conflicts: index
                 .conflicts
                 .into_iter()
-                .map(|(tool, plugins)| pb::ToolConflict { tool, plugins })
+                .map(|(tool, plugins)| pb::ToolConflict {
+                    tool,
+                    plugins: plugins.into_iter().filter(|p| enabled(p)).collect(),
+                })
+                .filter(|c| c.plugins.len() > 1)
                 .collect(),
-            errors: index.errors,
+            // Errors start with the plugin's id ("notes: …").
+            errors: index
+                .errors
+                .into_iter()
+                .filter(|e| e.split(':').next().is_none_or(enabled))
+                .collect(),
         }))
     }
 

@@ -80,7 +80,12 @@ backend!(
 pub struct Storage {
     db: Arc<Database>,
     limits: StorageLimits,
+    /// Tenants with quotas of their own (`tenants.<name>.storage_max_*`).
+    tenant_quotas: Arc<std::collections::HashMap<String, Quota>>,
 }
+
+/// A tenant's own (keys, bytes) quotas, each replacing `[storage]`'s when set.
+type Quota = (Option<u64>, Option<u64>);
 
 /// One plugin's view of the store.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -127,7 +132,27 @@ impl Storage {
         Ok(Self {
             db: Arc::new(db),
             limits,
+            tenant_quotas: Arc::default(),
         })
+    }
+
+    /// Gives tenants their own quotas (from the `[tenants]` table).
+    pub fn with_tenant_quotas(mut self, tenants: &crate::tenants::Tenants) -> Self {
+        let quotas = tenants
+            .iter()
+            .map(|(t, c)| (t.clone(), (c.storage_max_keys, c.storage_max_total_bytes)))
+            .collect();
+        self.tenant_quotas = Arc::new(quotas);
+        self
+    }
+
+    /// The key and byte quotas of each of `tenant`'s plugins.
+    fn quota(&self, tenant: &str) -> (u64, u64) {
+        let own = self.tenant_quotas.get(tenant).copied().unwrap_or_default();
+        (
+            own.0.unwrap_or(self.limits.max_keys),
+            own.1.unwrap_or(self.limits.max_total_bytes),
+        )
     }
 
     pub fn check_key(&self, key: &str) -> Result<(), StorageError> {
@@ -169,17 +194,12 @@ impl Storage {
                 Some(old) => (keys, bytes.saturating_sub(old) + entry),
                 None => (keys + 1, bytes + entry),
             };
-            if keys > limits.max_keys {
-                return Err(StorageError::QuotaExceeded(format!(
-                    "{} keys",
-                    limits.max_keys
-                )));
+            let (max_keys, max_bytes) = self.quota(&ns.tenant);
+            if keys > max_keys {
+                return Err(StorageError::QuotaExceeded(format!("{max_keys} keys")));
             }
-            if bytes > limits.max_total_bytes {
-                return Err(StorageError::QuotaExceeded(format!(
-                    "{} bytes",
-                    limits.max_total_bytes
-                )));
+            if bytes > max_bytes {
+                return Err(StorageError::QuotaExceeded(format!("{max_bytes} bytes")));
             }
             kv.insert(full.as_str(), value)?;
             usage.insert(prefix.as_str(), (keys, bytes))?;
@@ -279,6 +299,45 @@ mod tests {
             tenant: t.into(),
             plugin: p.into(),
         }
+    }
+
+    /// A tenant named in `[tenants]` has its own quotas; the others keep
+    /// `[storage]`'s.
+    #[test]
+    fn tenants_can_have_quotas_of_their_own() -> Result<(), StorageError> {
+        let dir = tempfile::tempdir().map_err(|e| StorageError::Backend(e.to_string()))?;
+        let mut tenants = crate::tenants::Tenants::new();
+        tenants.insert(
+            "small".into(),
+            crate::tenants::TenantConfig {
+                storage_max_keys: Some(1),
+                ..Default::default()
+            },
+        );
+        tenants.insert(
+            "tiny".into(),
+            crate::tenants::TenantConfig {
+                storage_max_total_bytes: Some(4),
+                ..Default::default()
+            },
+        );
+        let s = Storage::open(&dir.path().join("db"), limits(64, 64))?.with_tenant_quotas(&tenants);
+        let ns = |tenant: &str| Namespace {
+            tenant: tenant.into(),
+            plugin: "p".into(),
+        };
+        s.set(&ns("small"), "a", "1")?;
+        assert!(
+            matches!(s.set(&ns("small"), "b", "2"), Err(StorageError::QuotaExceeded(q)) if q == "1 keys")
+        );
+        s.set(&ns("tiny"), "ab", "cd")?;
+        assert!(
+            matches!(s.set(&ns("tiny"), "e", "f"), Err(StorageError::QuotaExceeded(q)) if q == "4 bytes")
+        );
+        for k in ["a", "b", "c"] {
+            s.set(&ns("other"), k, "value")?;
+        }
+        Ok(())
     }
 
     #[test]

@@ -64,14 +64,20 @@ struct Counts {
 pub struct Live(Arc<Mutex<Counts>>);
 
 impl Live {
-    /// A ticket for one more worker of `tenant`, or which cap is full.
-    pub fn reserve(&self, tenant: &str, caps: &WorkersConfig) -> Result<Ticket, Full> {
+    /// A ticket for one more worker of `tenant` (whose own cap is
+    /// `tenant_cap`), or which cap is full.
+    pub fn reserve(
+        &self,
+        tenant: &str,
+        caps: &WorkersConfig,
+        tenant_cap: usize,
+    ) -> Result<Ticket, Full> {
         let mut c = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if c.all >= caps.max_live {
             return Err(Full::All);
         }
         let mine = c.tenants.get(tenant).copied().unwrap_or(0);
-        if mine >= caps.max_live_per_tenant && !internal(tenant) {
+        if mine >= tenant_cap && !internal(tenant) {
             return Err(Full::Tenant);
         }
         c.all += 1;
@@ -146,27 +152,48 @@ mod tests {
     #[test]
     fn tickets_count_and_give_back() {
         let live = Live::default();
-        let a1 = live.reserve("a", &CAPS);
-        let a2 = live.reserve("a", &CAPS);
+        let a1 = live.reserve("a", &CAPS, CAPS.max_live_per_tenant);
+        let a2 = live.reserve("a", &CAPS, CAPS.max_live_per_tenant);
         assert!(a1.is_ok() && a2.is_ok());
-        assert_eq!(live.reserve("a", &CAPS).err(), Some(Full::Tenant));
-        let b1 = live.reserve("b", &CAPS);
+        assert_eq!(
+            live.reserve("a", &CAPS, CAPS.max_live_per_tenant).err(),
+            Some(Full::Tenant)
+        );
+        let b1 = live.reserve("b", &CAPS, CAPS.max_live_per_tenant);
         assert!(b1.is_ok());
         assert_eq!(live.count("a"), (3, 2));
-        assert_eq!(live.reserve("c", &CAPS).err(), Some(Full::All));
+        assert_eq!(
+            live.reserve("c", &CAPS, CAPS.max_live_per_tenant).err(),
+            Some(Full::All)
+        );
         drop(a1);
         assert_eq!(live.count("a"), (2, 1));
         assert!(
-            live.reserve("c", &CAPS).is_ok(),
+            live.reserve("c", &CAPS, CAPS.max_live_per_tenant).is_ok(),
             "the dropped ticket was given back"
         );
         assert_eq!(live.count("c"), (2, 0), "and the new one dropped at once");
         drop((a2, b1));
         assert_eq!(live.count("a"), (0, 0));
         // tarkd's own tenant is under the global cap only.
-        let own: Vec<_> = (0..3).map(|_| live.reserve("@describe", &CAPS)).collect();
+        let own: Vec<_> = (0..3)
+            .map(|_| live.reserve("@describe", &CAPS, CAPS.max_live_per_tenant))
+            .collect();
         assert!(own.iter().all(Result::is_ok));
-        assert_eq!(live.reserve("@describe", &CAPS).err(), Some(Full::All));
+        assert_eq!(
+            live.reserve("@describe", &CAPS, CAPS.max_live_per_tenant)
+                .err(),
+            Some(Full::All)
+        );
+        drop(own);
+        // A tenant's own cap (tenants.<name>.max_live) replaces the default.
+        let big = live.reserve("b", &CAPS, 3);
+        let big2 = live.reserve("b", &CAPS, 3);
+        let big3 = live.reserve("b", &CAPS, 3);
+        assert!(big.is_ok() && big2.is_ok() && big3.is_ok());
+        assert_eq!(live.reserve("c", &CAPS, 0).err(), Some(Full::All));
+        drop((big, big2, big3));
+        assert_eq!(live.reserve("c", &CAPS, 0).err(), Some(Full::Tenant));
     }
 
     #[test]

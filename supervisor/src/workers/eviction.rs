@@ -22,8 +22,14 @@ impl Workers {
     /// A place for a new worker of `key`, making room if a cap is full.
     pub(super) async fn admit(&self, key: &WorkerKey) -> Result<Ticket, CallError> {
         let caps = &self.config.workers;
+        let own = self
+            .config
+            .tenants
+            .get(&key.tenant)
+            .and_then(|t| t.max_live);
+        let tenant_cap = own.unwrap_or(caps.max_live_per_tenant);
         for _ in 0..ADMIT_TRIES {
-            let full = match self.live.reserve(&key.tenant, caps) {
+            let full = match self.live.reserve(&key.tenant, caps, tenant_cap) {
                 Ok(ticket) => return Ok(ticket),
                 Err(full) => full,
             };
@@ -34,8 +40,12 @@ impl Workers {
                         caps.max_live
                     ),
                     Full::Tenant => format!(
-                        "tenant {} has its maximum of {} workers (workers.max_live_per_tenant)",
-                        key.tenant, caps.max_live_per_tenant
+                        "tenant {} has its maximum of {tenant_cap} workers ({})",
+                        key.tenant,
+                        match own {
+                            Some(_) => format!("tenants.{}.max_live", key.tenant),
+                            None => "workers.max_live_per_tenant".to_owned(),
+                        }
                     ),
                 };
                 return Err(CallError::new(

@@ -146,6 +146,12 @@ impl Workers {
         plugin: &Plugin,
         call: pb::invoke_request::Call,
     ) -> Result<pb::invoke_response::Outcome, CallError> {
+        if !crate::tenants::enabled(&self.config.tenants, tenant, &plugin.id) {
+            return Err(CallError::new(
+                Code::PermissionDenied,
+                crate::tenants::not_enabled(tenant, &plugin.id),
+            ));
+        }
         let key = WorkerKey {
             tenant: tenant.to_owned(),
             plugin: plugin.id.clone(),

@@ -119,7 +119,7 @@ impl pb::channels_server::Channels for Api {
         req: Request<pb::ListChannelsRequest>,
     ) -> Result<Response<pb::ListChannelsResponse>, Status> {
         let tenant = tenant(&req)?;
-        let plugins = self.plugins_of(PluginType::Channel);
+        let plugins = self.plugins_of(&tenant, PluginType::Channel);
         let infos = futures_util::future::join_all(
             plugins
                 .iter()
