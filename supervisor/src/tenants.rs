@@ -18,6 +18,19 @@ pub struct TenantConfig {
     /// Keys and bytes each of its plugins may store; absent: `[storage]`'s.
     pub storage_max_keys: Option<u64>,
     pub storage_max_total_bytes: Option<u64>,
+    /// Narrows what plugins may do for this tenant, on top of `[policy]`.
+    pub policy: Option<TenantPolicy>,
+}
+
+/// A tenant's own capability policy: each list present caps that capability
+/// for every plugin acting for the tenant (absent: no cap beyond `[policy]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantPolicy {
+    pub storage: Option<bool>,
+    pub http: Option<Vec<String>>,
+    pub env: Option<Vec<String>>,
+    pub fs_read: Option<Vec<String>>,
 }
 
 /// The `[tenants]` table.
@@ -48,6 +61,18 @@ pub fn validate(tenants: &Tenants) -> Vec<String> {
         }
         if t.max_live == Some(0) {
             problems.push(format!("tenants.{name}.max_live must be positive"));
+        }
+        if let Some(p) = &t.policy {
+            // The same entries as `[policy]`'s, checked the same way.
+            let as_global = crate::broker::grants::PolicyConfig {
+                http: p.http.clone(),
+                env: p.env.clone(),
+                fs_read: p.fs_read.clone(),
+                ..Default::default()
+            };
+            if let Err(e) = as_global.validate() {
+                problems.push(format!("tenants.{name}.{e}"));
+            }
         }
     }
     problems
@@ -99,9 +124,20 @@ mod tests {
                 ..Default::default()
             },
         );
+        t.insert(
+            "bad-policy".into(),
+            TenantConfig {
+                policy: Some(TenantPolicy {
+                    env: Some(vec!["*".into()]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        );
         let problems = validate(&t);
-        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems[0].contains("tenants.Team A"));
-        assert!(problems[1].contains("tenants.ok.max_live"));
+        assert!(problems[1].starts_with("tenants.bad-policy.policy.env"));
+        assert!(problems[2].contains("tenants.ok.max_live"));
     }
 }

@@ -123,3 +123,44 @@ async fn tenants_use_their_plugins_caps_and_quotas() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// A tenant's own policy narrows what a plugin may do for it, and only for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_policy_narrows_its_plugins() -> anyhow::Result<()> {
+    let server = tark_tests::servers::HttpServer::start()?;
+    let caps = format!(
+        "storage = true\nhttp = [\"http://localhost:{}\"]\nenv = [\"HOME\"]",
+        server.port
+    );
+    let config = "[tenants.locked.policy]\nhttp = []\nstorage = false\n";
+    let t = Tarkd::start(vec![PluginFiles::probe(&caps)?], Options::config(config))?;
+    let url = format!("http://localhost:{}/hello", server.port);
+    let call = |tenant: &'static str, args: serde_json::Value| {
+        let t = &t;
+        async move {
+            let mut tools = t.tools().await?;
+            let out = output(
+                tools
+                    .invoke_tool(for_tenant(invoke("probe", &args.to_string()), tenant))
+                    .await,
+            )
+            .map_err(anyhow::Error::msg)?;
+            Ok::<serde_json::Value, anyhow::Error>(serde_json::from_str(&out)?)
+        }
+    };
+    let http = serde_json::json!({ "op": "http", "url": url });
+    let open = call("default", http.clone()).await?;
+    assert_eq!(open["body"], "hello", "{open}");
+    let locked = call("locked", http).await?;
+    assert!(
+        locked["error"].as_str().is_some_and(
+            |e| e.contains("forbidden by tenant locked's policy (tenants.locked.policy)")
+        ),
+        "{locked}"
+    );
+    let store = serde_json::json!({ "op": "storage_set", "key": "k", "value": "v" });
+    assert_eq!(call("default", store.clone()).await?["ok"], true);
+    let refused = call("locked", store).await?;
+    assert_eq!(refused["ok"], false, "{refused}");
+    Ok(())
+}

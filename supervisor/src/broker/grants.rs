@@ -77,30 +77,41 @@ impl PolicyConfig {
     }
 }
 
-/// One of the three sources of a grant.
+/// One of the sources of a grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     Declared,
     Approved,
     Policy,
+    /// The calling tenant's own policy (`tenants.<name>.policy`).
+    Tenant,
 }
 
 impl Source {
     /// Whether `trust` lets through what this source does not allow: a missing
-    /// declaration or approval may be, the operator's policy never.
+    /// declaration or approval may be, the operator's policies never.
     pub fn softened_by(self, trust: Trust) -> bool {
-        trust != Trust::Enforced && self != Source::Policy
+        trust != Trust::Enforced && matches!(self, Source::Declared | Source::Approved)
     }
+}
 
-    fn refusal(self, plugin: &str) -> String {
-        match self {
-            Source::Declared => "not declared in the plugin's manifest".to_owned(),
-            Source::Approved => format!(
-                "declared but not approved by the operator (tarkctl plugin grants {plugin})"
-            ),
-            Source::Policy => "forbidden by tarkd's policy".to_owned(),
-        }
-    }
+/// Which capability a check is about (a policy without a list for it caps
+/// nothing).
+#[derive(Clone, Copy)]
+enum Cap {
+    Http,
+    Env,
+    Fs,
+}
+
+/// A tenant's own policy, parsed, with which lists it has.
+#[derive(Debug, Clone)]
+struct TenantLists {
+    tenant: String,
+    lists: Parsed,
+    http: bool,
+    env: bool,
+    fs: bool,
 }
 
 /// A refusal and the source that refused: the trust mode may soften a missing
@@ -163,6 +174,8 @@ pub struct Grant {
     /// The manifest's `[oauth]`: a read of its credentials path is answered
     /// from the tenant's stored sign-in (see `crate::oauth`).
     pub oauth: Option<std::sync::Arc<crate::plugins::manifest::OAuth>>,
+    /// The calling tenant's policy, when it has one ([`Grant::for_tenant`]).
+    tenant: Option<TenantLists>,
 }
 
 impl Grant {
@@ -192,23 +205,76 @@ impl Grant {
             approved_at_all: approved.is_some(),
             pending: beyond(declared, approved.unwrap_or(&Capabilities::default())),
             oauth: None,
+            tenant: None,
         }
     }
 
-    /// The policy first: its refusal is the one no trust mode softens, so it
-    /// must be found even when the others refuse too.
-    fn sources(&self) -> [(Source, &Parsed); 3] {
-        [
-            (Source::Policy, &self.policy),
-            (Source::Declared, &self.declared),
-            (Source::Approved, &self.approved),
-        ]
+    /// This grant as it applies to `tenant`, narrowed by its own policy.
+    pub fn for_tenant(&self, tenant: &str, policy: &crate::tenants::TenantPolicy) -> Self {
+        let caps = Capabilities {
+            storage: policy.storage.unwrap_or(true),
+            http: policy.http.clone().unwrap_or_default(),
+            env: policy.env.clone().unwrap_or_default(),
+            fs_read: policy.fs_read.clone().unwrap_or_default(),
+            shell: false,
+        };
+        let mut g = self.clone();
+        g.tenant = Some(TenantLists {
+            tenant: tenant.to_owned(),
+            lists: Parsed::from_caps(&caps),
+            http: policy.http.is_some(),
+            env: policy.env.is_some(),
+            fs: policy.fs_read.is_some(),
+        });
+        g
+    }
+
+    fn refusal(&self, source: Source) -> String {
+        let plugin = &self.plugin;
+        match source {
+            Source::Declared => "not declared in the plugin's manifest".to_owned(),
+            Source::Approved => format!(
+                "declared but not approved by the operator (tarkctl plugin grants {plugin})"
+            ),
+            Source::Policy => "forbidden by tarkd's policy".to_owned(),
+            Source::Tenant => {
+                let t = self.tenant.as_ref().map_or("", |t| t.tenant.as_str());
+                format!("forbidden by tenant {t}'s policy (tenants.{t}.policy)")
+            }
+        }
+    }
+
+    /// Whether `source` has a say on `cap` (a policy without a list has none).
+    fn consulted(&self, source: Source, cap: Cap) -> bool {
+        match (source, cap) {
+            (Source::Policy, Cap::Http) => self.policy_http,
+            (Source::Policy, Cap::Env) => self.policy_env,
+            (Source::Policy, Cap::Fs) => self.policy_fs,
+            (Source::Tenant, cap) => self.tenant.as_ref().is_some_and(|t| match cap {
+                Cap::Http => t.http,
+                Cap::Env => t.env,
+                Cap::Fs => t.fs,
+            }),
+            _ => true,
+        }
+    }
+
+    /// The policies first: their refusals are the ones no trust mode softens,
+    /// so they must be found even when the others refuse too.
+    fn sources(&self) -> Vec<(Source, &Parsed)> {
+        let mut sources = vec![(Source::Policy, &self.policy)];
+        if let Some(t) = &self.tenant {
+            sources.push((Source::Tenant, &t.lists));
+        }
+        sources.push((Source::Declared, &self.declared));
+        sources.push((Source::Approved, &self.approved));
+        sources
     }
 
     fn denial(&self, source: Source, what: impl std::fmt::Display) -> Denial {
         Denial {
             source,
-            reason: format!("{what} {}", source.refusal(&self.plugin)),
+            reason: format!("{what} {}", self.refusal(source)),
         }
     }
 
@@ -223,7 +289,7 @@ impl Grant {
 
     pub fn env(&self, name: &str) -> Result<(), Denial> {
         for (source, list) in self.sources() {
-            if source == Source::Policy && !self.policy_env {
+            if !self.consulted(source, Cap::Env) {
                 continue;
             }
             if !policy::env_allowed(&list.env, name) {
@@ -239,7 +305,7 @@ impl Grant {
         let mut allow = Allow::Named;
         let mut policy_named = false;
         for (source, list) in self.sources() {
-            if source == Source::Policy && !self.policy_http {
+            if !self.consulted(source, Cap::Http) {
                 continue;
             }
             match hosts::allowed(&list.http, target) {
@@ -251,7 +317,7 @@ impl Grant {
                         reason: r.0,
                     });
                 }
-                Err(_) if source == Source::Policy => {
+                Err(_) if matches!(source, Source::Policy | Source::Tenant) => {
                     let url = &target.url;
                     return Err(self.denial(source, format_args!("http to {url} is")));
                 }
@@ -270,9 +336,9 @@ impl Grant {
     pub fn fs_sources(&self, path: &str) -> Vec<PathList<'_>> {
         self.sources()
             .into_iter()
-            .filter(|(s, _)| *s != Source::Policy || self.policy_fs)
+            .filter(|(s, _)| self.consulted(*s, Cap::Fs))
             .map(|(s, l)| {
-                let refusal = format!("reading {path:?} {}", s.refusal(&self.plugin));
+                let refusal = format!("reading {path:?} {}", self.refusal(s));
                 (refusal, l.fs_read.as_slice(), s.softened_by(self.trust))
             })
             .collect()

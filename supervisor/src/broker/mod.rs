@@ -88,12 +88,19 @@ impl Broker {
         }
     }
 
-    /// The plugin's grant now; a plugin removed since its worker started has none.
+    /// The plugin's grant now, narrowed by the tenant's own policy if it has
+    /// one; a plugin removed since its worker started has none.
     fn grant(&self) -> Result<Arc<Grant>, Status> {
-        self.shared
+        let grant = self
+            .shared
             .grants
             .get(&self.ns.plugin)
-            .ok_or_else(|| self.deny("any", "", "the plugin is no longer installed"))
+            .ok_or_else(|| self.deny("any", "", "the plugin is no longer installed"))?;
+        let tenant = self.shared.config.tenants.get(&self.ns.tenant);
+        Ok(match tenant.and_then(|t| t.policy.as_ref()) {
+            Some(policy) => Arc::new(grant.for_tenant(&self.ns.tenant, policy)),
+            None => grant,
+        })
     }
 
     /// Whether a log line may go through now; when it may after some were

@@ -216,3 +216,45 @@ fn only_the_policy_opens_what_a_metadata_service_holds() {
     let opened = Grant::new("p", &declared, Some(&declared), &naming);
     assert_eq!(opened.http(&t), Ok(Allow::Policy));
 }
+
+/// A tenant's own policy narrows every plugin acting for it, is named in the
+/// refusal, and no trust mode softens it; a list it lacks caps nothing.
+#[test]
+fn a_tenants_policy_narrows_and_is_never_softened() {
+    let declared = caps(
+        true,
+        &["api.example.com", "cdn.example.com"],
+        &["A", "B"],
+        &["/data"],
+    );
+    let g = Grant::new("p", &declared, Some(&declared), &PolicyConfig::default());
+    let policy = crate::tenants::TenantPolicy {
+        storage: Some(false),
+        http: Some(vec!["api.example.com".into()]),
+        env: Some(vec!["A".into()]),
+        fs_read: None,
+    };
+    let t = g.for_tenant("team-a", &policy);
+    let named = "forbidden by tenant team-a's policy (tenants.team-a.policy)";
+    assert_eq!(
+        t.http(&target("https://api.example.com/")),
+        Ok(Allow::Named)
+    );
+    let cdn = t.http(&target("https://cdn.example.com/"));
+    assert!(
+        cdn.as_ref()
+            .is_err_and(|d| d.source == Source::Tenant && d.reason.contains(named)),
+        "{cdn:?}"
+    );
+    assert_eq!(t.env("A"), Ok(()));
+    assert!(
+        t.env("B")
+            .is_err_and(|d| d.reason.contains(named) && !d.softened_by(Trust::Warn))
+    );
+    assert!(t.storage().is_err_and(|d| d.source == Source::Tenant));
+    // No fs_read list: the tenant's policy has no say on reads.
+    assert_eq!(t.fs_sources("/data/x").len(), 2);
+    // The grant itself (other tenants) is unchanged.
+    assert!(g.http(&target("https://cdn.example.com/")).is_ok());
+    assert!(g.storage().is_ok());
+}
