@@ -187,6 +187,40 @@ role = "operator"
     refused(&t, NOBODY, &["tools"], "is no configured principal")?;
     refused(&t, NOBODY, &["status"], "is no configured principal")?;
 
+    // Every RPC of the API, through a real connection by each peer.
+    let every = |uid: u32, tenant: &str| -> anyhow::Result<Vec<(String, String)>> {
+        let out = Command::new(tark_tests::binary("tark-every-rpc")?)
+            .arg(&t.socket)
+            .arg(tenant)
+            .uid(uid)
+            .gid(uid)
+            .output()?;
+        anyhow::ensure!(out.status.success(), "{}", text(&out));
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(rpc, code)| (rpc.to_owned(), code.to_owned()))
+            .collect())
+    };
+    let rpcs = tarkd::access::rules::RULES.len();
+    let other = every(AGENT_A, "team-b")?;
+    assert_eq!(other.len(), rpcs);
+    for (rpc, code) in &other {
+        assert_eq!(code, "PermissionDenied", "{rpc} for another tenant");
+    }
+    for (rpc, code) in every(NOBODY, "team-a")? {
+        assert_eq!(code, "Unauthenticated", "{rpc} by no principal");
+    }
+    for (rpc, code) in every(AGENT_A, "team-a")? {
+        let need = tarkd::access::rules::needed(&format!("/tark.plugin.v1.{rpc}"));
+        let denied = matches!(code.as_str(), "PermissionDenied" | "Unauthenticated");
+        assert_eq!(
+            denied,
+            need > tarkd::access::Role::Agent,
+            "{rpc} by the agent for its own tenant: {code}"
+        );
+    }
+
     // The operator's audit holds its tenant's refusals, not the others'.
     let audit = ok(&t, OPS_B, &["--json", "audit"])?;
     let entries: serde_json::Value = serde_json::from_str(&audit)?;
