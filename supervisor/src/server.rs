@@ -171,6 +171,22 @@ fn bind(path: &Path, api: &crate::config::ApiConfig) -> Result<UnixListener, Sta
         nix::unistd::chown(path, None, Some(group.gid))
             .map_err(|e| std::io::Error::from_raw_os_error(e as i32))
             .map_err(io("setting the group of", path))?;
+        // The group must reach the socket too: its directory (tarkd's own,
+        // e.g. /run/tarkd at 0750) gets the group and group search, nothing more.
+        if let Some(dir) = path.parent() {
+            let mode = std::fs::metadata(dir)
+                .map_err(io("reading", dir))?
+                .permissions()
+                .mode();
+            nix::unistd::chown(dir, None, Some(group.gid))
+                .map_err(|e| std::io::Error::from_raw_os_error(e as i32))
+                .map_err(io("setting the group of", dir))?;
+            std::fs::set_permissions(
+                dir,
+                std::fs::Permissions::from_mode((mode & 0o7777) | 0o010),
+            )
+            .map_err(io("setting mode of", dir))?;
+        }
     }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(api.socket_mode))
         .map_err(io("setting mode of", path))?;

@@ -240,3 +240,35 @@ role = "operator"
     }
     Ok(())
 }
+
+/// `api.socket_group` lets a principal's user in that group reach the socket
+/// (and the directory it is in), with no other change to the host.
+#[test]
+fn the_socket_group_can_connect() -> anyhow::Result<()> {
+    // Debian's nogroup (65534) as the agents' group; the agent's uid is its own.
+    let config = format!(
+        "[api]\nsocket_group = \"nogroup\"\n[[principals]]\nname = \"agent-a\"\nuids = [{AGENT_A}]\ntenants = [\"team-a\"]\nrole = \"agent\"\n"
+    );
+    let t = Tarkd::start(vec![PluginFiles::notes()?], Options::config(&config))?;
+    let as_member = |gid: u32| -> anyhow::Result<Output> {
+        Ok(Command::new(tark_tests::binary("tarkctl")?)
+            .arg("--socket")
+            .arg(&t.socket)
+            .arg("tools")
+            .uid(AGENT_A)
+            .gid(gid)
+            .output()?)
+    };
+    let member = as_member(65534)?;
+    assert!(member.status.success(), "{}", text(&member));
+    assert!(text(&member).contains("notes_save"));
+    // The same uid outside the group cannot even connect.
+    let outsider = as_member(AGENT_A)?;
+    assert!(!outsider.status.success());
+    assert!(
+        text(&outsider).contains("cannot reach tarkd"),
+        "{}",
+        text(&outsider)
+    );
+    Ok(())
+}
