@@ -6,6 +6,11 @@
 
 pub mod channel;
 
+/// The agent API's encoded `FileDescriptorSet` (`tark/plugin/v1/plugin.proto`),
+/// for server reflection.
+pub const AGENT_API_DESCRIPTOR: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/agent_api_descriptor.bin"));
+
 /// The plugin contracts (WIT packages) a tark-worker of this build hosts, as
 /// `plugin info` shows them; the worker's `version` module checks them.
 pub const ACCEPTED_WIT: &[&str] = &[

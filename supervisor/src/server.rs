@@ -7,8 +7,10 @@ use std::time::Duration;
 use tark_proto::plugin::v1 as pb;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::server::NamedService;
 use tonic::service::Routes;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic_health::ServingStatus;
 
 use crate::api::Api;
 use crate::broker::Authority;
@@ -220,6 +222,24 @@ async fn bind_tls(
     Ok((listener, tls))
 }
 
+/// The agent API's services, as health checks name them.
+const AGENT_SERVICES: [&str; 7] = [
+    <pb::plugins_server::PluginsServer<Api> as NamedService>::NAME,
+    <pb::tools_server::ToolsServer<Api> as NamedService>::NAME,
+    <pb::system_server::SystemServer<Api> as NamedService>::NAME,
+    <pb::auth_server::AuthServer<Api> as NamedService>::NAME,
+    <pb::providers_server::ProvidersServer<Api> as NamedService>::NAME,
+    <pb::hooks_server::HooksServer<Api> as NamedService>::NAME,
+    <pb::channels_server::ChannelsServer<Api> as NamedService>::NAME,
+];
+
+/// Server reflection of the agent API and the health service.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tark_proto::AGENT_API_DESCRIPTOR)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
+
 /// Serves the agent API until `shutdown` resolves, then stops every worker.
 pub async fn serve(
     started: Started,
@@ -259,13 +279,38 @@ pub async fn serve(
         own_uid: nix::unistd::geteuid().as_raw(),
         audit: Arc::clone(&daemon.workers.authority.audit),
     }));
-    let routes = Routes::new(pb::plugins_server::PluginsServer::new(api.clone()))
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let mut routes = Routes::new(pb::plugins_server::PluginsServer::new(api.clone()))
         .add_service(pb::tools_server::ToolsServer::new(api.clone()))
         .add_service(pb::system_server::SystemServer::new(api.clone()))
         .add_service(pb::auth_server::AuthServer::new(api.clone()))
         .add_service(pb::providers_server::ProvidersServer::new(api.clone()))
         .add_service(pb::hooks_server::HooksServer::new(api.clone()))
-        .add_service(pb::channels_server::ChannelsServer::new(api));
+        .add_service(pb::channels_server::ChannelsServer::new(api))
+        .add_service(health_service);
+    // Reflection, v1 and v1alpha (the descriptors are compiled in: a failure
+    // here is a build's, logged rather than fatal).
+    match (reflection().build_v1(), reflection().build_v1alpha()) {
+        (Ok(v1), Ok(v1alpha)) => routes = routes.add_service(v1).add_service(v1alpha),
+        (Err(e), _) | (_, Err(e)) => tracing::error!("server reflection is off: {e}"),
+    }
+    // Serving from here; NOT_SERVING (overall and each service) once
+    // `shutdown` resolves, while calls in flight drain.
+    for name in AGENT_SERVICES {
+        health
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
+    }
+    let (fired, mut draining) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = fired.send(true);
+        for name in std::iter::once("").chain(AGENT_SERVICES) {
+            health
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
+        }
+    };
     // Both listeners stop when `shutdown` resolves (or the socket's server ends).
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let tcp_served = match tcp {
@@ -291,8 +336,21 @@ pub async fn serve(
     let served = Server::builder()
         .layer(gate)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown);
+    // Calls in flight get a call's time to finish (deadline and kill grace);
+    // streams that never end (Watch, SubscribeChannel) do not hold tarkd up.
+    let l = &daemon.config.limits;
+    let drain = Duration::from_millis(l.deadline_ms + l.kill_grace_ms);
+    let served = tokio::select! {
+        r = served => r,
+        () = async {
+            let _ = draining.wait_for(|d| *d).await;
+            tokio::time::sleep(drain).await;
+        } => {
+            tracing::warn!("streams still open {} ms after the stop signal: closing them", drain.as_millis());
+            Ok(())
+        }
+    };
     let _ = stop.send(true);
     if let Some(tcp) = tcp_served
         && let Ok(Err(e)) = tcp.await

@@ -49,22 +49,42 @@ pub const RULES: &[Rule] = &[
     ("System", "Audit", Role::Operator),
 ];
 
-/// The agent API's package: every path is `/tark.plugin.v1.<Service>/<Method>`.
+/// The standard gRPC services tarkd serves beside its own, by full name:
+/// health and reflection tell any principal what it could learn from the
+/// `.proto` and from calling.
+pub const STANDARD: &[Rule] = &[
+    ("grpc.health.v1.Health", "Check", Role::Agent),
+    ("grpc.health.v1.Health", "Watch", Role::Agent),
+    (
+        "grpc.reflection.v1.ServerReflection",
+        "ServerReflectionInfo",
+        Role::Agent,
+    ),
+    (
+        "grpc.reflection.v1alpha.ServerReflection",
+        "ServerReflectionInfo",
+        Role::Agent,
+    ),
+];
+
+/// The agent API's package: its paths are `/tark.plugin.v1.<Service>/<Method>`.
 const PACKAGE: &str = "tark.plugin.v1";
 
-/// The least role for a request path; admin for anything not in the table.
+/// The least role for a request path; admin for anything in neither table.
 pub fn needed(path: &str) -> Role {
-    let Some((service, method)) = path
-        .strip_prefix('/')
-        .and_then(|p| p.split_once('/'))
-        .and_then(|(s, m)| Some((s.strip_prefix(PACKAGE)?.strip_prefix('.')?, m)))
-    else {
+    let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.split_once('/')) else {
         return Role::Admin;
     };
-    RULES
-        .iter()
-        .find(|(s, m, _)| *s == service && *m == method)
-        .map_or(Role::Admin, |r| r.2)
+    let ours = service
+        .strip_prefix(PACKAGE)
+        .and_then(|s| s.strip_prefix('.'))
+        .and_then(|s| RULES.iter().find(|(rs, rm, _)| *rs == s && *rm == method));
+    let standard = || {
+        STANDARD
+            .iter()
+            .find(|(rs, rm, _)| *rs == service && *rm == method)
+    };
+    ours.or_else(standard).map_or(Role::Admin, |r| r.2)
 }
 
 /// Why a request was refused.
@@ -172,7 +192,6 @@ mod tests {
             "/tark.plugin.v1.Nope/InvokeTool",
             "/tark.plugin.v2.Tools/InvokeTool",
             "/tark.plugin.v1Tools/InvokeTool",
-            "/grpc.health.v1.Health/Check",
             "",
             "/",
             "Tools/InvokeTool",
@@ -180,5 +199,17 @@ mod tests {
             assert_eq!(needed(path), Role::Admin, "{path}");
         }
         assert_eq!(needed("/tark.plugin.v1.Tools/InvokeTool"), Role::Agent);
+        assert_eq!(needed("/grpc.health.v1.Health/Check"), Role::Agent);
+        assert_eq!(
+            needed("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
+            Role::Agent
+        );
+        for path in [
+            "/grpc.health.v1.Health/Nope",
+            "/tark.plugin.v1.grpc.health.v1.Health/Check",
+            "/Health/Check",
+        ] {
+            assert_eq!(needed(path), Role::Admin, "{path}");
+        }
     }
 }
