@@ -91,6 +91,9 @@ pub struct ApiConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub client_ca: Option<PathBuf>,
+    /// The largest request or response message, in bytes (gRPC's usual 4 MiB
+    /// by default); a larger one is refused with `RESOURCE_EXHAUSTED`.
+    pub max_message_bytes: usize,
 }
 
 impl Default for ApiConfig {
@@ -102,6 +105,7 @@ impl Default for ApiConfig {
             tls_cert: None,
             tls_key: None,
             client_ca: None,
+            max_message_bytes: 4 << 20,
         }
     }
 }

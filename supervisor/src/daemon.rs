@@ -146,9 +146,12 @@ impl Daemon {
     }
 
     pub fn plugin(&self, id: &str) -> Result<Arc<Plugin>, CallError> {
-        self.registry().get(id).cloned().ok_or_else(|| CallError {
-            code: Code::NotFound,
-            message: format!("no plugin named {id:?} is installed"),
+        self.registry().get(id).cloned().ok_or_else(|| {
+            CallError::new(
+                Code::NotFound,
+                format!("no plugin named {id:?} is installed"),
+            )
+            .because(crate::reasons::Reason::PluginNotFound, id)
         })
     }
 
@@ -324,17 +327,20 @@ impl Daemon {
                     ));
                 }
                 return Err(CallError {
-                    code: Code::NotFound,
-                    message,
+                    reason: Some(crate::reasons::Reason::ToolNotFound),
+                    ..CallError::new(Code::NotFound, message)
                 });
             }
             many => {
                 return Err(CallError {
-                    code: Code::FailedPrecondition,
-                    message: format!(
-                        "tool {tool:?} is provided by more than one plugin ({}); disable or remove all but one",
-                        many.join(", ")
-                    ),
+                    reason: Some(crate::reasons::Reason::ToolConflict),
+                    ..CallError::new(
+                        Code::FailedPrecondition,
+                        format!(
+                            "tool {tool:?} is provided by more than one plugin ({}); disable or remove all but one",
+                            many.join(", ")
+                        ),
+                    )
                 });
             }
         };
@@ -351,8 +357,8 @@ impl Daemon {
 }
 
 fn unexpected(plugin: &str) -> CallError {
-    CallError {
-        code: Code::Internal,
-        message: format!("plugin {plugin}: worker answered a different call"),
-    }
+    CallError::new(
+        Code::Internal,
+        format!("plugin {plugin}: worker answered a different call"),
+    )
 }

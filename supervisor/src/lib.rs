@@ -10,7 +10,9 @@
 //! - [`plugins`]: what is installed: manifests, the registry, install and approvals;
 //! - [`workers`]: worker processes: spawn, channels, restart policy, artifact cache;
 //! - [`broker`]: every host call a plugin makes, checked against its grant;
-//! - [`oauth`]: the sign-in a manifest's `[oauth]` declares, run by tarkd.
+//! - [`oauth`]: the sign-in a manifest's `[oauth]` declares, run by tarkd;
+//! - [`access`]: who is calling the agent API, and what each caller may call;
+//! - [`transport`]: what is read off the API socket before gRPC sees it.
 
 pub mod access;
 pub mod api;
@@ -20,6 +22,8 @@ pub mod daemon;
 pub mod durable;
 pub mod oauth;
 pub mod plugins;
+pub mod reasons;
 pub mod server;
 pub mod tenants;
+pub mod transport;
 pub mod workers;

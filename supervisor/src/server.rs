@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tark_proto::plugin::v1 as pb;
 use tokio::net::UnixListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::server::NamedService;
 use tonic::service::Routes;
@@ -13,6 +14,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
 use crate::api::Api;
+use crate::api::standard::StandardLayer;
 use crate::broker::Authority;
 use crate::broker::http::Outbound;
 use crate::broker::storage::Storage;
@@ -21,6 +23,7 @@ use crate::daemon::Daemon;
 use crate::plugins::approvals::Approvals;
 use crate::plugins::bundled;
 use crate::plugins::registry::Registry;
+use crate::transport::UnixConn;
 use crate::workers::Workers;
 use crate::workers::cache::{self, ArtifactCache};
 use crate::workers::spawn::Spawner;
@@ -280,14 +283,27 @@ pub async fn serve(
         audit: Arc::clone(&daemon.workers.authority.audit),
     }));
     let (health, health_service) = tonic_health::server::health_reporter();
-    let mut routes = Routes::new(pb::plugins_server::PluginsServer::new(api.clone()))
-        .add_service(pb::tools_server::ToolsServer::new(api.clone()))
-        .add_service(pb::system_server::SystemServer::new(api.clone()))
-        .add_service(pb::auth_server::AuthServer::new(api.clone()))
-        .add_service(pb::providers_server::ProvidersServer::new(api.clone()))
-        .add_service(pb::hooks_server::HooksServer::new(api.clone()))
-        .add_service(pb::channels_server::ChannelsServer::new(api))
-        .add_service(health_service);
+    // Every agent service with the configured message size limit.
+    let max = daemon.config.api.max_message_bytes;
+    macro_rules! limited {
+        ($server:expr) => {
+            $server
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max)
+        };
+    }
+    let mut routes = Routes::new(limited!(pb::plugins_server::PluginsServer::new(
+        api.clone()
+    )))
+    .add_service(limited!(pb::tools_server::ToolsServer::new(api.clone())))
+    .add_service(limited!(pb::system_server::SystemServer::new(api.clone())))
+    .add_service(limited!(pb::auth_server::AuthServer::new(api.clone())))
+    .add_service(limited!(pb::providers_server::ProvidersServer::new(
+        api.clone()
+    )))
+    .add_service(limited!(pb::hooks_server::HooksServer::new(api.clone())))
+    .add_service(limited!(pb::channels_server::ChannelsServer::new(api)))
+    .add_service(health_service);
     // Reflection, v1 and v1alpha (the descriptors are compiled in: a failure
     // here is a build's, logged rather than fatal).
     match (reflection().build_v1(), reflection().build_v1alpha()) {
@@ -323,6 +339,7 @@ pub async fn serve(
             let mut rx = stopped.clone();
             let served = Server::builder()
                 .tls_config(tls)?
+                .layer(StandardLayer)
                 .layer(gate.clone())
                 .add_routes(routes.clone())
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
@@ -334,9 +351,13 @@ pub async fn serve(
     };
     drop(stopped);
     let served = Server::builder()
+        .layer(StandardLayer)
         .layer(gate)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown);
+        .serve_with_incoming_shutdown(
+            UnixListenerStream::new(listener).map(|c| c.map(UnixConn::from)),
+            shutdown,
+        );
     // Calls in flight get a call's time to finish (deadline and kill grace);
     // streams that never end (Watch, SubscribeChannel) do not hold tarkd up.
     let l = &daemon.config.limits;

@@ -10,13 +10,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
-use tonic::Status;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo};
+use tonic::{Code, Status};
 
 use super::certs;
 use super::principals::{self, Peer, Principal, PrincipalConfig};
 use super::rules::{self, Refusal};
 use crate::broker::audit::AuditLog;
+use crate::reasons::{self, Reason};
 
 /// The request metadata naming the tenant a request acts for.
 pub const TENANT_HEADER: &str = "tark-tenant";
@@ -68,7 +69,13 @@ impl Gate {
             Ok(who) => who,
             Err(why) => {
                 self.audit.record("-", "-", "api", &path, "deny", &why);
-                return Err(Status::unauthenticated(format!("{why} of tarkd")));
+                return Err(reasons::status(
+                    Code::Unauthenticated,
+                    format!("{why} of tarkd"),
+                    Reason::CallerUnknown,
+                    None,
+                    None,
+                ));
             }
         };
         let asked = match req.headers().get(TENANT_HEADER).map(|v| v.to_str()) {
@@ -94,7 +101,13 @@ impl Gate {
                     "deny",
                     &format!("{why} (principal {})", who.name),
                 );
-                Err(Status::permission_denied(why))
+                Err(reasons::status(
+                    Code::PermissionDenied,
+                    why,
+                    Reason::CallerNotAllowed,
+                    None,
+                    None,
+                ))
             }
         }
     }

@@ -12,6 +12,7 @@ pub mod hooks;
 mod oauth;
 mod plugins;
 mod providers;
+pub mod standard;
 mod system;
 mod tools;
 
@@ -25,6 +26,7 @@ use tark_proto::worker::v1 as wpb;
 
 use crate::plugins::manifest::{self, PluginType};
 use crate::plugins::registry::Plugin;
+use crate::reasons::{self, Reason};
 use crate::workers::SlotStats;
 use convert::{caps_to_pb, plugin_type};
 
@@ -131,14 +133,23 @@ impl Api {
         let plugin = self.0.plugin(id)?;
         match &plugin.loaded {
             Some(l) if l.manifest.plugin_type == kind => Ok(plugin),
-            Some(l) => Err(Status::failed_precondition(format!(
-                "plugin {id} is a {} plugin, not a {kind} plugin",
-                l.manifest.plugin_type
-            ))),
-            None => Err(Status::failed_precondition(format!(
-                "plugin {id} cannot run: {}",
-                plugin.diagnostics.join("; ")
-            ))),
+            Some(l) => Err(reasons::status(
+                tonic::Code::FailedPrecondition,
+                format!(
+                    "plugin {id} is a {} plugin, not a {kind} plugin",
+                    l.manifest.plugin_type
+                ),
+                Reason::WrongPluginType,
+                Some(id),
+                None,
+            )),
+            None => Err(reasons::status(
+                tonic::Code::FailedPrecondition,
+                format!("plugin {id} cannot run: {}", plugin.diagnostics.join("; ")),
+                Reason::PluginNotRunnable,
+                Some(id),
+                None,
+            )),
         }
     }
 
@@ -164,10 +175,13 @@ impl Api {
         call: wpb::invoke_request::Call,
     ) -> Result<wpb::invoke_response::Outcome, Status> {
         match self.0.workers.call(tenant, plugin, call).await? {
-            wpb::invoke_response::Outcome::PluginError(e) => Err(Status::unknown(format!(
-                "plugin {}: {}",
-                plugin.id, e.message
-            ))),
+            wpb::invoke_response::Outcome::PluginError(e) => Err(reasons::status(
+                tonic::Code::Unknown,
+                format!("plugin {}: {}", plugin.id, e.message),
+                Reason::PluginError,
+                Some(&plugin.id),
+                None,
+            )),
             outcome => Ok(outcome),
         }
     }
@@ -184,9 +198,13 @@ fn unexpected(plugin: &str) -> Status {
 fn acked(plugin: &str, outcome: wpb::invoke_response::Outcome) -> Result<(), Status> {
     match outcome {
         wpb::invoke_response::Outcome::Ack(wpb::Ack { error: None }) => Ok(()),
-        wpb::invoke_response::Outcome::Ack(wpb::Ack { error: Some(e) }) => {
-            Err(Status::unknown(format!("plugin {plugin}: {e}")))
-        }
+        wpb::invoke_response::Outcome::Ack(wpb::Ack { error: Some(e) }) => Err(reasons::status(
+            tonic::Code::Unknown,
+            format!("plugin {plugin}: {e}"),
+            Reason::PluginError,
+            Some(plugin),
+            None,
+        )),
         _ => Err(unexpected(plugin)),
     }
 }

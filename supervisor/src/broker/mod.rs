@@ -144,7 +144,13 @@ impl Broker {
 
     fn deny(&self, capability: &str, target: &str, reason: &str) -> Status {
         self.record(capability, target, "deny", reason);
-        Status::permission_denied(format!("{reason} (plugin {})", self.ns.plugin))
+        crate::reasons::status(
+            tonic::Code::PermissionDenied,
+            format!("{reason} (plugin {})", self.ns.plugin),
+            crate::reasons::Reason::CapabilityDenied,
+            Some(&self.ns.plugin),
+            Some(capability),
+        )
     }
 
     /// Applies the trust mode to a grant's refusal: enforced denies, warn allows

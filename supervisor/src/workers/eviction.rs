@@ -14,6 +14,7 @@ use tonic::Code;
 use super::bounds::{self, Candidate, Full, Ticket};
 use super::slot::{Slot, Worker, WorkerKey};
 use super::{CallError, EXIT_REPORT_WAIT, Workers};
+use crate::reasons::Reason;
 
 /// Times a start may find its room taken again before it gives up.
 const ADMIT_TRIES: usize = 8;
@@ -54,7 +55,8 @@ impl Workers {
                         "plugin {}: no worker can be started: {why}, all busy; retry when a call ends",
                         key.plugin
                     ),
-                ));
+                )
+                .because(Reason::WorkersBusy, &key.plugin));
             };
             // Its place is given back once its process has exited.
             let _ = stopped.exit_reason(EXIT_REPORT_WAIT).await;
@@ -65,7 +67,8 @@ impl Workers {
                 "plugin {}: no worker can be started: room made for it was taken by other starts",
                 key.plugin
             ),
-        ))
+        )
+        .because(Reason::WorkersBusy, &key.plugin))
     }
 
     /// Stops the least recently used idle worker in `full`'s scope (another

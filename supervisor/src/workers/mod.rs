@@ -29,6 +29,7 @@ use tonic::{Code, Status};
 use crate::broker::Authority;
 use crate::config::Config;
 use crate::plugins::registry::Plugin;
+use crate::reasons::{self, Reason};
 use cache::ArtifactCache;
 use restart::Decision;
 use slot::{Slot, Worker};
@@ -46,6 +47,10 @@ const EXIT_REPORT_WAIT: Duration = Duration::from_secs(2);
 pub struct CallError {
     pub code: Code,
     pub message: String,
+    /// What a client branches on (sent as `google.rpc.ErrorInfo`).
+    pub reason: Option<Reason>,
+    /// The plugin the failure concerns, sent beside the reason.
+    pub plugin: Option<String>,
 }
 
 impl CallError {
@@ -53,13 +58,25 @@ impl CallError {
         Self {
             code,
             message: message.into(),
+            reason: None,
+            plugin: None,
         }
+    }
+
+    /// The same error, with the reason a client branches on.
+    pub(crate) fn because(mut self, reason: Reason, plugin: &str) -> Self {
+        self.reason = Some(reason);
+        self.plugin = Some(plugin.to_owned());
+        self
     }
 }
 
 impl From<CallError> for Status {
     fn from(e: CallError) -> Self {
-        Status::new(e.code, e.message)
+        match e.reason {
+            Some(r) => reasons::status(e.code, e.message, r, e.plugin.as_deref(), None),
+            None => Status::new(e.code, e.message),
+        }
     }
 }
 
@@ -150,7 +167,8 @@ impl Workers {
             return Err(CallError::new(
                 Code::PermissionDenied,
                 crate::tenants::not_enabled(tenant, &plugin.id),
-            ));
+            )
+            .because(Reason::PluginNotEnabledForTenant, &plugin.id));
         }
         let key = WorkerKey {
             tenant: tenant.to_owned(),
@@ -190,7 +208,8 @@ impl Workers {
                     "plugin {id} did not answer within {} ms; its worker was killed",
                     limit.as_millis()
                 );
-                Err(CallError::new(Code::DeadlineExceeded, msg))
+                Err(CallError::new(Code::DeadlineExceeded, msg)
+                    .because(Reason::DeadlineExceeded, id))
             }
             Ok(Err(status)) => {
                 let reason = match worker.exit_reason(EXIT_REPORT_WAIT).await {
@@ -203,7 +222,8 @@ impl Workers {
                 Err(CallError::new(
                     Code::Unavailable,
                     format!("worker for plugin {id} exited: {reason}"),
-                ))
+                )
+                .because(Reason::WorkerExited, id))
             }
             Ok(Ok(resp)) => {
                 match check_size(id, resp.into_inner(), self.max_response_bytes())?.outcome {
@@ -237,12 +257,14 @@ impl Workers {
             return Err(CallError::new(
                 Code::FailedPrecondition,
                 format!("plugin {} cannot run: {why}", plugin.id),
-            ));
+            )
+            .because(Reason::PluginNotRunnable, &plugin.id));
         };
         if let Some((sha, err)) = slot.load_error().as_ref()
             && *sha == loaded.sha256
         {
-            return Err(CallError::new(Code::FailedPrecondition, err.clone()));
+            return Err(CallError::new(Code::FailedPrecondition, err.clone())
+                .because(Reason::PluginNotRunnable, &plugin.id));
         }
         let mut current = slot.worker.lock().await;
         if let Some(w) = current.as_ref()
@@ -278,7 +300,8 @@ impl Workers {
                     self.config.supervision.period_s,
                     last()
                 ),
-            )),
+            )
+            .because(Reason::PluginQuarantined, plugin)),
             Err(Decision::RestartAt(at)) => {
                 let wait = at.saturating_duration_since(Instant::now());
                 if wait > Duration::from_millis(self.config.limits.deadline_ms) {
@@ -289,7 +312,8 @@ impl Workers {
                             last(),
                             wait.as_millis()
                         ),
-                    ));
+                    )
+                    .because(Reason::PluginRestarting, plugin));
                 }
                 tokio::time::sleep_until(at.into()).await;
                 Ok(())
@@ -356,7 +380,8 @@ fn check_size(
         return Err(CallError::new(
             Code::ResourceExhausted,
             format!("plugin {plugin}: response of {size} bytes exceeds the limit of {limit} bytes"),
-        ));
+        )
+        .because(Reason::ResponseTooLarge, plugin));
     }
     Ok(reply)
 }
@@ -364,15 +389,18 @@ fn check_size(
 /// Maps a worker's failure report to the agent's status code.
 fn failure_to_error(plugin: &str, f: &pb::Failure) -> CallError {
     use pb::FailureKind as K;
-    let code = match K::try_from(f.kind).unwrap_or(K::Unspecified) {
-        K::Deadline => Code::DeadlineExceeded,
-        K::MemoryLimit | K::TableLimit | K::Fuel | K::ResponseTooLarge => Code::ResourceExhausted,
-        K::WrongWorld | K::NotLoaded => Code::FailedPrecondition,
-        K::BadRequest => Code::InvalidArgument,
-        K::Trap | K::Instantiate => Code::Aborted,
-        K::Unspecified => Code::Unknown,
+    let (code, reason) = match K::try_from(f.kind).unwrap_or(K::Unspecified) {
+        K::Deadline => (Code::DeadlineExceeded, Reason::DeadlineExceeded),
+        K::MemoryLimit | K::TableLimit | K::Fuel => {
+            (Code::ResourceExhausted, Reason::LimitExceeded)
+        }
+        K::ResponseTooLarge => (Code::ResourceExhausted, Reason::ResponseTooLarge),
+        K::WrongWorld | K::NotLoaded => (Code::FailedPrecondition, Reason::PluginNotRunnable),
+        K::BadRequest => (Code::InvalidArgument, Reason::PluginError),
+        K::Trap | K::Instantiate => (Code::Aborted, Reason::PluginTrapped),
+        K::Unspecified => (Code::Unknown, Reason::PluginError),
     };
-    CallError::new(code, format!("plugin {plugin}: {}", f.message))
+    CallError::new(code, format!("plugin {plugin}: {}", f.message)).because(reason, plugin)
 }
 
 #[cfg(test)]

@@ -79,7 +79,8 @@ impl Workers {
                 return Err(CallError::new(
                     Code::FailedPrecondition,
                     format!("plugin {plugin}: required sandbox layer missing: {found}"),
-                ));
+                )
+                .because(crate::reasons::Reason::SandboxIncomplete, plugin));
             }
         }
         Ok(())
@@ -283,7 +284,8 @@ impl Workers {
             Code::FailedPrecondition | Code::InvalidArgument => CallError::new(
                 Code::FailedPrecondition,
                 format!("plugin {name} cannot be loaded: {}", s.message()),
-            ),
+            )
+            .because(crate::reasons::Reason::PluginNotRunnable, name),
             _ => {
                 let reason = worker
                     .exit_reason(EXIT_REPORT_WAIT)

@@ -1,0 +1,300 @@
+//! The scanner through a real socket pair, the client's bytes written in
+//! chunks of every size, and the server side decoded as h2 would.
+
+use loona_hpack::{Decoder, Encoder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::*;
+use crate::transport::UnixConn;
+
+const PATH_AUTHORITY: &[u8] = b"%2Ftmp%2Ftarkd%2Ftarkd.sock";
+
+#[test]
+fn which_authorities_are_fixed() {
+    let table: &[(&[u8], bool)] = &[
+        (b"localhost", false),
+        (b"localhost:50051", false),
+        (b"tarkd.example", false),
+        (b"[::1]:443", false),
+        (b"127.0.0.1", false),
+        (b"user@host", false),
+        (b"", true),
+        (b"%2Ftmp%2Fx.sock", true),
+        (b"/var/run/tarkd.sock", true),
+        (b"tmp%2Fx.sock", true),
+        (b"a b", true),
+        (b"host:1:2", true),
+        (b"\xff", true),
+    ];
+    for (authority, fixed) in table {
+        assert_eq!(
+            needs_fix(authority),
+            *fixed,
+            "{:?}",
+            String::from_utf8_lossy(authority)
+        );
+    }
+}
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    f.extend_from_slice(&[kind, flags]);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+fn preface() -> Vec<u8> {
+    let mut p = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // SETTINGS with one setting, then a DATA frame on stream 0's neighbour.
+    p.extend(frame(0x4, 0, 0, &[0, 4, 0, 0, 0xff, 0xff]));
+    p
+}
+
+fn request(authority: &[u8], path: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    vec![
+        (b":method".to_vec(), b"POST".to_vec()),
+        (b":scheme".to_vec(), b"http".to_vec()),
+        (b":path".to_vec(), path.as_bytes().to_vec()),
+        (b":authority".to_vec(), authority.to_vec()),
+        (b"content-type".to_vec(), b"application/grpc".to_vec()),
+        (b"te".to_vec(), b"trailers".to_vec()),
+    ]
+}
+
+fn encode(encoder: &mut Encoder<'static>, headers: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    encoder.encode(headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice())))
+}
+
+/// A decoded header block: names and values.
+type HeaderList = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// A frame as the server reads it.
+#[derive(Debug, PartialEq)]
+struct Frame {
+    kind: u8,
+    flags: u8,
+    stream: u32,
+    payload: Vec<u8>,
+}
+
+fn frames(mut bytes: &[u8]) -> Vec<Frame> {
+    assert!(bytes.starts_with(b"PRI * HTTP/2.0"));
+    bytes = &bytes[PREFACE_LEN..];
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let len = usize::from(bytes[0]) << 16 | usize::from(bytes[1]) << 8 | usize::from(bytes[2]);
+        out.push(Frame {
+            kind: bytes[3],
+            flags: bytes[4],
+            stream: u32::from_be_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]),
+            payload: bytes[FRAME_HEAD..FRAME_HEAD + len].to_vec(),
+        });
+        bytes = &bytes[FRAME_HEAD + len..];
+    }
+    out
+}
+
+/// Decodes the server's view: each header block (HEADERS + CONTINUATIONs),
+/// with one decoder for the connection, as h2 does.
+fn blocks(frames: &[Frame]) -> anyhow::Result<Vec<HeaderList>> {
+    let mut decoder = Decoder::new();
+    let mut out = Vec::new();
+    let mut fragment = Vec::new();
+    for f in frames {
+        match f.kind {
+            HEADERS => {
+                let (body, _) = headers_payload(f.flags, &f.payload)?;
+                fragment = body.to_vec();
+            }
+            CONTINUATION => fragment.extend_from_slice(&f.payload),
+            _ => continue,
+        }
+        assert!(
+            f.payload.len() <= MIN_MAX_FRAME,
+            "frame of {}",
+            f.payload.len()
+        );
+        if f.flags & END_HEADERS != 0 {
+            out.push(
+                decoder
+                    .decode(&fragment)
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `input` into one end of a socket pair in `chunk`-byte writes and
+/// reads everything from the other through a [`UnixConn`].
+fn through(input: &[u8], chunk: usize) -> std::io::Result<Vec<u8>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let (mut client, server) = tokio::net::UnixStream::pair()?;
+        let input = input.to_vec();
+        let writer = tokio::spawn(async move {
+            for piece in input.chunks(chunk) {
+                if client.write_all(piece).await.is_err() {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+        let mut conn = UnixConn::from(server);
+        let mut out = Vec::new();
+        let result = conn.read_to_end(&mut out).await.map(|_| out);
+        // Closing our end lets a writer blocked on a full socket finish.
+        drop(conn);
+        writer.await?;
+        result
+    })
+}
+
+const CHUNKS: [usize; 6] = [1, 2, 7, 9, 100, 1 << 16];
+
+#[test]
+fn valid_authorities_pass_through_byte_for_byte() -> anyhow::Result<()> {
+    let mut encoder = Encoder::new();
+    let mut input = preface();
+    for (stream, path) in [(1, "/a.B/C"), (3, "/a.B/D"), (5, "/a.B/C")] {
+        let block = encode(&mut encoder, &request(b"localhost", path));
+        input.extend(frame(HEADERS, END_HEADERS, stream, &block));
+        input.extend(frame(0x0, END_STREAM, stream, &[0, 0, 0, 0, 3, 1, 2, 3]));
+    }
+    for chunk in CHUNKS {
+        assert_eq!(through(&input, chunk)?, input, "chunk {chunk}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_path_authority_becomes_localhost_and_later_blocks_stay_in_step() -> anyhow::Result<()> {
+    let mut encoder = Encoder::new();
+    let mut input = preface();
+    let mut sent = Vec::new();
+    // A valid block first (forwarded verbatim), then the socket path (its
+    // literal indexed by the client, then referenced), then a header the
+    // client indexed before the switch, referenced after it.
+    let calls: [(&[u8], &str); 4] = [
+        (b"localhost", "/x.Y/First"),
+        (PATH_AUTHORITY, "/x.Y/Second"),
+        (PATH_AUTHORITY, "/x.Y/Second"),
+        (b"localhost", "/x.Y/First"),
+    ];
+    for (i, (authority, path)) in calls.iter().enumerate() {
+        let headers = request(authority, path);
+        let block = encode(&mut encoder, &headers);
+        input.extend(frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            2 * i as u32 + 1,
+            &block,
+        ));
+        sent.push(headers);
+    }
+    for chunk in CHUNKS {
+        let seen = blocks(&frames(&through(&input, chunk)?))?;
+        assert_eq!(seen.len(), sent.len());
+        for (seen, sent) in seen.iter().zip(&sent) {
+            let expected: Vec<_> = sent
+                .iter()
+                .map(|(n, v)| {
+                    let v = if v == PATH_AUTHORITY {
+                        REPLACEMENT.to_vec()
+                    } else {
+                        v.clone()
+                    };
+                    (n.clone(), v)
+                })
+                .collect();
+            assert_eq!(seen, &expected, "chunk {chunk}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn padding_priority_and_end_stream_are_kept_or_dropped_as_h2_expects() -> anyhow::Result<()> {
+    let mut encoder = Encoder::new();
+    let block = encode(&mut encoder, &request(b"/run/tarkd.sock", "/p.Q/R"));
+    let mut payload = vec![3u8];
+    payload.extend_from_slice(&[0x80, 0, 0, 0, 42]);
+    payload.extend_from_slice(&block);
+    payload.extend_from_slice(&[0, 0, 0]);
+    let mut input = preface();
+    input.extend(frame(
+        HEADERS,
+        END_HEADERS | END_STREAM | PADDED | PRIORITY,
+        1,
+        &payload,
+    ));
+    let out = frames(&through(&input, 5)?);
+    let headers = out
+        .iter()
+        .find(|f| f.kind == HEADERS)
+        .ok_or_else(|| anyhow::anyhow!("no HEADERS"))?;
+    assert_eq!(headers.flags, END_HEADERS | END_STREAM | PRIORITY);
+    assert_eq!(&headers.payload[..5], &[0x80, 0, 0, 0, 42]);
+    let seen = blocks(&out)?;
+    assert_eq!(seen[0][3], (b":authority".to_vec(), REPLACEMENT.to_vec()));
+    Ok(())
+}
+
+#[test]
+fn a_large_block_is_split_into_continuations() -> anyhow::Result<()> {
+    let mut encoder = Encoder::new();
+    let mut headers = request(PATH_AUTHORITY, "/big.Call/It");
+    for i in 0..40 {
+        headers.push((format!("x-meta-{i}").into_bytes(), vec![b'v'; 1000]));
+    }
+    let block = encode(&mut encoder, &headers);
+    let (first, rest) = block.split_at(10_000);
+    let mut input = preface();
+    input.extend(frame(HEADERS, 0, 1, first));
+    input.extend(frame(CONTINUATION, END_HEADERS, 1, rest));
+    let out = frames(&through(&input, 4096)?);
+    let kinds: Vec<u8> = out.iter().map(|f| f.kind).collect();
+    assert_eq!(kinds[1..], [HEADERS, CONTINUATION, CONTINUATION]);
+    assert_eq!(blocks(&out)?[0].len(), headers.len());
+    Ok(())
+}
+
+#[test]
+fn what_a_client_can_make_it_hold_is_bounded() {
+    let too_long = frame(HEADERS, END_HEADERS, 1, &vec![0u8; MAX_BLOCK + 1]);
+    // A 4 KiB entry referenced over and over: decodes to far more than it is.
+    let mut bomb = vec![0x40, 1, b'x'];
+    bomb.extend(loona_hpack::encoder::encode_integer(4000, 7));
+    bomb.extend_from_slice(&[b'y'; 4000]);
+    bomb.extend(std::iter::repeat_n(0x80 | 62, 16_000));
+    let misplaced = frame(CONTINUATION, END_HEADERS, 1, &[0x82]);
+    let mut interleaved = frame(HEADERS, 0, 1, &[0x82]);
+    interleaved.extend(frame(0x0, 0, 1, &[]));
+    let garbage = frame(
+        HEADERS,
+        END_HEADERS,
+        1,
+        &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+    );
+    let table: [(&str, Vec<u8>); 5] = [
+        ("header frame over the limit", too_long),
+        (
+            "decoded size over the limit",
+            frame(HEADERS, END_HEADERS, 1, &bomb),
+        ),
+        ("CONTINUATION with no HEADERS", misplaced),
+        ("DATA inside a header block", interleaved),
+        ("HPACK that does not decode", garbage),
+    ];
+    for (what, bytes) in table {
+        let mut input = preface();
+        input.extend(bytes);
+        let Err(err) = through(&input, 1 << 16) else {
+            panic!("{what}: accepted");
+        };
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{what}: {err}");
+    }
+}
