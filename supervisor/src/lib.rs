@@ -24,6 +24,7 @@ pub mod oauth;
 pub mod plugins;
 pub mod reasons;
 pub mod server;
+pub mod systemd;
 pub mod tenants;
 pub mod transport;
 pub mod workers;

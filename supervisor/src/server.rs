@@ -318,8 +318,27 @@ pub async fn serve(
             .await;
     }
     let (fired, mut draining) = tokio::sync::watch::channel(false);
+    crate::systemd::ready(&format!(
+        "serving {} plugins on {}",
+        daemon.registry().plugins.len(),
+        socket.display()
+    ));
+    if let Some(every) = crate::systemd::watchdog_every() {
+        tracing::info!(?every, "systemd watchdog: pinging while tarkd answers");
+        tokio::spawn(crate::systemd::watchdog(Arc::clone(&daemon), every));
+        #[cfg(feature = "test-hooks")]
+        if std::env::var_os("TARKD_TEST_WEDGE_WORKERS").is_some() {
+            let wedged = Arc::clone(&daemon);
+            std::thread::spawn(move || {
+                std::thread::sleep(every * 3);
+                tracing::warn!("test hook: wedging the worker manager");
+                wedged.workers.wedge();
+            });
+        }
+    }
     let shutdown = async move {
         shutdown.await;
+        crate::systemd::stopping();
         let _ = fired.send(true);
         for name in std::iter::once("").chain(AGENT_SERVICES) {
             health

@@ -129,6 +129,23 @@ impl Workers {
         (slot, in_use)
     }
 
+    /// Live workers, counted under the manager's lock: that it returns at
+    /// all is what the systemd watchdog checks.
+    pub fn answers(&self) -> usize {
+        let _slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        self.live.count("").0
+    }
+
+    /// Test hook (feature `test-hooks`): holds the manager's lock forever,
+    /// as a deadlocked tarkd would.
+    #[cfg(feature = "test-hooks")]
+    pub fn wedge(&self) {
+        let _held = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            std::thread::park();
+        }
+    }
+
     /// Whether any tenant's worker of this plugin is quarantined.
     pub fn quarantined(&self, plugin: &str) -> bool {
         let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());

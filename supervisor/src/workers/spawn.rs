@@ -135,6 +135,17 @@ fn spawn(
     // async-signal-safe system calls on values copied into it.
     unsafe {
         cmd.pre_exec(move || {
+            // The worker's own uid first: the namespaces below are then
+            // created by an unprivileged user, inside a user namespace, so
+            // tarkd needs no CAP_SYS_ADMIN for them (packaging/tarkd.service
+            // leaves it out of the bounding set).
+            if let Some((uid, gid)) = confinement.ids
+                && (libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setresgid(gid, gid, gid) != 0
+                    || libc::setresuid(uid, uid, uid) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
             if confinement.namespaces {
                 // The worker forks into the PID namespace itself (tark-worker's
                 // pidns module): unshare gives one only to a process's children.
@@ -143,21 +154,15 @@ fn spawn(
                     | libc::CLONE_NEWIPC
                     | libc::CLONE_NEWUTS
                     | libc::CLONE_NEWPID;
-                // Root can unshare directly; anyone else needs a user namespace
-                // (the child is single-threaded here, as that requires). Failure
-                // is not fatal: tarkd reports what took.
+                // Root (with no per-worker uid) can unshare directly; anyone
+                // else needs a user namespace (the child is single-threaded
+                // here, as that requires). Failure is not fatal: tarkd reports
+                // what took.
                 if libc::geteuid() == 0 {
                     libc::unshare(shared);
                 } else if libc::unshare(libc::CLONE_NEWUSER | shared) != 0 {
                     libc::unshare(libc::CLONE_NEWUSER);
                 }
-            }
-            if let Some((uid, gid)) = confinement.ids
-                && (libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setresgid(gid, gid, gid) != 0
-                    || libc::setresuid(uid, uid, uid) != 0)
-            {
-                return Err(std::io::Error::last_os_error());
             }
             // After the credential change, which clears the death signal.
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
