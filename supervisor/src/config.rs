@@ -64,6 +64,10 @@ pub struct Config {
     pub secrets_dir: Option<PathBuf>,
     /// The API socket's access.
     pub api: ApiConfig,
+    /// Where Prometheus scrapes tarkd's metrics.
+    pub metrics: MetricsConfig,
+    /// The audit file's size cap and rotation.
+    pub audit: crate::broker::audit::AuditConfig,
     /// How many workers may live, and how long an idle one lives.
     pub workers: crate::workers::bounds::WorkersConfig,
     /// Who may call tarkd, as what, for which tenants (root and tarkd's own
@@ -71,6 +75,14 @@ pub struct Config {
     pub principals: Vec<crate::access::PrincipalConfig>,
     /// Per-tenant plugins, worker cap and storage quotas.
     pub tenants: crate::tenants::Tenants,
+}
+
+/// The metrics endpoint (off unless `listen` is set).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `host:port` (an IP address; keep it on loopback) or `unix:/path`.
+    pub listen: Option<String>,
 }
 
 /// The agent API socket's file access (who may connect at all; what a
@@ -184,6 +196,8 @@ impl Default for Config {
             channels: crate::api::channels::ChannelsConfig::default(),
             secrets_dir: None,
             api: ApiConfig::default(),
+            metrics: MetricsConfig::default(),
+            audit: crate::broker::audit::AuditConfig::default(),
             workers: crate::workers::bounds::WorkersConfig::default(),
             principals: Vec::new(),
             tenants: crate::tenants::Tenants::new(),
@@ -244,6 +258,15 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        if let Some(listen) = &self.metrics.listen {
+            crate::metrics::listener::parse(listen)?;
+        }
+        if self.audit.max_file_mib == 0 {
+            return Err("audit.max_file_mib must be positive".into());
+        }
+        if self.api.max_message_bytes == 0 {
+            return Err("api.max_message_bytes must be positive".into());
+        }
         let l = &self.limits;
         if l.deadline_ms == 0 || l.memory_mib == 0 || l.max_response_kib == 0 {
             return Err(

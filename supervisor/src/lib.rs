@@ -20,6 +20,7 @@ pub mod broker;
 pub mod config;
 pub mod daemon;
 pub mod durable;
+pub mod metrics;
 pub mod oauth;
 pub mod plugins;
 pub mod reasons;

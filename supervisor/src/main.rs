@@ -26,19 +26,32 @@ struct Args {
     /// Overrides the config's plugins_dir.
     #[arg(long)]
     plugins_dir: Option<PathBuf>,
+    /// Log lines as text (default) or as one JSON object each, for journald
+    /// and log collectors.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 const SYSTEM_CONFIG: &str = "/etc/tarkd/tarkd.toml";
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
+    let args = Args::parse();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TARKD_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .init();
-    let args = Args::parse();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     // Each live worker holds a few descriptors in tarkd (its two channels and
     // its process): take the hard limit, not the default soft 1024.
     match rlimit::increase_nofile_limit(u64::MAX) {

@@ -50,6 +50,8 @@ pub enum StartError {
     Version(#[from] semver::Error),
     #[error(transparent)]
     Approval(#[from] crate::plugins::approvals::ApprovalError),
+    #[error("metrics.listen: {0}")]
+    Metrics(String),
     #[error("api.tcp {addr}: {source}")]
     Tcp {
         addr: String,
@@ -71,6 +73,8 @@ pub struct Started {
     pub listener: UnixListener,
     /// The TCP listener with mutual TLS, when `api.tcp` is set.
     pub tcp: Option<(tokio::net::TcpListener, ServerTlsConfig)>,
+    /// The metrics scrape listener, when `metrics.listen` is set.
+    pub metrics: Option<crate::metrics::listener::Listener>,
 }
 
 /// Prepares everything tarkd needs and binds the socket. With `dev`, the bundled
@@ -127,6 +131,7 @@ pub async fn start(config: Config, dev: bool) -> Result<Started, StartError> {
         storage,
         audit: Arc::new(crate::broker::audit::AuditLog::open(
             &config.state_dir.join("audit.log"),
+            config.audit,
         )),
         grants: Arc::default(),
         outbound: Outbound::new(config.http.clone()),
@@ -140,10 +145,22 @@ pub async fn start(config: Config, dev: bool) -> Result<Started, StartError> {
         Some(addr) => Some(bind_tls(addr, &daemon.config.api).await?),
         None => None,
     };
+    let metrics = match &daemon.config.metrics.listen {
+        Some(listen) => {
+            let address = crate::metrics::listener::parse(listen).map_err(StartError::Metrics)?;
+            let bound = crate::metrics::listener::bind(&address)
+                .await
+                .map_err(|e| StartError::Metrics(format!("{listen}: {e}")))?;
+            tracing::info!(%listen, "metrics served");
+            Some(bound)
+        }
+        None => None,
+    };
     Ok(Started {
         daemon,
         listener,
         tcp,
+        metrics,
     })
 }
 
@@ -252,8 +269,26 @@ pub async fn serve(
         daemon,
         listener,
         tcp,
+        metrics,
     } = started;
     let api = Api(Arc::clone(&daemon));
+    // SIGHUP (ExecReload, logrotate): the audit file is opened again.
+    if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        let reopening = Arc::clone(&daemon);
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reopening the audit log");
+                reopening.workers.authority.audit.reopen();
+            }
+        });
+    }
+    if let Some(metrics) = metrics {
+        let scraped = api.clone();
+        tokio::spawn(crate::metrics::listener::serve(
+            metrics,
+            Arc::new(move || scraped.metrics_text()),
+        ));
+    }
     let resuming = api.clone();
     tokio::spawn(async move { resuming.resume_channels().await });
     if let Some(timeout) = daemon.config.workers.idle_timeout() {

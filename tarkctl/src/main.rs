@@ -115,6 +115,9 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
+    /// tarkd's Prometheus metrics, as a scrape of `[metrics] listen` would see
+    /// them (admins only).
+    Metrics,
 }
 
 #[derive(Subcommand, Debug)]
@@ -261,6 +264,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print_json(&render::audit_json(&r));
             } else {
                 render::print_audit(&r);
+            }
+        }
+        Command::Metrics => {
+            let mut c = pb::system_client::SystemClient::new(channel);
+            let r = c
+                .metrics(request(pb::MetricsRequest {}, t)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if cli.json {
+                print_json(&serde_json::json!({ "text": r.text }));
+            } else {
+                print!("{}", r.text);
             }
         }
         Command::Plugin(PluginCommand::Add { source, yes, grant }) => {

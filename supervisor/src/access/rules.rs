@@ -47,6 +47,7 @@ pub const RULES: &[Rule] = &[
     ("Channels", "SubscribeChannel", Role::Agent),
     ("System", "Status", Role::Operator),
     ("System", "Audit", Role::Operator),
+    ("System", "Metrics", Role::Admin),
 ];
 
 /// The standard gRPC services tarkd serves beside its own, by full name:
@@ -72,9 +73,16 @@ const PACKAGE: &str = "tark.plugin.v1";
 
 /// The least role for a request path; admin for anything in neither table.
 pub fn needed(path: &str) -> Role {
-    let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.split_once('/')) else {
-        return Role::Admin;
-    };
+    rule(path).unwrap_or(Role::Admin)
+}
+
+/// Whether a path is an RPC tarkd serves (metrics label only these).
+pub fn known(path: &str) -> bool {
+    rule(path).is_some()
+}
+
+fn rule(path: &str) -> Option<Role> {
+    let (service, method) = path.strip_prefix('/').and_then(|p| p.split_once('/'))?;
     let ours = service
         .strip_prefix(PACKAGE)
         .and_then(|s| s.strip_prefix('.'))
@@ -84,7 +92,7 @@ pub fn needed(path: &str) -> Role {
             .iter()
             .find(|(rs, rm, _)| *rs == service && *rm == method)
     };
-    ours.or_else(standard).map_or(Role::Admin, |r| r.2)
+    ours.or_else(standard).map(|r| r.2)
 }
 
 /// Why a request was refused.

@@ -8,7 +8,8 @@
 //! - A message over `api.max_message_bytes` is `RESOURCE_EXHAUSTED` (the code
 //!   grpc-core and grpc-go use), not tonic's `OUT_OF_RANGE`.
 //!
-//! Both carry an ErrorInfo ([`crate::reasons`]).
+//! Both carry an ErrorInfo ([`crate::reasons`]). Every call is counted here
+//! too, by RPC and code, with its latency ([`crate::metrics`]).
 
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -17,6 +18,7 @@ use futures_util::future::BoxFuture;
 use tonic::{Code, Status};
 
 use super::deadline;
+use crate::metrics::METRICS;
 use crate::reasons::{self, Reason};
 
 /// The layer, over every service of the server.
@@ -97,15 +99,29 @@ where
         // Armed now, before tonic's own timer (see the module doc).
         let timer = timeout.map(|t| (t, tokio::time::sleep(t)));
         let call = self.inner.call(req);
+        let started = std::time::Instant::now();
         Box::pin(async move {
-            let Some((after, timer)) = timer else {
-                return call.await.map(standard_code);
+            let answer = match timer {
+                None => call.await.map(standard_code),
+                Some((after, timer)) => tokio::select! {
+                    biased;
+                    r = call => r.map(standard_code),
+                    () = timer => Ok(deadline_exceeded(&path, after).into_http()),
+                },
             };
-            tokio::select! {
-                biased;
-                r = call => r.map(standard_code),
-                () = timer => Ok(deadline_exceeded(&path, after).into_http()),
+            if let Ok(response) = &answer {
+                // The code when the headers carry it (a refusal, a unary
+                // error); a stream that started is counted as OK.
+                let code =
+                    Status::from_header_map(response.headers()).map_or(Code::Ok, |s| s.code());
+                let rpc = if crate::access::rules::known(&path) {
+                    path.as_str()
+                } else {
+                    "other"
+                };
+                METRICS.api_call(rpc, code, started.elapsed());
             }
+            answer
         })
     }
 }

@@ -5,8 +5,33 @@ use tonic::{Request, Response, Status};
 
 use super::Api;
 
+impl Api {
+    /// The metrics text, with the gauges read now.
+    pub fn metrics_text(&self) -> String {
+        let m = &crate::metrics::METRICS;
+        m.live_workers
+            .set(i64::try_from(self.0.workers.answers()).unwrap_or(i64::MAX));
+        match self.0.workers.authority.storage.total_bytes() {
+            Ok(b) => {
+                m.storage_bytes.set(i64::try_from(b).unwrap_or(i64::MAX));
+            }
+            Err(e) => tracing::warn!("metrics: reading storage usage: {e}"),
+        }
+        crate::metrics::render()
+    }
+}
+
 #[tonic::async_trait]
 impl pb::system_server::System for Api {
+    async fn metrics(
+        &self,
+        _req: Request<pb::MetricsRequest>,
+    ) -> Result<Response<pb::MetricsResponse>, Status> {
+        Ok(Response::new(pb::MetricsResponse {
+            text: self.metrics_text(),
+        }))
+    }
+
     async fn audit(
         &self,
         req: Request<pb::AuditRequest>,

@@ -1,10 +1,14 @@
 //! The audit log: every decision to refuse a plugin something, as one JSON line
 //! in `state_dir/audit.log` (mode 0600), the most recent kept in memory for
 //! `tarkctl audit`, and counted per plugin and capability.
+//!
+//! The file never grows without bound: past `[audit] max_file_mib` it is
+//! rotated (`audit.log.1` … `audit.log.<keep_files>`, the oldest dropped), and
+//! SIGHUP reopens it for an external logrotate (`packaging/tarkd.logrotate`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -26,9 +30,34 @@ pub struct Entry {
     pub reason: String,
 }
 
+/// How big the audit file may grow, and how many rotated files are kept.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    pub max_file_mib: u64,
+    pub keep_files: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            max_file_mib: 64,
+            keep_files: 4,
+        }
+    }
+}
+
+/// The open audit file and what has been written to it.
+struct Sink {
+    file: Option<std::fs::File>,
+    written: u64,
+}
+
 /// Where audited decisions go.
 pub struct AuditLog {
-    file: Mutex<Option<std::fs::File>>,
+    path: PathBuf,
+    limits: AuditConfig,
+    file: Mutex<Sink>,
     recent: Mutex<VecDeque<Entry>>,
     /// Per (tenant, plugin, capability), so a caller sees only its tenants'.
     counts: Mutex<BTreeMap<(String, String, String), u64>>,
@@ -37,28 +66,63 @@ pub struct AuditLog {
 impl AuditLog {
     /// Appends to `path` (created 0600). The log is kept even if the file cannot
     /// be opened: the decision itself never depends on auditing succeeding.
-    pub fn open(path: &Path) -> Self {
+    pub fn open(path: &Path, limits: AuditConfig) -> Self {
+        Self {
+            path: path.to_owned(),
+            limits,
+            file: Mutex::new(Self::sink(path)),
+            recent: Mutex::default(),
+            counts: Mutex::default(),
+        }
+    }
+
+    fn sink(path: &Path) -> Sink {
         use std::os::unix::fs::OpenOptionsExt;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .mode(0o600)
             .open(path);
-        let file = match file {
-            Ok(f) => Some(f),
+        match file {
+            Ok(f) => Sink {
+                written: f.metadata().map_or(0, |m| m.len()),
+                file: Some(f),
+            },
             Err(e) => {
                 tracing::error!(
                     "audit log {}: {e}; denials are only kept in memory",
                     path.display()
                 );
-                None
+                Sink {
+                    file: None,
+                    written: 0,
+                }
             }
-        };
-        Self {
-            file: Mutex::new(file),
-            recent: Mutex::default(),
-            counts: Mutex::default(),
         }
+    }
+
+    /// Opens the file at its path again (after logrotate moved it: SIGHUP).
+    pub fn reopen(&self) {
+        *self.file.lock().unwrap_or_else(|p| p.into_inner()) = Self::sink(&self.path);
+        tracing::info!(path = %self.path.display(), "audit log reopened");
+    }
+
+    /// `audit.log` → `audit.log.1` → … → `audit.log.<keep_files>` (dropped
+    /// past it), then a fresh `audit.log`.
+    fn rotate(&self, sink: &mut Sink) {
+        sink.file = None;
+        let numbered = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
+        let keep = self.limits.keep_files;
+        if keep == 0 {
+            let _ = std::fs::remove_file(&self.path);
+        } else {
+            let _ = std::fs::remove_file(numbered(keep));
+            for n in (1..keep).rev() {
+                let _ = std::fs::rename(numbered(n), numbered(n + 1));
+            }
+            let _ = std::fs::rename(&self.path, numbered(1));
+        }
+        *sink = Self::sink(&self.path);
     }
 
     /// Records a decision.
@@ -71,6 +135,9 @@ impl AuditLog {
         decision: &str,
         reason: &str,
     ) {
+        if decision == "deny" {
+            crate::metrics::Metrics::capability_event(&crate::metrics::METRICS.denials, capability);
+        }
         let time_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -84,11 +151,18 @@ impl AuditLog {
             decision: decision.to_owned(),
             reason: reason.to_owned(),
         };
-        if let Some(file) = self.file.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
-            && let Ok(line) = serde_json::to_string(&entry)
-            && let Err(e) = writeln!(file, "{line}")
-        {
-            tracing::error!("writing the audit log: {e}");
+        if let Ok(line) = serde_json::to_string(&entry) {
+            let mut sink = self.file.lock().unwrap_or_else(|p| p.into_inner());
+            let len = line.len() as u64 + 1;
+            if sink.written > 0 && sink.written + len > self.limits.max_file_mib << 20 {
+                self.rotate(&mut sink);
+            }
+            if let Some(file) = sink.file.as_mut() {
+                match writeln!(file, "{line}") {
+                    Ok(()) => sink.written += len,
+                    Err(e) => tracing::error!("writing the audit log: {e}"),
+                }
+            }
         }
         *self
             .counts
@@ -130,7 +204,7 @@ mod tests {
     fn records_lines_counts_and_recent_entries() -> std::io::Result<()> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("audit.log");
-        let log = AuditLog::open(&path);
+        let log = AuditLog::open(&path, AuditConfig::default());
         log.record("t", "a", "env", "HOME", "deny", "not declared");
         log.record("t", "b", "env", "PATH", "deny", "not declared");
         log.record(
@@ -168,6 +242,36 @@ mod tests {
         let key = |p: &str, c: &str| ("t".to_owned(), p.to_owned(), c.to_owned());
         assert_eq!(counts.get(&key("a", "env")), Some(&1));
         assert_eq!(counts.get(&key("b", "env")), Some(&1));
+        Ok(())
+    }
+
+    #[test]
+    fn the_file_rotates_past_its_cap_and_keeps_only_keep_files() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("audit.log");
+        let limits = AuditConfig {
+            max_file_mib: 1,
+            keep_files: 2,
+        };
+        let log = AuditLog::open(&path, limits);
+        // ~1.2 KiB per line: 4,000 lines are ~4.6 MiB, so several rotations.
+        let reason = "r".repeat(1000);
+        for i in 0..4000 {
+            log.record("t", "p", "http", &format!("h{i}"), "deny", &reason);
+        }
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len());
+        assert!(size(&path)? <= 1 << 20);
+        assert!(size(&dir.path().join("audit.log.1"))? <= 1 << 20);
+        assert!(size(&dir.path().join("audit.log.2"))? <= 1 << 20);
+        assert!(!dir.path().join("audit.log.3").exists());
+        // The newest line is in the live file; nothing was lost from it.
+        let text = std::fs::read_to_string(&path)?;
+        assert!(text.lines().last().is_some_and(|l| l.contains("\"h3999\"")));
+        // Reopen after an external move (logrotate): a fresh file.
+        std::fs::rename(&path, dir.path().join("moved"))?;
+        log.reopen();
+        log.record("t", "p", "env", "HOME", "deny", "x");
+        assert_eq!(std::fs::read_to_string(&path)?.lines().count(), 1);
         Ok(())
     }
 }

@@ -233,6 +233,18 @@ impl Storage {
         Ok(())
     }
 
+    /// Bytes of keys and values stored, all tenants and plugins (a metric).
+    pub fn total_bytes(&self) -> Result<u64, StorageError> {
+        let txn = self.db.begin_read()?;
+        let usage = txn.open_table(USAGE)?;
+        let mut total = 0u64;
+        for entry in usage.iter()? {
+            let (_, used) = entry?;
+            total = total.saturating_add(used.value().1);
+        }
+        Ok(total)
+    }
+
     pub fn list_keys(&self, ns: &Namespace) -> Result<Vec<String>, StorageError> {
         let prefix = ns.prefix();
         let txn = self.db.begin_read()?;

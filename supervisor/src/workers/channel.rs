@@ -7,6 +7,7 @@ use tokio::net::UnixStream;
 use tonic::transport::Channel;
 
 use crate::broker::Broker;
+use crate::metrics::{METRICS, Metrics};
 
 pub use tark_proto::channel::adopt;
 
@@ -21,7 +22,14 @@ pub async fn worker_client(
 
 /// Serves one worker's broker calls until `gone` resolves (the worker exited).
 pub async fn serve_broker(broker: Broker, stream: UnixStream, gone: impl Future<Output = ()>) {
+    // Each host call counted by method (tarkd_broker_calls_total).
+    let count = tower::util::MapRequestLayer::new(|req: http::Request<tonic::body::Body>| {
+        let method = req.uri().path().rsplit('/').next().unwrap_or_default();
+        Metrics::capability_event(&METRICS.broker_calls, method);
+        req
+    });
     let served = tonic::transport::Server::builder()
+        .layer(count)
         .add_service(BrokerServer::new(broker).max_decoding_message_size(MAX_MESSAGE_BYTES))
         .serve_with_incoming_shutdown(one_connection(stream), gone)
         .await;

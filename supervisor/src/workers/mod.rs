@@ -28,6 +28,7 @@ use tonic::{Code, Status};
 
 use crate::broker::Authority;
 use crate::config::Config;
+use crate::metrics::{METRICS, Metrics};
 use crate::plugins::registry::Plugin;
 use crate::reasons::{self, Reason};
 use cache::ArtifactCache;
@@ -194,6 +195,7 @@ impl Workers {
         let (slot, _in_use) = self.slot_in_use(&key);
         let worker = self.ensure_worker(&key, &slot, plugin).await?;
         slot.stats().calls += 1;
+        let started = Instant::now();
 
         let deadline_ms = plugin
             .runnable()
@@ -229,6 +231,7 @@ impl Workers {
                     .because(Reason::DeadlineExceeded, id))
             }
             Ok(Err(status)) => {
+                Metrics::plugin_event(&METRICS.worker_crashes, id);
                 let reason = match worker.exit_reason(EXIT_REPORT_WAIT).await {
                     Some(r) => r,
                     None => {
@@ -259,6 +262,8 @@ impl Workers {
         if let Err(e) = &outcome {
             slot.stats().last_error = e.message.clone();
         }
+        let code = outcome.as_ref().map_or_else(|e| e.code, |_| Code::Ok);
+        METRICS.plugin_call(id, code, started.elapsed());
         outcome
     }
 
@@ -309,7 +314,9 @@ impl Workers {
         let last = || slot.stats().last_error.clone();
         match decision {
             Ok(()) => Ok(()),
-            Err(Decision::Quarantine) => Err(CallError::new(
+            Err(Decision::Quarantine) => Err({
+                Metrics::plugin_event(&METRICS.quarantines, plugin);
+                CallError::new(
                 Code::Unavailable,
                 format!(
                     "plugin {plugin} is quarantined after {} crashes within {} s (last: {}); run `tarkctl restart {plugin}` once it is fixed",
@@ -318,7 +325,8 @@ impl Workers {
                     last()
                 ),
             )
-            .because(Reason::PluginQuarantined, plugin)),
+            .because(Reason::PluginQuarantined, plugin)
+            }),
             Err(Decision::RestartAt(at)) => {
                 let wait = at.saturating_duration_since(Instant::now());
                 if wait > Duration::from_millis(self.config.limits.deadline_ms) {

@@ -206,6 +206,7 @@ impl Workers {
                 let pid = shown_pid.load(Ordering::SeqCst);
                 let mut stats = slot.stats();
                 stats.starts += 1;
+                crate::metrics::Metrics::plugin_event(&crate::metrics::METRICS.worker_starts, id);
                 stats.pid = Some(pid);
                 stats.sandbox = layers;
                 stats.contract = contract;

@@ -80,7 +80,7 @@ fn main() -> anyhow::Result<()> {
             subscribe_channel => "SubscribeChannel",
         ]);
         let system = pb::system_client::SystemClient::new(ch);
-        each!(out, tenant, system, "System", [status => "Status", audit => "Audit"]);
+        each!(out, tenant, system, "System", [status => "Status", audit => "Audit", metrics => "Metrics"]);
         for line in out {
             println!("{line}");
         }
