@@ -30,6 +30,32 @@ struct Args {
     /// and log collectors.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Checks the config (and that tark-worker is where it says) and exits:
+    /// 0 if tarkd would start with it, 1 with the reason otherwise.
+    #[arg(long)]
+    check_config: bool,
+    /// Packaging: writes tarkd's man page and shell completions into DIR.
+    #[arg(long, hide = true, value_name = "DIR")]
+    generate_assets: Option<PathBuf>,
+}
+
+/// The man page (section 8) and bash, zsh and fish completions, for the package.
+fn generate_assets(dir: &std::path::Path) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir)?;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Args::command().name("tarkd"))
+        .section("8")
+        .render(&mut page)?;
+    std::fs::write(dir.join("tarkd.8"), page)?;
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        clap_complete::generate_to(shell, &mut Args::command(), "tarkd", dir)?;
+    }
+    Ok(())
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +68,9 @@ const SYSTEM_CONFIG: &str = "/etc/tarkd/tarkd.toml";
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(dir) = &args.generate_assets {
+        return generate_assets(dir).with_context(|| format!("writing to {}", dir.display()));
+    }
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TARKD_LOG")
@@ -77,6 +106,22 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(d) = args.plugins_dir {
         config.plugins_dir = d;
+    }
+    if args.check_config {
+        let worker = tarkd::server::worker_path(&config)?;
+        anyhow::ensure!(
+            worker.is_file(),
+            "tark-worker not found at {} (set worker_path)",
+            worker.display()
+        );
+        println!(
+            "config ok: socket {}, state {}, plugins {}, worker {}",
+            config.socket.display(),
+            config.state_dir.display(),
+            config.plugins_dir.display(),
+            worker.display()
+        );
+        return Ok(());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -92,12 +92,7 @@ pub async fn start(config: Config, dev: bool) -> Result<Started, StartError> {
     } else {
         Vec::new()
     };
-    let worker_path = match &config.worker_path {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()
-            .map_err(io("locating", Path::new("tarkd")))?
-            .with_file_name("tark-worker"),
-    };
+    let worker_path = worker_path(&config).map_err(io("locating", Path::new("tarkd")))?;
     if !worker_path.is_file() {
         return Err(StartError::NoWorker(worker_path));
     }
@@ -161,6 +156,25 @@ pub async fn start(config: Config, dev: bool) -> Result<Started, StartError> {
         listener,
         tcp,
         metrics,
+    })
+}
+
+/// The tark-worker executable: `worker_path`, else beside tarkd (a build
+/// tree), else `../libexec/tarkd/tark-worker` from tarkd (the package's
+/// /usr/libexec/tarkd).
+pub fn worker_path(config: &Config) -> std::io::Result<PathBuf> {
+    if let Some(p) = &config.worker_path {
+        return Ok(p.clone());
+    }
+    let exe = std::env::current_exe()?;
+    let beside = exe.with_file_name("tark-worker");
+    let libexec = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|prefix| prefix.join("libexec/tarkd/tark-worker"));
+    Ok(match libexec {
+        Some(l) if !beside.is_file() && l.is_file() => l,
+        _ => beside,
     })
 }
 

@@ -118,6 +118,9 @@ enum Command {
     /// tarkd's Prometheus metrics, as a scrape of `[metrics] listen` would see
     /// them (admins only).
     Metrics,
+    /// Packaging: writes tarkctl's man page and shell completions into DIR.
+    #[command(hide = true)]
+    GenerateAssets { dir: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -188,6 +191,23 @@ async fn connect(path: PathBuf) -> anyhow::Result<Channel> {
         .with_context(|| format!("cannot reach tarkd at {shown} (is it running? try --socket)"))
 }
 
+/// The man page (section 1) and bash, zsh and fish completions, for the package.
+fn generate_assets(dir: &std::path::Path) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir)?;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+    std::fs::write(dir.join("tarkctl.1"), page)?;
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        clap_complete::generate_to(shell, &mut Cli::command(), "tarkctl", dir)?;
+    }
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     // Piped into `head`, tarkctl ends quietly as other Unix tools do, instead
     // of panicking on a closed stdout (Rust ignores SIGPIPE by default).
@@ -199,6 +219,15 @@ fn main() -> std::process::ExitCode {
         )
     };
     let cli = Cli::parse();
+    if let Command::GenerateAssets { dir } = &cli.command {
+        return match generate_assets(dir) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tarkctl: {}: {e}", dir.display());
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -266,6 +295,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 render::print_audit(&r);
             }
         }
+        // Handled before a connection is made (main).
+        Command::GenerateAssets { .. } => {}
         Command::Metrics => {
             let mut c = pb::system_client::SystemClient::new(channel);
             let r = c
