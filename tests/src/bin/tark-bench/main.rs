@@ -27,6 +27,7 @@ mod echo;
 mod legacy;
 mod load;
 mod scale;
+mod scan;
 mod worlds;
 
 use std::time::{Duration, Instant};
@@ -348,6 +349,12 @@ async fn bench() -> anyhow::Result<()> {
         "http via plugin+broker / direct at p50: {:.2} (+{:.0} µs: the InvokeTool and the broker hop)",
         broker_p.0 / direct_p.0,
         broker_p.0 - direct_p.0
+    );
+    let (valid_ns, path_ns) = scan::run(100_000)?;
+    println!(
+        "agent API frame scan per call: {valid_ns:.0} ns (valid :authority), {path_ns:.0} ns (socket path, re-encoded); share of InvokeTool CPU/call (1 worker): {:.2} %, {:.2} %",
+        valid_ns / 10.0 / load_1.cpu_us_per_call,
+        path_ns / 10.0 / load_1.cpu_us_per_call
     );
     Ok(())
 }
