@@ -164,6 +164,8 @@ pub struct SandboxConfig {
     /// allowed and logged by the kernel, to find what the policy misses during
     /// development. Never `log` in production.
     pub seccomp: SeccompMode,
+    /// Each worker's own cgroup v2 (`[sandbox.cgroup]`).
+    pub cgroup: crate::workers::cgroup::plan::CgroupConfig,
 }
 
 /// What seccomp does with a forbidden system call.
@@ -230,6 +232,7 @@ impl Default for SandboxConfig {
             worker_id_count: 65_536,
             require: Vec::new(),
             seccomp: SeccompMode::Enforce,
+            cgroup: crate::workers::cgroup::plan::CgroupConfig::default(),
         }
     }
 }
@@ -273,6 +276,20 @@ impl Config {
                 "limits.deadline_ms, memory_mib and max_response_kib must be positive".into(),
             );
         }
+        let cgroup = &self.sandbox.cgroup;
+        cgroup.place()?;
+        if cgroup.memory_mib < l.memory_mib {
+            return Err(format!(
+                "sandbox.cgroup.memory_mib ({}) is below limits.memory_mib ({}): the kernel would kill a worker before wasmtime refused the memory",
+                cgroup.memory_mib, l.memory_mib
+            ));
+        }
+        if cgroup.pids < 2 {
+            return Err(
+                "sandbox.cgroup.pids must be at least 2 (the worker and its PID-namespace reaper)"
+                    .into(),
+            );
+        }
         let known = [
             "rlimits",
             "no_new_privs",
@@ -281,6 +298,7 @@ impl Config {
             "seccomp",
             "namespaces",
             "worker_uid",
+            "cgroup",
         ];
         if let Some(bad) = self
             .sandbox

@@ -133,7 +133,19 @@ pub async fn start(config: Config, dev: bool) -> Result<Started, StartError> {
         home: config.fs_home(),
         config: Arc::clone(&config),
     });
-    let workers = Workers::new(Arc::clone(&config), worker_path, authority, cache, spawner);
+    let cgroups = crate::workers::cgroup::Cgroups::setup(&config.sandbox.cgroup);
+    match &cgroups {
+        Ok(c) => tracing::info!("workers get cgroups under {}", c.root().display()),
+        Err(why) => tracing::warn!("workers get no cgroups: {why}"),
+    }
+    let workers = Workers::new(
+        Arc::clone(&config),
+        worker_path,
+        authority,
+        cache,
+        spawner,
+        cgroups,
+    );
     let daemon = Arc::new(Daemon::new(config, registry, workers, approvals, version));
     daemon.refresh_grants();
     let tcp = match &daemon.config.api.tcp {

@@ -52,6 +52,7 @@ pub struct Tarkd {
     log: Arc<(Mutex<Vec<String>>, Condvar)>,
     config_path: PathBuf,
     env: Vec<(String, String)>,
+    cgroup: Option<PathBuf>,
 }
 
 /// Options for [`Tarkd::start`].
@@ -64,6 +65,9 @@ pub struct Options {
     /// Leave the plugins unapproved (by default each is approved for what its
     /// manifest declares, as an operator provisioning approvals would).
     pub unapproved: bool,
+    /// A cgroup v2 directory tarkd starts in (as systemd starts a unit in its
+    /// own cgroup).
+    pub cgroup: Option<PathBuf>,
 }
 
 impl Tarkd {
@@ -104,6 +108,7 @@ impl Tarkd {
             log: Arc::new((Mutex::new(Vec::new()), Condvar::new())),
             config_path,
             env: opts.env,
+            cgroup: opts.cgroup,
         };
         t.launch()?;
         Ok(t)
@@ -123,7 +128,35 @@ impl Tarkd {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().context("starting tarkd")?;
+        if let Some(cgroup) = &self.cgroup {
+            use std::os::fd::{AsRawFd, OwnedFd};
+            use std::os::unix::process::CommandExt;
+            let procs = OwnedFd::from(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(cgroup.join("cgroup.procs"))?,
+            );
+            let fd = procs.as_raw_fd();
+            // SAFETY: write(2) between fork and exec, on a descriptor this
+            // process holds open until spawn returns.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            let child = cmd.spawn().context("starting tarkd");
+            drop(procs);
+            return self.watch(child?);
+        }
+        let child = cmd.spawn().context("starting tarkd")?;
+        self.watch(child)
+    }
+
+    /// Relays a started tarkd's log and waits until it says it is serving.
+    fn watch(&mut self, mut child: Child) -> anyhow::Result<()> {
         let stderr = child.stderr.take().context("tarkd stderr")?;
         let log = Arc::clone(&self.log);
         std::thread::spawn(move || {

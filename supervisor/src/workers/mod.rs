@@ -4,10 +4,11 @@
 //! [`slot`] holds one tenant × plugin's state, [`start`] brings a worker up,
 //! [`exit`] tells how it ended, [`restart`] decides when it may come back,
 //! [`limits`] what one call of a plugin may use, [`bounds`] how many workers
-//! may live and which gives way.
+//! may live and which gives way, [`cgroup`] the cgroup each one runs in.
 
 pub mod bounds;
 pub mod cache;
+pub mod cgroup;
 pub mod channel;
 mod eviction;
 mod exit;
@@ -94,6 +95,8 @@ pub struct Workers {
     ids: Mutex<HashMap<WorkerKey, u32>>,
     /// Live workers, counted against `[workers]` caps.
     live: bounds::Live,
+    /// Where workers' cgroups are made, or why they get none.
+    cgroups: Result<cgroup::Cgroups, String>,
 }
 
 impl Workers {
@@ -103,6 +106,7 @@ impl Workers {
         authority: Arc<Authority>,
         cache: ArtifactCache,
         spawner: Spawner,
+        cgroups: Result<cgroup::Cgroups, String>,
     ) -> Self {
         Self {
             config,
@@ -113,6 +117,7 @@ impl Workers {
             slots: Mutex::default(),
             ids: Mutex::default(),
             live: bounds::Live::default(),
+            cgroups,
         }
     }
 

@@ -42,6 +42,7 @@ pub struct Confinement {
 struct Request {
     label: String,
     confinement: Confinement,
+    cgroup: Option<OwnedFd>,
     reply: oneshot::Sender<std::io::Result<Spawned>>,
 }
 
@@ -70,7 +71,10 @@ impl Spawner {
                 let _runtime = handle.enter();
                 let program = PathBuf::from(format!("/proc/self/fd/{}", binary.as_raw_fd()));
                 for req in rx {
-                    let _ = req.reply.send(spawn(&program, &req.label, req.confinement));
+                    let cgroup = req.cgroup.as_ref().map(AsRawFd::as_raw_fd);
+                    let _ = req
+                        .reply
+                        .send(spawn(&program, &req.label, req.confinement, cgroup));
                 }
             })?;
         Ok(Self { tx })
@@ -78,12 +82,19 @@ impl Spawner {
 
     /// Starts a worker. `label` (tenant/plugin) becomes its argument, so
     /// operators can tell workers apart in `ps`; the worker trusts nothing in it.
-    pub async fn spawn(&self, label: String, confinement: Confinement) -> std::io::Result<Spawned> {
+    /// `cgroup` is the `cgroup.procs` of the cgroup it joins before anything else.
+    pub async fn spawn(
+        &self,
+        label: String,
+        confinement: Confinement,
+        cgroup: Option<OwnedFd>,
+    ) -> std::io::Result<Spawned> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request {
                 label,
                 confinement,
+                cgroup,
                 reply,
             })
             .map_err(|_| std::io::Error::other("the spawner thread is gone"))?;
@@ -103,6 +114,7 @@ fn spawn(
     program: &std::path::Path,
     label: &str,
     confinement: Confinement,
+    cgroup: Option<RawFd>,
 ) -> std::io::Result<Spawned> {
     let (control, control_child) = socketpair(
         AddressFamily::Unix,
@@ -135,7 +147,13 @@ fn spawn(
     // async-signal-safe system calls on values copied into it.
     unsafe {
         cmd.pre_exec(move || {
-            // The worker's own uid first: the namespaces below are then
+            // Its cgroup before all else ("0" is the writer), while still root.
+            if let Some(procs) = cgroup
+                && libc::write(procs, b"0".as_ptr().cast(), 1) != 1
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The worker's own uid next: the namespaces below are then
             // created by an unprivileged user, inside a user namespace, so
             // tarkd needs no CAP_SYS_ADMIN for them (packaging/tarkd.service
             // leaves it out of the bounding set).
@@ -217,32 +235,6 @@ pub fn namespaces_of(pid: u32) -> Vec<&'static str> {
             matches!((theirs, ours), (Ok(a), Ok(b)) if a != b)
         })
         .collect()
-}
-
-/// Why workers get no cgroup of their own: tarkd needs a cgroup v2 it may write,
-/// with the memory and pids controllers available (systemd `Delegate=yes`).
-pub fn cgroup_delegation() -> String {
-    let cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    let Some(path) = cgroups.lines().find_map(|l| l.strip_prefix("0::")) else {
-        return "tarkd is not in a cgroup v2 hierarchy".to_owned();
-    };
-    let dir = std::path::Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
-    let controllers = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
-    let missing: Vec<&str> = ["memory", "pids"]
-        .into_iter()
-        .filter(|c| !controllers.split_whitespace().any(|x| x == *c))
-        .collect();
-    if !missing.is_empty() {
-        return format!(
-            "no delegated cgroup: {} lacks the {} controller(s)",
-            dir.display(),
-            missing.join(" and ")
-        );
-    }
-    format!(
-        "{} is delegated, but per-worker cgroups are not implemented yet",
-        dir.display()
-    )
 }
 
 /// The process that runs as the worker: the spawned process's child when the

@@ -11,6 +11,7 @@ use tark_proto::worker::v1 as pb;
 use tokio::sync::watch;
 use tonic::{Code, Status};
 
+use super::cgroup;
 use super::exit::{describe_exit, relay_stderr, with_violation};
 use super::restart::Decision;
 use super::slot::{Slot, Worker, WorkerKey};
@@ -18,6 +19,14 @@ use super::spawn::Confinement;
 use super::{CallError, EXIT_REPORT_WAIT, Workers, channel};
 use crate::broker::Broker;
 use crate::plugins::registry::Plugin;
+
+fn layer(name: &str, applied: bool, detail: String) -> pb::SandboxLayer {
+    pb::SandboxLayer {
+        name: name.into(),
+        applied,
+        detail,
+    }
+}
 
 impl Workers {
     /// How to confine the worker of `key`: namespaces if configured, and its own
@@ -38,12 +47,12 @@ impl Workers {
     }
 
     /// The layers tarkd applies at spawn, as found on the running worker.
-    fn outer_layers(&self, pid: u32, confinement: Confinement) -> Vec<pb::SandboxLayer> {
-        let layer = |name: &str, applied: bool, detail: String| pb::SandboxLayer {
-            name: name.into(),
-            applied,
-            detail,
-        };
+    fn outer_layers(
+        &self,
+        pid: u32,
+        confinement: Confinement,
+        cgroup: pb::SandboxLayer,
+    ) -> Vec<pb::SandboxLayer> {
         let namespaces = match (
             confinement.namespaces,
             crate::workers::spawn::namespaces_of(pid),
@@ -58,15 +67,17 @@ impl Workers {
             Some((uid, _)) => layer("worker_uid", true, format!("uid and gid {uid}")),
             None => layer("worker_uid", false, "tarkd is not root".into()),
         };
-        let cgroup = layer(
-            "cgroup",
-            false,
-            format!(
-                "{}; rlimits only",
-                crate::workers::spawn::cgroup_delegation()
-            ),
-        );
         vec![namespaces, uid, cgroup]
+    }
+
+    /// The cgroup layer of a worker placed in `leaf` (none: why not).
+    fn cgroup_layer(&self, leaf: Option<&cgroup::Leaf>) -> pb::SandboxLayer {
+        let (applied, detail) = match (&self.cgroups, leaf) {
+            (Ok(cgroups), Some(leaf)) => cgroups.layer(leaf),
+            (Ok(_), None) => (false, "no cgroup was made".into()),
+            (Err(why), _) => (false, format!("{why}; rlimits only")),
+        };
+        layer("cgroup", applied, detail)
     }
 
     /// Refuses a worker that lacks a layer the config requires.
@@ -100,10 +111,25 @@ impl Workers {
         };
         let label = format!("{}/{}", key.tenant, key.plugin);
         let confinement = self.confinement(key);
-        let spawned =
-            self.spawner.spawn(label, confinement).await.map_err(|e| {
-                unavailable(&format!("starting {}", self.worker_path.display()), &e)
-            })?;
+        let leaf = match &self.cgroups {
+            Ok(cgroups) => Some(
+                cgroups
+                    .create(&key.tenant, &key.plugin)
+                    .map_err(|e| unavailable("making its cgroup", &e))?,
+            ),
+            Err(_) => None,
+        };
+        let procs = leaf
+            .as_ref()
+            .map(cgroup::Leaf::procs)
+            .transpose()
+            .map_err(|e| unavailable("making its cgroup", &e))?;
+        let spawned = self
+            .spawner
+            .spawn(label, confinement, procs)
+            .await
+            .map_err(|e| unavailable(&format!("starting {}", self.worker_path.display()), &e))?;
+        let cgroup_layer = self.cgroup_layer(leaf.as_ref());
         let pid = spawned.pid;
         let (exit_tx, exit_rx) = watch::channel(None);
         let mut child = spawned.child;
@@ -158,6 +184,8 @@ impl Workers {
                 None => tracing::info!(plugin = %plugin_id, pid, "worker {reason}"),
             }
             let _ = exit_tx.send(Some(reason));
+            // The worker's cgroup goes with it, once its exit is on record.
+            drop(leaf);
         });
 
         // The broker for this worker: its identity is fixed here, from the key.
@@ -196,7 +224,7 @@ impl Workers {
             // spawned as when it entered its own PID namespace.
             let shown = crate::workers::spawn::worker_pid(pid);
             shown_pid.store(shown, Ordering::SeqCst);
-            layers = self.outer_layers(shown, confinement);
+            layers = self.outer_layers(shown, confinement, cgroup_layer.clone());
             layers.extend(reply.sandbox);
             contract = reply.contract;
             provides = reply.provides;
