@@ -183,6 +183,51 @@ impl Walk {
     }
 }
 
+/// Reads one file of an installed plugin folder: `rel` beneath `dir`, with no
+/// link anywhere on the way, must be a regular file of at most `max` bytes,
+/// checked on the opened file before a byte is read (a device would otherwise
+/// be read without end, and a FIFO would block tarkd).
+pub fn read_regular(dir: &Path, rel: &Path, max: u64) -> Result<Vec<u8>, String> {
+    let path = dir.join(rel);
+    let shown = || path.display().to_string();
+    let root = nix::fcntl::open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let fd = beneath(&root, rel, OFlag::O_RDONLY | OFlag::O_NOCTTY).map_err(|e| match e {
+        nix::Error::ENOENT => format!("{} not found", shown()),
+        nix::Error::ELOOP | nix::Error::EXDEV => {
+            format!("{} is a symbolic link or leaves the plugin folder", shown())
+        }
+        e => format!("{}: {e}", shown()),
+    })?;
+    let st = fstat(&fd).map_err(|e| format!("{}: {e}", shown()))?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+        return Err(format!(
+            "{} is not a regular file (a folder, fifo, socket or device)",
+            shown()
+        ));
+    }
+    let size = st.st_size as u64;
+    if size > max {
+        return Err(format!(
+            "{} is {size} bytes, over the limit of {max}",
+            shown()
+        ));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    std::fs::File::from(fd)
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", shown()))?;
+    if bytes.len() as u64 > max {
+        return Err(format!("{} grew past the limit of {max} bytes", shown()));
+    }
+    Ok(bytes)
+}
+
 /// Why a folder was not read.
 #[derive(Debug, thiserror::Error)]
 pub enum Refused {

@@ -11,6 +11,8 @@ use crate::plugins::manifest::{self, Capabilities, Manifest, PluginType};
 
 /// Largest wasm file tarkd will read for a plugin.
 pub const MAX_WASM_BYTES: u64 = 64 << 20;
+/// Largest manifest tarkd will read.
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 
 /// One plugin folder, loaded or not.
 #[derive(Debug)]
@@ -92,11 +94,15 @@ impl Registry {
 
 /// Loads one plugin folder, turning every failure into a diagnostic.
 pub fn load(dir: &Path, id: &str, host_version: &semver::Version) -> Plugin {
-    let toml_path = dir.join("plugin.toml");
-    let text = std::fs::read_to_string(&toml_path)
-        .map_err(|e| format!("cannot read {}: {e}", toml_path.display()));
+    use crate::plugins::folder::read_regular;
+    let text = read_regular(dir, Path::new("plugin.toml"), MAX_MANIFEST_BYTES).and_then(|b| {
+        String::from_utf8(b).map_err(|_| format!("{}/plugin.toml is not UTF-8", dir.display()))
+    });
     build(dir, id, host_version, text, |wasm| {
-        read_wasm(&dir.join(wasm))
+        let bytes = read_regular(dir, Path::new(wasm), MAX_WASM_BYTES)
+            .map_err(|e| format!("wasm file {e}"))?;
+        check_wasm(&dir.join(wasm), bytes.len() as u64, &bytes)?;
+        Ok(bytes)
     })
 }
 
@@ -184,18 +190,6 @@ fn check_wasm(path: &Path, len: u64, head: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-fn read_wasm(path: &Path) -> Result<Vec<u8>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!("wasm file {} not found", path.display()),
-        _ => format!("cannot read wasm file {}: {e}", path.display()),
-    })?;
-    check_wasm(path, meta.len(), b"\0asm")?;
-    let bytes = std::fs::read(path)
-        .map_err(|e| format!("cannot read wasm file {}: {e}", path.display()))?;
-    check_wasm(path, bytes.len() as u64, &bytes)?;
-    Ok(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,7 +247,81 @@ mod tests {
             "{}",
             diag("broken")
         );
-        assert!(diag("empty").contains("cannot read"), "{}", diag("empty"));
+        assert!(
+            diag("empty").contains("plugin.toml not found"),
+            "{}",
+            diag("empty")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn only_regular_files_are_read_each_size_checked_first() -> std::io::Result<()> {
+        use std::os::unix::fs::symlink;
+        let d = tempfile::tempdir()?;
+        let toml =
+            |n: &str| format!("[plugin]\nname = \"{n}\"\nversion = \"1.0.0\"\ntype = \"tool\"\n");
+        let fifo =
+            |p: &Path| nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600));
+        // (plugin, how its module or manifest is made, what the diagnostic says)
+        write(
+            d.path(),
+            "fifo-wasm/plugin.toml",
+            toml("fifo-wasm").as_bytes(),
+        )?;
+        fifo(&d.path().join("fifo-wasm/plugin.wasm"))?;
+        write(d.path(), "fifo-toml/x", b"")?;
+        fifo(&d.path().join("fifo-toml/plugin.toml"))?;
+        write(
+            d.path(),
+            "link-wasm/plugin.toml",
+            toml("link-wasm").as_bytes(),
+        )?;
+        symlink("/dev/zero", d.path().join("link-wasm/plugin.wasm"))?;
+        write(d.path(), "link-toml/x", b"")?;
+        symlink("/etc/passwd", d.path().join("link-toml/plugin.toml"))?;
+        write(
+            d.path(),
+            "dir-wasm/plugin.toml",
+            toml("dir-wasm").as_bytes(),
+        )?;
+        std::fs::create_dir(d.path().join("dir-wasm/plugin.wasm"))?;
+        write(
+            d.path(),
+            "big-toml/plugin.toml",
+            &vec![b'#'; (MAX_MANIFEST_BYTES + 1) as usize],
+        )?;
+        let mut cases = vec![
+            ("fifo-wasm", "plugin.wasm is not a regular file"),
+            ("fifo-toml", "plugin.toml is not a regular file"),
+            ("link-wasm", "plugin.wasm is a symbolic link"),
+            ("link-toml", "plugin.toml is a symbolic link"),
+            ("dir-wasm", "plugin.wasm is not a regular file"),
+            ("big-toml", "over the limit of 1048576"),
+        ];
+        // A device node, as an operator's mistake or an attacker would leave one.
+        if nix::unistd::geteuid().is_root() {
+            write(
+                d.path(),
+                "dev-wasm/plugin.toml",
+                toml("dev-wasm").as_bytes(),
+            )?;
+            nix::sys::stat::mknod(
+                &d.path().join("dev-wasm/plugin.wasm"),
+                nix::sys::stat::SFlag::S_IFCHR,
+                nix::sys::stat::Mode::from_bits_truncate(0o600),
+                nix::sys::stat::makedev(1, 5),
+            )?;
+            cases.push(("dev-wasm", "plugin.wasm is not a regular file"));
+        }
+        // The scan returns (a FIFO would block it; /dev/zero would never end).
+        let r = Registry::scan(d.path(), &semver::Version::new(0, 5, 0))?;
+        for (id, want) in cases {
+            let p = r.plugins.get(id);
+            let diag = p.map(|p| p.diagnostics.join(" | ")).unwrap_or_default();
+            assert!(p.is_some_and(|p| p.loaded.is_none()), "{id}");
+            assert!(diag.contains(want), "{id}: {diag}");
+        }
         Ok(())
     }
 
