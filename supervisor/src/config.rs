@@ -38,6 +38,10 @@ pub struct Config {
     pub plugins_dir: PathBuf,
     /// The tark-worker executable; default: beside the tarkd executable.
     pub worker_path: Option<PathBuf>,
+    /// The file this config was read from and its text as read (SIGHUP tells
+    /// the operator whether it changed since).
+    #[serde(skip)]
+    pub source: Option<(PathBuf, String)>,
     /// The tark version plugins' `min_tark_version` is checked against.
     pub tark_version: String,
     pub limits: LimitsConfig,
@@ -184,6 +188,7 @@ impl Default for Config {
             state_dir: PathBuf::from(SYSTEM_STATE_DIR),
             plugins_dir: PathBuf::from(SYSTEM_STATE_DIR).join("plugins"),
             worker_path: None,
+            source: None,
             tark_version: env!("CARGO_PKG_VERSION").to_owned(),
             limits: LimitsConfig::default(),
             storage: crate::broker::storage::StorageLimits::default(),
@@ -244,7 +249,9 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, path)
+        let mut config = Self::parse(&text, path)?;
+        config.source = Some((path.to_owned(), text));
+        Ok(config)
     }
 
     /// Parses config text; `path` only labels errors.

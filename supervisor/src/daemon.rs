@@ -108,6 +108,16 @@ impl Daemon {
             .remove(&id);
     }
 
+    /// Puts a whole rescanned registry in place at once; the cached tool lists
+    /// of `touched` plugins go.
+    pub fn swap_registry(&self, registry: Registry, touched: &[&String]) {
+        *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(registry);
+        let mut cache = self.tool_cache.lock().unwrap_or_else(|p| p.into_inner());
+        for id in touched {
+            cache.remove(id.as_str());
+        }
+    }
+
     /// Recomputes every plugin's grant from its manifest, its approval and the
     /// policy. A plugin whose approval cannot be read gets nothing, and says why.
     pub fn refresh_grants(&self) {

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod plugins;
 pub mod reasons;
+pub mod reload;
 pub mod server;
 pub mod systemd;
 pub mod tenants;

@@ -298,13 +298,13 @@ pub async fn serve(
         metrics,
     } = started;
     let api = Api(Arc::clone(&daemon));
-    // SIGHUP (ExecReload, logrotate): the audit file is opened again.
+    // SIGHUP (ExecReload, logrotate): the audit file is opened again, the
+    // plugins dir rescanned, the config file checked.
     if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        let reopening = Arc::clone(&daemon);
+        let reloading = Arc::clone(&daemon);
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                tracing::info!("SIGHUP: reopening the audit log");
-                reopening.workers.authority.audit.reopen();
+                crate::reload::on_hangup(&reloading).await;
             }
         });
     }

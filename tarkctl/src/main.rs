@@ -140,6 +140,10 @@ enum PluginCommand {
         #[arg(long)]
         grant: Vec<String>,
     },
+    /// Rescan the plugins dir: new and changed plugins are validated first and
+    /// switched in all at once (or nothing changes); unchanged ones keep their
+    /// workers. Also done by SIGHUP (systemctl reload tarkd).
+    Reload,
     /// Show a plugin's declared, approved and policy-capped capabilities; narrow
     /// them with --revoke, or approve everything declared with --approve-all.
     Grants {
@@ -321,6 +325,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let mut c = pb::plugins_client::PluginsClient::new(channel);
             grants::grants(&mut c, id, &revoke, approve_all, cli.json).await?;
+        }
+        Command::Plugin(PluginCommand::Reload) => {
+            let mut c = pb::plugins_client::PluginsClient::new(channel);
+            let r = c
+                .reload_plugins(request(pb::ReloadPluginsRequest {}, t)?)
+                .await
+                .map_err(status_error)?;
+            let msg = r.into_inner().message;
+            if cli.json {
+                print_json(&json!({ "message": msg }));
+            } else {
+                println!("{msg}");
+            }
         }
         Command::Restart { plugin } => {
             let mut c = pb::plugins_client::PluginsClient::new(channel);

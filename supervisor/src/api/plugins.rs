@@ -85,6 +85,18 @@ impl pb::plugins_server::Plugins for Api {
         Ok(Response::new(convert::grants(&self.0, &req.id)?))
     }
 
+    async fn reload_plugins(
+        &self,
+        req: Request<pb::ReloadPluginsRequest>,
+    ) -> Result<Response<pb::LifecycleResponse>, Status> {
+        let who = crate::access::caller(&req);
+        let change = self.0.reload_plugins().await?;
+        tracing::info!(principal = %who.name, "plugins reloaded by request");
+        Ok(Response::new(pb::LifecycleResponse {
+            message: change.summary(),
+        }))
+    }
+
     async fn restart_plugin(
         &self,
         req: Request<pb::PluginRef>,

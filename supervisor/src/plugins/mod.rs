@@ -1,6 +1,6 @@
 //! What is installed: plugin manifests, reading a folder to install, the registry read from the plugins
-//! directory, installing and updating plugins, the operator's approvals, and the
-//! example plugins bundled into `tarkd --dev`.
+//! directory, installing and updating plugins, reloading the directory, the
+//! operator's approvals, and the example plugins bundled into `tarkd --dev`.
 
 pub mod approvals;
 pub mod bundled;
@@ -8,3 +8,4 @@ pub mod folder;
 pub mod install;
 pub mod manifest;
 pub mod registry;
+pub mod reload;

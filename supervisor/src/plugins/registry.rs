@@ -32,6 +32,9 @@ pub struct Loaded {
     pub manifest: Manifest,
     pub wasm: Arc<[u8]>,
     pub sha256: String,
+    /// Of plugin.toml as read: with `sha256`, what tells a reload the plugin
+    /// changed.
+    pub manifest_sha256: String,
 }
 
 impl Plugin {
@@ -161,11 +164,13 @@ fn build(
     match read(&manifest.wasm) {
         Ok(wasm) => {
             let sha256 = hex::encode(Sha256::digest(&wasm));
+            let manifest_sha256 = hex::encode(Sha256::digest(text.as_bytes()));
             plugin.diagnostics.extend(manifest.warnings.iter().cloned());
             plugin.loaded = Some(Loaded {
                 manifest,
                 wasm: wasm.into(),
                 sha256,
+                manifest_sha256,
             });
         }
         Err(e) => plugin.diagnostics.push(e),
