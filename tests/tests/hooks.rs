@@ -126,8 +126,11 @@ async fn hooks_run_in_name_order_and_combine_by_the_rule() -> anyhow::Result<()>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_hanging_and_crashing_hooks_cost_at_most_their_deadline() -> anyhow::Result<()> {
-    let t = two_guards("[hooks]\ndeadline_ms = 300\nfail_closed = [\"guard-b\"]\n")?;
+    let t = two_guards("[hooks]\ndeadline_ms = 1000\nfail_closed = [\"guard-b\"]\n")?;
     let mut h = pb::hooks_client::HooksClient::new(t.channel().await?);
+    // The hook deadline also bounds a worker's cold start, which a loaded
+    // machine can stretch past it: start both workers first.
+    dispatch(&mut h, before("shell", r#"{"cmd":"ls"}"#)).await?;
 
     // guard-b fails closed: its failure blocks.
     let o = dispatch(&mut h, named("test-fail")).await?;
@@ -147,7 +150,7 @@ async fn failing_hanging_and_crashing_hooks_cost_at_most_their_deadline() -> any
         decisions(&o),
         [("guard-a", "failed"), ("guard-b", "failed")]
     );
-    assert_eq!(o.errors[0], "plugin guard-a: no answer within 300 ms");
+    assert_eq!(o.errors[0], "plugin guard-a: no answer within 1000 ms");
 
     // Hooks that crash.
     let o = dispatch(&mut h, named("test-trap")).await?;
