@@ -56,6 +56,8 @@ pub struct Daemon {
     pub started: Instant,
     /// The operator's approvals, on disk.
     pub approvals: Approvals,
+    /// Which plugins the operator disabled, on disk.
+    pub disabled: crate::plugins::lifecycle::Disabled,
     /// Installs run one at a time.
     pub install_lock: tokio::sync::Mutex<()>,
     /// `config.tark_version`, parsed once: what manifests are checked against.
@@ -77,6 +79,8 @@ impl Daemon {
         host_version: semver::Version,
     ) -> Self {
         let channels = crate::api::channels::Channels::new(&config.state_dir);
+        let disabled = crate::plugins::lifecycle::Disabled::new(&config.state_dir);
+        disabled.apply_all(&registry);
         Self {
             config,
             registry: RwLock::new(Arc::new(registry)),
@@ -85,6 +89,7 @@ impl Daemon {
             describing: tokio::sync::Mutex::new(()),
             started: Instant::now(),
             approvals,
+            disabled,
             install_lock: tokio::sync::Mutex::new(()),
             host_version,
             flows: crate::api::auth::Flows::default(),
@@ -95,6 +100,7 @@ impl Daemon {
 
     /// Puts a (re)installed plugin in the registry; its cached tool lists go.
     pub fn replace_plugin(&self, plugin: Arc<Plugin>) {
+        self.disabled.apply(&plugin);
         let id = plugin.id.clone();
         {
             let mut current = self.registry.write().unwrap_or_else(|p| p.into_inner());
@@ -111,11 +117,19 @@ impl Daemon {
     /// Puts a whole rescanned registry in place at once; the cached tool lists
     /// of `touched` plugins go.
     pub fn swap_registry(&self, registry: Registry, touched: &[&String]) {
+        self.disabled.apply_all(&registry);
         *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(registry);
-        let mut cache = self.tool_cache.lock().unwrap_or_else(|p| p.into_inner());
         for id in touched {
-            cache.remove(id.as_str());
+            self.forget_tools(id);
         }
+    }
+
+    /// Drops a plugin's cached tool list (it changed, or its state did).
+    pub fn forget_tools(&self, id: &str) {
+        self.tool_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
     }
 
     /// Recomputes every plugin's grant from its manifest, its approval and the

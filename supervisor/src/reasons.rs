@@ -30,6 +30,8 @@ pub enum Reason {
     /// The plugin is installed but cannot run: invalid, unapproved, or its
     /// module does not load (`FAILED_PRECONDITION`).
     PluginNotRunnable,
+    /// The operator disabled the plugin (`FAILED_PRECONDITION`).
+    PluginDisabled,
     /// The tenant's settings do not include the plugin (`PERMISSION_DENIED`).
     PluginNotEnabledForTenant,
     /// The plugin answered with its own error (`UNKNOWN`).
@@ -74,6 +76,7 @@ impl Reason {
             Reason::ToolConflict => "TOOL_CONFLICT",
             Reason::WrongPluginType => "WRONG_PLUGIN_TYPE",
             Reason::PluginNotRunnable => "PLUGIN_NOT_RUNNABLE",
+            Reason::PluginDisabled => "PLUGIN_DISABLED",
             Reason::PluginNotEnabledForTenant => "PLUGIN_NOT_ENABLED_FOR_TENANT",
             Reason::PluginError => "PLUGIN_ERROR",
             Reason::PluginQuarantined => "PLUGIN_QUARANTINED",

@@ -109,6 +109,7 @@ pub async fn start(config: Config, dev: bool) -> Result<Started, StartError> {
     let spawner =
         Spawner::start(&worker_path).map_err(io("opening the worker executable", &worker_path))?;
     let version = semver::Version::parse(&config.tark_version)?;
+    crate::plugins::lifecycle::clear_leftovers(&config.plugins_dir);
     let registry = Registry::scan(&config.plugins_dir, &version)
         .map_err(io("scanning", &config.plugins_dir))?;
     tracing::info!(plugins = registry.plugins.len(), dir = %config.plugins_dir.display(), "plugins scanned");

@@ -140,6 +140,18 @@ enum PluginCommand {
         #[arg(long)]
         grant: Vec<String>,
     },
+    /// Uninstall a plugin: out of service at once, workers drained, folder and
+    /// approval deleted; its storage is kept unless --purge.
+    Remove {
+        id: String,
+        /// Also delete what the plugin stored, for every tenant.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Serve the plugin again.
+    Enable { id: String },
+    /// Stop serving the plugin (workers drained); files, grants and storage kept.
+    Disable { id: String },
     /// Rescan the plugins dir: new and changed plugins are validated first and
     /// switched in all at once (or nothing changes); unchanged ones keep their
     /// workers. Also done by SIGHUP (systemctl reload tarkd).
@@ -326,13 +338,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut c = pb::plugins_client::PluginsClient::new(channel);
             grants::grants(&mut c, id, &revoke, approve_all, cli.json).await?;
         }
-        Command::Plugin(PluginCommand::Reload) => {
+        Command::Plugin(
+            lifecycle @ (PluginCommand::Reload
+            | PluginCommand::Remove { .. }
+            | PluginCommand::Enable { .. }
+            | PluginCommand::Disable { .. }),
+        ) => {
             let mut c = pb::plugins_client::PluginsClient::new(channel);
-            let r = c
-                .reload_plugins(request(pb::ReloadPluginsRequest {}, t)?)
-                .await
-                .map_err(status_error)?;
-            let msg = r.into_inner().message;
+            let r = match lifecycle {
+                PluginCommand::Remove { id, purge } => {
+                    c.remove_plugin(request(pb::RemovePluginRequest { id, purge }, t)?)
+                        .await
+                }
+                PluginCommand::Enable { id } => {
+                    c.enable_plugin(request(pb::PluginRef { id }, t)?).await
+                }
+                PluginCommand::Disable { id } => {
+                    c.disable_plugin(request(pb::PluginRef { id }, t)?).await
+                }
+                _ => {
+                    c.reload_plugins(request(pb::ReloadPluginsRequest {}, t)?)
+                        .await
+                }
+            };
+            let msg = r.map_err(status_error)?.into_inner().message;
             if cli.json {
                 print_json(&json!({ "message": msg }));
             } else {

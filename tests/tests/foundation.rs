@@ -573,23 +573,27 @@ async fn answers_over_the_size_cap_are_refused_and_the_plugin_keeps_serving() ->
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rpcs_not_implemented_yet_say_so() -> anyhow::Result<()> {
+async fn lifecycle_rpcs_name_a_plugin_that_is_not_installed() -> anyhow::Result<()> {
     let t = Tarkd::start(vec![], Options::default())?;
     let mut plugins = t.plugins().await?;
-    let err = plugins
-        .enable_plugin(pb::PluginRef { id: "x".into() })
-        .await
-        .err();
-    let err = err.unwrap_or_else(|| tonic::Status::ok(""));
-    assert_eq!(
-        (err.code(), err.message()),
-        (Code::Unimplemented, "Not yet implemented")
-    );
-    let err = plugins
-        .remove_plugin(pb::PluginRef { id: "x".into() })
-        .await
-        .err();
-    assert_eq!(err.map(|e| e.code()), Some(Code::Unimplemented));
+    let x = || pb::PluginRef { id: "x".into() };
+    let errors = [
+        plugins.enable_plugin(x()).await.failed(),
+        plugins.disable_plugin(x()).await.failed(),
+        plugins
+            .remove_plugin(pb::RemovePluginRequest {
+                id: "x".into(),
+                purge: true,
+            })
+            .await
+            .failed(),
+    ];
+    for err in errors {
+        assert_eq!(
+            (err.code(), err.message()),
+            (Code::NotFound, "no plugin named \"x\" is installed")
+        );
+    }
     Ok(())
 }
 

@@ -114,7 +114,9 @@ impl Api {
             info.approved = grant.approved_at_all;
             info.pending_approval = grant.pending.clone();
         }
-        info.set_state(if p.runnable().is_none() {
+        info.set_state(if p.is_disabled() {
+            pb::PluginState::Disabled
+        } else if p.runnable().is_none() {
             pb::PluginState::Invalid
         } else if self.0.workers.quarantined(&p.id) {
             pb::PluginState::Quarantined

@@ -85,6 +85,33 @@ impl pb::plugins_server::Plugins for Api {
         Ok(Response::new(convert::grants(&self.0, &req.id)?))
     }
 
+    async fn remove_plugin(
+        &self,
+        req: Request<pb::RemovePluginRequest>,
+    ) -> Result<Response<pb::LifecycleResponse>, Status> {
+        let who = crate::access::caller(&req);
+        let req = req.into_inner();
+        let message = self.0.remove_plugin(&req.id, req.purge).await?;
+        tracing::info!(plugin = %req.id, principal = %who.name, "removed by request");
+        Ok(Response::new(pb::LifecycleResponse { message }))
+    }
+
+    async fn enable_plugin(
+        &self,
+        req: Request<pb::PluginRef>,
+    ) -> Result<Response<pb::LifecycleResponse>, Status> {
+        let message = self.0.set_enabled(&req.into_inner().id, true).await?;
+        Ok(Response::new(pb::LifecycleResponse { message }))
+    }
+
+    async fn disable_plugin(
+        &self,
+        req: Request<pb::PluginRef>,
+    ) -> Result<Response<pb::LifecycleResponse>, Status> {
+        let message = self.0.set_enabled(&req.into_inner().id, false).await?;
+        Ok(Response::new(pb::LifecycleResponse { message }))
+    }
+
     async fn reload_plugins(
         &self,
         req: Request<pb::ReloadPluginsRequest>,

@@ -245,6 +245,43 @@ impl Storage {
         Ok(total)
     }
 
+    /// Deletes everything `plugin` stored, for every tenant, in one
+    /// transaction; returns how many keys went. (`tarkctl plugin remove --purge`.)
+    pub fn purge_plugin(&self, plugin: &str) -> Result<u64, StorageError> {
+        let of_plugin = |stored: &str| {
+            let mut parts = stored.splitn(3, SEP);
+            parts.next();
+            parts.next() == Some(plugin) && parts.next().is_some()
+        };
+        let txn = self.db.begin_write()?;
+        let removed;
+        {
+            let mut kv = txn.open_table(KV)?;
+            let keys: Vec<String> = kv
+                .iter()?
+                .filter_map(Result::ok)
+                .map(|(k, _)| k.value().to_owned())
+                .filter(|k| of_plugin(k))
+                .collect();
+            for k in &keys {
+                kv.remove(k.as_str())?;
+            }
+            removed = keys.len() as u64;
+            let mut usage = txn.open_table(USAGE)?;
+            let prefixes: Vec<String> = usage
+                .iter()?
+                .filter_map(Result::ok)
+                .map(|(k, _)| k.value().to_owned())
+                .filter(|k| of_plugin(k))
+                .collect();
+            for p in &prefixes {
+                usage.remove(p.as_str())?;
+            }
+        }
+        txn.commit()?;
+        Ok(removed)
+    }
+
     pub fn list_keys(&self, ns: &Namespace) -> Result<Vec<String>, StorageError> {
         let prefix = ns.prefix();
         let txn = self.db.begin_read()?;
@@ -368,6 +405,27 @@ mod tests {
         assert_eq!(s.get(&a, "k")?, None);
         assert_eq!(s.get(&b, "k")?.as_deref(), Some("from ab"));
         assert!(s.list_keys(&a)?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn a_purge_takes_one_plugin_for_every_tenant_and_nothing_else() -> Result<(), StorageError> {
+        let dir = tempfile::tempdir().map_err(|e| StorageError::Backend(e.to_string()))?;
+        let s = Storage::open(&dir.path().join("db"), limits(64, 16))?;
+        // "a" must not take "ab" (a prefix of its name) or tenant "a"'s data.
+        let (a1, a2, ab, other) = (ns("t1", "a"), ns("t2", "a"), ns("t1", "ab"), ns("a", "b"));
+        for n in [&a1, &a2, &ab, &other] {
+            s.set(n, "k", "v")?;
+            s.set(n, "k2", "v")?;
+        }
+        assert_eq!(s.purge_plugin("a")?, 4);
+        assert!(s.list_keys(&a1)?.is_empty() && s.list_keys(&a2)?.is_empty());
+        assert_eq!(s.list_keys(&ab)?, ["k", "k2"]);
+        assert_eq!(s.list_keys(&other)?, ["k", "k2"]);
+        assert_eq!(s.total_bytes()?, 2 * (2 + 3));
+        // The purged namespaces start from an empty quota.
+        s.set(&a1, "k", "v")?;
+        assert_eq!(s.purge_plugin("nothing-here")?, 0);
         Ok(())
     }
 

@@ -3,7 +3,8 @@
 //! Installing is two steps: a plan (what the plugin declares, what of it the
 //! current approval does not cover) that the operator reviews, then the install
 //! with the operator's approval. The folder is staged next to its final place and
-//! renamed in, so a crash leaves the old plugin or the new, never half of one.
+//! exchanged with the installed copy in one rename, so a crash leaves the old
+//! plugin or the new, never half of one and never neither.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -56,6 +57,29 @@ fn peek_name(source: &Path, folder: &Folder) -> Result<String, CallError> {
         )));
     }
     Ok(name.to_owned())
+}
+
+/// Puts the staged folder at `dest` in one step: exchanged with the installed
+/// copy when there is one (so no instant has neither), which is then deleted
+/// from where the staged copy was. The directory is synced before returning.
+fn switch_in(staging: &Path, dest: &Path) -> std::io::Result<()> {
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    if dest.exists() {
+        renameat2(
+            AT_FDCWD,
+            staging,
+            AT_FDCWD,
+            dest,
+            RenameFlags::RENAME_EXCHANGE,
+        )?;
+        std::fs::remove_dir_all(staging)?;
+    } else {
+        std::fs::rename(staging, dest)?;
+    }
+    match dest.parent() {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
 }
 
 /// Problems with an approval's own entries, and items it grants beyond what
@@ -170,13 +194,7 @@ impl Daemon {
         plan.folder.write(&staging).map_err(|e| io("staging", e))?;
         self.approvals.set(&id, &approved)?;
         let dest = plugins_dir.join(&id);
-        let old = plugins_dir.join(format!(".{id}.old"));
-        let _ = std::fs::remove_dir_all(&old);
-        if dest.exists() {
-            std::fs::rename(&dest, &old).map_err(|e| io("moving the old version aside", e))?;
-        }
-        std::fs::rename(&staging, &dest).map_err(|e| io("moving the plugin into place", e))?;
-        let _ = std::fs::remove_dir_all(&old);
+        switch_in(&staging, &dest).map_err(|e| io("moving the plugin into place", e))?;
         let installed = Arc::new(registry::load(&dest, &id, &self.host_version));
         self.replace_plugin(Arc::clone(&installed));
         self.refresh_grant(&id);

@@ -24,6 +24,9 @@ pub struct Plugin {
     pub loaded: Option<Loaded>,
     /// Why the plugin is invalid, or warnings about a valid one.
     pub diagnostics: Vec<String>,
+    /// Set by the operator (`tarkctl plugin disable`, kept in the state dir):
+    /// the plugin keeps its files and grants and serves nothing.
+    pub disabled: std::sync::atomic::AtomicBool,
 }
 
 /// A plugin whose manifest validated and whose module was read.
@@ -46,9 +49,14 @@ impl Plugin {
             .unwrap_or_default()
     }
 
-    /// A plugin the worker manager can start: its manifest and module are valid.
+    /// A plugin the worker manager can start: its manifest and module are
+    /// valid and it is not disabled.
     pub fn runnable(&self) -> Option<&Loaded> {
-        self.loaded.as_ref()
+        self.loaded.as_ref().filter(|_| !self.is_disabled())
+    }
+
+    pub fn is_disabled(&self) -> bool {
+        self.disabled.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// A runnable plugin of the given type.
@@ -146,6 +154,7 @@ fn build(
         dir: dir.to_owned(),
         loaded: None,
         diagnostics: Vec::new(),
+        disabled: Default::default(),
     };
     let text = match text {
         Ok(t) => t,

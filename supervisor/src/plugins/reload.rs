@@ -161,6 +161,7 @@ mod tests {
             dir: id.into(),
             loaded,
             diagnostics: diagnostics.iter().map(|d| d.to_string()).collect(),
+            disabled: Default::default(),
         })
     }
 

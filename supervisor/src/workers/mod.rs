@@ -279,6 +279,16 @@ impl Workers {
         slot: &Arc<Slot>,
         plugin: &Plugin,
     ) -> Result<Arc<Worker>, CallError> {
+        if plugin.is_disabled() {
+            return Err(CallError::new(
+                Code::FailedPrecondition,
+                format!(
+                    "plugin {0} is disabled (tarkctl plugin enable {0})",
+                    plugin.id
+                ),
+            )
+            .because(Reason::PluginDisabled, &plugin.id));
+        }
         let Some(loaded) = plugin.runnable() else {
             let why = plugin.diagnostics.join("; ");
             return Err(CallError::new(

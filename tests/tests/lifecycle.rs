@@ -1,0 +1,193 @@
+//! Enable, disable and remove through a real tarkd and tarkctl: a disabled
+//! plugin serves nothing, keeps its storage and stays disabled across a
+//! restart; a removed one is gone at once, its storage kept unless purged; a
+//! tarkd killed mid-install or mid-removal clears what was left at start.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tark_proto::plugin::v1 as pb;
+use tark_tests::{Failed, Options, PluginFiles, Tarkd, alive, eventually, invoke, output};
+use tonic::Code;
+
+fn ok(o: &std::process::Output) -> anyhow::Result<String> {
+    let said = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+    anyhow::ensure!(
+        o.status.success(),
+        "tarkctl failed: {said} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Ok(said)
+}
+
+async fn get_note(t: &Tarkd) -> anyhow::Result<Result<String, String>> {
+    Ok(output(
+        t.tools()
+            .await?
+            .invoke_tool(invoke("notes_get", r#"{"title":"kept"}"#))
+            .await,
+    ))
+}
+
+fn write_source(dir: &Path) -> anyhow::Result<()> {
+    let notes = PluginFiles::notes()?;
+    for (name, bytes) in &notes.files {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, bytes)?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_enable_remove_and_purge() -> anyhow::Result<()> {
+    let mut t = Tarkd::start(
+        vec![PluginFiles::notes()?, PluginFiles::echo()?],
+        Options::default(),
+    )?;
+    let mut tools = t.tools().await?;
+    output(
+        tools
+            .invoke_tool(invoke("notes_save", r#"{"title":"kept","body":"b"}"#))
+            .await,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let pid = t
+        .worker_pid("notes", "default")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no worker"))?;
+
+    // Disabled: workers drained, calls refused naming the way back, no tools.
+    let said = ok(&t.tarkctl(&["plugin", "disable", "notes"])?)?;
+    assert!(
+        said.starts_with("plugin notes disabled: stopped 1 worker(s)"),
+        "{said}"
+    );
+    assert!(eventually(Duration::from_secs(30), || !alive(pid)).await);
+    let err = tools.invoke_tool(invoke("notes_list", "{}")).await.failed();
+    assert_eq!(
+        err.code(),
+        Code::NotFound,
+        "a disabled plugin offers no tools: {err:?}"
+    );
+    let info = t.plugin_info("notes").await?;
+    assert_eq!(info.state(), pb::PluginState::Disabled);
+    let said = ok(&t.tarkctl(&["plugin", "disable", "notes"])?)?;
+    assert_eq!(said, "plugin notes is already disabled");
+    // A call addressed to a disabled plugin says so, with its reason.
+    ok(&t.tarkctl(&["plugin", "disable", "echo"])?)?;
+    let err = t
+        .providers()
+        .await?
+        .list_models(pb::PluginRef { id: "echo".into() })
+        .await
+        .failed();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert_eq!(
+        err.message(),
+        "plugin echo is disabled (tarkctl plugin enable echo)"
+    );
+    assert!(
+        String::from_utf8_lossy(err.details()).contains("PLUGIN_DISABLED"),
+        "{err:?}"
+    );
+    assert!(
+        t.log().join("\n").contains("disabled"),
+        "the log does not say so"
+    );
+    // The state survives a restart.
+    t.stop(libc::SIGTERM)?;
+    t.launch()?;
+    assert_eq!(
+        t.plugin_info("notes").await?.state(),
+        pb::PluginState::Disabled
+    );
+    let mut tools = t.tools().await?;
+    assert_eq!(
+        tools
+            .invoke_tool(invoke("notes_get", r#"{"title":"kept"}"#))
+            .await
+            .failed()
+            .code(),
+        Code::NotFound
+    );
+
+    // Enabled again, with what it stored.
+    assert_eq!(
+        ok(&t.tarkctl(&["plugin", "enable", "notes"])?)?,
+        "plugin notes enabled"
+    );
+    assert!(
+        get_note(&t)
+            .await?
+            .map_err(anyhow::Error::msg)?
+            .contains('b')
+    );
+
+    // Removed: gone at once, storage kept for a reinstall.
+    let said = ok(&t.tarkctl(&["plugin", "remove", "notes"])?)?;
+    assert!(said.contains("its storage is kept"), "{said}");
+    let plugins_dir = t.dir.path().join("plugins");
+    assert!(!plugins_dir.join("notes").exists());
+    assert!(!t.dir.path().join("state/approvals/notes.toml").exists());
+    let gone = t.plugin_info("notes").await;
+    let code = gone
+        .err()
+        .and_then(|e| e.downcast_ref::<tonic::Status>().map(tonic::Status::code));
+    assert_eq!(code, Some(Code::NotFound));
+    let again = t.tarkctl(&["plugin", "remove", "notes"])?;
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("no plugin named \"notes\""),
+        "{again:?}"
+    );
+    let src = tempfile::tempdir()?;
+    let src_dir = src.path().join("notes");
+    write_source(&src_dir)?;
+    let src_arg = src_dir.display().to_string();
+    ok(&t.tarkctl(&["plugin", "add", &src_arg, "--yes"])?)?;
+    assert!(
+        get_note(&t)
+            .await?
+            .map_err(anyhow::Error::msg)?
+            .contains('b')
+    );
+
+    // Purged: a reinstall starts empty.
+    let said = ok(&t.tarkctl(&["plugin", "remove", "notes", "--purge"])?)?;
+    assert!(said.contains("purged 1 stored key(s)"), "{said}");
+    ok(&t.tarkctl(&["plugin", "add", &src_arg, "--yes"])?)?;
+    let note = get_note(&t).await?;
+    assert!(
+        note.is_err() || !note.as_deref().unwrap_or("").contains('b'),
+        "{note:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftovers_of_a_killed_install_or_removal_are_cleared_at_start() -> anyhow::Result<()> {
+    let mut t = Tarkd::start(vec![PluginFiles::notes()?], Options::default())?;
+    t.stop(libc::SIGKILL)?;
+    let plugins_dir = t.dir.path().join("plugins");
+    // What an install killed before its switch leaves (a staged copy), what
+    // a removal killed after its rename leaves, and the older scheme's aside.
+    for left in [".notes.staging", ".gone.removed", ".notes.old"] {
+        write_source(&plugins_dir.join(left))?;
+    }
+    t.launch()?;
+    for left in [".notes.staging", ".gone.removed", ".notes.old"] {
+        assert!(!plugins_dir.join(left).exists(), "{left} was left");
+    }
+    // The installed copy is untouched and serves.
+    output(
+        t.tools()
+            .await?
+            .invoke_tool(invoke("notes_list", "{}"))
+            .await,
+    )
+    .map_err(anyhow::Error::msg)?;
+    Ok(())
+}
