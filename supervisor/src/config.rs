@@ -74,6 +74,8 @@ pub struct Config {
     pub audit: crate::broker::audit::AuditConfig,
     /// How many workers may live, and how long an idle one lives.
     pub workers: crate::workers::bounds::WorkersConfig,
+    /// `[lifecycle]`: what tarkd keeps of plugins' past versions.
+    pub lifecycle: LifecycleConfig,
     /// Who may call tarkd, as what, for which tenants (root and tarkd's own
     /// uid are admins unless named here).
     pub principals: Vec<crate::access::PrincipalConfig>,
@@ -172,6 +174,21 @@ pub struct SandboxConfig {
     pub cgroup: crate::workers::cgroup::plan::CgroupConfig,
 }
 
+/// `[lifecycle]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    /// Versions of each plugin kept for `tarkctl plugin rollback` (the
+    /// installed one not counted); 0 keeps none.
+    pub keep_versions: usize,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        Self { keep_versions: 3 }
+    }
+}
+
 /// What seccomp does with a forbidden system call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -205,6 +222,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             metrics: MetricsConfig::default(),
             audit: crate::broker::audit::AuditConfig::default(),
+            lifecycle: LifecycleConfig::default(),
             workers: crate::workers::bounds::WorkersConfig::default(),
             principals: Vec::new(),
             tenants: crate::tenants::Tenants::new(),

@@ -58,6 +58,8 @@ pub struct Daemon {
     pub approvals: Approvals,
     /// Which plugins the operator disabled, on disk.
     pub disabled: crate::plugins::lifecycle::Disabled,
+    /// Past versions kept for rollback.
+    pub history: crate::plugins::history::History,
     /// Installs run one at a time.
     pub install_lock: tokio::sync::Mutex<()>,
     /// `config.tark_version`, parsed once: what manifests are checked against.
@@ -81,6 +83,10 @@ impl Daemon {
         let channels = crate::api::channels::Channels::new(&config.state_dir);
         let disabled = crate::plugins::lifecycle::Disabled::new(&config.state_dir);
         disabled.apply_all(&registry);
+        let history = crate::plugins::history::History::new(
+            &config.plugins_dir,
+            config.lifecycle.keep_versions,
+        );
         Self {
             config,
             registry: RwLock::new(Arc::new(registry)),
@@ -90,6 +96,7 @@ impl Daemon {
             started: Instant::now(),
             approvals,
             disabled,
+            history,
             install_lock: tokio::sync::Mutex::new(()),
             host_version,
             flows: crate::api::auth::Flows::default(),

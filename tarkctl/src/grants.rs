@@ -120,6 +120,7 @@ pub async fn add(
     yes: bool,
     grant: &[String],
     json_out: bool,
+    update_of: Option<&str>,
 ) -> anyhow::Result<()> {
     let source =
         std::fs::canonicalize(source).with_context(|| format!("plugin folder {source}"))?;
@@ -133,6 +134,17 @@ pub async fn add(
         .map_err(crate::status_error)?
         .into_inner();
     let info = plan.plugin.clone().unwrap_or_default();
+    if let Some(id) = update_of {
+        if info.id != id {
+            bail!(
+                "{source} holds plugin {}, not {id}: nothing installed",
+                info.id
+            );
+        }
+        if plan.current.is_none() {
+            bail!("plugin {id} is not installed: use tarkctl plugin add");
+        }
+    }
     let requested = plan.requested.clone().unwrap_or_default();
     let update = plan.current.is_some();
     let approved = if !grant.is_empty() {
@@ -176,11 +188,21 @@ pub async fn add(
         .await
         .map_err(crate::status_error)?
         .into_inner();
+    show_installed(done, &approved, json_out);
+    Ok(())
+}
+
+/// What an install or rollback did.
+pub fn show_installed(
+    done: pb::InstallPluginResponse,
+    approved: &pb::Capabilities,
+    json_out: bool,
+) {
     let info = done.plugin.unwrap_or_default();
     if json_out {
         crate::render::print_json(&json!({
             "installed": done.installed, "plugin": crate::render::plugin_json(&info),
-            "approved": items(&approved), "needs_approval": done.needs_approval,
+            "approved": items(approved), "needs_approval": done.needs_approval,
             "notes": done.notes,
         }));
     } else {
@@ -191,12 +213,11 @@ pub async fn add(
         for d in &info.diagnostics {
             println!("  diagnostic: {d}");
         }
-        show_list("approved", &items(&approved));
+        show_list("approved", &items(approved));
         if !done.needs_approval.is_empty() {
             show_list("not granted (declared, not approved)", &done.needs_approval);
         }
     }
-    Ok(())
 }
 
 /// `plugin grants`: show, or narrow (--revoke), or approve what is pending.

@@ -140,6 +140,25 @@ enum PluginCommand {
         #[arg(long)]
         grant: Vec<String>,
     },
+    /// Install a new version of an installed plugin from a folder (as add, but
+    /// the folder must hold that plugin).
+    Update {
+        id: String,
+        source: String,
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        grant: Vec<String>,
+    },
+    /// The installed version and those kept for rollback, newest first.
+    History { id: String },
+    /// Install a kept version again (the newest, or --to VERSION); the installed
+    /// one is kept in its place. Grants: the current approval, narrowed.
+    Rollback {
+        id: String,
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Uninstall a plugin: out of service at once, workers drained, folder and
     /// approval deleted; its storage is kept unless --purge.
     Remove {
@@ -328,7 +347,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Plugin(PluginCommand::Add { source, yes, grant }) => {
             let mut c = pb::plugins_client::PluginsClient::new(channel);
-            grants::add(&mut c, &source, yes, &grant, cli.json).await?;
+            grants::add(&mut c, &source, yes, &grant, cli.json, None).await?;
         }
         Command::Plugin(PluginCommand::Grants {
             id,
@@ -337,6 +356,55 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let mut c = pb::plugins_client::PluginsClient::new(channel);
             grants::grants(&mut c, id, &revoke, approve_all, cli.json).await?;
+        }
+        Command::Plugin(PluginCommand::Update {
+            id,
+            source,
+            yes,
+            grant,
+        }) => {
+            let mut c = pb::plugins_client::PluginsClient::new(channel);
+            grants::add(&mut c, &source, yes, &grant, cli.json, Some(&id)).await?;
+        }
+        Command::Plugin(PluginCommand::History { id }) => {
+            let mut c = pb::plugins_client::PluginsClient::new(channel);
+            let versions = c
+                .plugin_history(request(pb::PluginRef { id }, t)?)
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .versions;
+            if cli.json {
+                let rows: Vec<_> = versions
+                    .iter()
+                    .map(|v| {
+                        json!({"version": v.version, "sha256": v.sha256,
+                            "installed": v.installed, "replaced_unix_ms": v.replaced_unix_ms})
+                    })
+                    .collect();
+                print_json(&json!(rows));
+            } else {
+                for v in &versions {
+                    let sha: String = v.sha256.chars().take(12).collect();
+                    let when = if v.installed {
+                        "installed".to_owned()
+                    } else {
+                        format!("replaced at {} ms", v.replaced_unix_ms)
+                    };
+                    println!("{:<12} {sha:<12} {when}", v.version);
+                }
+            }
+        }
+        Command::Plugin(PluginCommand::Rollback { id, to }) => {
+            let mut c = pb::plugins_client::PluginsClient::new(channel);
+            let version = to.unwrap_or_default();
+            let done = c
+                .rollback_plugin(request(pb::RollbackPluginRequest { id, version }, t)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let approved = done.current.clone().unwrap_or_default();
+            grants::show_installed(done, &approved, cli.json);
         }
         Command::Plugin(
             lifecycle @ (PluginCommand::Reload

@@ -191,3 +191,98 @@ async fn leftovers_of_a_killed_install_or_removal_are_cleared_at_start() -> anyh
     .map_err(anyhow::Error::msg)?;
     Ok(())
 }
+
+/// A source folder of plugin `gadget` at `version`, whose tools are named
+/// `<prefix>-ok` and `<prefix>-run`.
+fn gadget(dir: &Path, version: &str, prefix: &str, caps: &str) -> anyhow::Result<String> {
+    std::fs::create_dir_all(dir)?;
+    let manifest = tark_tests::fixtures::manifest("gadget", "tool", caps)
+        .replace("version = \"1.0.0\"", &format!("version = \"{version}\""));
+    std::fs::write(dir.join("plugin.toml"), manifest)?;
+    std::fs::write(
+        dir.join("plugin.wasm"),
+        tark_tests::fixtures::tool(prefix, "", "")?,
+    )?;
+    Ok(dir.display().to_string())
+}
+
+async fn serves(t: &Tarkd, tool: &str) -> anyhow::Result<bool> {
+    let r = t.tools().await?.invoke_tool(invoke(tool, "{}")).await;
+    Ok(output(r).is_ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_are_kept_and_rolled_back_with_grants_rechecked() -> anyhow::Result<()> {
+    let t = Tarkd::start(vec![], Options::config("[lifecycle]\nkeep_versions = 2\n"))?;
+    let src = tempfile::tempdir()?;
+    let v1 = gadget(&src.path().join("v1"), "1.0.0", "g1", "")?;
+    let v2 = gadget(&src.path().join("v2"), "2.0.0", "g2", "")?;
+    let v3 = gadget(&src.path().join("v3"), "3.0.0", "g3", "storage = true")?;
+    let other = src.path().join("other");
+    write_source(&other)?;
+    let other = other.display().to_string();
+
+    let refused = t.tarkctl(&["plugin", "update", "gadget", &v1, "--yes"])?;
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("plugin gadget is not installed"),
+        "{refused:?}"
+    );
+    ok(&t.tarkctl(&["plugin", "add", &v1, "--yes"])?)?;
+    let refused = t.tarkctl(&["plugin", "update", "gadget", &other, "--yes"])?;
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("holds plugin notes, not gadget"),
+        "{refused:?}"
+    );
+    ok(&t.tarkctl(&["plugin", "update", "gadget", &v2, "--yes"])?)?;
+    ok(&t.tarkctl(&["plugin", "update", "gadget", &v3, "--yes"])?)?;
+    assert!(serves(&t, "g3-ok").await?);
+
+    let history = |t: &Tarkd| -> anyhow::Result<Vec<(String, bool)>> {
+        let out = ok(&t.tarkctl(&["--json", "plugin", "history", "gadget"])?)?;
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&out)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r["version"].as_str().unwrap_or("").to_owned(),
+                    r["installed"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect())
+    };
+    let v = |s: &str, installed: bool| (s.to_owned(), installed);
+    // Two kept (lifecycle.keep_versions), newest first, after the installed one.
+    assert_eq!(
+        history(&t)?,
+        [v("3.0.0", true), v("2.0.0", false), v("1.0.0", false)]
+    );
+
+    // Back to 1.0.0: it serves, and 3.0.0 is kept in its place.
+    let said = ok(&t.tarkctl(&["plugin", "rollback", "gadget", "--to", "1.0.0"])?)?;
+    assert!(said.contains("installed gadget 1.0.0"), "{said}");
+    assert!(serves(&t, "g1-ok").await? && !serves(&t, "g3-ok").await?);
+    assert_eq!(
+        history(&t)?,
+        [v("1.0.0", true), v("3.0.0", false), v("2.0.0", false)]
+    );
+
+    // Forward again to the newest kept, 3.0.0: its storage was approved
+    // under 3.0.0, but the approval was narrowed to 1.0.0's declaration, so
+    // it needs approval again.
+    let said = ok(&t.tarkctl(&["plugin", "rollback", "gadget"])?)?;
+    assert!(said.contains("installed gadget 3.0.0"), "{said}");
+    assert!(
+        said.contains("not granted (declared, not approved)") && said.contains("storage"),
+        "{said}"
+    );
+    assert!(serves(&t, "g3-ok").await?);
+
+    let missing = t.tarkctl(&["plugin", "rollback", "gadget", "--to", "9.9.9"])?;
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        err.contains("plugin gadget: no kept version 9.9.9 to roll back to (kept: 1.0.0, 2.0.0)"),
+        "{err}"
+    );
+    Ok(())
+}

@@ -17,6 +17,8 @@ pub const RULES: &[Rule] = &[
     ("Plugins", "GetPlugin", Role::Agent),
     ("Plugins", "InstallPlugin", Role::Admin),
     ("Plugins", "RemovePlugin", Role::Admin),
+    ("Plugins", "PluginHistory", Role::Operator),
+    ("Plugins", "RollbackPlugin", Role::Admin),
     ("Plugins", "EnablePlugin", Role::Admin),
     ("Plugins", "DisablePlugin", Role::Admin),
     ("Plugins", "ReloadPlugins", Role::Admin),

@@ -96,6 +96,61 @@ impl pb::plugins_server::Plugins for Api {
         Ok(Response::new(pb::LifecycleResponse { message }))
     }
 
+    async fn plugin_history(
+        &self,
+        req: Request<pb::PluginRef>,
+    ) -> Result<Response<pb::PluginHistoryResponse>, Status> {
+        let id = req.into_inner().id;
+        let plugin = self.0.plugin(&id)?;
+        let mut versions: Vec<pb::PluginVersion> = plugin
+            .loaded
+            .iter()
+            .map(|l| pb::PluginVersion {
+                version: l.manifest.version.to_string(),
+                sha256: l.sha256.clone(),
+                installed: true,
+                replaced_unix_ms: 0,
+            })
+            .collect();
+        versions.extend(
+            self.0
+                .history
+                .list(&id, &self.0.host_version)
+                .into_iter()
+                .map(|k| pb::PluginVersion {
+                    version: k
+                        .version
+                        .map_or_else(|| "(no longer loads)".into(), |v| v.to_string()),
+                    sha256: k.sha256,
+                    installed: false,
+                    replaced_unix_ms: k.replaced_ms,
+                }),
+        );
+        Ok(Response::new(pb::PluginHistoryResponse { versions }))
+    }
+
+    async fn rollback_plugin(
+        &self,
+        req: Request<pb::RollbackPluginRequest>,
+    ) -> Result<Response<pb::InstallPluginResponse>, Status> {
+        let who = crate::access::caller(&req);
+        let req = req.into_inner();
+        let (installed, approved) = self.0.rollback(&req.id, &req.version).await?;
+        let info = self.plugin_info(&installed, &who);
+        Ok(Response::new(pb::InstallPluginResponse {
+            needs_approval: info.pending_approval.clone(),
+            requested: Some(caps_to_pb(&installed.declared())),
+            // What stays approved: the approval before, narrowed.
+            current: Some(caps_to_pb(&approved)),
+            notes: vec![format!(
+                "rolled back to {} (the version it replaced is kept)",
+                info.version
+            )],
+            installed: true,
+            plugin: Some(info),
+        }))
+    }
+
     async fn enable_plugin(
         &self,
         req: Request<pb::PluginRef>,

@@ -60,11 +60,12 @@ fn peek_name(source: &Path, folder: &Folder) -> Result<String, CallError> {
 }
 
 /// Puts the staged folder at `dest` in one step: exchanged with the installed
-/// copy when there is one (so no instant has neither), which is then deleted
-/// from where the staged copy was. The directory is synced before returning.
-fn switch_in(staging: &Path, dest: &Path) -> std::io::Result<()> {
+/// copy when there is one (so no instant has neither), which is then where the
+/// staged copy was (says `true`). The directory is synced before returning.
+fn switch_in(staging: &Path, dest: &Path) -> std::io::Result<bool> {
     use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
-    if dest.exists() {
+    let replaced = dest.exists();
+    if replaced {
         renameat2(
             AT_FDCWD,
             staging,
@@ -72,14 +73,13 @@ fn switch_in(staging: &Path, dest: &Path) -> std::io::Result<()> {
             dest,
             RenameFlags::RENAME_EXCHANGE,
         )?;
-        std::fs::remove_dir_all(staging)?;
     } else {
         std::fs::rename(staging, dest)?;
     }
-    match dest.parent() {
-        Some(dir) => std::fs::File::open(dir)?.sync_all(),
-        None => Ok(()),
+    if let Some(dir) = dest.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
     }
+    Ok(replaced)
 }
 
 /// Problems with an approval's own entries, and items it grants beyond what
@@ -126,6 +126,12 @@ impl Daemon {
             ));
         };
         let must_own = Some(caller).filter(|&uid| uid != 0 && uid != me);
+        self.plan_folder(source, must_own)
+    }
+
+    /// [`Self::plan`] of a folder tarkd may read: every entry must belong to
+    /// `must_own` when given.
+    pub fn plan_folder(&self, source: &Path, must_own: Option<u32>) -> Result<Plan, CallError> {
         let folder =
             folder::read(source, must_own, folder::Limits::default()).map_err(|e| match e {
                 Refused::NotOwned(m) => CallError::new(Code::PermissionDenied, m),
@@ -194,7 +200,13 @@ impl Daemon {
         plan.folder.write(&staging).map_err(|e| io("staging", e))?;
         self.approvals.set(&id, &approved)?;
         let dest = plugins_dir.join(&id);
-        switch_in(&staging, &dest).map_err(|e| io("moving the plugin into place", e))?;
+        let replaced =
+            switch_in(&staging, &dest).map_err(|e| io("moving the plugin into place", e))?;
+        // The replaced version (now where the staged copy was) is kept.
+        if replaced && let Err(e) = self.history.push(&id, &staging) {
+            tracing::warn!(plugin = %id, "the replaced version was not kept: {e}");
+            let _ = std::fs::remove_dir_all(&staging);
+        }
         let installed = Arc::new(registry::load(&dest, &id, &self.host_version));
         self.replace_plugin(Arc::clone(&installed));
         self.refresh_grant(&id);

@@ -7,7 +7,7 @@
 //!
 //! Removing takes the plugin out of the registry first (no call reaches it
 //! from then on), drains its workers, then renames its folder aside before
-//! deleting it, so a tarkd killed at any point restarts with the plugin either
+//! deleting it (and its kept versions), so a tarkd killed at any point restarts with the plugin either
 //! installed or gone, never half-deleted; leftovers are cleared at start.
 
 use std::path::{Path, PathBuf};
@@ -139,6 +139,10 @@ impl Daemon {
         self.disabled
             .set(id, false)
             .map_err(|e| internal("clearing its disabled state", &e))?;
+        // Its kept versions go with it: a rollback needs an installed plugin.
+        self.history
+            .clear(id)
+            .map_err(|e| internal("deleting its kept versions", &e))?;
         let mut said = format!("plugin {id} removed: stopped {stopped} worker(s)");
         if purge {
             let storage = self.workers.authority.storage.clone();

@@ -1,11 +1,12 @@
 //! What is installed: plugin manifests, reading a folder to install, the registry read from the plugins
-//! directory, installing and updating plugins, enabling, disabling and removing
-//! them, reloading the directory, the
+//! directory, installing and updating plugins, their kept versions, enabling,
+//! disabling and removing them, reloading the directory, the
 //! operator's approvals, and the example plugins bundled into `tarkd --dev`.
 
 pub mod approvals;
 pub mod bundled;
 pub mod folder;
+pub mod history;
 pub mod install;
 pub mod lifecycle;
 pub mod manifest;

@@ -53,6 +53,7 @@ fn main() -> anyhow::Result<()> {
         each!(out, tenant, plugins, "Plugins", [
             list_plugins => "ListPlugins", get_plugin => "GetPlugin",
             install_plugin => "InstallPlugin", remove_plugin => "RemovePlugin",
+            plugin_history => "PluginHistory", rollback_plugin => "RollbackPlugin",
             enable_plugin => "EnablePlugin", disable_plugin => "DisablePlugin",
             reload_plugins => "ReloadPlugins", restart_plugin => "RestartPlugin",
             get_grants => "GetGrants", set_grants => "SetGrants",
