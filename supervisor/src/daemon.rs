@@ -60,6 +60,8 @@ pub struct Daemon {
     pub disabled: crate::plugins::lifecycle::Disabled,
     /// Past versions kept for rollback.
     pub history: crate::plugins::history::History,
+    /// The keys plugin packages may be signed with.
+    pub trust: crate::plugins::trust::TrustStore,
     /// Installs run one at a time.
     pub install_lock: tokio::sync::Mutex<()>,
     /// `config.tark_version`, parsed once: what manifests are checked against.
@@ -83,6 +85,12 @@ impl Daemon {
         let channels = crate::api::channels::Channels::new(&config.state_dir);
         let disabled = crate::plugins::lifecycle::Disabled::new(&config.state_dir);
         disabled.apply_all(&registry);
+        let trust = crate::plugins::trust::TrustStore::new(&config.state_dir);
+        crate::plugins::trust::judge_installed(
+            &trust,
+            registry.plugins.values().map(|p| &**p),
+            false,
+        );
         let history = crate::plugins::history::History::new(
             &config.plugins_dir,
             config.lifecycle.keep_versions,
@@ -97,6 +105,7 @@ impl Daemon {
             approvals,
             disabled,
             history,
+            trust,
             install_lock: tokio::sync::Mutex::new(()),
             host_version,
             flows: crate::api::auth::Flows::default(),
@@ -108,6 +117,7 @@ impl Daemon {
     /// Puts a (re)installed plugin in the registry; its cached tool lists go.
     pub fn replace_plugin(&self, plugin: Arc<Plugin>) {
         self.disabled.apply(&plugin);
+        crate::plugins::trust::judge_installed(&self.trust, [&*plugin], false);
         let id = plugin.id.clone();
         {
             let mut current = self.registry.write().unwrap_or_else(|p| p.into_inner());
@@ -125,10 +135,26 @@ impl Daemon {
     /// of `touched` plugins go.
     pub fn swap_registry(&self, registry: Registry, touched: &[&String]) {
         self.disabled.apply_all(&registry);
+        crate::plugins::trust::judge_installed(
+            &self.trust,
+            registry.plugins.values().map(|p| &**p),
+            false,
+        );
         *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(registry);
         for id in touched {
             self.forget_tools(id);
         }
+    }
+
+    /// Judges every installed plugin's signature again (the trust roots
+    /// changed): a revoked or rotated key takes effect on the next call.
+    pub fn judge_again(&self) {
+        let registry = self.registry();
+        crate::plugins::trust::judge_installed(
+            &self.trust,
+            registry.plugins.values().map(|p| &**p),
+            true,
+        );
     }
 
     /// Drops a plugin's cached tool list (it changed, or its state did).

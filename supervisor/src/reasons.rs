@@ -32,6 +32,9 @@ pub enum Reason {
     PluginNotRunnable,
     /// The operator disabled the plugin (`FAILED_PRECONDITION`).
     PluginDisabled,
+    /// Its signature does not verify, or it is unsigned where signatures are
+    /// required (`FAILED_PRECONDITION`).
+    PluginSignature,
     /// The tenant's settings do not include the plugin (`PERMISSION_DENIED`).
     PluginNotEnabledForTenant,
     /// The plugin answered with its own error (`UNKNOWN`).
@@ -77,6 +80,7 @@ impl Reason {
             Reason::WrongPluginType => "WRONG_PLUGIN_TYPE",
             Reason::PluginNotRunnable => "PLUGIN_NOT_RUNNABLE",
             Reason::PluginDisabled => "PLUGIN_DISABLED",
+            Reason::PluginSignature => "PLUGIN_SIGNATURE",
             Reason::PluginNotEnabledForTenant => "PLUGIN_NOT_ENABLED_FOR_TENANT",
             Reason::PluginError => "PLUGIN_ERROR",
             Reason::PluginQuarantined => "PLUGIN_QUARANTINED",

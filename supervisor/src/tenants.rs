@@ -31,6 +31,9 @@ pub struct TenantPolicy {
     pub http: Option<Vec<String>>,
     pub env: Option<Vec<String>>,
     pub fs_read: Option<Vec<String>>,
+    /// Only plugins signed by a trusted key act for this tenant (on top of
+    /// `policy.require_signed`, which covers every tenant).
+    pub require_signed: Option<bool>,
 }
 
 /// The `[tenants]` table.

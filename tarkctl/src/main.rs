@@ -17,6 +17,7 @@ mod hooks;
 mod providers;
 mod redirect;
 mod render;
+mod trust;
 use render::{
     plugin_json, print_info, print_json, print_status, print_table, risk_name, state_name,
     status_json, type_name,
@@ -121,6 +122,35 @@ enum Command {
     /// Packaging: writes tarkctl's man page and shell completions into DIR.
     #[command(hide = true)]
     GenerateAssets { dir: PathBuf },
+    /// Make an ed25519 signing key: OUT (secret, 0600) and OUT.pub. Needs no
+    /// tarkd: keep the secret key where plugins are built, not where they run.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The keys tarkd trusts plugin packages to be signed with.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum TrustCommand {
+    /// Trust a public key (a file from keygen, or hex).
+    Add {
+        key: String,
+        /// RFC 3339 time after which its signatures are refused.
+        #[arg(long)]
+        expires: Option<String>,
+        /// The key id this key replaces; the old key verifies nothing after.
+        #[arg(long)]
+        rotate_from: Option<String>,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Every trusted key, with its expiry, revocation and rotation.
+    List,
+    /// Revoke a key for good: plugins signed with it stop serving.
+    Revoke { key_id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -171,6 +201,13 @@ enum PluginCommand {
     Enable { id: String },
     /// Stop serving the plugin (workers drained); files, grants and storage kept.
     Disable { id: String },
+    /// Sign a plugin folder with a key from keygen: writes DIR/plugin.sig over
+    /// every file in it. Needs no tarkd.
+    Sign {
+        #[arg(long)]
+        key: PathBuf,
+        dir: PathBuf,
+    },
     /// Rescan the plugins dir: new and changed plugins are validated first and
     /// switched in all at once (or nothing changes); unchanged ones keep their
     /// workers. Also done by SIGHUP (systemctl reload tarkd).
@@ -254,6 +291,20 @@ fn main() -> std::process::ExitCode {
         )
     };
     let cli = Cli::parse();
+    let offline = match &cli.command {
+        Command::Keygen { out } => Some(trust::keygen(out, cli.json)),
+        Command::Plugin(PluginCommand::Sign { key, dir }) => Some(trust::sign(key, dir, cli.json)),
+        _ => None,
+    };
+    if let Some(done) = offline {
+        return match done {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tarkctl: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     if let Command::GenerateAssets { dir } = &cli.command {
         return match generate_assets(dir) {
             Ok(()) => std::process::ExitCode::SUCCESS,
@@ -331,7 +382,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         // Handled before a connection is made (main).
-        Command::GenerateAssets { .. } => {}
+        Command::GenerateAssets { .. }
+        | Command::Keygen { .. }
+        | Command::Plugin(PluginCommand::Sign { .. }) => {}
+        Command::Trust(cmd) => {
+            let mut c = pb::plugins_client::PluginsClient::new(channel);
+            trust::run(&mut c, cmd, cli.json).await?;
+        }
         Command::Metrics => {
             let mut c = pb::system_client::SystemClient::new(channel);
             let r = c

@@ -49,6 +49,7 @@ pub fn plugin_json(p: &pb::PluginInfo) -> serde_json::Value {
         "approved": p.approved, "pending_approval": p.pending_approval,
         "wit": p.wit, "provides": p.provides, "accepted_wit": p.accepted_wit,
         "api_version": p.api_version, "activation": p.activation, "oauth_flow": p.oauth_flow,
+        "signer": p.signer, "signature": p.signature,
     })
 }
 
@@ -153,6 +154,10 @@ pub fn print_info(p: &pb::PluginInfo) {
     }
     println!("  path:        {}", p.path);
     println!("  wasm sha256: {}", p.wasm_sha256);
+    match p.signer.as_str() {
+        "" => println!("  signature:   {}", p.signature),
+        key => println!("  signature:   {} (key {key})", p.signature),
+    }
     let wit = if p.wit.is_empty() {
         "(known once a worker has loaded it)"
     } else {

@@ -49,6 +49,20 @@ pub fn caps_from_pb(c: pb::Capabilities) -> Capabilities {
 }
 
 /// A plugin's grant as the API shows it.
+/// A trusted key as the API shows it (0 and "" for what is not set).
+pub fn trusted_key(k: crate::plugins::trust::TrustedKey) -> pb::TrustedKey {
+    pb::TrustedKey {
+        key_id: k.key_id,
+        public_key: k.public_key,
+        added_unix: k.added_unix,
+        expires_unix: k.expires_unix.unwrap_or(0),
+        revoked_unix: k.revoked_unix.unwrap_or(0),
+        rotated_to: k.rotated_to.unwrap_or_default(),
+        rotated_from: k.rotated_from.unwrap_or_default(),
+        comment: k.comment,
+    }
+}
+
 pub fn grants(daemon: &Daemon, id: &str) -> Result<pb::Grants, CallError> {
     let plugin = daemon.plugin(id)?;
     let declared = plugin.declared();

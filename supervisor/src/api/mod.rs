@@ -114,6 +114,7 @@ impl Api {
             info.approved = grant.approved_at_all;
             info.pending_approval = grant.pending.clone();
         }
+        (info.signer, info.signature) = p.verdict().shown();
         info.set_state(if p.is_disabled() {
             pb::PluginState::Disabled
         } else if p.runnable().is_none() {

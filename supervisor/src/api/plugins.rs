@@ -58,7 +58,7 @@ impl pb::plugins_server::Plugins for Api {
             notes: plan.notes.clone(),
         };
         if let Some(approved) = req.approved {
-            let installed = self.0.install(plan, caps_from_pb(approved)).await?;
+            let installed = self.0.install(plan, caps_from_pb(approved), false).await?;
             let installed = self.plugin_info(&installed, &who);
             reply.needs_approval = installed.pending_approval.clone();
             reply.plugin = Some(installed);
@@ -149,6 +149,58 @@ impl pb::plugins_server::Plugins for Api {
             installed: true,
             plugin: Some(info),
         }))
+    }
+
+    async fn add_trusted_key(
+        &self,
+        req: Request<pb::AddTrustedKeyRequest>,
+    ) -> Result<Response<pb::TrustedKey>, Status> {
+        let who = crate::access::caller(&req);
+        let r = req.into_inner();
+        let key = self
+            .0
+            .trust
+            .add(
+                &r.public_key,
+                (r.expires_unix != 0).then_some(r.expires_unix),
+                (!r.rotate_from.is_empty()).then_some(r.rotate_from.as_str()),
+                &r.comment,
+                crate::plugins::trust::now_unix(),
+            )
+            .map_err(crate::workers::CallError::from)?;
+        tracing::info!(key = %key.key_id, principal = %who.name, rotated_from = ?key.rotated_from, "trusted key added");
+        self.0.judge_again();
+        Ok(Response::new(convert::trusted_key(key)))
+    }
+
+    async fn list_trusted_keys(
+        &self,
+        _req: Request<pb::ListTrustedKeysRequest>,
+    ) -> Result<Response<pb::ListTrustedKeysResponse>, Status> {
+        let keys = self
+            .0
+            .trust
+            .list()
+            .map_err(crate::workers::CallError::from)?;
+        Ok(Response::new(pb::ListTrustedKeysResponse {
+            keys: keys.into_iter().map(convert::trusted_key).collect(),
+        }))
+    }
+
+    async fn revoke_trusted_key(
+        &self,
+        req: Request<pb::TrustedKeyRef>,
+    ) -> Result<Response<pb::TrustedKey>, Status> {
+        let who = crate::access::caller(&req);
+        let id = req.into_inner().key_id;
+        let key = self
+            .0
+            .trust
+            .revoke(&id, crate::plugins::trust::now_unix())
+            .map_err(crate::workers::CallError::from)?;
+        tracing::warn!(key = %id, principal = %who.name, "trusted key revoked");
+        self.0.judge_again();
+        Ok(Response::new(convert::trusted_key(key)))
     }
 
     async fn enable_plugin(

@@ -35,6 +35,8 @@ pub struct PolicyConfig {
     pub http: Option<Vec<String>>,
     pub env: Option<Vec<String>>,
     pub fs_read: Option<Vec<String>>,
+    /// Only plugins signed by a trusted key are installed, reloaded and run.
+    pub require_signed: bool,
 }
 
 impl Default for PolicyConfig {
@@ -45,6 +47,7 @@ impl Default for PolicyConfig {
             http: None,
             env: None,
             fs_read: None,
+            require_signed: false,
         }
     }
 }

@@ -171,7 +171,7 @@ impl Daemon {
                 format!("plugin {id}: taking {}: {e}", entry.dir.display()),
             )
         })?;
-        let installed = match self.install(plan, approved.clone()).await {
+        let installed = match self.install(plan, approved.clone(), true).await {
             Ok(p) => p,
             Err(e) => {
                 let _ = std::fs::rename(&taken, &entry.dir);

@@ -16,6 +16,8 @@ use crate::daemon::Daemon;
 use crate::plugins::folder::{self, Folder, Refused};
 use crate::plugins::manifest::{self, Capabilities};
 use crate::plugins::registry::{self, Plugin};
+use crate::plugins::trust::{self, Verdict};
+use crate::reasons::Reason;
 use crate::workers::CallError;
 
 /// A plugin read from its source folder, validated, not yet installed.
@@ -29,6 +31,8 @@ pub struct Plan {
     pub current: Option<Capabilities>,
     /// Declared items `current` does not cover.
     pub needs_approval: Vec<String>,
+    /// Its signature, judged from the folder as read.
+    pub verdict: Verdict,
 }
 
 fn invalid(message: impl Into<String>) -> CallError {
@@ -169,12 +173,23 @@ impl Daemon {
             .filter(|_| self.registry().get(&id).is_some())
             .map(|a| grants::within(&a, declared));
         let needs_approval = grants::beyond(declared, &current.clone().unwrap_or_default());
+        // The whole package, as read, against the trust roots.
+        let files = trust::package(&folder).map_err(invalid)?;
+        let verdict = trust::judge(&files, &self.trust.list()?, trust::now_unix());
+        trust::gate(&id, &verdict, self.config.policy.require_signed).map_err(|m| {
+            CallError::new(Code::FailedPrecondition, m).because(Reason::PluginSignature, &id)
+        })?;
+        notes.push(match &verdict {
+            Verdict::Verified { key_id } => format!("signed by key {key_id}: verified"),
+            _ => "unsigned".to_owned(),
+        });
         Ok(Plan {
             plugin,
             folder,
             notes,
             current,
             needs_approval,
+            verdict,
         })
     }
 
@@ -184,12 +199,30 @@ impl Daemon {
         &self,
         plan: Plan,
         approved: Capabilities,
+        rollback: bool,
     ) -> Result<Arc<Plugin>, CallError> {
         let _one_at_a_time = self.install_lock.lock().await;
         let id = plan.plugin.id.clone();
         check_approval(&id, &plan.plugin.declared(), &approved)?;
-        if plan.plugin.loaded.is_none() {
+        let Some(new) = &plan.plugin.loaded else {
             return Err(invalid(format!("plugin {id} is not valid")));
+        };
+        // A signed plugin is not taken back to an older version (an old,
+        // validly signed, vulnerable one) except by an explicit rollback.
+        if let Some(installed) = self.registry().get(&id)
+            && let Some(old) = &installed.loaded
+            && matches!(installed.verdict(), Verdict::Verified { .. })
+            && new.manifest.version < old.manifest.version
+            && !rollback
+        {
+            return Err(CallError::new(
+                Code::FailedPrecondition,
+                format!(
+                    "plugin {id}: {} is older than the installed {}, which is signed: a downgrade is refused (tarkctl plugin rollback {id} --to {} if that version is kept)",
+                    new.manifest.version, old.manifest.version, new.manifest.version
+                ),
+            )
+            .because(Reason::PluginSignature, &id));
         }
         let io = |what: &str, e: std::io::Error| {
             CallError::new(Code::Internal, format!("plugin {id}: {what}: {e}"))

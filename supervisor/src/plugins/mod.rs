@@ -1,6 +1,7 @@
 //! What is installed: plugin manifests, reading a folder to install, the registry read from the plugins
 //! directory, installing and updating plugins, their kept versions, enabling,
-//! disabling and removing them, reloading the directory, the
+//! disabling and removing them, reloading the directory, trusted signing keys
+//! and the verdict on a package's signature, the
 //! operator's approvals, and the example plugins bundled into `tarkd --dev`.
 
 pub mod approvals;
@@ -12,3 +13,4 @@ pub mod lifecycle;
 pub mod manifest;
 pub mod registry;
 pub mod reload;
+pub mod trust;

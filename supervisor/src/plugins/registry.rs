@@ -27,6 +27,11 @@ pub struct Plugin {
     /// Set by the operator (`tarkctl plugin disable`, kept in the state dir):
     /// the plugin keeps its files and grants and serves nothing.
     pub disabled: std::sync::atomic::AtomicBool,
+    /// The canonical digest of its whole folder as loaded (`tark_sign`), or
+    /// why it could not be read: what tells a reload that any file changed.
+    pub package_digest: String,
+    /// What tarkd concluded of its signature (`None` until judged).
+    pub signature: std::sync::Mutex<Option<crate::plugins::trust::Verdict>>,
 }
 
 /// A plugin whose manifest validated and whose module was read.
@@ -53,6 +58,15 @@ impl Plugin {
     /// valid and it is not disabled.
     pub fn runnable(&self) -> Option<&Loaded> {
         self.loaded.as_ref().filter(|_| !self.is_disabled())
+    }
+
+    /// The signature verdict (unsigned until judged).
+    pub fn verdict(&self) -> crate::plugins::trust::Verdict {
+        self.signature
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_default()
     }
 
     pub fn is_disabled(&self) -> bool {
@@ -109,12 +123,33 @@ pub fn load(dir: &Path, id: &str, host_version: &semver::Version) -> Plugin {
     let text = read_regular(dir, Path::new("plugin.toml"), MAX_MANIFEST_BYTES).and_then(|b| {
         String::from_utf8(b).map_err(|_| format!("{}/plugin.toml is not UTF-8", dir.display()))
     });
-    build(dir, id, host_version, text, |wasm| {
+    let mut plugin = build(dir, id, host_version, text, |wasm| {
         let bytes = read_regular(dir, Path::new(wasm), MAX_WASM_BYTES)
             .map_err(|e| format!("wasm file {e}"))?;
         check_wasm(&dir.join(wasm), bytes.len() as u64, &bytes)?;
         Ok(bytes)
-    })
+    });
+    let folder = crate::plugins::folder::read(dir, None, crate::plugins::folder::Limits::default());
+    plugin.package_digest = match folder {
+        Ok(f) => package_digest(&f),
+        Err(e) => format!("unreadable: {e}"),
+    };
+    plugin
+}
+
+/// The canonical digest of a folder as read, hex (non-UTF-8 paths by their
+/// lossy form: such a package cannot be signed anyway).
+pub fn package_digest(folder: &crate::plugins::folder::Folder) -> String {
+    let paths: Vec<String> = folder
+        .files
+        .iter()
+        .map(|(p, _)| p.to_string_lossy().into_owned())
+        .collect();
+    let files = paths
+        .iter()
+        .zip(&folder.files)
+        .map(|(p, (_, b))| (p.as_str(), b.as_slice()));
+    hex::encode(tark_sign::digest(files))
 }
 
 /// A plugin from a folder already read into memory (see `folder`), so what
@@ -132,14 +167,16 @@ pub fn from_folder(
             String::from_utf8(b.to_vec())
                 .map_err(|_| format!("{}/plugin.toml is not UTF-8", dir.display()))
         });
-    build(dir, id, host_version, text, |wasm| {
+    let mut plugin = build(dir, id, host_version, text, |wasm| {
         let path = dir.join(wasm);
         let bytes = folder
             .file(Path::new(wasm))
             .ok_or_else(|| format!("wasm file {} not found", path.display()))?;
         check_wasm(&path, bytes.len() as u64, bytes)?;
         Ok(bytes.to_vec())
-    })
+    });
+    plugin.package_digest = package_digest(folder);
+    plugin
 }
 
 fn build(
@@ -155,6 +192,8 @@ fn build(
         loaded: None,
         diagnostics: Vec::new(),
         disabled: Default::default(),
+        package_digest: String::new(),
+        signature: Default::default(),
     };
     let text = match text {
         Ok(t) => t,

@@ -28,10 +28,15 @@ pub struct Change {
 }
 
 /// Whether two entries of the same plugin are the same plugin: the same
-/// manifest and module bytes, or the same reasons for being invalid.
+/// files (manifest, module and every other), or the same reasons for being
+/// invalid.
 fn same(a: &Plugin, b: &Plugin) -> bool {
     match (&a.loaded, &b.loaded) {
-        (Some(x), Some(y)) => x.sha256 == y.sha256 && x.manifest_sha256 == y.manifest_sha256,
+        (Some(x), Some(y)) => {
+            x.sha256 == y.sha256
+                && x.manifest_sha256 == y.manifest_sha256
+                && a.package_digest == b.package_digest
+        }
         (None, None) => a.diagnostics == b.diagnostics,
         _ => false,
     }
@@ -99,13 +104,20 @@ impl Daemon {
             })?;
         let running = self.registry();
         let change = diff(&running, &scanned);
-        let broken: Vec<String> = change
+        let incoming: Vec<&Arc<Plugin>> = change
             .added
             .iter()
             .chain(&change.changed)
             .filter_map(|id| scanned.get(id))
-            .filter(|p| p.loaded.is_none())
-            .map(|p| format!("plugin {}: {}", p.id, p.diagnostics.join("; ")))
+            .collect();
+        crate::plugins::trust::judge_installed(&self.trust, incoming.iter().map(|p| &***p), false);
+        let require = self.config.policy.require_signed;
+        let broken: Vec<String> = incoming
+            .iter()
+            .filter_map(|p| match &p.loaded {
+                None => Some(format!("plugin {}: {}", p.id, p.diagnostics.join("; "))),
+                Some(_) => crate::plugins::trust::gate(&p.id, &p.verdict(), require).err(),
+            })
             .collect();
         if !broken.is_empty() {
             return Err(CallError::new(
@@ -145,6 +157,17 @@ mod tests {
     use crate::plugins::registry::Loaded;
 
     fn plugin(id: &str, wasm: &str, manifest: &str, diagnostics: &[&str]) -> Arc<Plugin> {
+        with_data(id, wasm, manifest, diagnostics, "")
+    }
+
+    /// A plugin whose other files are `data`.
+    fn with_data(
+        id: &str,
+        wasm: &str,
+        manifest: &str,
+        diagnostics: &[&str],
+        data: &str,
+    ) -> Arc<Plugin> {
         let loaded = (!wasm.is_empty()).then(|| Loaded {
             manifest: crate::plugins::manifest::parse(
                 &format!("[plugin]\nname = \"{id}\"\nversion = \"1.0.0\"\ntype = \"tool\"\n"),
@@ -162,6 +185,8 @@ mod tests {
             loaded,
             diagnostics: diagnostics.iter().map(|d| d.to_string()).collect(),
             disabled: Default::default(),
+            package_digest: format!("{wasm}{manifest}{data}"),
+            signature: Default::default(),
         })
     }
 
@@ -184,6 +209,7 @@ mod tests {
             plugin("broke", "w1", "m1", &[]),
             plugin("still-bad", "", "", &["bad"]),
             plugin("gone", "w1", "m1", &[]),
+            plugin("data", "w1", "m1", &[]),
         ]);
         let scanned = registry(&[
             plugin("same", "w1", "m1", &["a warning is not a change"]),
@@ -193,24 +219,25 @@ mod tests {
             plugin("broke", "", "", &["bad"]),
             plugin("still-bad", "", "", &["bad"]),
             plugin("new", "w1", "m1", &[]),
+            with_data("data", "w1", "m1", &[], "a data file changed"),
         ]);
         let owned = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
             diff(&running, &scanned),
             Change {
                 added: owned(&["new"]),
-                changed: owned(&["broke", "fixed", "manifest", "module"]),
+                changed: owned(&["broke", "data", "fixed", "manifest", "module"]),
                 removed: owned(&["gone"]),
                 unchanged: owned(&["same", "still-bad"]),
             }
         );
         assert_eq!(
             diff(&running, &scanned).summary(),
-            "plugins reloaded: added new; changed broke, fixed, manifest, module; removed gone; 2 unchanged"
+            "plugins reloaded: added new; changed broke, data, fixed, manifest, module; removed gone; 2 unchanged"
         );
         assert_eq!(
             diff(&running, &running).summary(),
-            "plugins reloaded: nothing changed (7 unchanged)"
+            "plugins reloaded: nothing changed (8 unchanged)"
         );
     }
 }

@@ -289,6 +289,26 @@ impl Workers {
             )
             .because(Reason::PluginDisabled, &plugin.id));
         }
+        let tenant_requires = self
+            .config
+            .tenants
+            .get(&key.tenant)
+            .and_then(|t| t.policy.as_ref())
+            .and_then(|p| p.require_signed)
+            .unwrap_or(false);
+        let required = self.config.policy.require_signed || tenant_requires;
+        if let Err(why) = crate::plugins::trust::gate(&plugin.id, &plugin.verdict(), required) {
+            let why = if tenant_requires && !self.config.policy.require_signed {
+                why.replace(
+                    "policy.require_signed is set",
+                    &format!("tenant {} requires signed plugins", key.tenant),
+                )
+            } else {
+                why
+            };
+            return Err(CallError::new(Code::FailedPrecondition, why)
+                .because(Reason::PluginSignature, &plugin.id));
+        }
         let Some(loaded) = plugin.runnable() else {
             let why = plugin.diagnostics.join("; ");
             return Err(CallError::new(

@@ -54,6 +54,8 @@ fn main() -> anyhow::Result<()> {
             list_plugins => "ListPlugins", get_plugin => "GetPlugin",
             install_plugin => "InstallPlugin", remove_plugin => "RemovePlugin",
             plugin_history => "PluginHistory", rollback_plugin => "RollbackPlugin",
+            add_trusted_key => "AddTrustedKey", list_trusted_keys => "ListTrustedKeys",
+            revoke_trusted_key => "RevokeTrustedKey",
             enable_plugin => "EnablePlugin", disable_plugin => "DisablePlugin",
             reload_plugins => "ReloadPlugins", restart_plugin => "RestartPlugin",
             get_grants => "GetGrants", set_grants => "SetGrants",

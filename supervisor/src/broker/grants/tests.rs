@@ -233,6 +233,7 @@ fn a_tenants_policy_narrows_and_is_never_softened() {
         http: Some(vec!["api.example.com".into()]),
         env: Some(vec!["A".into()]),
         fs_read: None,
+        require_signed: None,
     };
     let t = g.for_tenant("team-a", &policy);
     let named = "forbidden by tenant team-a's policy (tenants.team-a.policy)";
