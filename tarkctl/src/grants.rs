@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use serde_json::json;
 use tark_proto::plugin::v1 as pb;
 
@@ -122,9 +122,9 @@ pub async fn add(
     json_out: bool,
     update_of: Option<&str>,
 ) -> anyhow::Result<()> {
-    let source =
-        std::fs::canonicalize(source).with_context(|| format!("plugin folder {source}"))?;
-    let source = source.display().to_string();
+    // Kept until the install is done: a staged source is deleted with it.
+    let staged = crate::source::stage(source)?;
+    let source = staged.folder.display().to_string();
     let plan = c
         .install_plugin(pb::InstallPluginRequest {
             source: source.clone(),

@@ -17,6 +17,7 @@ mod hooks;
 mod providers;
 mod redirect;
 mod render;
+mod source;
 mod trust;
 use render::{
     plugin_json, print_info, print_json, print_status, print_table, risk_name, state_name,
@@ -159,9 +160,10 @@ enum PluginCommand {
     List,
     /// Manifest, capabilities, paths and state of one plugin.
     Info { id: String },
-    /// Install or update a plugin from a folder, approving its capabilities.
+    /// Install or update a plugin, approving its capabilities.
     Add {
-        /// The plugin's folder (plugin.toml and its wasm).
+        /// A folder (plugin.toml and its wasm), a git repository URL[#ref]
+        /// (tag, branch or commit), or an archive (.tar.gz, .tgz, .tar.zst).
         source: String,
         /// Approve everything the plugin declares without asking.
         #[arg(long)]

@@ -1,0 +1,155 @@
+//! Plugin sources through tarkctl and a real tarkd: a git repository at a tag
+//! and at its head (the `git` binary, `file://`), `.tar.gz` and `.tar.zst`
+//! archives, and an archive with a link in it, refused with nothing installed.
+
+use std::path::Path;
+use std::process::Command;
+
+use tark_tests::{Options, Tarkd, invoke, output};
+
+fn run(t: &Tarkd, args: &[&str]) -> anyhow::Result<Result<String, String>> {
+    let o = t.tarkctl(args)?;
+    let out = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+    let err = String::from_utf8_lossy(&o.stderr).trim().to_owned();
+    Ok(if o.status.success() {
+        Ok(out)
+    } else {
+        Err(err)
+    })
+}
+
+/// Writes plugin `gadget` at `version` (tools `<prefix>-ok`, `<prefix>-run`).
+fn gadget(dir: &Path, version: &str, prefix: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let manifest = tark_tests::fixtures::manifest("gadget", "tool", "")
+        .replace("version = \"1.0.0\"", &format!("version = \"{version}\""));
+    std::fs::write(dir.join("plugin.toml"), manifest)?;
+    std::fs::write(
+        dir.join("plugin.wasm"),
+        tark_tests::fixtures::tool(prefix, "", "")?,
+    )?;
+    Ok(())
+}
+
+fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+async fn serves(t: &Tarkd, tool: &str) -> anyhow::Result<bool> {
+    Ok(output(t.tools().await?.invoke_tool(invoke(tool, "{}")).await).is_ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_git_at_a_ref_and_from_archives() -> anyhow::Result<()> {
+    let t = Tarkd::start(vec![], Options::default())?;
+    let work = tempfile::tempdir()?;
+    let repo = work.path().join("gadget-repo");
+    std::fs::create_dir_all(&repo)?;
+    git(&repo, &["init", "--quiet", "--initial-branch=main"])?;
+    gadget(&repo, "1.0.0", "g1")?;
+    git(&repo, &["add", "."])?;
+    git(&repo, &["commit", "--quiet", "-m", "1.0.0"])?;
+    git(&repo, &["tag", "v1.0.0"])?;
+    gadget(&repo, "2.0.0", "g2")?;
+    git(&repo, &["commit", "--quiet", "-am", "2.0.0"])?;
+    let url = format!("file://{}", repo.display());
+
+    let said = run(&t, &["plugin", "add", &format!("{url}#v1.0.0"), "--yes"])?
+        .map_err(anyhow::Error::msg)?;
+    assert!(said.contains("installed gadget 1.0.0"), "{said}");
+    assert!(serves(&t, "g1-ok").await?);
+    let bad = run(
+        &t,
+        &[
+            "plugin",
+            "update",
+            "gadget",
+            &format!("{url}#no-such-tag"),
+            "--yes",
+        ],
+    )?;
+    assert!(
+        bad.as_ref().is_err_and(|e| e.contains("no-such-tag")),
+        "{bad:?}"
+    );
+    let said =
+        run(&t, &["plugin", "update", "gadget", &url, "--yes"])?.map_err(anyhow::Error::msg)?;
+    assert!(said.contains("installed gadget 2.0.0"), "{said}");
+    assert!(serves(&t, "g2-ok").await?);
+
+    // Archives wrap the folder, as `tar -C dir -c gadget` does.
+    for (name, version, prefix) in [
+        ("gadget.tar.gz", "3.0.0", "g3"),
+        ("gadget.tar.zst", "4.0.0", "g4"),
+    ] {
+        let src = work.path().join(format!("src-{version}"));
+        gadget(&src.join("gadget"), version, prefix)?;
+        let path = work.path().join(name);
+        let file = std::fs::File::create(&path)?;
+        if name.ends_with(".gz") {
+            let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+                file,
+                flate2::Compression::default(),
+            ));
+            b.append_dir_all("gadget", src.join("gadget"))?;
+            b.into_inner()?.finish()?;
+        } else {
+            let mut b = tar::Builder::new(zstd::stream::write::Encoder::new(file, 3)?);
+            b.append_dir_all("gadget", src.join("gadget"))?;
+            b.into_inner()?.finish()?;
+        }
+        let arg = path.display().to_string();
+        let said =
+            run(&t, &["plugin", "update", "gadget", &arg, "--yes"])?.map_err(anyhow::Error::msg)?;
+        assert!(
+            said.contains(&format!("installed gadget {version}")),
+            "{said}"
+        );
+        assert!(serves(&t, &format!("{prefix}-ok")).await?);
+    }
+
+    // A link in an archive: refused, naming it; the installed version stays.
+    let hostile = work.path().join("hostile.tar.gz");
+    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+        std::fs::File::create(&hostile)?,
+        flate2::Compression::default(),
+    ));
+    let src = work.path().join("src-5");
+    gadget(&src, "5.0.0", "g5")?;
+    b.append_dir_all("gadget", &src)?;
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    h.set_mode(0o777);
+    b.append_link(&mut h, "gadget/shadow", "/etc/shadow")?;
+    b.into_inner()?.finish()?;
+    let refused = run(
+        &t,
+        &[
+            "plugin",
+            "update",
+            "gadget",
+            &hostile.display().to_string(),
+            "--yes",
+        ],
+    )?;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("gadget/shadow is a symbolic link")),
+        "{refused:?}"
+    );
+    assert!(serves(&t, "g4-ok").await?);
+    Ok(())
+}
