@@ -95,6 +95,7 @@ impl Daemon {
             &config.plugins_dir,
             config.lifecycle.keep_versions,
         );
+        history.recover();
         Self {
             config,
             registry: RwLock::new(Arc::new(registry)),

@@ -18,6 +18,7 @@ pub mod access;
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod crash;
 pub mod daemon;
 pub mod durable;
 pub mod metrics;

@@ -114,6 +114,11 @@ impl Tarkd {
         Ok(t)
     }
 
+    /// The environment the next [`Self::launch`] gives tarkd.
+    pub fn set_env(&mut self, env: Vec<(String, String)>) {
+        self.env = env;
+    }
+
     /// Starts (or restarts) the tarkd process on the same dirs and waits until it
     /// says it is serving.
     pub fn launch(&mut self) -> anyhow::Result<()> {

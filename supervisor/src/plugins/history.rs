@@ -105,6 +105,28 @@ impl History {
             .collect()
     }
 
+    /// Puts back versions a rollback had taken out when tarkd was killed
+    /// before it finished (at start).
+    pub fn recover(&self) {
+        let Ok(ids) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        for id in ids.flatten() {
+            let Ok(entries) = std::fs::read_dir(id.path()) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let path = e.path();
+                if path.extension().is_some_and(|x| x == "taken") {
+                    let back = path.with_extension("");
+                    if let Err(err) = std::fs::rename(&path, &back) {
+                        tracing::warn!(path = %path.display(), "kept version not put back: {err}");
+                    }
+                }
+            }
+        }
+    }
+
     /// Deletes `id`'s history (the plugin was removed and purged).
     pub fn clear(&self, id: &str) -> std::io::Result<()> {
         match std::fs::remove_dir_all(self.dir(id)) {
@@ -171,6 +193,7 @@ impl Daemon {
                 format!("plugin {id}: taking {}: {e}", entry.dir.display()),
             )
         })?;
+        crate::crash::point("rollback:taken");
         let installed = match self.install(plan, approved.clone(), true).await {
             Ok(p) => p,
             Err(e) => {

@@ -231,15 +231,19 @@ impl Daemon {
         let staging = plugins_dir.join(format!(".{id}.staging"));
         let _ = std::fs::remove_dir_all(&staging);
         plan.folder.write(&staging).map_err(|e| io("staging", e))?;
+        crate::crash::point("install:staged");
         self.approvals.set(&id, &approved)?;
+        crate::crash::point("install:approved");
         let dest = plugins_dir.join(&id);
         let replaced =
             switch_in(&staging, &dest).map_err(|e| io("moving the plugin into place", e))?;
+        crate::crash::point("install:switched");
         // The replaced version (now where the staged copy was) is kept.
         if replaced && let Err(e) = self.history.push(&id, &staging) {
             tracing::warn!(plugin = %id, "the replaced version was not kept: {e}");
             let _ = std::fs::remove_dir_all(&staging);
         }
+        crate::crash::point("install:kept");
         let installed = Arc::new(registry::load(&dest, &id, &self.host_version));
         self.replace_plugin(Arc::clone(&installed));
         self.refresh_grant(&id);

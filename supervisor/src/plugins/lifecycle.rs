@@ -127,12 +127,14 @@ impl Daemon {
         self.swap_registry(Registry { plugins }, &[&plugin.id]);
         self.refresh_grant(id);
         let stopped = self.workers.restart(id).await;
+        crate::crash::point("remove:unlisted");
         // Then its files: renamed aside (one step), then deleted.
         let dir = &plugin.dir;
         let aside = self.config.plugins_dir.join(format!(".{id}.removed"));
         if dir.starts_with(&self.config.plugins_dir) && dir.exists() {
             let _ = std::fs::remove_dir_all(&aside);
             std::fs::rename(dir, &aside).map_err(|e| internal("moving its folder aside", &e))?;
+            crate::crash::point("remove:aside");
             std::fs::remove_dir_all(&aside).map_err(|e| internal("deleting its folder", &e))?;
         }
         self.approvals.remove(id)?;
