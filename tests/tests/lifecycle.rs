@@ -286,3 +286,51 @@ async fn updates_are_kept_and_rolled_back_with_grants_rechecked() -> anyhow::Res
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_that_does_not_load_is_never_switched_in() -> anyhow::Result<()> {
+    let t = Tarkd::start(vec![], Options::default())?;
+    let src = tempfile::tempdir()?;
+    let v1 = gadget(&src.path().join("v1"), "1.0.0", "g1", "")?;
+    ok(&t.tarkctl(&["plugin", "add", &v1, "--yes"])?)?;
+    // Valid magic, then nothing a compiler accepts; and a component of
+    // another world than the manifest's.
+    let broken = src.path().join("broken");
+    gadget(&broken, "2.0.0", "g2", "")?;
+    let cases: [(Vec<u8>, &str); 2] = [
+        (
+            b"\0asm\x01\0\0\0\xff\xff\xff".to_vec(),
+            "cannot be installed",
+        ),
+        (tark_tests::fixtures::wrong_world()?, "cannot be installed"),
+    ];
+    let arg = broken.display().to_string();
+    for (module, words) in cases {
+        std::fs::write(broken.join("plugin.wasm"), module)?;
+        let o = t.tarkctl(&["plugin", "update", "gadget", &arg, "--yes"])?;
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(words), "{err}");
+        assert!(serves(&t, "g1-ok").await?, "1.0.0 stopped serving");
+    }
+    // The same through a reload of a folder copied in by hand.
+    let installed = t.dir.path().join("plugins/gadget");
+    std::fs::copy(broken.join("plugin.wasm"), installed.join("plugin.wasm"))?;
+    std::fs::copy(broken.join("plugin.toml"), installed.join("plugin.toml"))?;
+    let o = t.tarkctl(&["plugin", "reload"])?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("reload refused, nothing changed: plugin gadget:"),
+        "{err}"
+    );
+    assert!(serves(&t, "g1-ok").await?);
+    // No validation worker is left, or shown.
+    let status = t.status().await?;
+    let internal = status
+        .plugins
+        .iter()
+        .flat_map(|p| &p.workers)
+        .filter(|w| w.tenant.starts_with('@'))
+        .count();
+    assert_eq!(internal, 0, "{status:?}");
+    Ok(())
+}

@@ -179,6 +179,9 @@ impl Daemon {
         trust::gate(&id, &verdict, self.config.policy.require_signed).map_err(|m| {
             CallError::new(Code::FailedPrecondition, m).because(Reason::PluginSignature, &id)
         })?;
+        // What was judged is what the plan's plugin carries (a validation
+        // worker checks it as any worker would).
+        *plugin.signature.lock().unwrap_or_else(|p| p.into_inner()) = Some(verdict.clone());
         notes.push(match &verdict {
             Verdict::Verified { key_id } => format!("signed by key {key_id}: verified"),
             _ => "unsigned".to_owned(),
@@ -224,6 +227,14 @@ impl Daemon {
             )
             .because(Reason::PluginSignature, &id));
         }
+        // Its module must load, in a worker, before anything changes.
+        self.workers.validate(&plan.plugin).await.map_err(|e| {
+            CallError::new(
+                Code::FailedPrecondition,
+                format!("plugin {id} cannot be installed: {}", e.message),
+            )
+            .because(Reason::PluginNotRunnable, &id)
+        })?;
         let io = |what: &str, e: std::io::Error| {
             CallError::new(Code::Internal, format!("plugin {id}: {what}: {e}"))
         };

@@ -119,6 +119,15 @@ impl Daemon {
                 Some(_) => crate::plugins::trust::gate(&p.id, &p.verdict(), require).err(),
             })
             .collect();
+        // Each new or changed module must load, in a worker, before the swap.
+        let mut broken = broken;
+        if broken.is_empty() {
+            for p in &incoming {
+                if let Err(e) = self.workers.validate(p).await {
+                    broken.push(format!("plugin {}: {}", p.id, e.message));
+                }
+            }
+        }
         if !broken.is_empty() {
             return Err(CallError::new(
                 Code::FailedPrecondition,

@@ -4,7 +4,8 @@
 //! [`slot`] holds one tenant × plugin's state, [`start`] brings a worker up,
 //! [`exit`] tells how it ended, [`restart`] decides when it may come back,
 //! [`limits`] what one call of a plugin may use, [`bounds`] how many workers
-//! may live and which gives way, [`cgroup`] the cgroup each one runs in.
+//! may live and which gives way, [`cgroup`] the cgroup each one runs in,
+//! [`validate`] loading a plugin before it is installed.
 
 pub mod bounds;
 pub mod cache;
@@ -18,6 +19,7 @@ mod slot;
 pub mod spawn;
 mod start;
 pub mod syscalls;
+pub mod validate;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
