@@ -62,6 +62,8 @@ pub struct Daemon {
     pub history: crate::plugins::history::History,
     /// The keys plugin packages may be signed with.
     pub trust: crate::plugins::trust::TrustStore,
+    /// Where each plugin was installed from.
+    pub origins: crate::plugins::lifecycle::Origins,
     /// Installs run one at a time.
     pub install_lock: tokio::sync::Mutex<()>,
     /// `config.tark_version`, parsed once: what manifests are checked against.
@@ -96,6 +98,7 @@ impl Daemon {
             config.lifecycle.keep_versions,
         );
         history.recover();
+        let origins = crate::plugins::lifecycle::Origins::new(&config.state_dir);
         Self {
             config,
             registry: RwLock::new(Arc::new(registry)),
@@ -107,6 +110,7 @@ impl Daemon {
             disabled,
             history,
             trust,
+            origins,
             install_lock: tokio::sync::Mutex::new(()),
             host_version,
             flows: crate::api::auth::Flows::default(),

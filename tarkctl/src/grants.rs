@@ -124,11 +124,13 @@ pub async fn add(
 ) -> anyhow::Result<()> {
     // Kept until the install is done: a staged source is deleted with it.
     let staged = crate::source::stage(source)?;
+    let origin = crate::source::origin(source);
     let source = staged.folder.display().to_string();
     let plan = c
         .install_plugin(pb::InstallPluginRequest {
             source: source.clone(),
             approved: None,
+            origin: String::new(),
         })
         .await
         .map_err(crate::status_error)?
@@ -184,6 +186,7 @@ pub async fn add(
         .install_plugin(pb::InstallPluginRequest {
             source,
             approved: Some(approved.clone()),
+            origin,
         })
         .await
         .map_err(crate::status_error)?

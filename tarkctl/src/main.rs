@@ -172,11 +172,12 @@ enum PluginCommand {
         #[arg(long)]
         grant: Vec<String>,
     },
-    /// Install a new version of an installed plugin from a folder (as add, but
-    /// the folder must hold that plugin).
+    /// Install a new version of an installed plugin (as add, but the source must
+    /// hold that plugin); without a source, the one it was installed from is
+    /// fetched again (a git URL's ref, a folder, an archive).
     Update {
         id: String,
-        source: String,
+        source: Option<String>,
         #[arg(long)]
         yes: bool,
         #[arg(long)]
@@ -423,6 +424,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             grant,
         }) => {
             let mut c = pb::plugins_client::PluginsClient::new(channel);
+            let source = match source {
+                Some(s) => s,
+                None => {
+                    let info = c
+                        .get_plugin(request(pb::PluginRef { id: id.clone() }, t)?)
+                        .await
+                        .map_err(status_error)?
+                        .into_inner();
+                    if info.origin.is_empty() {
+                        anyhow::bail!(
+                            "plugin {id} has no recorded source: give one (tarkctl plugin update {id} <source>)"
+                        );
+                    }
+                    info.origin
+                }
+            };
             grants::add(&mut c, &source, yes, &grant, cli.json, Some(&id)).await?;
         }
         Command::Plugin(PluginCommand::History { id }) => {

@@ -49,7 +49,7 @@ pub fn plugin_json(p: &pb::PluginInfo) -> serde_json::Value {
         "approved": p.approved, "pending_approval": p.pending_approval,
         "wit": p.wit, "provides": p.provides, "accepted_wit": p.accepted_wit,
         "api_version": p.api_version, "activation": p.activation, "oauth_flow": p.oauth_flow,
-        "signer": p.signer, "signature": p.signature,
+        "signer": p.signer, "signature": p.signature, "origin": p.origin,
     })
 }
 
@@ -153,6 +153,9 @@ pub fn print_info(p: &pb::PluginInfo) {
         println!("  author:      {}", p.author);
     }
     println!("  path:        {}", p.path);
+    if !p.origin.is_empty() {
+        println!("  source:      {}", p.origin);
+    }
     println!("  wasm sha256: {}", p.wasm_sha256);
     match p.signer.as_str() {
         "" => println!("  signature:   {}", p.signature),

@@ -52,6 +52,17 @@ pub fn classify(arg: &str) -> Source {
     Source::Folder(PathBuf::from(arg))
 }
 
+/// What is recorded as the source, to fetch it again on `update <id>`: paths
+/// made absolute, repository URLs as written (with their `#ref`).
+pub fn origin(arg: &str) -> String {
+    match classify(arg) {
+        Source::Git { .. } => arg.to_owned(),
+        Source::Folder(p) | Source::TarGz(p) | Source::TarZst(p) => std::fs::canonicalize(&p)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| arg.to_owned()),
+    }
+}
+
 /// A source made into a folder tarkd can read; the staging folder, if any,
 /// is removed when this is dropped.
 pub struct Staged {

@@ -87,6 +87,14 @@ async fn from_git_at_a_ref_and_from_archives() -> anyhow::Result<()> {
         run(&t, &["plugin", "update", "gadget", &url, "--yes"])?.map_err(anyhow::Error::msg)?;
     assert!(said.contains("installed gadget 2.0.0"), "{said}");
     assert!(serves(&t, "g2-ok").await?);
+    // Without a source, update fetches the recorded one again: the repository's
+    // head, which has moved on.
+    assert_eq!(t.plugin_info("gadget").await?.origin, url);
+    gadget(&repo, "2.1.0", "g21")?;
+    git(&repo, &["commit", "--quiet", "-am", "2.1.0"])?;
+    let said = run(&t, &["plugin", "update", "gadget", "--yes"])?.map_err(anyhow::Error::msg)?;
+    assert!(said.contains("installed gadget 2.1.0"), "{said}");
+    assert!(serves(&t, "g21-ok").await?);
 
     // Archives wrap the folder, as `tar -C dir -c gadget` does.
     for (name, version, prefix) in [
@@ -151,5 +159,13 @@ async fn from_git_at_a_ref_and_from_archives() -> anyhow::Result<()> {
         "{refused:?}"
     );
     assert!(serves(&t, "g4-ok").await?);
+    // The last archive is the recorded source, by its absolute path.
+    let recorded = t.plugin_info("gadget").await?.origin;
+    assert!(
+        recorded.ends_with("/gadget.tar.zst") && recorded.starts_with('/'),
+        "{recorded}"
+    );
+    let none = run(&t, &["plugin", "update", "nothing-installed", "--yes"])?;
+    assert!(none.is_err(), "{none:?}");
     Ok(())
 }

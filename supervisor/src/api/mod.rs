@@ -115,6 +115,7 @@ impl Api {
             info.pending_approval = grant.pending.clone();
         }
         (info.signer, info.signature) = p.verdict().shown();
+        info.origin = self.0.origins.get(&p.id);
         info.set_state(if p.is_disabled() {
             pb::PluginState::Disabled
         } else if p.runnable().is_none() {

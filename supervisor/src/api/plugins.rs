@@ -59,6 +59,9 @@ impl pb::plugins_server::Plugins for Api {
         };
         if let Some(approved) = req.approved {
             let installed = self.0.install(plan, caps_from_pb(approved), false).await?;
+            if let Err(e) = self.0.origins.set(&installed.id, &req.origin) {
+                tracing::warn!(plugin = %installed.id, "its source was not recorded: {e}");
+            }
             let installed = self.plugin_info(&installed, &who);
             reply.needs_approval = installed.pending_approval.clone();
             reply.plugin = Some(installed);

@@ -65,6 +65,37 @@ impl Disabled {
     }
 }
 
+/// Where each plugin was last installed from, as the operator named it
+/// (`state_dir/origins/<id>`), so an update can fetch the same source again.
+#[derive(Debug, Clone)]
+pub struct Origins {
+    dir: PathBuf,
+}
+
+impl Origins {
+    pub fn new(state_dir: &Path) -> Self {
+        Self {
+            dir: state_dir.join("origins"),
+        }
+    }
+
+    pub fn get(&self, id: &str) -> String {
+        std::fs::read_to_string(self.dir.join(id)).unwrap_or_default()
+    }
+
+    /// Records `origin` (nothing for an empty one: the old record stays).
+    pub fn set(&self, id: &str, origin: &str) -> std::io::Result<()> {
+        if origin.is_empty() {
+            return Ok(());
+        }
+        crate::durable::write_private(&self.dir, id, origin.as_bytes())
+    }
+
+    pub fn remove(&self, id: &str) -> std::io::Result<()> {
+        crate::durable::remove(&self.dir.join(id))
+    }
+}
+
 /// Clears what an install or removal killed half-way left in the plugins dir:
 /// staged copies not switched in, old copies switched out, folders renamed
 /// aside for deletion (all dot-names, which the scan skips).
@@ -141,6 +172,9 @@ impl Daemon {
         self.disabled
             .set(id, false)
             .map_err(|e| internal("clearing its disabled state", &e))?;
+        self.origins
+            .remove(id)
+            .map_err(|e| internal("forgetting its source", &e))?;
         // Its kept versions go with it: a rollback needs an installed plugin.
         self.history
             .clear(id)
