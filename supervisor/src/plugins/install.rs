@@ -176,7 +176,12 @@ impl Daemon {
         // The whole package, as read, against the trust roots.
         let files = trust::package(&folder).map_err(invalid)?;
         let verdict = trust::judge(&files, &self.trust.list()?, trust::now_unix());
-        trust::gate(&id, &verdict, self.config.policy.require_signed).map_err(|m| {
+        trust::gate(
+            &id,
+            &verdict,
+            trust::by_policy(self.config.policy.require_signed),
+        )
+        .map_err(|m| {
             CallError::new(Code::FailedPrecondition, m).because(Reason::PluginSignature, &id)
         })?;
         // What was judged is what the plan's plugin carries (a validation

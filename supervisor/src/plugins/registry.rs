@@ -69,6 +69,14 @@ impl Plugin {
             .unwrap_or_default()
     }
 
+    /// Why it may not run where `required_by` asks for signatures (see
+    /// `trust::gate`), without copying the verdict: this is on every call's path.
+    pub fn signature_gate(&self, required_by: Option<&str>) -> Result<(), String> {
+        let verdict = self.signature.lock().unwrap_or_else(|p| p.into_inner());
+        let unsigned = crate::plugins::trust::Verdict::Unsigned;
+        crate::plugins::trust::gate(&self.id, verdict.as_ref().unwrap_or(&unsigned), required_by)
+    }
+
     pub fn is_disabled(&self) -> bool {
         self.disabled.load(std::sync::atomic::Ordering::SeqCst)
     }

@@ -111,16 +111,15 @@ impl Daemon {
             .filter_map(|id| scanned.get(id))
             .collect();
         crate::plugins::trust::judge_installed(&self.trust, incoming.iter().map(|p| &***p), false);
-        let require = self.config.policy.require_signed;
-        let broken: Vec<String> = incoming
+        let require = crate::plugins::trust::by_policy(self.config.policy.require_signed);
+        let mut broken: Vec<String> = incoming
             .iter()
             .filter_map(|p| match &p.loaded {
                 None => Some(format!("plugin {}: {}", p.id, p.diagnostics.join("; "))),
-                Some(_) => crate::plugins::trust::gate(&p.id, &p.verdict(), require).err(),
+                Some(_) => p.signature_gate(require).err(),
             })
             .collect();
         // Each new or changed module must load, in a worker, before the swap.
-        let mut broken = broken;
         if broken.is_empty() {
             for p in &incoming {
                 if let Err(e) = self.workers.validate(p).await {

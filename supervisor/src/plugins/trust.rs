@@ -170,16 +170,22 @@ fn read_package(dir: &Path) -> Result<Option<Folder>, String> {
         .map_err(|e| format!("reading the package: {e}"))
 }
 
-/// Why a plugin with `verdict` may not be installed or switched in: a
-/// signature that does not verify, or none while `policy.require_signed`.
-pub fn gate(id: &str, verdict: &Verdict, require_signed: bool) -> Result<(), String> {
-    match verdict {
-        Verdict::Refused(why) => Err(format!("plugin {id}: signature refused: {why}")),
-        Verdict::Unsigned if require_signed => Err(format!(
-            "plugin {id} is not signed, and policy.require_signed is set (tarkctl plugin sign)"
+/// Why a plugin with `verdict` may not be installed, switched in or run: a
+/// signature that does not verify, or none while `required_by` (what asks for
+/// signatures: the policy, or a tenant) says one is needed.
+pub fn gate(id: &str, verdict: &Verdict, required_by: Option<&str>) -> Result<(), String> {
+    match (verdict, required_by) {
+        (Verdict::Refused(why), _) => Err(format!("plugin {id}: signature refused: {why}")),
+        (Verdict::Unsigned, Some(by)) => Err(format!(
+            "plugin {id} is not signed, and {by} (tarkctl plugin sign)"
         )),
         _ => Ok(()),
     }
+}
+
+/// `required_by` for `policy.require_signed`.
+pub fn by_policy(require_signed: bool) -> Option<&'static str> {
+    require_signed.then_some("policy.require_signed is set")
 }
 
 /// Why the trust store could not be read or changed.

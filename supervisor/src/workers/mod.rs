@@ -298,16 +298,11 @@ impl Workers {
             .and_then(|t| t.policy.as_ref())
             .and_then(|p| p.require_signed)
             .unwrap_or(false);
-        let required = self.config.policy.require_signed || tenant_requires;
-        if let Err(why) = crate::plugins::trust::gate(&plugin.id, &plugin.verdict(), required) {
-            let why = if tenant_requires && !self.config.policy.require_signed {
-                why.replace(
-                    "policy.require_signed is set",
-                    &format!("tenant {} requires signed plugins", key.tenant),
-                )
-            } else {
-                why
-            };
+        let policy = self.config.policy.require_signed;
+        let tenant_says = (tenant_requires && !policy)
+            .then(|| format!("tenant {} requires signed plugins", key.tenant));
+        let required_by = crate::plugins::trust::by_policy(policy).or(tenant_says.as_deref());
+        if let Err(why) = plugin.signature_gate(required_by) {
             return Err(CallError::new(Code::FailedPrecondition, why)
                 .because(Reason::PluginSignature, &plugin.id));
         }
