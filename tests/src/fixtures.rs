@@ -204,6 +204,23 @@ pub fn manifest(name: &str, plugin_type: &str, capabilities: &str) -> String {
     )
 }
 
+/// Writes tool plugin `gadget` at `version` into `dir` (tools `<prefix>-ok`
+/// and `<prefix>-run`), declaring `capabilities`; returns the folder as a
+/// tarkctl argument. Versions of one plugin for the lifecycle tests.
+pub fn gadget(
+    dir: &std::path::Path,
+    version: &str,
+    prefix: &str,
+    capabilities: &str,
+) -> anyhow::Result<String> {
+    std::fs::create_dir_all(dir)?;
+    let manifest = manifest("gadget", "tool", capabilities)
+        .replace("version = \"1.0.0\"", &format!("version = \"{version}\""));
+    std::fs::write(dir.join("plugin.toml"), manifest)?;
+    std::fs::write(dir.join("plugin.wasm"), tool(prefix, "", "")?)?;
+    Ok(dir.display().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -114,6 +114,24 @@ impl Tarkd {
         Ok(t)
     }
 
+    /// Runs tarkctl: its trimmed stdout, or its trimmed stderr as the error.
+    pub fn ctl(&self, args: &[&str]) -> anyhow::Result<Result<String, String>> {
+        let o = self.tarkctl(args)?;
+        let out = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+        let err = String::from_utf8_lossy(&o.stderr).trim().to_owned();
+        Ok(if o.status.success() {
+            Ok(out)
+        } else {
+            Err(err)
+        })
+    }
+
+    /// Runs tarkctl, which must succeed; its trimmed stdout.
+    pub fn ctl_ok(&self, args: &[&str]) -> anyhow::Result<String> {
+        self.ctl(args)?
+            .map_err(|e| anyhow::anyhow!("tarkctl {args:?} failed: {e}"))
+    }
+
     /// The environment the next [`Self::launch`] gives tarkd.
     pub fn set_env(&mut self, env: Vec<(String, String)>) {
         self.env = env;

@@ -19,7 +19,12 @@ struct Hierarchy {
 }
 
 impl Hierarchy {
-    fn new() -> anyhow::Result<Self> {
+    /// `None` (said on stderr) when the test cannot mount one: it needs root.
+    fn new() -> anyhow::Result<Option<Self>> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("cgroup test needs root to mount cgroup2 and to be tarkd's delegate");
+            return Ok(None);
+        }
         let mount = tempfile::tempdir()?;
         nix::mount::mount(
             Some("cgroup2"),
@@ -39,7 +44,7 @@ impl Hierarchy {
         // A test run killed earlier may have left it.
         remove_tree(&h.group);
         std::fs::create_dir(&h.group)?;
-        Ok(h)
+        Ok(Some(h))
     }
 
     /// The controllers tarkd may turn on for workers here.
@@ -112,11 +117,9 @@ fn cgroup_layer(w: &pb::WorkerStatus) -> anyhow::Result<&pb::SandboxLayer> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_worker_runs_in_its_own_cgroup_with_limits_and_leaves_none() -> anyhow::Result<()> {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("cgroup test needs root to mount cgroup2 and to be tarkd's delegate");
+    let Some(h) = Hierarchy::new()? else {
         return Ok(());
-    }
-    let h = Hierarchy::new()?;
+    };
     // A worker cgroup a killed tarkd left behind, and a directory not tarkd's.
     std::fs::create_dir(h.group.join("acme:notes:9"))?;
     std::fs::create_dir(h.group.join("operator-made"))?;
@@ -247,11 +250,9 @@ async fn each_worker_runs_in_its_own_cgroup_with_limits_and_leaves_none() -> any
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn required_cgroup_layer_refuses_workers_when_limits_cannot_be_set() -> anyhow::Result<()> {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("cgroup test needs root to mount cgroup2");
+    let Some(h) = Hierarchy::new()? else {
         return Ok(());
-    }
-    let h = Hierarchy::new()?;
+    };
     let offered = h.offered()?;
     let t = Tarkd::start(
         vec![PluginFiles::notes()?],
@@ -304,6 +305,19 @@ async fn a_cgroup_place_that_is_not_cgroup_v2_is_reported_not_fatal() -> anyhow:
     Ok(())
 }
 
+/// tarkd with `place = "auto"`, started in the test's cgroup as systemd starts
+/// a unit in its own.
+fn start_in_group(h: &Hierarchy) -> anyhow::Result<Tarkd> {
+    Tarkd::start(
+        vec![PluginFiles::notes()?],
+        Options {
+            config: "[sandbox.cgroup]\nplace = \"auto\"\n".into(),
+            cgroup: Some(h.group.clone()),
+            ..Options::default()
+        },
+    )
+}
+
 /// Marks a cgroup delegated, as systemd does for a unit with `Delegate=yes`.
 fn mark_delegated(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::ffi::OsStrExt;
@@ -326,20 +340,11 @@ fn mark_delegated(dir: &Path) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_delegated_cgroup_tarkd_moves_aside_and_workers_go_under_it() -> anyhow::Result<()> {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("cgroup test needs root to mount cgroup2");
+    let Some(h) = Hierarchy::new()? else {
         return Ok(());
-    }
-    let h = Hierarchy::new()?;
+    };
     mark_delegated(&h.group)?;
-    let mut t = Tarkd::start(
-        vec![PluginFiles::notes()?],
-        Options {
-            config: "[sandbox.cgroup]\nplace = \"auto\"\n".into(),
-            cgroup: Some(h.group.clone()),
-            ..Options::default()
-        },
-    )?;
+    let mut t = start_in_group(&h)?;
     // tarkd left its own cgroup for a leaf, so its children may hold workers.
     assert_eq!(h.cgroup_of(t.pid())?, h.group.join("supervisor"));
     output(
@@ -366,19 +371,10 @@ async fn in_a_delegated_cgroup_tarkd_moves_aside_and_workers_go_under_it() -> an
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cgroup_not_delegated_is_left_alone() -> anyhow::Result<()> {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("cgroup test needs root to mount cgroup2");
+    let Some(h) = Hierarchy::new()? else {
         return Ok(());
-    }
-    let h = Hierarchy::new()?;
-    let t = Tarkd::start(
-        vec![PluginFiles::notes()?],
-        Options {
-            config: "[sandbox.cgroup]\nplace = \"auto\"\n".into(),
-            cgroup: Some(h.group.clone()),
-            ..Options::default()
-        },
-    )?;
+    };
+    let t = start_in_group(&h)?;
     assert_eq!(h.cgroup_of(t.pid())?, h.group, "tarkd moved itself");
     assert!(h.leaves()?.is_empty());
     output(

@@ -4,21 +4,7 @@
 //! or gone), never neither, and nothing half-done is left in the plugins dir.
 #![cfg(feature = "test-hooks")]
 
-use std::path::Path;
-
 use tark_tests::{Options, PluginFiles, Tarkd, invoke, output};
-
-fn gadget(dir: &Path, version: &str, prefix: &str) -> anyhow::Result<String> {
-    std::fs::create_dir_all(dir)?;
-    let manifest = tark_tests::fixtures::manifest("gadget", "tool", "")
-        .replace("version = \"1.0.0\"", &format!("version = \"{version}\""));
-    std::fs::write(dir.join("plugin.toml"), manifest)?;
-    std::fs::write(
-        dir.join("plugin.wasm"),
-        tark_tests::fixtures::tool(prefix, "", "")?,
-    )?;
-    Ok(dir.display().to_string())
-}
 
 /// (the installed version, whether it serves its own tool), `None` when the
 /// plugin is not installed.
@@ -51,8 +37,8 @@ fn leftovers(t: &Tarkd) -> anyhow::Result<Vec<String>> {
 async fn a_kill_anywhere_leaves_old_or_new_serving() -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
     let v1_dir = work.path().join("v1");
-    gadget(&v1_dir, "1.0.0", "g1")?;
-    let v2 = gadget(&work.path().join("v2"), "2.0.0", "g2")?;
+    tark_tests::fixtures::gadget(&v1_dir, "1.0.0", "g1", "")?;
+    let v2 = tark_tests::fixtures::gadget(&work.path().join("v2"), "2.0.0", "g2", "")?;
     // (crash point, what the operator runs, the state after the restart)
     let cases: [(&str, &[&str], Option<&str>); 7] = [
         (

@@ -7,18 +7,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use tark_proto::plugin::v1 as pb;
-use tark_tests::{Failed, Options, PluginFiles, Tarkd, alive, eventually, invoke, output};
+use tark_tests::{
+    Failed, Options, PluginFiles, Tarkd, alive, eventually, fixtures, invoke, output,
+};
 use tonic::Code;
-
-fn ok(o: &std::process::Output) -> anyhow::Result<String> {
-    let said = String::from_utf8_lossy(&o.stdout).trim().to_owned();
-    anyhow::ensure!(
-        o.status.success(),
-        "tarkctl failed: {said} {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    Ok(said)
-}
 
 async fn get_note(t: &Tarkd) -> anyhow::Result<Result<String, String>> {
     Ok(output(
@@ -60,7 +52,7 @@ async fn disable_enable_remove_and_purge() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("no worker"))?;
 
     // Disabled: workers drained, calls refused naming the way back, no tools.
-    let said = ok(&t.tarkctl(&["plugin", "disable", "notes"])?)?;
+    let said = t.ctl_ok(&["plugin", "disable", "notes"])?;
     assert!(
         said.starts_with("plugin notes disabled: stopped 1 worker(s)"),
         "{said}"
@@ -74,10 +66,10 @@ async fn disable_enable_remove_and_purge() -> anyhow::Result<()> {
     );
     let info = t.plugin_info("notes").await?;
     assert_eq!(info.state(), pb::PluginState::Disabled);
-    let said = ok(&t.tarkctl(&["plugin", "disable", "notes"])?)?;
+    let said = t.ctl_ok(&["plugin", "disable", "notes"])?;
     assert_eq!(said, "plugin notes is already disabled");
     // A call addressed to a disabled plugin says so, with its reason.
-    ok(&t.tarkctl(&["plugin", "disable", "echo"])?)?;
+    t.ctl_ok(&["plugin", "disable", "echo"])?;
     let err = t
         .providers()
         .await?
@@ -116,7 +108,7 @@ async fn disable_enable_remove_and_purge() -> anyhow::Result<()> {
 
     // Enabled again, with what it stored.
     assert_eq!(
-        ok(&t.tarkctl(&["plugin", "enable", "notes"])?)?,
+        t.ctl_ok(&["plugin", "enable", "notes"])?,
         "plugin notes enabled"
     );
     assert!(
@@ -127,7 +119,7 @@ async fn disable_enable_remove_and_purge() -> anyhow::Result<()> {
     );
 
     // Removed: gone at once, storage kept for a reinstall.
-    let said = ok(&t.tarkctl(&["plugin", "remove", "notes"])?)?;
+    let said = t.ctl_ok(&["plugin", "remove", "notes"])?;
     assert!(said.contains("its storage is kept"), "{said}");
     let plugins_dir = t.dir.path().join("plugins");
     assert!(!plugins_dir.join("notes").exists());
@@ -147,7 +139,7 @@ async fn disable_enable_remove_and_purge() -> anyhow::Result<()> {
     let src_dir = src.path().join("notes");
     write_source(&src_dir)?;
     let src_arg = src_dir.display().to_string();
-    ok(&t.tarkctl(&["plugin", "add", &src_arg, "--yes"])?)?;
+    t.ctl_ok(&["plugin", "add", &src_arg, "--yes"])?;
     assert!(
         get_note(&t)
             .await?
@@ -156,9 +148,9 @@ async fn disable_enable_remove_and_purge() -> anyhow::Result<()> {
     );
 
     // Purged: a reinstall starts empty.
-    let said = ok(&t.tarkctl(&["plugin", "remove", "notes", "--purge"])?)?;
+    let said = t.ctl_ok(&["plugin", "remove", "notes", "--purge"])?;
     assert!(said.contains("purged 1 stored key(s)"), "{said}");
-    ok(&t.tarkctl(&["plugin", "add", &src_arg, "--yes"])?)?;
+    t.ctl_ok(&["plugin", "add", &src_arg, "--yes"])?;
     let note = get_note(&t).await?;
     assert!(
         note.is_err() || !note.as_deref().unwrap_or("").contains('b'),
@@ -192,20 +184,6 @@ async fn leftovers_of_a_killed_install_or_removal_are_cleared_at_start() -> anyh
     Ok(())
 }
 
-/// A source folder of plugin `gadget` at `version`, whose tools are named
-/// `<prefix>-ok` and `<prefix>-run`.
-fn gadget(dir: &Path, version: &str, prefix: &str, caps: &str) -> anyhow::Result<String> {
-    std::fs::create_dir_all(dir)?;
-    let manifest = tark_tests::fixtures::manifest("gadget", "tool", caps)
-        .replace("version = \"1.0.0\"", &format!("version = \"{version}\""));
-    std::fs::write(dir.join("plugin.toml"), manifest)?;
-    std::fs::write(
-        dir.join("plugin.wasm"),
-        tark_tests::fixtures::tool(prefix, "", "")?,
-    )?;
-    Ok(dir.display().to_string())
-}
-
 async fn serves(t: &Tarkd, tool: &str) -> anyhow::Result<bool> {
     let r = t.tools().await?.invoke_tool(invoke(tool, "{}")).await;
     Ok(output(r).is_ok())
@@ -215,9 +193,9 @@ async fn serves(t: &Tarkd, tool: &str) -> anyhow::Result<bool> {
 async fn updates_are_kept_and_rolled_back_with_grants_rechecked() -> anyhow::Result<()> {
     let t = Tarkd::start(vec![], Options::config("[lifecycle]\nkeep_versions = 2\n"))?;
     let src = tempfile::tempdir()?;
-    let v1 = gadget(&src.path().join("v1"), "1.0.0", "g1", "")?;
-    let v2 = gadget(&src.path().join("v2"), "2.0.0", "g2", "")?;
-    let v3 = gadget(&src.path().join("v3"), "3.0.0", "g3", "storage = true")?;
+    let v1 = fixtures::gadget(&src.path().join("v1"), "1.0.0", "g1", "")?;
+    let v2 = fixtures::gadget(&src.path().join("v2"), "2.0.0", "g2", "")?;
+    let v3 = fixtures::gadget(&src.path().join("v3"), "3.0.0", "g3", "storage = true")?;
     let other = src.path().join("other");
     write_source(&other)?;
     let other = other.display().to_string();
@@ -228,18 +206,18 @@ async fn updates_are_kept_and_rolled_back_with_grants_rechecked() -> anyhow::Res
         String::from_utf8_lossy(&refused.stderr).contains("plugin gadget is not installed"),
         "{refused:?}"
     );
-    ok(&t.tarkctl(&["plugin", "add", &v1, "--yes"])?)?;
+    t.ctl_ok(&["plugin", "add", &v1, "--yes"])?;
     let refused = t.tarkctl(&["plugin", "update", "gadget", &other, "--yes"])?;
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("holds plugin notes, not gadget"),
         "{refused:?}"
     );
-    ok(&t.tarkctl(&["plugin", "update", "gadget", &v2, "--yes"])?)?;
-    ok(&t.tarkctl(&["plugin", "update", "gadget", &v3, "--yes"])?)?;
+    t.ctl_ok(&["plugin", "update", "gadget", &v2, "--yes"])?;
+    t.ctl_ok(&["plugin", "update", "gadget", &v3, "--yes"])?;
     assert!(serves(&t, "g3-ok").await?);
 
     let history = |t: &Tarkd| -> anyhow::Result<Vec<(String, bool)>> {
-        let out = ok(&t.tarkctl(&["--json", "plugin", "history", "gadget"])?)?;
+        let out = t.ctl_ok(&["--json", "plugin", "history", "gadget"])?;
         let rows: Vec<serde_json::Value> = serde_json::from_str(&out)?;
         Ok(rows
             .iter()
@@ -259,7 +237,7 @@ async fn updates_are_kept_and_rolled_back_with_grants_rechecked() -> anyhow::Res
     );
 
     // Back to 1.0.0: it serves, and 3.0.0 is kept in its place.
-    let said = ok(&t.tarkctl(&["plugin", "rollback", "gadget", "--to", "1.0.0"])?)?;
+    let said = t.ctl_ok(&["plugin", "rollback", "gadget", "--to", "1.0.0"])?;
     assert!(said.contains("installed gadget 1.0.0"), "{said}");
     assert!(serves(&t, "g1-ok").await? && !serves(&t, "g3-ok").await?);
     assert_eq!(
@@ -270,7 +248,7 @@ async fn updates_are_kept_and_rolled_back_with_grants_rechecked() -> anyhow::Res
     // Forward again to the newest kept, 3.0.0: its storage was approved
     // under 3.0.0, but the approval was narrowed to 1.0.0's declaration, so
     // it needs approval again.
-    let said = ok(&t.tarkctl(&["plugin", "rollback", "gadget"])?)?;
+    let said = t.ctl_ok(&["plugin", "rollback", "gadget"])?;
     assert!(said.contains("installed gadget 3.0.0"), "{said}");
     assert!(
         said.contains("not granted (declared, not approved)") && said.contains("storage"),
@@ -291,12 +269,12 @@ async fn updates_are_kept_and_rolled_back_with_grants_rechecked() -> anyhow::Res
 async fn a_module_that_does_not_load_is_never_switched_in() -> anyhow::Result<()> {
     let t = Tarkd::start(vec![], Options::default())?;
     let src = tempfile::tempdir()?;
-    let v1 = gadget(&src.path().join("v1"), "1.0.0", "g1", "")?;
-    ok(&t.tarkctl(&["plugin", "add", &v1, "--yes"])?)?;
+    let v1 = fixtures::gadget(&src.path().join("v1"), "1.0.0", "g1", "")?;
+    t.ctl_ok(&["plugin", "add", &v1, "--yes"])?;
     // Valid magic, then nothing a compiler accepts; and a component of
     // another world than the manifest's.
     let broken = src.path().join("broken");
-    gadget(&broken, "2.0.0", "g2", "")?;
+    fixtures::gadget(&broken, "2.0.0", "g2", "")?;
     let cases: [(Vec<u8>, &str); 2] = [
         (
             b"\0asm\x01\0\0\0\xff\xff\xff".to_vec(),

@@ -11,18 +11,6 @@ use tark_proto::plugin::v1 as pb;
 use tark_tests::{Failed, Options, Tarkd, for_tenant, invoke, output};
 use tonic::Code;
 
-/// tarkctl's output, or its stderr as the error.
-fn run(t: &Tarkd, args: &[&str]) -> anyhow::Result<Result<String, String>> {
-    let o = t.tarkctl(args)?;
-    let out = String::from_utf8_lossy(&o.stdout).trim().to_owned();
-    let err = String::from_utf8_lossy(&o.stderr).trim().to_owned();
-    Ok(if o.status.success() {
-        Ok(out)
-    } else {
-        Err(err)
-    })
-}
-
 fn refused(r: Result<String, String>, words: &str) {
     match r {
         Err(e) => assert!(e.contains(words), "refused, but not for {words:?}: {e}"),
@@ -31,25 +19,17 @@ fn refused(r: Result<String, String>, words: &str) {
 }
 
 fn gadget(dir: &Path, version: &str, prefix: &str) -> anyhow::Result<String> {
+    let dir_arg = tark_tests::fixtures::gadget(dir, version, prefix, "")?;
     std::fs::create_dir_all(dir.join("data"))?;
-    let manifest = tark_tests::fixtures::manifest("gadget", "tool", "")
-        .replace("version = \"1.0.0\"", &format!("version = \"{version}\""));
-    std::fs::write(dir.join("plugin.toml"), manifest)?;
-    std::fs::write(
-        dir.join("plugin.wasm"),
-        tark_tests::fixtures::tool(prefix, "", "")?,
-    )?;
     std::fs::write(dir.join("data/readme.txt"), "data files are signed too")?;
-    Ok(dir.display().to_string())
+    Ok(dir_arg)
 }
 
 fn keygen(t: &Tarkd, dir: &Path, name: &str) -> anyhow::Result<(String, String, String)> {
     let key = dir.join(name);
-    let out = run(
-        t,
-        &["--json", "keygen", "--out", &key.display().to_string()],
-    )?
-    .map_err(anyhow::Error::msg)?;
+    let out = t
+        .ctl(&["--json", "keygen", "--out", &key.display().to_string()])?
+        .map_err(anyhow::Error::msg)?;
     let v: serde_json::Value = serde_json::from_str(&out)?;
     let id = v["key_id"].as_str().unwrap_or_default().to_owned();
     Ok((
@@ -60,7 +40,8 @@ fn keygen(t: &Tarkd, dir: &Path, name: &str) -> anyhow::Result<(String, String, 
 }
 
 fn sign(t: &Tarkd, key: &str, dir: &str) -> anyhow::Result<()> {
-    run(t, &["plugin", "sign", "--key", key, dir])?.map_err(anyhow::Error::msg)?;
+    t.ctl(&["plugin", "sign", "--key", key, dir])?
+        .map_err(anyhow::Error::msg)?;
     Ok(())
 }
 
@@ -87,18 +68,21 @@ async fn only_trusted_unchanged_signed_packages_install_and_serve() -> anyhow::R
     let (a_key, a_pub, a) = keygen(&t, w, "a.key")?;
 
     refused(
-        run(&t, &["plugin", "add", &v1, "--yes"])?,
+        t.ctl(&["plugin", "add", &v1, "--yes"])?,
         "plugin gadget is not signed, and policy.require_signed is set",
     );
     sign(&t, &a_key, &v1)?;
     refused(
-        run(&t, &["plugin", "add", &v1, "--yes"])?,
+        t.ctl(&["plugin", "add", &v1, "--yes"])?,
         &format!("signed by key {a}, which is not trusted"),
     );
-    let said =
-        run(&t, &["trust", "add", &a_pub, "--comment", "release"])?.map_err(anyhow::Error::msg)?;
+    let said = t
+        .ctl(&["trust", "add", &a_pub, "--comment", "release"])?
+        .map_err(anyhow::Error::msg)?;
     assert!(said.starts_with(&format!("{a}  trusted")), "{said}");
-    let said = run(&t, &["plugin", "add", &v1, "--yes"])?.map_err(anyhow::Error::msg)?;
+    let said = t
+        .ctl(&["plugin", "add", &v1, "--yes"])?
+        .map_err(anyhow::Error::msg)?;
     assert!(
         said.contains(&format!("signed by key {a}: verified")),
         "{said}"
@@ -110,27 +94,30 @@ async fn only_trusted_unchanged_signed_packages_install_and_serve() -> anyhow::R
     sign(&t, &a_key, &v2)?;
     std::fs::write(w.join("v2/data/extra.txt"), "slipped in")?;
     refused(
-        run(&t, &["plugin", "add", &v2, "--yes"])?,
+        t.ctl(&["plugin", "add", &v2, "--yes"])?,
         "the package changed since it was signed",
     );
     std::fs::remove_file(w.join("v2/data/extra.txt"))?;
-    run(&t, &["plugin", "update", "gadget", &v2, "--yes"])?.map_err(anyhow::Error::msg)?;
+    t.ctl(&["plugin", "update", "gadget", &v2, "--yes"])?
+        .map_err(anyhow::Error::msg)?;
     assert_eq!(call(&t, "g2-ok").await?.code(), Code::Ok);
 
     // Back to the older signed version: refused as an update, allowed as a rollback.
     refused(
-        run(&t, &["plugin", "update", "gadget", &v1, "--yes"])?,
+        t.ctl(&["plugin", "update", "gadget", &v1, "--yes"])?,
         "1.0.0 is older than the installed 2.0.0, which is signed: a downgrade is refused",
     );
-    run(&t, &["plugin", "rollback", "gadget", "--to", "1.0.0"])?.map_err(anyhow::Error::msg)?;
+    t.ctl(&["plugin", "rollback", "gadget", "--to", "1.0.0"])?
+        .map_err(anyhow::Error::msg)?;
     assert_eq!(call(&t, "g1-ok").await?.code(), Code::Ok);
-    run(&t, &["plugin", "rollback", "gadget"])?.map_err(anyhow::Error::msg)?;
+    t.ctl(&["plugin", "rollback", "gadget"])?
+        .map_err(anyhow::Error::msg)?;
 
     // The installed copy tampered with on disk: the reload that would take it is refused.
     let installed = t.dir.path().join("plugins/gadget/data/readme.txt");
     std::fs::write(&installed, "edited in place")?;
     refused(
-        run(&t, &["plugin", "reload"])?,
+        t.ctl(&["plugin", "reload"])?,
         "plugin gadget: signature refused: the package changed since it was signed",
     );
     assert_eq!(call(&t, "g2-ok").await?.code(), Code::Ok);
@@ -138,22 +125,20 @@ async fn only_trusted_unchanged_signed_packages_install_and_serve() -> anyhow::R
 
     // An expired key.
     let (c_key, c_pub, c) = keygen(&t, w, "c.key")?;
-    run(
-        &t,
-        &["trust", "add", &c_pub, "--expires", "2000-01-01T00:00:00Z"],
-    )?
-    .map_err(anyhow::Error::msg)?;
+    t.ctl(&["trust", "add", &c_pub, "--expires", "2000-01-01T00:00:00Z"])?
+        .map_err(anyhow::Error::msg)?;
     let v3 = gadget(&w.join("v3"), "3.0.0", "g3")?;
     sign(&t, &c_key, &v3)?;
     refused(
-        run(&t, &["plugin", "update", "gadget", &v3, "--yes"])?,
+        t.ctl(&["plugin", "update", "gadget", &v3, "--yes"])?,
         &format!("signed by key {c}, which expired at 2000-01-01T00:00:00Z"),
     );
 
     // Rotation from a to b: what a signed stops serving; b's signature installs.
     let (b_key, b_pub, b) = keygen(&t, w, "b.key")?;
-    run(&t, &["trust", "add", &b_pub, "--rotate-from", &a])?.map_err(anyhow::Error::msg)?;
-    let listed = run(&t, &["trust", "list"])?.map_err(anyhow::Error::msg)?;
+    t.ctl(&["trust", "add", &b_pub, "--rotate-from", &a])?
+        .map_err(anyhow::Error::msg)?;
+    let listed = t.ctl(&["trust", "list"])?.map_err(anyhow::Error::msg)?;
     assert!(listed.contains(&format!("{a}  rotated to {b}")), "{listed}");
     assert!(
         listed.contains(&format!("{b}  trusted (replaces {a})")),
@@ -172,12 +157,14 @@ async fn only_trusted_unchanged_signed_packages_install_and_serve() -> anyhow::R
         "{err:?}"
     );
     sign(&t, &b_key, &v3)?;
-    run(&t, &["plugin", "update", "gadget", &v3, "--yes"])?.map_err(anyhow::Error::msg)?;
+    t.ctl(&["plugin", "update", "gadget", &v3, "--yes"])?
+        .map_err(anyhow::Error::msg)?;
     assert_eq!(signature(&t).await?, (b.clone(), "verified".to_owned()));
     assert_eq!(call(&t, "g3-ok").await?.code(), Code::Ok);
 
     // Revoked: it stops serving at once and is never trusted again.
-    run(&t, &["trust", "revoke", &b])?.map_err(anyhow::Error::msg)?;
+    t.ctl(&["trust", "revoke", &b])?
+        .map_err(anyhow::Error::msg)?;
     let err = t
         .tools()
         .await?
@@ -191,7 +178,7 @@ async fn only_trusted_unchanged_signed_packages_install_and_serve() -> anyhow::R
     );
     assert!(signature(&t).await?.1.starts_with("refused: signed by key"));
     refused(
-        run(&t, &["trust", "add", &b_pub])?,
+        t.ctl(&["trust", "add", &b_pub])?,
         "a revoked key is never trusted again",
     );
     Ok(())
@@ -205,7 +192,8 @@ async fn a_tenant_can_require_signed_plugins_alone() -> anyhow::Result<()> {
     )?;
     let work = tempfile::tempdir()?;
     let v1 = gadget(&work.path().join("v1"), "1.0.0", "g1")?;
-    run(&t, &["plugin", "add", &v1, "--yes"])?.map_err(anyhow::Error::msg)?;
+    t.ctl(&["plugin", "add", &v1, "--yes"])?
+        .map_err(anyhow::Error::msg)?;
     let mut tools = t.tools().await?;
     output(tools.invoke_tool(invoke("g1-ok", "{}")).await).map_err(anyhow::Error::msg)?;
     let err = tools

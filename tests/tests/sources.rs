@@ -7,30 +7,6 @@ use std::process::Command;
 
 use tark_tests::{Options, Tarkd, invoke, output};
 
-fn run(t: &Tarkd, args: &[&str]) -> anyhow::Result<Result<String, String>> {
-    let o = t.tarkctl(args)?;
-    let out = String::from_utf8_lossy(&o.stdout).trim().to_owned();
-    let err = String::from_utf8_lossy(&o.stderr).trim().to_owned();
-    Ok(if o.status.success() {
-        Ok(out)
-    } else {
-        Err(err)
-    })
-}
-
-/// Writes plugin `gadget` at `version` (tools `<prefix>-ok`, `<prefix>-run`).
-fn gadget(dir: &Path, version: &str, prefix: &str) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let manifest = tark_tests::fixtures::manifest("gadget", "tool", "")
-        .replace("version = \"1.0.0\"", &format!("version = \"{version}\""));
-    std::fs::write(dir.join("plugin.toml"), manifest)?;
-    std::fs::write(
-        dir.join("plugin.wasm"),
-        tark_tests::fixtures::tool(prefix, "", "")?,
-    )?;
-    Ok(())
-}
-
 fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new("git")
         .arg("-C")
@@ -57,42 +33,43 @@ async fn from_git_at_a_ref_and_from_archives() -> anyhow::Result<()> {
     let repo = work.path().join("gadget-repo");
     std::fs::create_dir_all(&repo)?;
     git(&repo, &["init", "--quiet", "--initial-branch=main"])?;
-    gadget(&repo, "1.0.0", "g1")?;
+    tark_tests::fixtures::gadget(&repo, "1.0.0", "g1", "")?;
     git(&repo, &["add", "."])?;
     git(&repo, &["commit", "--quiet", "-m", "1.0.0"])?;
     git(&repo, &["tag", "v1.0.0"])?;
-    gadget(&repo, "2.0.0", "g2")?;
+    tark_tests::fixtures::gadget(&repo, "2.0.0", "g2", "")?;
     git(&repo, &["commit", "--quiet", "-am", "2.0.0"])?;
     let url = format!("file://{}", repo.display());
 
-    let said = run(&t, &["plugin", "add", &format!("{url}#v1.0.0"), "--yes"])?
+    let said = t
+        .ctl(&["plugin", "add", &format!("{url}#v1.0.0"), "--yes"])?
         .map_err(anyhow::Error::msg)?;
     assert!(said.contains("installed gadget 1.0.0"), "{said}");
     assert!(serves(&t, "g1-ok").await?);
-    let bad = run(
-        &t,
-        &[
-            "plugin",
-            "update",
-            "gadget",
-            &format!("{url}#no-such-tag"),
-            "--yes",
-        ],
-    )?;
+    let bad = t.ctl(&[
+        "plugin",
+        "update",
+        "gadget",
+        &format!("{url}#no-such-tag"),
+        "--yes",
+    ])?;
     assert!(
         bad.as_ref().is_err_and(|e| e.contains("no-such-tag")),
         "{bad:?}"
     );
-    let said =
-        run(&t, &["plugin", "update", "gadget", &url, "--yes"])?.map_err(anyhow::Error::msg)?;
+    let said = t
+        .ctl(&["plugin", "update", "gadget", &url, "--yes"])?
+        .map_err(anyhow::Error::msg)?;
     assert!(said.contains("installed gadget 2.0.0"), "{said}");
     assert!(serves(&t, "g2-ok").await?);
     // Without a source, update fetches the recorded one again: the repository's
     // head, which has moved on.
     assert_eq!(t.plugin_info("gadget").await?.origin, url);
-    gadget(&repo, "2.1.0", "g21")?;
+    tark_tests::fixtures::gadget(&repo, "2.1.0", "g21", "")?;
     git(&repo, &["commit", "--quiet", "-am", "2.1.0"])?;
-    let said = run(&t, &["plugin", "update", "gadget", "--yes"])?.map_err(anyhow::Error::msg)?;
+    let said = t
+        .ctl(&["plugin", "update", "gadget", "--yes"])?
+        .map_err(anyhow::Error::msg)?;
     assert!(said.contains("installed gadget 2.1.0"), "{said}");
     assert!(serves(&t, "g21-ok").await?);
 
@@ -102,7 +79,7 @@ async fn from_git_at_a_ref_and_from_archives() -> anyhow::Result<()> {
         ("gadget.tar.zst", "4.0.0", "g4"),
     ] {
         let src = work.path().join(format!("src-{version}"));
-        gadget(&src.join("gadget"), version, prefix)?;
+        tark_tests::fixtures::gadget(&src.join("gadget"), version, prefix, "")?;
         let path = work.path().join(name);
         let file = std::fs::File::create(&path)?;
         if name.ends_with(".gz") {
@@ -118,8 +95,9 @@ async fn from_git_at_a_ref_and_from_archives() -> anyhow::Result<()> {
             b.into_inner()?.finish()?;
         }
         let arg = path.display().to_string();
-        let said =
-            run(&t, &["plugin", "update", "gadget", &arg, "--yes"])?.map_err(anyhow::Error::msg)?;
+        let said = t
+            .ctl(&["plugin", "update", "gadget", &arg, "--yes"])?
+            .map_err(anyhow::Error::msg)?;
         assert!(
             said.contains(&format!("installed gadget {version}")),
             "{said}"
@@ -134,7 +112,7 @@ async fn from_git_at_a_ref_and_from_archives() -> anyhow::Result<()> {
         flate2::Compression::default(),
     ));
     let src = work.path().join("src-5");
-    gadget(&src, "5.0.0", "g5")?;
+    tark_tests::fixtures::gadget(&src, "5.0.0", "g5", "")?;
     b.append_dir_all("gadget", &src)?;
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(tar::EntryType::Symlink);
@@ -142,16 +120,13 @@ async fn from_git_at_a_ref_and_from_archives() -> anyhow::Result<()> {
     h.set_mode(0o777);
     b.append_link(&mut h, "gadget/shadow", "/etc/shadow")?;
     b.into_inner()?.finish()?;
-    let refused = run(
-        &t,
-        &[
-            "plugin",
-            "update",
-            "gadget",
-            &hostile.display().to_string(),
-            "--yes",
-        ],
-    )?;
+    let refused = t.ctl(&[
+        "plugin",
+        "update",
+        "gadget",
+        &hostile.display().to_string(),
+        "--yes",
+    ])?;
     assert!(
         refused
             .as_ref()
@@ -165,7 +140,7 @@ async fn from_git_at_a_ref_and_from_archives() -> anyhow::Result<()> {
         recorded.ends_with("/gadget.tar.zst") && recorded.starts_with('/'),
         "{recorded}"
     );
-    let none = run(&t, &["plugin", "update", "nothing-installed", "--yes"])?;
+    let none = t.ctl(&["plugin", "update", "nothing-installed", "--yes"])?;
     assert!(none.is_err(), "{none:?}");
     Ok(())
 }
