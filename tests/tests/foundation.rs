@@ -513,19 +513,20 @@ async fn tenants_get_their_own_workers_and_storage() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_calls_are_timed_from_their_turn_not_from_arrival() -> anyhow::Result<()> {
-    // Deadline 0.5 s, kill backstop 0.5 + 5 s: fourteen runaway calls queued at
-    // once take about 7 s in all, longer than the backstop, yet none may get the
-    // worker killed. (Each call has 5 s of slack: a loaded machine once took
-    // more than 3 s to deliver a runaway call's deadline.)
+    // Deadline 0.25 s, kill backstop 0.25 + 10 s: forty-eight runaway calls
+    // queued at once take at least 12 s in all, longer than the backstop, yet
+    // none may get the worker killed. Each call has 10 s of slack because a
+    // loaded CI machine has taken more than 5 s to deliver a runaway call's
+    // deadline; the total stays past the backstop however slow the machine is.
     let t = Tarkd::start(
         vec![tool_plugin("spinner", "", fixtures::spinner("spin"))?],
-        Options::config("[limits]\ndeadline_ms = 500\nmemory_mib = 16\nkill_grace_ms = 5000\n"),
+        Options::config("[limits]\ndeadline_ms = 250\nmemory_mib = 16\nkill_grace_ms = 10000\n"),
     )?;
     let mut tools = t.tools().await?;
     assert_eq!(call(&mut tools, "spin-ok", "{}").await.as_deref(), Ok("ok"));
     let pid = t.worker_pid("spinner", "default").await?;
     let mut calls = tokio::task::JoinSet::new();
-    for _ in 0..14 {
+    for _ in 0..48 {
         let mut c = tools.clone();
         calls.spawn(async move { c.invoke_tool(invoke("spin-run", "{}")).await });
     }
@@ -533,7 +534,7 @@ async fn queued_calls_are_timed_from_their_turn_not_from_arrival() -> anyhow::Re
         let status = r?.failed();
         assert_eq!(
             status.message(),
-            "plugin spinner: deadline of 500 ms exceeded",
+            "plugin spinner: deadline of 250 ms exceeded",
             "{status:?}"
         );
     }
