@@ -11,6 +11,7 @@ pub mod channel;
 pub mod engine;
 #[cfg(any(test, feature = "escape-hatch"))]
 pub mod escape;
+pub mod jail;
 pub mod limits;
 pub mod pidns;
 pub mod sandbox;

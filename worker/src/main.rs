@@ -10,6 +10,11 @@ use tark_proto::worker::v1::worker_server::WorkerServer;
 use tark_worker::{channel, service::WorkerService};
 
 fn main() -> std::process::ExitCode {
+    // tarkd starts the same binary as `tark-jail` to run a command tool's
+    // command (see `tark_worker::jail`).
+    if std::env::args_os().next().is_some_and(|a| a == "tark-jail") {
+        return tark_worker::jail::main();
+    }
     // Before anything else, while single-threaded: into the PID namespace tarkd
     // prepared (the parent of the fork stays behind as a reaper).
     let pid_ns = tark_worker::pidns::enter();

@@ -1,0 +1,134 @@
+//! tark-jail: one command of a command tool, confined.
+//!
+//! tarkd starts tark-worker under the name `tark-jail`, with the same outer
+//! confinement as a worker (its own uid, network/mount/IPC/UTS/PID
+//! namespaces, a death signal tied to tarkd) and with a pipe on fd 3. Only
+//! after it has checked that the process really is in a network namespace of
+//! its own does tarkd write the [`CommandSpec`] into that pipe. The jail then,
+//! still one thread: forks into its PID namespace (so nothing the command
+//! starts outlives it), sets rlimits, and (no new privileges from here on)
+//! restricts itself with landlock to reading the system's programs
+//! ([`paths`]) and the paths the plugin declared and the operator approved (no
+//! writes, no TCP, no signals or abstract sockets outside), and executes the
+//! program with a fixed environment. No shell is involved: the argv is what
+//! tarkd rendered from the manifest's template.
+//!
+//! A jail failure exits 126 with a `tark-jail:` line on stderr, which tarkd
+//! shows with the tool's error.
+
+pub mod paths;
+
+use std::io::Read;
+use std::os::fd::FromRawFd;
+use std::os::unix::process::CommandExt;
+
+use landlock::{
+    ABI, Access, AccessFs, AccessNet, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
+    Scope, path_beneath_rules,
+};
+use prost::Message;
+use rlimit::Resource;
+use tark_proto::worker::v1::CommandSpec;
+
+/// Where the spec arrives.
+const SPEC_FD: i32 = 3;
+/// Largest spec the jail reads (tarkd bounds argv well below this).
+const MAX_SPEC_BYTES: u64 = 1 << 20;
+/// Exit status of a jail that could not run the command.
+const JAIL_FAILED: u8 = 126;
+/// Open files and processes (of the jail's uid) a command may have.
+const MAX_OPEN_FILES: u64 = 256;
+const MAX_PROCESSES: u64 = 64;
+
+/// The jail's entry point; it returns only when the command could not start.
+pub fn main() -> std::process::ExitCode {
+    let err = match run() {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    eprintln!("tark-jail: {err}");
+    std::process::ExitCode::from(JAIL_FAILED)
+}
+
+fn run() -> Result<std::convert::Infallible, String> {
+    crate::pidns::enter().map_err(|e| format!("entering the PID namespace: {e}"))?;
+    let spec = read_spec()?;
+    for p in spec.read.iter().chain([&spec.cwd]) {
+        if !paths::acceptable(p) {
+            return Err(format!("{p:?} is not a plain absolute path"));
+        }
+    }
+    limits(&spec).map_err(|e| format!("setting rlimits: {e}"))?;
+    landlock(&spec.read)?;
+    let mut command = std::process::Command::new(&spec.program);
+    command
+        .args(&spec.args)
+        .env_clear()
+        .env("PATH", paths::PATH)
+        .env("LANG", "C.UTF-8")
+        .env("HOME", "/nonexistent")
+        .current_dir(&spec.cwd)
+        .stdin(std::process::Stdio::null());
+    Err(format!("running {:?}: {}", spec.program, command.exec()))
+}
+
+fn read_spec() -> Result<CommandSpec, String> {
+    // SAFETY: tarkd puts the spec pipe on fd 3 and nothing else owns it.
+    let pipe = unsafe { std::fs::File::from_raw_fd(SPEC_FD) };
+    let mut bytes = Vec::new();
+    pipe.take(MAX_SPEC_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("reading the command from fd 3: {e}"))?;
+    CommandSpec::decode(bytes.as_slice()).map_err(|e| format!("decoding the command: {e}"))
+}
+
+fn limits(spec: &CommandSpec) -> std::io::Result<()> {
+    rlimit::setrlimit(Resource::NOFILE, MAX_OPEN_FILES, MAX_OPEN_FILES)?;
+    rlimit::setrlimit(Resource::NPROC, MAX_PROCESSES, MAX_PROCESSES)?;
+    rlimit::setrlimit(Resource::CORE, 0, 0)?;
+    // Landlock already forbids writing files; this also covers a path it
+    // would let through.
+    rlimit::setrlimit(Resource::FSIZE, 0, 0)?;
+    rlimit::setrlimit(Resource::CPU, spec.cpu_seconds, spec.cpu_seconds)?;
+    rlimit::setrlimit(
+        Resource::AS,
+        spec.address_space_bytes,
+        spec.address_space_bytes,
+    )?;
+    Ok(())
+}
+
+/// Read-only beneath `read`, read and execute beneath the system folders, and
+/// nothing else; no TCP; signals and abstract sockets scoped to the jail. A
+/// kernel that cannot enforce all of it refuses the command rather than run
+/// it with less.
+fn landlock(read: &[String]) -> Result<(), String> {
+    let abi = ABI::V6;
+    let read_only = AccessFs::ReadFile | AccessFs::ReadDir;
+    let status = Ruleset::default()
+        .handle_access(AccessFs::from_all(abi))
+        .and_then(|r| r.handle_access(AccessNet::from_all(abi)))
+        .and_then(|r| r.scope(Scope::from_all(abi)))
+        .and_then(|r| r.create())
+        .and_then(|r| r.add_rules(path_beneath_rules(paths::SYSTEM, AccessFs::from_read(abi))))
+        .and_then(|r| r.add_rules(path_beneath_rules(paths::CONFIG, read_only)))
+        .and_then(|r| {
+            r.add_rules(path_beneath_rules(
+                paths::SINKS,
+                read_only | AccessFs::WriteFile,
+            ))
+        })
+        .and_then(|r| r.add_rules(path_beneath_rules(read, read_only)))
+        .and_then(|r| r.restrict_self())
+        .map_err(|e| format!("landlock: {e}"))?;
+    match status.ruleset {
+        RulesetStatus::FullyEnforced => Ok(()),
+        RulesetStatus::PartiallyEnforced => Err(
+            "landlock is only partially enforced by this kernel (ABI older than 6); command tools need all of it"
+                .into(),
+        ),
+        RulesetStatus::NotEnforced => {
+            Err("landlock is not supported by this kernel; command tools need it".into())
+        }
+    }
+}
