@@ -223,6 +223,9 @@ impl Daemon {
         let Some(loaded) = plugin.of_type(PluginType::Tool) else {
             return Ok(Vec::new());
         };
+        if loaded.is_commands() {
+            return Ok(command_tools(plugin, loaded));
+        }
         let cached = || {
             self.tool_cache
                 .lock()
@@ -343,6 +346,12 @@ impl Daemon {
             let Some(loaded) = plugin.of_type(PluginType::Tool) else {
                 continue;
             };
+            if loaded.is_commands() {
+                if loaded.manifest.commands.iter().any(|c| c.name == tool) {
+                    claimants.push(plugin.id.clone());
+                }
+                continue;
+            }
             let (_, tools) = cache
                 .get(&plugin.id)
                 .filter(|(sha, _)| *sha == loaded.sha256)?;
@@ -407,6 +416,15 @@ impl Daemon {
             }
         };
         let plugin = self.plugin(found)?;
+        if let Some(command) = plugin
+            .runnable()
+            .and_then(|l| l.manifest.commands.iter().find(|c| c.name == tool))
+        {
+            let jail = self.workers.jail(tenant, &plugin)?;
+            let result =
+                crate::commands::run(jail, tenant, &plugin, command, arguments_json).await?;
+            return Ok((plugin.id.clone(), result));
+        }
         let call = wpb::invoke_request::Call::ExecuteTool(wpb::ExecuteTool {
             tool: tool.to_owned(),
             arguments_json: arguments_json.to_owned(),
@@ -416,6 +434,26 @@ impl Daemon {
             _ => Err(unexpected(&plugin.id)),
         }
     }
+}
+
+/// A command plugin's tools, from its manifest.
+fn command_tools(plugin: &Plugin, loaded: &crate::plugins::registry::Loaded) -> Vec<Tool> {
+    loaded
+        .manifest
+        .commands
+        .iter()
+        .map(|c| Tool {
+            plugin: plugin.id.clone(),
+            name: c.name.clone(),
+            description: c.description.clone(),
+            parameters_schema: c.parameters_schema.clone(),
+            risk: wpb::RiskLevel::from_str_name(&format!(
+                "RISK_LEVEL_{}",
+                c.risk.replace('-', "_").to_uppercase()
+            ))
+            .unwrap_or(wpb::RiskLevel::Unspecified),
+        })
+        .collect()
 }
 
 fn unexpected(plugin: &str) -> CallError {

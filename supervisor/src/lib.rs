@@ -17,6 +17,7 @@
 pub mod access;
 pub mod api;
 pub mod broker;
+pub mod commands;
 pub mod config;
 pub mod crash;
 pub mod daemon;

@@ -34,6 +34,8 @@ pub struct TenantPolicy {
     /// Only plugins signed by a trusted key act for this tenant (on top of
     /// `policy.require_signed`, which covers every tenant).
     pub require_signed: Option<bool>,
+    /// `false`: no command tool runs for this tenant (on top of `policy.shell`).
+    pub shell: Option<bool>,
 }
 
 /// The `[tenants]` table.

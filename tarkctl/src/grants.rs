@@ -8,14 +8,15 @@ use serde_json::json;
 use tark_proto::plugin::v1 as pb;
 
 /// One capability item as written on the command line and shown by tarkd:
-/// `storage`, `http=HOST`, `env=NAME`, `fs_read=PATH`.
+/// `storage`, `http=HOST`, `env=NAME`, `fs_read=PATH`, `shell`.
 pub fn parse_item(item: &str, into: &mut pb::Capabilities) -> anyhow::Result<()> {
     match item.split_once('=') {
         None if item == "storage" => into.storage = true,
+        None if item == "shell" => into.shell = true,
         Some(("http", v)) => into.http.push(v.to_owned()),
         Some(("env", v)) => into.env.push(v.to_owned()),
         Some(("fs_read" | "fs", v)) => into.fs_read.push(v.to_owned()),
-        _ => bail!("{item:?}: a capability is storage, http=HOST, env=NAME or fs_read=PATH"),
+        _ => bail!("{item:?}: a capability is storage, http=HOST, env=NAME, fs_read=PATH or shell"),
     }
     Ok(())
 }
@@ -61,7 +62,7 @@ pub fn without(c: &pb::Capabilities, remove: &[String]) -> anyhow::Result<pb::Ca
             .filter(|f| !gone.fs_read.contains(f))
             .cloned()
             .collect(),
-        shell: c.shell,
+        shell: c.shell && !gone.shell,
     })
 }
 
@@ -334,7 +335,9 @@ mod tests {
         );
         let narrowed = without(&c, &["storage".into(), "http=api.example.com".into()])?;
         assert_eq!(items(&narrowed), ["env=A_*", "fs_read=~/x", "fs_read=/y"]);
-        assert!(parse_item("shell", &mut c).is_err());
+        parse_item("shell", &mut c)?;
+        assert_eq!(items(&c).last().map(String::as_str), Some("shell"));
+        assert!(!without(&c, &["shell".into()])?.shell);
         assert!(parse_item("ftp=x", &mut c).is_err());
         Ok(())
     }

@@ -26,7 +26,7 @@ pub(crate) enum PluginCommand {
         /// Approve everything the plugin declares without asking.
         #[arg(long)]
         yes: bool,
-        /// Approve only these (repeatable): storage, http=HOST, env=NAME, fs_read=PATH.
+        /// Approve only these (repeatable): storage, http=HOST, env=NAME, fs_read=PATH, shell.
         #[arg(long)]
         grant: Vec<String>,
     },
@@ -77,7 +77,7 @@ pub(crate) enum PluginCommand {
     /// them with --revoke, or approve everything declared with --approve-all.
     Grants {
         id: String,
-        /// Withdraw an approved item (repeatable): storage, http=HOST, env=NAME, fs_read=PATH.
+        /// Withdraw an approved item (repeatable): storage, http=HOST, env=NAME, fs_read=PATH, shell.
         #[arg(long)]
         revoke: Vec<String>,
         /// Approve everything the plugin declares (e.g. after an update).

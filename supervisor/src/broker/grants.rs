@@ -37,6 +37,9 @@ pub struct PolicyConfig {
     pub fs_read: Option<Vec<String>>,
     /// Only plugins signed by a trusted key are installed, reloaded and run.
     pub require_signed: bool,
+    /// Whether command tools (`[[tools]]`, the `shell` capability) may run
+    /// at all on this host, once approved; `false` forbids every one.
+    pub shell: bool,
 }
 
 impl Default for PolicyConfig {
@@ -48,6 +51,7 @@ impl Default for PolicyConfig {
             env: None,
             fs_read: None,
             require_signed: false,
+            shell: true,
         }
     }
 }
@@ -136,6 +140,7 @@ impl Denial {
 #[derive(Debug, Clone, Default)]
 struct Parsed {
     storage: bool,
+    shell: bool,
     http: Vec<HostRule>,
     env: Vec<String>,
     fs_read: Vec<String>,
@@ -145,6 +150,7 @@ impl Parsed {
     fn from_caps(c: &Capabilities) -> Self {
         Self {
             storage: c.storage,
+            shell: c.shell,
             // Entries were validated when the manifest or approval was read;
             // one that does not parse grants nothing.
             http: c
@@ -194,7 +200,7 @@ impl Grant {
             http: policy.http.clone().unwrap_or_default(),
             env: policy.env.clone().unwrap_or_default(),
             fs_read: policy.fs_read.clone().unwrap_or_default(),
-            shell: false,
+            shell: policy.shell,
         };
         Self {
             plugin: plugin.to_owned(),
@@ -219,7 +225,7 @@ impl Grant {
             http: policy.http.clone().unwrap_or_default(),
             env: policy.env.clone().unwrap_or_default(),
             fs_read: policy.fs_read.clone().unwrap_or_default(),
-            shell: false,
+            shell: policy.shell.unwrap_or(true),
         };
         let mut g = self.clone();
         g.tenant = Some(TenantLists {
@@ -285,6 +291,17 @@ impl Grant {
         for (source, list) in self.sources() {
             if !list.storage {
                 return Err(self.denial(source, "storage"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the plugin's command tools may run. No trust mode softens
+    /// this: a command runs only when declared, approved and allowed.
+    pub fn shell(&self) -> Result<(), Denial> {
+        for (source, list) in self.sources() {
+            if !list.shell {
+                return Err(self.denial(source, "shell (running commands)"));
             }
         }
         Ok(())

@@ -34,7 +34,7 @@ pub struct Plugin {
     pub signature: std::sync::Mutex<Option<crate::plugins::trust::Verdict>>,
 }
 
-/// A plugin whose manifest validated and whose module was read.
+/// A plugin whose manifest validated and whose module (if it has one) was read.
 #[derive(Debug)]
 pub struct Loaded {
     pub manifest: Manifest,
@@ -43,6 +43,13 @@ pub struct Loaded {
     /// Of plugin.toml as read: with `sha256`, what tells a reload the plugin
     /// changed.
     pub manifest_sha256: String,
+}
+
+impl Loaded {
+    /// A plugin of command tools (`[[tools]]`): no module, no worker.
+    pub fn is_commands(&self) -> bool {
+        !self.manifest.commands.is_empty()
+    }
 }
 
 impl Plugin {
@@ -217,7 +224,13 @@ fn build(
             return plugin;
         }
     };
-    match read(&manifest.wasm) {
+    // A plugin of command tools has no module to read.
+    let module = if manifest.commands.is_empty() {
+        read(&manifest.wasm)
+    } else {
+        Ok(Vec::new())
+    };
+    match module {
         Ok(wasm) => {
             let sha256 = hex::encode(Sha256::digest(&wasm));
             let manifest_sha256 = hex::encode(Sha256::digest(text.as_bytes()));

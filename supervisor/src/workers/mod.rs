@@ -37,7 +37,7 @@ use crate::reasons::{self, Reason};
 use cache::ArtifactCache;
 use restart::Decision;
 use slot::{Slot, Worker};
-use spawn::Spawner;
+use spawn::{Confinement, Spawner};
 
 pub use exit::describe_exit;
 pub use slot::{SlotStats, WorkerKey};
@@ -281,39 +281,17 @@ impl Workers {
         slot: &Arc<Slot>,
         plugin: &Plugin,
     ) -> Result<Arc<Worker>, CallError> {
-        if plugin.is_disabled() {
+        let loaded = self.admit_plugin(&key.tenant, plugin)?;
+        if loaded.is_commands() {
             return Err(CallError::new(
                 Code::FailedPrecondition,
                 format!(
-                    "plugin {0} is disabled (tarkctl plugin enable {0})",
+                    "plugin {} has command tools and no module: it runs in no worker",
                     plugin.id
                 ),
             )
-            .because(Reason::PluginDisabled, &plugin.id));
+            .because(Reason::WrongPluginType, &plugin.id));
         }
-        let tenant_requires = self
-            .config
-            .tenants
-            .get(&key.tenant)
-            .and_then(|t| t.policy.as_ref())
-            .and_then(|p| p.require_signed)
-            .unwrap_or(false);
-        let policy = self.config.policy.require_signed;
-        let tenant_says = (tenant_requires && !policy)
-            .then(|| format!("tenant {} requires signed plugins", key.tenant));
-        let required_by = crate::plugins::trust::by_policy(policy).or(tenant_says.as_deref());
-        if let Err(why) = plugin.signature_gate(required_by) {
-            return Err(CallError::new(Code::FailedPrecondition, why)
-                .because(Reason::PluginSignature, &plugin.id));
-        }
-        let Some(loaded) = plugin.runnable() else {
-            let why = plugin.diagnostics.join("; ");
-            return Err(CallError::new(
-                Code::FailedPrecondition,
-                format!("plugin {} cannot run: {why}", plugin.id),
-            )
-            .because(Reason::PluginNotRunnable, &plugin.id));
-        };
         if let Some((sha, err)) = slot.load_error().as_ref()
             && *sha == loaded.sha256
         {
@@ -337,6 +315,81 @@ impl Workers {
         };
         *current = Some(Arc::clone(&worker));
         Ok(worker)
+    }
+
+    /// What a plugin must pass before it acts for `tenant`: enabled, signed
+    /// if signatures are required, and valid.
+    fn admit_plugin<'p>(
+        &self,
+        tenant: &str,
+        plugin: &'p Plugin,
+    ) -> Result<&'p crate::plugins::registry::Loaded, CallError> {
+        if plugin.is_disabled() {
+            return Err(CallError::new(
+                Code::FailedPrecondition,
+                format!(
+                    "plugin {0} is disabled (tarkctl plugin enable {0})",
+                    plugin.id
+                ),
+            )
+            .because(Reason::PluginDisabled, &plugin.id));
+        }
+        let tenant_requires = self
+            .config
+            .tenants
+            .get(tenant)
+            .and_then(|t| t.policy.as_ref())
+            .and_then(|p| p.require_signed)
+            .unwrap_or(false);
+        let policy = self.config.policy.require_signed;
+        let tenant_says = (tenant_requires && !policy)
+            .then(|| format!("tenant {tenant} requires signed plugins"));
+        let required_by = crate::plugins::trust::by_policy(policy).or(tenant_says.as_deref());
+        if let Err(why) = plugin.signature_gate(required_by) {
+            return Err(CallError::new(Code::FailedPrecondition, why)
+                .because(Reason::PluginSignature, &plugin.id));
+        }
+        let Some(loaded) = plugin.runnable() else {
+            let why = plugin.diagnostics.join("; ");
+            return Err(CallError::new(
+                Code::FailedPrecondition,
+                format!("plugin {} cannot run: {why}", plugin.id),
+            )
+            .because(Reason::PluginNotRunnable, &plugin.id));
+        };
+        Ok(loaded)
+    }
+
+    /// What running one of `plugin`'s command tools for `tenant` needs: the
+    /// checks a worker start passes, then the same confinement as its worker
+    /// would get, and the plugin's deadline and output cap.
+    pub fn jail(&self, tenant: &str, plugin: &Plugin) -> Result<crate::commands::Jail, CallError> {
+        if !crate::tenants::enabled(&self.config.tenants, tenant, &plugin.id) {
+            return Err(CallError::new(
+                Code::PermissionDenied,
+                crate::tenants::not_enabled(tenant, &plugin.id),
+            )
+            .because(Reason::PluginNotEnabledForTenant, &plugin.id));
+        }
+        let loaded = self.admit_plugin(tenant, plugin)?;
+        let key = WorkerKey {
+            tenant: tenant.to_owned(),
+            plugin: plugin.id.clone(),
+        };
+        let deadline_ms =
+            limits::effective(&self.config.limits, &loaded.manifest.limits).deadline_ms;
+        Ok(crate::commands::Jail {
+            spawner: self.spawner.clone(),
+            // Namespaces whatever `sandbox.namespaces` says: a command gets
+            // no network, and the jail refuses to run without one.
+            confinement: Confinement {
+                namespaces: true,
+                ..self.confinement(&key)
+            },
+            authority: Arc::clone(&self.authority),
+            deadline: Duration::from_millis(deadline_ms),
+            max_output: self.max_response_bytes(),
+        })
     }
 
     /// Holds a restart back until the slot's backoff has passed; a quarantined

@@ -17,6 +17,8 @@ use tokio::sync::oneshot;
 /// Where the worker finds its channels (see tark-worker's `channel` module).
 const CONTROL_FD: RawFd = 3;
 const BROKER_FD: RawFd = 4;
+/// Where tark-jail reads its command (see tark-worker's `jail` module).
+const SPEC_FD: RawFd = 3;
 
 /// A started worker: the process and tarkd's ends of its two channels.
 #[derive(Debug)]
@@ -29,6 +31,16 @@ pub struct Spawned {
     pub broker: std::os::unix::net::UnixStream,
 }
 
+/// A started tark-jail, waiting for its command on the other end of `spec`.
+#[derive(Debug)]
+pub struct Jailed {
+    /// Its stdout and stderr are piped to tarkd.
+    pub child: tokio::process::Child,
+    pub pid: u32,
+    /// Where tarkd writes the `CommandSpec`, once it has checked the jail.
+    pub spec: OwnedFd,
+}
+
 /// How to confine a worker before it runs its first instruction.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Confinement {
@@ -39,11 +51,18 @@ pub struct Confinement {
     pub ids: Option<(u32, u32)>,
 }
 
-struct Request {
-    label: String,
-    confinement: Confinement,
-    cgroup: Option<OwnedFd>,
-    reply: oneshot::Sender<std::io::Result<Spawned>>,
+enum Request {
+    Worker {
+        label: String,
+        confinement: Confinement,
+        cgroup: Option<OwnedFd>,
+        reply: oneshot::Sender<std::io::Result<Spawned>>,
+    },
+    Jail {
+        label: String,
+        confinement: Confinement,
+        reply: oneshot::Sender<std::io::Result<Jailed>>,
+    },
 }
 
 /// A handle to the spawner thread.
@@ -71,10 +90,24 @@ impl Spawner {
                 let _runtime = handle.enter();
                 let program = PathBuf::from(format!("/proc/self/fd/{}", binary.as_raw_fd()));
                 for req in rx {
-                    let cgroup = req.cgroup.as_ref().map(AsRawFd::as_raw_fd);
-                    let _ = req
-                        .reply
-                        .send(spawn(&program, &req.label, req.confinement, cgroup));
+                    match req {
+                        Request::Worker {
+                            label,
+                            confinement,
+                            cgroup,
+                            reply,
+                        } => {
+                            let cgroup = cgroup.as_ref().map(AsRawFd::as_raw_fd);
+                            let _ = reply.send(spawn(&program, &label, confinement, cgroup));
+                        }
+                        Request::Jail {
+                            label,
+                            confinement,
+                            reply,
+                        } => {
+                            let _ = reply.send(jail(&program, &label, confinement));
+                        }
+                    }
                 }
             })?;
         Ok(Self { tx })
@@ -90,16 +123,33 @@ impl Spawner {
         cgroup: Option<OwnedFd>,
     ) -> std::io::Result<Spawned> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Request {
-                label,
-                confinement,
-                cgroup,
-                reply,
-            })
-            .map_err(|_| std::io::Error::other("the spawner thread is gone"))?;
+        self.send(Request::Worker {
+            label,
+            confinement,
+            cgroup,
+            reply,
+        })?;
         rx.await
             .map_err(|_| std::io::Error::other("the spawner thread dropped the request"))?
+    }
+
+    /// Starts tark-jail for one command of a command tool, under the same
+    /// confinement as a worker; it runs nothing until its spec is written.
+    pub async fn jail(&self, label: String, confinement: Confinement) -> std::io::Result<Jailed> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Jail {
+            label,
+            confinement,
+            reply,
+        })?;
+        rx.await
+            .map_err(|_| std::io::Error::other("the spawner thread dropped the request"))?
+    }
+
+    fn send(&self, req: Request) -> std::io::Result<()> {
+        self.tx
+            .send(req)
+            .map_err(|_| std::io::Error::other("the spawner thread is gone"))
     }
 }
 
@@ -130,19 +180,73 @@ fn spawn(
     )?;
     let control_child = high_dup(&control_child)?;
     let broker_child = high_dup(&broker_child)?;
-    let (c, b) = (control_child.as_raw_fd(), broker_child.as_raw_fd());
-    let parent = std::process::id();
-
+    let fds = [
+        (control_child.as_raw_fd(), CONTROL_FD),
+        (broker_child.as_raw_fd(), BROKER_FD),
+    ];
     let mut cmd = tokio::process::Command::new(program);
     cmd.arg0("tark-worker")
         .arg(label)
-        .env_clear()
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    confine(&mut cmd, confinement, cgroup, fds);
+    let child = cmd.spawn()?;
+    drop((control_child, broker_child));
+    let pid = child
+        .id()
+        .ok_or_else(|| std::io::Error::other("worker exited at once"))?;
+    Ok(Spawned {
+        child,
+        pid,
+        control: control.into(),
+        broker: broker.into(),
+    })
+}
+
+fn jail(
+    program: &std::path::Path,
+    label: &str,
+    confinement: Confinement,
+) -> std::io::Result<Jailed> {
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let read = high_dup(&read)?;
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.arg0("tark-jail")
+        .arg(label)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // The spec's fd twice: `confine` leaves open only up to its last target.
+    let fd = read.as_raw_fd();
+    confine(&mut cmd, confinement, None, [(fd, SPEC_FD), (fd, SPEC_FD)]);
+    let child = cmd.spawn()?;
+    drop(read);
+    let pid = child
+        .id()
+        .ok_or_else(|| std::io::Error::other("tark-jail exited at once"))?;
+    Ok(Jailed {
+        child,
+        pid,
+        spec: write,
+    })
+}
+
+/// What every process tarkd starts gets: a cleared environment, no stdin, a
+/// process group of its own, and between fork and exec its cgroup, its uid,
+/// its namespaces, a death signal tied to tarkd, and `fds` (each source ≥ 10
+/// moved to its target; every fd above the targets closed at exec).
+fn confine(
+    cmd: &mut tokio::process::Command,
+    confinement: Confinement,
+    cgroup: Option<RawFd>,
+    fds: [(RawFd, RawFd); 2],
+) {
+    let parent = std::process::id();
+    cmd.env_clear()
+        .stdin(Stdio::null())
         .kill_on_drop(true)
-        // Its own process group: tarkd can kill the worker and anything it forked.
+        // Its own process group: tarkd can kill the child and anything it forked.
         .process_group(0);
+    let [(c, c_to), (b, b_to)] = fds;
     // SAFETY: the closure runs between fork and exec and only makes
     // async-signal-safe system calls on values copied into it.
     unsafe {
@@ -153,7 +257,7 @@ fn spawn(
             {
                 return Err(std::io::Error::last_os_error());
             }
-            // The worker's own uid next: the namespaces below are then
+            // The child's own uid next: the namespaces below are then
             // created by an unprivileged user, inside a user namespace, so
             // tarkd needs no CAP_SYS_ADMIN for them (packaging/tarkd.service
             // leaves it out of the bounding set).
@@ -165,7 +269,7 @@ fn spawn(
                 return Err(std::io::Error::last_os_error());
             }
             if confinement.namespaces {
-                // The worker forks into the PID namespace itself (tark-worker's
+                // The child forks into the PID namespace itself (tark-worker's
                 // pidns module): unshare gives one only to a process's children.
                 let shared = libc::CLONE_NEWNET
                     | libc::CLONE_NEWNS
@@ -174,7 +278,7 @@ fn spawn(
                     | libc::CLONE_NEWPID;
                 // Root (with no per-worker uid) can unshare directly; anyone
                 // else needs a user namespace (the child is single-threaded
-                // here, as that requires). Failure is not fatal: tarkd reports
+                // here, as that requires). Failure is not fatal: tarkd checks
                 // what took.
                 if libc::geteuid() == 0 {
                     libc::unshare(shared);
@@ -189,17 +293,17 @@ fn spawn(
             // tarkd may have died between fork and prctl: then nobody will signal.
             if libc::getppid() != parent as libc::pid_t {
                 return Err(std::io::Error::other(
-                    "tarkd exited while starting the worker",
+                    "tarkd exited while starting the child",
                 ));
             }
             // dup2 clears close-on-exec on the copies; the sources are >= 10, so
             // neither dup2 can clobber the other's source.
-            if libc::dup2(c, CONTROL_FD) < 0 || libc::dup2(b, BROKER_FD) < 0 {
+            if libc::dup2(c, c_to) < 0 || libc::dup2(b, b_to) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             // Anything else a library left open without close-on-exec is closed at
             // exec. (CLOEXEC rather than close: std's own exec-error pipe must live.)
-            let first = (BROKER_FD + 1) as libc::c_uint;
+            let first = (c_to.max(b_to) + 1) as libc::c_uint;
             if libc::syscall(
                 libc::SYS_close_range,
                 first,
@@ -212,17 +316,6 @@ fn spawn(
             Ok(())
         });
     }
-    let child = cmd.spawn()?;
-    drop((control_child, broker_child));
-    let pid = child
-        .id()
-        .ok_or_else(|| std::io::Error::other("worker exited at once"))?;
-    Ok(Spawned {
-        child,
-        pid,
-        control: control.into(),
-        broker: broker.into(),
-    })
 }
 
 /// Namespaces the process `pid` does not share with tarkd, by name.

@@ -31,7 +31,7 @@ fn layer(name: &str, applied: bool, detail: String) -> pb::SandboxLayer {
 impl Workers {
     /// How to confine the worker of `key`: namespaces if configured, and its own
     /// uid and gid when tarkd can set them (it is root).
-    fn confinement(&self, key: &WorkerKey) -> Confinement {
+    pub(super) fn confinement(&self, key: &WorkerKey) -> Confinement {
         let sandbox = &self.config.sandbox;
         let ids = nix::unistd::geteuid().is_root().then(|| {
             let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());

@@ -14,6 +14,10 @@ impl Workers {
     /// Starts a worker for `plugin`, has it load the module, and stops it.
     /// The error is the worker's own account of why the module did not load.
     pub async fn validate(&self, plugin: &Plugin) -> Result<(), CallError> {
+        // Command tools have no module to load; their manifest is all there is.
+        if plugin.loaded.as_ref().is_some_and(|l| l.is_commands()) {
+            return Ok(());
+        }
         let key = WorkerKey {
             tenant: VALIDATE_TENANT.to_owned(),
             plugin: plugin.id.clone(),

@@ -234,6 +234,7 @@ fn a_tenants_policy_narrows_and_is_never_softened() {
         env: Some(vec!["A".into()]),
         fs_read: None,
         require_signed: None,
+        shell: None,
     };
     let t = g.for_tenant("team-a", &policy);
     let named = "forbidden by tenant team-a's policy (tenants.team-a.policy)";
@@ -258,4 +259,101 @@ fn a_tenants_policy_narrows_and_is_never_softened() {
     // The grant itself (other tenants) is unchanged.
     assert!(g.http(&target("https://cdn.example.com/")).is_ok());
     assert!(g.storage().is_ok());
+}
+
+#[test]
+fn shell_runs_only_declared_approved_and_allowed_whatever_the_trust_mode() {
+    let with = |shell| Capabilities {
+        shell,
+        ..Capabilities::default()
+    };
+    let tenant = |shell| crate::tenants::TenantPolicy {
+        shell,
+        ..Default::default()
+    };
+    // (declared, approved, policy.shell, tenant's shell, trust) → refusing source
+    let table = [
+        (true, Some(true), true, None, Trust::Enforced, None),
+        (true, Some(true), true, Some(true), Trust::Enforced, None),
+        (
+            false,
+            Some(true),
+            true,
+            None,
+            Trust::Enforced,
+            Some(Source::Declared),
+        ),
+        (
+            true,
+            Some(false),
+            true,
+            None,
+            Trust::Enforced,
+            Some(Source::Approved),
+        ),
+        (
+            true,
+            None,
+            true,
+            None,
+            Trust::Enforced,
+            Some(Source::Approved),
+        ),
+        (
+            true,
+            Some(true),
+            false,
+            None,
+            Trust::Enforced,
+            Some(Source::Policy),
+        ),
+        (
+            true,
+            Some(true),
+            true,
+            Some(false),
+            Trust::Enforced,
+            Some(Source::Tenant),
+        ),
+        (
+            true,
+            Some(false),
+            true,
+            None,
+            Trust::Warn,
+            Some(Source::Approved),
+        ),
+        (
+            false,
+            None,
+            true,
+            None,
+            Trust::Disabled,
+            Some(Source::Declared),
+        ),
+    ];
+    for (declared, approved, policy_shell, tenant_shell, trust, refused) in table {
+        let policy = PolicyConfig {
+            shell: policy_shell,
+            trust,
+            ..PolicyConfig::default()
+        };
+        let approved = approved.map(with);
+        let mut g = Grant::new("git-helper", &with(declared), approved.as_ref(), &policy);
+        if tenant_shell.is_some() {
+            g = g.for_tenant("team-a", &tenant(tenant_shell));
+        }
+        let got = g.shell().err();
+        let case = (
+            declared,
+            approved.is_some(),
+            policy_shell,
+            tenant_shell,
+            trust,
+        );
+        assert_eq!(got.as_ref().map(|d| d.source), refused, "{case:?}");
+        if let Some(d) = got {
+            assert!(d.reason.starts_with("shell (running commands) "), "{d:?}");
+        }
+    }
 }

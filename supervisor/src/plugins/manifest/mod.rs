@@ -11,9 +11,11 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+pub mod commands;
 pub mod oauth;
 pub mod tau;
 
+pub use commands::CommandTool;
 pub use oauth::OAuth;
 pub use tau::Requested;
 
@@ -82,6 +84,8 @@ pub struct Manifest {
     pub oauth: Option<OAuth>,
     /// Per-call limits the plugin asks for (`[tau]`), capped by tarkd's policy.
     pub limits: Requested,
+    /// `[[tools]]`: command tools, for a plugin with no module.
+    pub commands: Vec<CommandTool>,
     /// Keys tarkd did not understand and capabilities it does not grant.
     pub warnings: Vec<String>,
 }
@@ -148,6 +152,8 @@ struct Raw {
     config: Option<toml::Value>,
     oauth: Option<oauth::RawOAuth>,
     tau: Option<tau::RawTau>,
+    #[serde(default)]
+    tools: Vec<commands::RawTool>,
 }
 
 #[derive(Default, Deserialize)]
@@ -317,6 +323,7 @@ pub fn parse(
             "plugin.api_version {api_version:?} is not a version requirement: {e}"
         )),
     }
+    let wasm_named = p.wasm.is_some();
     let wasm = p.wasm.unwrap_or_else(|| "plugin.wasm".to_owned());
     let wasm_path = Path::new(&wasm);
     if wasm.is_empty()
@@ -384,6 +391,7 @@ pub fn parse(
             "capabilities.fs_read entry {f:?} must be an absolute, ~/ or ./ path without .."
         ));
     }
+    let commands = commands::validate(raw.tools, plugin_type, &caps, wasm_named, &mut problems);
     match (version, plugin_type, problems.is_empty()) {
         (Some(version), Some(plugin_type), true) => Ok(Manifest {
             name,
@@ -402,6 +410,7 @@ pub fn parse(
             config: raw.config,
             oauth,
             limits,
+            commands,
             warnings,
         }),
         _ => Err(ManifestError { problems }),

@@ -287,3 +287,90 @@ fn tau_limits_are_requested_limits() {
         .map(|e| e.to_string());
     assert!(err.is_some_and(|e| e.contains("tau.timeout_ms must be positive")));
 }
+
+#[test]
+fn command_tools_load_only_as_a_tool_plugin_declaring_shell_and_no_module() {
+    let tools = "[[tools]]\nname = \"git_status\"\ncommand = \"git\"\nargs = [\"-C\", \"{repo}\", \"status\"]\n";
+    let with = |plugin: &str, caps: &str, tools: &str| format!("{}{tools}", manifest(plugin, caps));
+    let ok = parse(
+        &with(OK, "shell = true\nfs_read = [\"/srv\"]", tools),
+        "my-plugin",
+        &host(),
+    );
+    let m = ok.as_ref().map_err(|e| e.to_string());
+    assert_eq!(
+        m.map(|m| (
+            m.commands.len(),
+            m.commands[0].risk.clone(),
+            m.warnings.clone()
+        )),
+        Ok((1, "risky".to_owned(), Vec::new()))
+    );
+    let hook = "name = \"my-plugin\"\nversion = \"1.0.0\"\ntype = \"hook\"";
+    let table: &[(String, &str)] = &[
+        (with(OK, "", tools), "declare capabilities.shell = true"),
+        (
+            with(hook, "shell = true", tools),
+            "only a plugin of type \"tool\"",
+        ),
+        (
+            with(&format!("{OK}\nwasm = \"x.wasm\""), "shell = true", tools),
+            "not both",
+        ),
+        (
+            with(
+                OK,
+                "shell = true",
+                "[[tools]]\nname = \"a\"\ncommand = \"sh -c\"\n",
+            ),
+            "tools.0: command \"sh -c\"",
+        ),
+        (
+            with(
+                OK,
+                "shell = true",
+                "[[tools]]\nname = \"a\"\ncommand = \"ls\"\n[[tools]]\nname = \"a\"\ncommand = \"ls\"\n",
+            ),
+            "tools.1: name \"a\" is used twice",
+        ),
+        (
+            with(
+                OK,
+                "shell = true",
+                "[[tools]]\nname = \"a\"\ncommand = \"ls\"\nargs = [\"{x\"]\n",
+            ),
+            "tools.0: args:",
+        ),
+        (
+            with(
+                OK,
+                "shell = true",
+                "[[tools]]\nname = \"a\"\ncommand = \"ls\"\nrisk = \"low\"\n",
+            ),
+            "risk \"low\"",
+        ),
+        (
+            with(
+                OK,
+                "shell = true\nfs_read = [\"/srv\"]",
+                "[[tools]]\nname = \"a\"\ncommand = \"ls\"\ncwd = \"/etc\"\n",
+            ),
+            "cwd \"/etc\" must be a path inside a declared capabilities.fs_read entry",
+        ),
+        (
+            with(
+                OK,
+                "shell = true",
+                "[[tools]]\nname = \"a\"\ncommand = \"ls\"\nparameters = \"[1]\"\n",
+            ),
+            "parameters must be a JSON schema object",
+        ),
+    ];
+    for (text, needle) in table {
+        let got = parse(text, "my-plugin", &host());
+        assert!(
+            got.as_ref().is_err_and(|e| e.to_string().contains(needle)),
+            "{text}\n→ {got:?}"
+        );
+    }
+}
