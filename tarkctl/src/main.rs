@@ -12,6 +12,7 @@ use tonic::transport::{Channel, Endpoint};
 
 mod auth;
 mod channels;
+mod conformance;
 mod grants;
 mod hooks;
 mod plugins;
@@ -30,9 +31,10 @@ struct Cli {
     /// exists, else /run/tarkd/tarkd.sock.
     #[arg(long, global = true)]
     socket: Option<PathBuf>,
-    /// Print JSON instead of tables.
-    #[arg(long, global = true)]
-    json: bool,
+    /// Print JSON instead of tables (`conformance --json=FILE`: write the
+    /// report to FILE).
+    #[arg(long = "json", global = true, num_args = 0..=1, require_equals = true, value_name = "FILE")]
+    json_to: Option<Option<PathBuf>>,
     /// Act for this tenant, one of yours (default: your first; for an admin, "default").
     #[arg(long, global = true)]
     tenant: Option<String>,
@@ -131,6 +133,15 @@ enum Command {
     /// The keys tarkd trusts plugin packages to be signed with.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Check a plugin keeps its contract: installed into a private tarkd (what
+    /// it declares approved), each export of its world called with valid and
+    /// invalid input, limits, capabilities used and crashes judged. Fails if a
+    /// check fails; `--json=FILE` writes the report (id, status, detail per
+    /// check) to FILE.
+    Conformance {
+        /// A plugin folder, or an installed plugin's id.
+        plugin: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -219,9 +230,13 @@ fn main() -> std::process::ExitCode {
         )
     };
     let cli = Cli::parse();
+    let json = cli.json_to.is_some();
+    if let Command::Conformance { plugin } = &cli.command {
+        return conformance(&cli, plugin, json);
+    }
     let offline = match &cli.command {
-        Command::Keygen { out } => Some(trust::keygen(out, cli.json)),
-        Command::Plugin(PluginCommand::Sign { key, dir }) => Some(trust::sign(key, dir, cli.json)),
+        Command::Keygen { out } => Some(trust::keygen(out, json)),
+        Command::Plugin(PluginCommand::Sign { key, dir }) => Some(trust::sign(key, dir, json)),
         _ => None,
     };
     if let Some(done) = offline {
@@ -261,6 +276,35 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+fn conformance(cli: &Cli, plugin: &str, json: bool) -> std::process::ExitCode {
+    // The private tarkd's connection may be written to after it stopped: an
+    // error for that connection, not the end of tarkctl.
+    // SAFETY: no other thread runs yet, and SIG_IGN installs no handler.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigIgn,
+        )
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build();
+    let file = cli.json_to.clone().flatten();
+    let socket = cli.socket.clone().unwrap_or_else(default_socket);
+    let ran = runtime
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r.block_on(conformance::run(plugin, socket, json, file.as_deref())));
+    match ran {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("tarkctl: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Turns a gRPC status into one readable line.
 fn status_error(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{} ({:?})", s.message(), s.code())
@@ -276,6 +320,7 @@ fn request<T>(msg: T, tenant: &Option<String>) -> anyhow::Result<tonic::Request<
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let json = cli.json_to.is_some();
     let channel = connect(cli.socket.clone().unwrap_or_else(default_socket)).await?;
     let t = &cli.tenant;
     match cli.command {
@@ -286,7 +331,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .map_err(status_error)?
                 .into_inner();
-            if cli.json {
+            if json {
                 print_json(&status_json(&s));
             } else {
                 print_status(&s);
@@ -303,7 +348,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .map_err(status_error)?
                 .into_inner();
-            if cli.json {
+            if json {
                 print_json(&render::audit_json(&r));
             } else {
                 render::print_audit(&r);
@@ -311,11 +356,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         // Handled before a connection is made (main).
         Command::GenerateAssets { .. }
+        | Command::Conformance { .. }
         | Command::Keygen { .. }
         | Command::Plugin(PluginCommand::Sign { .. }) => {}
         Command::Trust(cmd) => {
             let mut c = pb::plugins_client::PluginsClient::new(channel);
-            trust::run(&mut c, cmd, cli.json).await?;
+            trust::run(&mut c, cmd, json).await?;
         }
         Command::Metrics => {
             let mut c = pb::system_client::SystemClient::new(channel);
@@ -324,13 +370,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .map_err(status_error)?
                 .into_inner();
-            if cli.json {
+            if json {
                 print_json(&serde_json::json!({ "text": r.text }));
             } else {
                 print!("{}", r.text);
             }
         }
-        Command::Plugin(cmd) => plugins::run(channel, cmd, t, cli.json).await?,
+        Command::Plugin(cmd) => plugins::run(channel, cmd, t, json).await?,
         Command::Restart { plugin } => {
             let mut c = pb::plugins_client::PluginsClient::new(channel);
             let r = c
@@ -338,7 +384,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .map_err(status_error)?;
             let msg = r.into_inner().message;
-            if cli.json {
+            if json {
                 print_json(&json!({ "message": msg }));
             } else {
                 println!("{msg}");
@@ -346,11 +392,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Providers => {
             let mut c = pb::providers_client::ProvidersClient::new(channel);
-            providers::providers(&mut c, t, cli.json).await?;
+            providers::providers(&mut c, t, json).await?;
         }
         Command::Models { plugin } => {
             let mut c = pb::providers_client::ProvidersClient::new(channel);
-            providers::models(&mut c, plugin, t, cli.json).await?;
+            providers::models(&mut c, plugin, t, json).await?;
         }
         Command::Chat {
             plugin,
@@ -359,12 +405,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             message,
         } => {
             let mut c = pb::providers_client::ProvidersClient::new(channel);
-            providers::chat(&mut c, plugin, model, message, stream, t, cli.json).await?;
+            providers::chat(&mut c, plugin, model, message, stream, t, json).await?;
         }
         Command::Auth { plugin, action } => {
-            auth::run(channel, plugin, &action, t, cli.json).await?;
+            auth::run(channel, plugin, &action, t, json).await?;
         }
-        Command::Channels => channels::list(channel, t, cli.json).await?,
+        Command::Channels => channels::list(channel, t, json).await?,
         Command::Channel {
             plugin,
             action,
@@ -378,10 +424,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 config,
                 message,
             };
-            channels::run(channel, plugin, a, t, cli.json).await?;
+            channels::run(channel, plugin, a, t, json).await?;
         }
         Command::Hook { event, payload } => {
-            hooks::dispatch(channel, &event, &payload, t, cli.json).await?;
+            hooks::dispatch(channel, &event, &payload, t, json).await?;
         }
         Command::Tools => {
             let mut c = pb::tools_client::ToolsClient::new(channel);
@@ -390,7 +436,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .map_err(status_error)?
                 .into_inner();
-            if cli.json {
+            if json {
                 let tools: Vec<_> = r
                     .tools
                     .iter()
@@ -445,14 +491,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .into_inner();
             match r.result {
                 Some(pb::invoke_tool_response::Result::Output(out)) => {
-                    if cli.json {
+                    if json {
                         print_json(&json!({ "plugin": r.plugin, "output": out }));
                     } else {
                         println!("{out}");
                     }
                 }
                 Some(pb::invoke_tool_response::Result::Error(e)) => {
-                    if cli.json {
+                    if json {
                         print_json(&json!({ "plugin": r.plugin, "error": e }));
                     }
                     anyhow::bail!("tool failed: {e}");
