@@ -76,6 +76,8 @@ pub struct Config {
     pub workers: crate::workers::bounds::WorkersConfig,
     /// `[lifecycle]`: what tarkd keeps of plugins' past versions.
     pub lifecycle: LifecycleConfig,
+    /// `[sources]`: plugin roots besides `plugins_dir`, and conflicts.
+    pub sources: crate::plugins::sources::SourcesConfig,
     /// Who may call tarkd, as what, for which tenants (root and tarkd's own
     /// uid are admins unless named here).
     pub principals: Vec<crate::access::PrincipalConfig>,
@@ -223,6 +225,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             audit: crate::broker::audit::AuditConfig::default(),
             lifecycle: LifecycleConfig::default(),
+            sources: Default::default(),
             workers: crate::workers::bounds::WorkersConfig::default(),
             principals: Vec::new(),
             tenants: crate::tenants::Tenants::new(),

@@ -74,6 +74,9 @@ pub struct Daemon {
     pub oauth_logins: crate::oauth::Logins,
     /// Started channels (polled by tarkd, restarted with their workers).
     pub channels: crate::api::channels::Channels,
+    /// Tool names more than one plugin claims → how `sources.conflicts`
+    /// settled each (for diagnostics; each new one is audited once).
+    tool_conflicts: Mutex<BTreeMap<String, (Vec<String>, String)>>,
 }
 
 impl Daemon {
@@ -99,6 +102,7 @@ impl Daemon {
         );
         history.recover();
         let origins = crate::plugins::lifecycle::Origins::new(&config.state_dir);
+        audit_notes(&workers, &registry.notes);
         Self {
             config,
             registry: RwLock::new(Arc::new(registry)),
@@ -116,6 +120,7 @@ impl Daemon {
             flows: crate::api::auth::Flows::default(),
             oauth_logins: crate::oauth::Logins::default(),
             channels,
+            tool_conflicts: Mutex::default(),
         }
     }
 
@@ -128,7 +133,8 @@ impl Daemon {
             let mut current = self.registry.write().unwrap_or_else(|p| p.into_inner());
             let mut plugins = current.plugins.clone();
             plugins.insert(id.clone(), plugin);
-            *current = Arc::new(Registry { plugins });
+            let notes = current.notes.clone();
+            *current = Arc::new(Registry { plugins, notes });
         }
         self.tool_cache
             .lock()
@@ -324,16 +330,62 @@ impl Daemon {
             .tools
             .sort_by(|a, b| (&a.name, &a.plugin).cmp(&(&b.name, &b.plugin)));
         index.errors.sort();
-        let mut claims: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let mut claims: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for t in &index.tools {
-            claims.entry(&t.name).or_default().push(t.plugin.clone());
+            claims
+                .entry(t.name.clone())
+                .or_default()
+                .push(t.plugin.clone());
         }
-        index.conflicts = claims
-            .into_iter()
-            .filter(|(_, plugins)| plugins.len() > 1)
-            .map(|(name, plugins)| (name.to_owned(), plugins))
-            .collect();
+        let policy = self.config.sources.conflicts;
+        for (name, mut plugins) in claims.into_iter().filter(|(_, p)| p.len() > 1) {
+            by_precedence(&registry, &mut plugins);
+            if let Some(w) = policy.winner(plugins.len()) {
+                let keep = plugins[w].clone();
+                index.tools.retain(|t| t.name != name || t.plugin == keep);
+            }
+            self.note_tool_conflict(&name, &plugins);
+            index.conflicts.insert(name, plugins);
+        }
         index
+    }
+
+    /// Remembers how a tool-name conflict was settled, auditing it the first
+    /// time these plugins conflict over it.
+    fn note_tool_conflict(&self, tool: &str, plugins: &[String]) {
+        let what = format!("tool {tool:?}");
+        let resolution = self.config.sources.conflicts.resolution(&what, plugins);
+        let mut seen = self
+            .tool_conflicts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if seen.get(tool).is_some_and(|(p, _)| p == plugins) {
+            return;
+        }
+        seen.insert(tool.to_owned(), (plugins.to_vec(), resolution.clone()));
+        drop(seen);
+        for p in plugins {
+            self.workers.authority.audit.record(
+                SOURCES_TENANT,
+                p,
+                "sources",
+                &what,
+                "conflict",
+                &resolution,
+            );
+        }
+    }
+
+    /// The tool-name conflicts `plugin` is part of, as diagnostics.
+    pub fn tool_conflicts_of(&self, plugin: &str) -> Vec<String> {
+        let seen = self
+            .tool_conflicts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        seen.values()
+            .filter(|(plugins, _)| plugins.iter().any(|p| p == plugin))
+            .map(|(_, resolution)| resolution.clone())
+            .collect()
     }
 
     /// The plugins (in name order) whose cached tool lists offer `tool`,
@@ -387,9 +439,10 @@ impl Daemon {
         };
         // Only the plugins enabled for the tenant offer it their tools.
         claimants.retain(|p| crate::tenants::enabled(&self.config.tenants, tenant, p));
-        let found = match claimants.as_slice() {
-            [one] => one,
-            [] => {
+        by_precedence(&registry, &mut claimants);
+        let policy = self.config.sources.conflicts;
+        let found = match (claimants.as_slice(), policy.winner(claimants.len())) {
+            ([], _) => {
                 let mut message = format!("unknown tool {tool:?}");
                 if !errors.is_empty() {
                     message.push_str(&format!(
@@ -402,13 +455,15 @@ impl Daemon {
                     ..CallError::new(Code::NotFound, message)
                 });
             }
-            many => {
+            // The winner is one of the claimants, by `winner`'s contract.
+            (many, Some(w)) => &many[w],
+            (many, None) => {
                 return Err(CallError {
                     reason: Some(crate::reasons::Reason::ToolConflict),
                     ..CallError::new(
                         Code::FailedPrecondition,
                         format!(
-                            "tool {tool:?} is provided by more than one plugin ({}); disable or remove all but one",
+                            "tool {tool:?} is provided by more than one plugin ({}); disable or remove all but one (or set sources.conflicts)",
                             many.join(", ")
                         ),
                     )
@@ -454,6 +509,36 @@ fn command_tools(plugin: &Plugin, loaded: &crate::plugins::registry::Loaded) -> 
             .unwrap_or(wpb::RiskLevel::Unspecified),
         })
         .collect()
+}
+
+/// Orders plugin ids by the precedence of their roots, then by id.
+fn by_precedence(registry: &Registry, plugins: &mut [String]) {
+    plugins.sort_by_cached_key(|p| (registry.get(p).map(|p| p.origin), p.clone()));
+}
+
+/// The tenant scan-time findings are audited under: tarkd's own.
+const SOURCES_TENANT: &str = "@sources";
+
+/// Records what a scan found (shadowed copies, conflicts) in the audit log.
+fn audit_notes(workers: &Workers, notes: &[(String, String, String)]) {
+    for (plugin, what, why) in notes {
+        let decision = if what == "shadowed" {
+            "shadowed"
+        } else {
+            "conflict"
+        };
+        workers
+            .authority
+            .audit
+            .record(SOURCES_TENANT, plugin, "sources", what, decision, why);
+    }
+}
+
+impl Daemon {
+    /// See [`audit_notes`].
+    pub fn audit_notes(&self, notes: &[(String, String, String)]) {
+        audit_notes(&self.workers, notes);
+    }
 }
 
 fn unexpected(plugin: &str) -> CallError {

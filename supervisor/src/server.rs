@@ -110,8 +110,9 @@ pub async fn start(config: Config, dev: bool) -> Result<Started, StartError> {
         Spawner::start(&worker_path).map_err(io("opening the worker executable", &worker_path))?;
     let version = semver::Version::parse(&config.tark_version)?;
     crate::plugins::lifecycle::clear_leftovers(&config.plugins_dir);
-    let registry = Registry::scan(&config.plugins_dir, &version)
-        .map_err(io("scanning", &config.plugins_dir))?;
+    let roots = crate::plugins::sources::roots(&config.sources, &config.plugins_dir);
+    let registry = Registry::scan_roots(&roots, config.sources.conflicts, &version)
+        .map_err(io("scanning the plugin roots under", &config.plugins_dir))?;
     tracing::info!(plugins = registry.plugins.len(), dir = %config.plugins_dir.display(), "plugins scanned");
     let approvals = Approvals::new(&config.state_dir);
     // The bundled examples ship inside tarkd: installing them approves what

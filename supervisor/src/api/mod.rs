@@ -78,7 +78,12 @@ impl Api {
             .unwrap_or_default();
         let mut info = pb::PluginInfo {
             id: p.id.clone(),
-            diagnostics: p.diagnostics.clone(),
+            diagnostics: p
+                .diagnostics
+                .iter()
+                .cloned()
+                .chain(self.0.tool_conflicts_of(&p.id))
+                .collect(),
             path: p.dir.display().to_string(),
             workers,
             accepted_wit: tark_proto::ACCEPTED_WIT

@@ -153,7 +153,7 @@ impl Daemon {
         id: &str,
         version: &str,
     ) -> Result<(Arc<Plugin>, crate::plugins::manifest::Capabilities), CallError> {
-        self.plugin(id)?;
+        crate::plugins::lifecycle::managed(&*self.plugin(id)?)?;
         let wanted = (!version.is_empty())
             .then(|| semver::Version::parse(version))
             .transpose()

@@ -215,6 +215,12 @@ impl Daemon {
         let Some(new) = &plan.plugin.loaded else {
             return Err(invalid(format!("plugin {id} is not valid")));
         };
+        // The project's copy would shadow an installed one.
+        if let Some(current) = self.registry().get(&id)
+            && current.origin == crate::plugins::sources::Origin::Project
+        {
+            crate::plugins::lifecycle::managed(current)?;
+        }
         // A signed plugin is not taken back to an older version (an old,
         // validly signed, vulnerable one) except by an explicit rollback.
         if let Some(installed) = self.registry().get(&id)

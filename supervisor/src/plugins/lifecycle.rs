@@ -149,13 +149,16 @@ impl Daemon {
     pub async fn remove_plugin(&self, id: &str, purge: bool) -> Result<String, CallError> {
         let _one_at_a_time = self.install_lock.lock().await;
         let plugin = self.plugin(id)?;
+        managed(&plugin)?;
         let internal = |what: &str, e: &dyn std::fmt::Display| {
             CallError::new(Code::Internal, format!("plugin {id}: {what}: {e}"))
         };
         // Out of service first: no new call finds it.
-        let mut plugins = self.registry().plugins.clone();
+        let registry = self.registry();
+        let mut plugins = registry.plugins.clone();
         plugins.remove(id);
-        self.swap_registry(Registry { plugins }, &[&plugin.id]);
+        let notes = registry.notes.clone();
+        self.swap_registry(Registry { plugins, notes }, &[&plugin.id]);
         self.refresh_grant(id);
         let stopped = self.workers.restart(id).await;
         crate::crash::point("remove:unlisted");
@@ -194,4 +197,22 @@ impl Daemon {
         tracing::info!(plugin = id, purge, "{said}");
         Ok(said)
     }
+}
+
+/// Refuses to change a plugin tarkctl does not manage: one read from the
+/// project's or a configured root (see `sources`) belongs to that root.
+pub fn managed(plugin: &crate::plugins::registry::Plugin) -> Result<(), CallError> {
+    use crate::plugins::sources::Origin;
+    if plugin.origin == Origin::Installed {
+        return Ok(());
+    }
+    Err(CallError::new(
+        Code::FailedPrecondition,
+        format!(
+            "plugin {} is read from {} at {}: tarkctl manages only installed plugins (plugins_dir); change it there",
+            plugin.id,
+            plugin.origin,
+            plugin.dir.display()
+        ),
+    ))
 }

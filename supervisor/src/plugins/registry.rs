@@ -8,6 +8,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::plugins::manifest::{self, Capabilities, Manifest, PluginType};
+use crate::plugins::sources::{ConflictPolicy, Origin};
 
 /// Largest wasm file tarkd will read for a plugin.
 pub const MAX_WASM_BYTES: u64 = 64 << 20;
@@ -32,6 +33,11 @@ pub struct Plugin {
     pub package_digest: String,
     /// What tarkd concluded of its signature (`None` until judged).
     pub signature: std::sync::Mutex<Option<crate::plugins::trust::Verdict>>,
+    /// The root it was read from (see `sources`).
+    pub origin: Origin,
+    /// A provider or channel id it claims that `sources.conflicts` gave to
+    /// another plugin (or to none): it then serves nothing.
+    pub conflict: Option<String>,
 }
 
 /// A plugin whose manifest validated and whose module (if it has one) was read.
@@ -88,48 +94,140 @@ impl Plugin {
         self.disabled.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// A runnable plugin of the given type.
+    /// A runnable plugin of the given type that no conflict silenced.
     pub fn of_type(&self, kind: PluginType) -> Option<&Loaded> {
-        self.runnable().filter(|l| l.manifest.plugin_type == kind)
+        self.runnable()
+            .filter(|l| l.manifest.plugin_type == kind && self.conflict.is_none())
     }
 }
 
-/// A snapshot of the plugins dir.
+/// A snapshot of the plugin roots.
 #[derive(Debug, Default)]
 pub struct Registry {
     pub plugins: BTreeMap<String, Arc<Plugin>>,
+    /// Shadowed copies and conflicts found by the scan, for the audit log:
+    /// (plugin, what, resolution).
+    pub notes: Vec<(String, String, String)>,
 }
 
 impl Registry {
     /// Reads every folder under `dir`. A missing dir is an empty registry.
     pub fn scan(dir: &Path, host_version: &semver::Version) -> std::io::Result<Self> {
-        let mut plugins = BTreeMap::new();
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
-            let entry = entry?;
-            if !entry.file_type()?.is_dir() {
-                continue;
+        Self::scan_roots(
+            &[(Origin::Installed, dir.to_owned())],
+            ConflictPolicy::Error,
+            host_version,
+        )
+    }
+
+    /// Reads every root in precedence order (see `sources`): an id already
+    /// read from an earlier root shadows later copies; then provider and
+    /// channel ids two plugins contribute are settled by `policy`.
+    pub fn scan_roots(
+        roots: &[(Origin, PathBuf)],
+        policy: ConflictPolicy,
+        host_version: &semver::Version,
+    ) -> std::io::Result<Self> {
+        let mut plugins: BTreeMap<String, Plugin> = BTreeMap::new();
+        let mut notes = Vec::new();
+        for (origin, dir) in roots {
+            for mut plugin in scan_dir(dir, host_version)? {
+                if let Some(first) = plugins.get(&plugin.id) {
+                    let why = format!(
+                        "{} in {} is shadowed by the copy in {} ({})",
+                        plugin.id,
+                        dir.display(),
+                        first.dir.display(),
+                        first.origin
+                    );
+                    tracing::warn!(plugin = %plugin.id, "{why}");
+                    notes.push((plugin.id.clone(), "shadowed".to_owned(), why));
+                    continue;
+                }
+                plugin.origin = *origin;
+                plugins.insert(plugin.id.clone(), plugin);
             }
-            let id = entry.file_name().to_string_lossy().into_owned();
-            if id.starts_with('.') {
-                continue;
-            }
-            let plugin = load(&entry.path(), &id, host_version);
-            if let Some(d) = plugin.diagnostics.first() {
-                tracing::warn!(plugin = %plugin.id, "{d}");
-            }
-            plugins.insert(id, Arc::new(plugin));
         }
-        Ok(Self { plugins })
+        notes.extend(settle_contributions(&mut plugins, policy));
+        Ok(Self {
+            plugins: plugins.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
+            notes,
+        })
     }
 
     pub fn get(&self, id: &str) -> Option<&Arc<Plugin>> {
         self.plugins.get(id)
     }
+}
+
+/// Provider and channel ids contributed by more than one valid plugin: each
+/// plugin that does not keep one is marked, with the resolution in its
+/// diagnostics. Returns (plugin, what, resolution) for each plugin involved.
+fn settle_contributions(
+    plugins: &mut BTreeMap<String, Plugin>,
+    policy: ConflictPolicy,
+) -> Vec<(String, String, String)> {
+    let mut claims: BTreeMap<(&str, String), Vec<(Origin, String)>> = BTreeMap::new();
+    for p in plugins.values() {
+        let Some(l) = &p.loaded else { continue };
+        let c = &l.manifest.contributes;
+        let ids = c
+            .providers
+            .iter()
+            .map(|x| ("provider", x))
+            .chain(c.channels.iter().map(|x| ("channel", x)));
+        for (kind, x) in ids.filter(|(_, x)| !x.id.is_empty()) {
+            let entry = claims.entry((kind, x.id.clone())).or_default();
+            if !entry.iter().any(|(_, id)| *id == p.id) {
+                entry.push((p.origin, p.id.clone()));
+            }
+        }
+    }
+    let mut notes = Vec::new();
+    for ((kind, id), mut claimants) in claims.into_iter().filter(|(_, c)| c.len() > 1) {
+        claimants.sort();
+        let names: Vec<String> = claimants.into_iter().map(|(_, p)| p).collect();
+        let what = format!("{kind} id {id:?}");
+        let resolution = policy.resolution(&what, &names);
+        let winner = policy.winner(names.len());
+        for (i, name) in names.iter().enumerate() {
+            if let Some(p) = plugins.get_mut(name) {
+                p.diagnostics.push(resolution.clone());
+                if Some(i) != winner {
+                    p.conflict.get_or_insert_with(|| resolution.clone());
+                }
+            }
+            notes.push((name.clone(), what.clone(), resolution.clone()));
+        }
+    }
+    notes
+}
+
+/// The plugins in one root, in name order.
+fn scan_dir(dir: &Path, host_version: &semver::Version) -> std::io::Result<Vec<Plugin>> {
+    let mut plugins = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(plugins),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let id = entry.file_name().to_string_lossy().into_owned();
+        if id.starts_with('.') {
+            continue;
+        }
+        let plugin = load(&entry.path(), &id, host_version);
+        if let Some(d) = plugin.diagnostics.first() {
+            tracing::warn!(plugin = %plugin.id, "{d}");
+        }
+        plugins.push(plugin);
+    }
+    plugins.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(plugins)
 }
 
 /// Loads one plugin folder, turning every failure into a diagnostic.
@@ -209,6 +307,8 @@ fn build(
         disabled: Default::default(),
         package_digest: String::new(),
         signature: Default::default(),
+        origin: Origin::default(),
+        conflict: None,
     };
     let text = match text {
         Ok(t) => t,
@@ -406,6 +506,77 @@ mod tests {
             &semver::Version::new(0, 5, 0),
         )?;
         assert!(r.plugins.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn roots_shadow_by_precedence_and_contributed_ids_are_settled_by_policy() -> std::io::Result<()>
+    {
+        let d = tempfile::tempdir()?;
+        let provider = |name: &str, id: &str| {
+            format!(
+                "[plugin]\nname = \"{name}\"\nversion = \"1.0.0\"\ntype = \"provider\"\n\n[[contributes.providers]]\nid = \"{id}\"\nname = \"P\"\n"
+            )
+        };
+        let (project, installed, root) =
+            (d.path().join("p"), d.path().join("i"), d.path().join("r"));
+        write(
+            &project,
+            "one/plugin.toml",
+            provider("one", "gemini").as_bytes(),
+        )?;
+        write(&project, "one/plugin.wasm", b"\0asm\x01\0\0\0")?;
+        write(
+            &root,
+            "two/plugin.toml",
+            provider("two", "gemini").as_bytes(),
+        )?;
+        write(&root, "two/plugin.wasm", b"\0asm\x01\0\0\0")?;
+        write(
+            &installed,
+            "two/plugin.toml",
+            provider("two", "other").as_bytes(),
+        )?;
+        write(&installed, "two/plugin.wasm", b"\0asm\x01\0\0\0")?;
+        let roots = [
+            (Origin::Project, project),
+            (Origin::Installed, installed.clone()),
+            (Origin::Root(0), root.clone()),
+        ];
+        let v = semver::Version::new(0, 5, 0);
+        // `two` is read from the installed root (its root copy is shadowed), and
+        // contributes "other": no conflict.
+        let r = Registry::scan_roots(&roots, ConflictPolicy::KeepFirst, &v)?;
+        let two = r.get("two").map(|p| (p.origin, p.conflict.clone()));
+        assert_eq!(two, Some((Origin::Installed, None)));
+        assert_eq!(r.notes.len(), 1, "{:?}", r.notes);
+        assert_eq!(r.notes[0].1, "shadowed");
+        // Without the installed copy, both claim "gemini".
+        let roots = [roots[0].clone(), roots[2].clone()];
+        let table = [
+            (ConflictPolicy::KeepFirst, false, true),
+            (ConflictPolicy::KeepLast, true, false),
+            (ConflictPolicy::Error, true, true),
+        ];
+        for (policy, one_silenced, two_silenced) in table {
+            let r = Registry::scan_roots(&roots, policy, &v)?;
+            let silenced = |id: &str| r.get(id).is_some_and(|p| p.conflict.is_some());
+            assert_eq!(
+                (silenced("one"), silenced("two")),
+                (one_silenced, two_silenced),
+                "{policy:?}"
+            );
+            let said = |id: &str| {
+                r.get(id).is_some_and(|p| {
+                    p.diagnostics
+                        .iter()
+                        .any(|d| d.starts_with("provider id \"gemini\" is claimed by one, two"))
+                })
+            };
+            assert!(said("one") && said("two"), "{policy:?}");
+            assert_eq!(r.notes.len(), 2, "{policy:?}: {:?}", r.notes);
+            assert_eq!(r.get("two").map(|p| p.origin), Some(Origin::Root(0)));
+        }
         Ok(())
     }
 }

@@ -36,6 +36,8 @@ fn same(a: &Plugin, b: &Plugin) -> bool {
             x.sha256 == y.sha256
                 && x.manifest_sha256 == y.manifest_sha256
                 && a.package_digest == b.package_digest
+                && a.origin == b.origin
+                && a.conflict == b.conflict
         }
         (None, None) => a.diagnostics == b.diagnostics,
         _ => false,
@@ -88,20 +90,22 @@ impl Daemon {
     /// Rescans the plugins dir and switches to it (see the module doc).
     pub async fn reload_plugins(&self) -> Result<Change, CallError> {
         let _one_at_a_time = self.install_lock.lock().await;
-        let dir = self.config.plugins_dir.clone();
+        let roots = crate::plugins::sources::roots(&self.config.sources, &self.config.plugins_dir);
+        let policy = self.config.sources.conflicts;
         let version = self.host_version.clone();
-        let scanned = tokio::task::spawn_blocking(move || Registry::scan(&dir, &version))
-            .await
-            .map_err(|e| CallError::new(Code::Internal, format!("reload: {e}")))?
-            .map_err(|e| {
-                CallError::new(
-                    Code::FailedPrecondition,
-                    format!(
-                        "reload refused, nothing changed: scanning {}: {e}",
-                        self.config.plugins_dir.display()
-                    ),
-                )
-            })?;
+        let mut scanned =
+            tokio::task::spawn_blocking(move || Registry::scan_roots(&roots, policy, &version))
+                .await
+                .map_err(|e| CallError::new(Code::Internal, format!("reload: {e}")))?
+                .map_err(|e| {
+                    CallError::new(
+                        Code::FailedPrecondition,
+                        format!(
+                            "reload refused, nothing changed: scanning {}: {e}",
+                            self.config.plugins_dir.display()
+                        ),
+                    )
+                })?;
         let running = self.registry();
         let change = diff(&running, &scanned);
         let incoming: Vec<&Arc<Plugin>> = change
@@ -133,6 +137,7 @@ impl Daemon {
                 format!("reload refused, nothing changed: {}", broken.join(" | ")),
             ));
         }
+        let notes = std::mem::take(&mut scanned.notes);
         let plugins: BTreeMap<String, Arc<Plugin>> = scanned
             .plugins
             .into_iter()
@@ -147,7 +152,8 @@ impl Daemon {
             .chain(&change.changed)
             .chain(&change.removed)
             .collect();
-        self.swap_registry(Registry { plugins }, &touched);
+        self.audit_notes(&notes);
+        self.swap_registry(Registry { plugins, notes }, &touched);
         for id in &touched {
             self.refresh_grant(id);
         }
@@ -195,6 +201,8 @@ mod tests {
             disabled: Default::default(),
             package_digest: format!("{wasm}{manifest}{data}"),
             signature: Default::default(),
+            origin: Default::default(),
+            conflict: None,
         })
     }
 
@@ -204,6 +212,7 @@ mod tests {
                 .iter()
                 .map(|p| (p.id.clone(), Arc::clone(p)))
                 .collect(),
+            notes: Vec::new(),
         }
     }
 

@@ -357,6 +357,17 @@ impl Workers {
             )
             .because(Reason::PluginNotRunnable, &plugin.id));
         };
+        // A validation worker only loads the module: what it could serve is
+        // another matter.
+        if let Some(conflict) = &plugin.conflict
+            && tenant != validate::VALIDATE_TENANT
+        {
+            return Err(CallError::new(
+                Code::FailedPrecondition,
+                format!("plugin {} serves nothing: {conflict}", plugin.id),
+            )
+            .because(Reason::PluginNotRunnable, &plugin.id));
+        }
         Ok(loaded)
     }
 
