@@ -134,7 +134,11 @@ impl Daemon {
             let mut plugins = current.plugins.clone();
             plugins.insert(id.clone(), plugin);
             let notes = current.notes.clone();
-            *current = Arc::new(Registry { plugins, notes });
+            let mut next = Registry { plugins, notes };
+            let new = next.settle(self.config.sources.conflicts);
+            *current = Arc::new(next);
+            drop(current);
+            self.audit_notes(&new);
         }
         self.tool_cache
             .lock()
@@ -144,7 +148,11 @@ impl Daemon {
 
     /// Puts a whole rescanned registry in place at once; the cached tool lists
     /// of `touched` plugins go.
-    pub fn swap_registry(&self, registry: Registry, touched: &[&String]) {
+    pub fn swap_registry(&self, mut registry: Registry, touched: &[&String]) {
+        // Contributed ids are settled again over the new set, and what is
+        // new since the last settlement is audited.
+        let new = registry.settle(self.config.sources.conflicts);
+        self.audit_notes(&new);
         self.disabled.apply_all(&registry);
         crate::plugins::trust::judge_installed(
             &self.trust,

@@ -143,3 +143,72 @@ async fn keep_last_and_error_settle_the_same_conflict_otherwise() -> anyhow::Res
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_install_that_claims_a_provider_id_in_use_is_settled_at_once() -> anyhow::Result<()> {
+    let contributes =
+        "license = \"Apache-2.0\"\n\n[[contributes.providers]]\nid = \"echo\"\nname = \"Echo\"\n";
+    let echo = PluginFiles::example_edited(
+        "echo-provider",
+        "echo",
+        "license = \"Apache-2.0\"",
+        contributes,
+    )?;
+    let t = Tarkd::start(vec![echo], Options::default())?;
+    let listed = |r: pb::ListProvidersResponse| {
+        r.providers
+            .into_iter()
+            .map(|p| p.plugin)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(listed(t.list_providers().await?), ["echo"]);
+
+    // A second plugin contributing provider id "echo": under `error`, neither serves.
+    let dir = tempfile::tempdir()?;
+    let mut two = PluginFiles::example_edited(
+        "echo-provider",
+        "echo-two",
+        "license = \"Apache-2.0\"",
+        contributes,
+    )?;
+    for (name, bytes) in &mut two.files {
+        if name == "plugin.toml" {
+            *bytes = String::from_utf8_lossy(bytes)
+                .replace("name = \"echo\"", "name = \"echo-two\"")
+                .into_bytes();
+        }
+    }
+    write(two, dir.path())?;
+    let folder = dir.path().join("echo-two");
+    t.ctl_ok(&["plugin", "add", &folder.to_string_lossy(), "--yes"])?;
+    assert!(listed(t.list_providers().await?).is_empty());
+    let echo = t.plugin_info("echo").await?;
+    assert!(
+        echo.diagnostics.iter().any(|d| d.contains(
+            "provider id \"echo\" is claimed by echo, echo-two; sources.conflicts = error"
+        )),
+        "{:?}",
+        echo.diagnostics
+    );
+    let chat = t
+        .providers()
+        .await?
+        .chat(pb::ChatRequest {
+            plugin: "echo".into(),
+            model: String::new(),
+            messages: vec![pb::ChatMessage {
+                role: "user".into(),
+                content: "hi".into(),
+            }],
+        })
+        .await
+        .failed();
+    assert!(chat.message().contains("serves nothing"), "{chat:?}");
+    let audit = t.ctl_ok(&["audit", "--plugin", "echo-two"])?;
+    assert!(audit.contains("conflict"), "{audit}");
+
+    // Removing the newcomer settles it again: echo serves.
+    t.ctl_ok(&["plugin", "remove", "echo-two"])?;
+    assert_eq!(listed(t.list_providers().await?), ["echo"]);
+    Ok(())
+}

@@ -82,6 +82,7 @@ impl Api {
                 .diagnostics
                 .iter()
                 .cloned()
+                .chain(self.0.registry().notes_of(&p.id))
                 .chain(self.0.tool_conflicts_of(&p.id))
                 .collect(),
             path: p.dir.display().to_string(),

@@ -36,8 +36,9 @@ pub struct Plugin {
     /// The root it was read from (see `sources`).
     pub origin: Origin,
     /// A provider or channel id it claims that `sources.conflicts` gave to
-    /// another plugin (or to none): it then serves nothing.
-    pub conflict: Option<String>,
+    /// another plugin (or to none): it then serves nothing. Settled again
+    /// whenever the set of plugins changes ([`Registry::settle`]).
+    pub(crate) conflict: std::sync::Mutex<Option<String>>,
 }
 
 /// A plugin whose manifest validated and whose module (if it has one) was read.
@@ -97,7 +98,15 @@ impl Plugin {
     /// A runnable plugin of the given type that no conflict silenced.
     pub fn of_type(&self, kind: PluginType) -> Option<&Loaded> {
         self.runnable()
-            .filter(|l| l.manifest.plugin_type == kind && self.conflict.is_none())
+            .filter(|l| l.manifest.plugin_type == kind && self.conflict().is_none())
+    }
+
+    /// Why it serves nothing, if a conflict silenced it.
+    pub fn conflict(&self) -> Option<String> {
+        self.conflict
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -148,59 +157,83 @@ impl Registry {
                 plugins.insert(plugin.id.clone(), plugin);
             }
         }
-        notes.extend(settle_contributions(&mut plugins, policy));
-        Ok(Self {
+        let mut registry = Self {
             plugins: plugins.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
             notes,
-        })
+        };
+        registry.settle(policy);
+        Ok(registry)
+    }
+
+    /// Settles the provider and channel ids more than one valid plugin
+    /// contributes: each plugin that does not keep one is silenced; each
+    /// plugin involved gets a note (replacing the last settlement's). Returns
+    /// the notes that are new, for the audit log.
+    pub fn settle(&mut self, policy: ConflictPolicy) -> Vec<(String, String, String)> {
+        let mut claims: BTreeMap<(&str, String), Vec<(Origin, String)>> = BTreeMap::new();
+        for p in self.plugins.values() {
+            let Some(l) = &p.loaded else { continue };
+            let c = &l.manifest.contributes;
+            let ids = c
+                .providers
+                .iter()
+                .map(|x| ("provider", x))
+                .chain(c.channels.iter().map(|x| ("channel", x)));
+            for (kind, x) in ids.filter(|(_, x)| !x.id.is_empty()) {
+                let entry = claims.entry((kind, x.id.clone())).or_default();
+                if !entry.iter().any(|(_, id)| *id == p.id) {
+                    entry.push((p.origin, p.id.clone()));
+                }
+            }
+        }
+        let mut silenced: BTreeMap<String, String> = BTreeMap::new();
+        let mut notes = Vec::new();
+        for ((kind, id), mut claimants) in claims.into_iter().filter(|(_, c)| c.len() > 1) {
+            claimants.sort();
+            let names: Vec<String> = claimants.into_iter().map(|(_, p)| p).collect();
+            let what = format!("{kind} id {id:?}");
+            let resolution = policy.resolution(&what, &names);
+            let winner = policy.winner(names.len());
+            for (i, name) in names.iter().enumerate() {
+                if Some(i) != winner {
+                    silenced
+                        .entry(name.clone())
+                        .or_insert_with(|| resolution.clone());
+                }
+                notes.push((name.clone(), what.clone(), resolution.clone()));
+            }
+        }
+        for p in self.plugins.values() {
+            *p.conflict.lock().unwrap_or_else(|e| e.into_inner()) = silenced.get(&p.id).cloned();
+        }
+        let kept: Vec<_> = self
+            .notes
+            .iter()
+            .filter(|(_, what, _)| what == "shadowed")
+            .cloned()
+            .collect();
+        let new: Vec<_> = notes
+            .iter()
+            .filter(|n| !self.notes.contains(n))
+            .cloned()
+            .collect();
+        self.notes = kept.into_iter().chain(notes).collect();
+        new
+    }
+
+    /// What the scan and the settlement found about `plugin`: shadowed
+    /// copies and conflicts, for its diagnostics.
+    pub fn notes_of(&self, plugin: &str) -> Vec<String> {
+        self.notes
+            .iter()
+            .filter(|(p, _, _)| p == plugin)
+            .map(|(_, _, why)| why.clone())
+            .collect()
     }
 
     pub fn get(&self, id: &str) -> Option<&Arc<Plugin>> {
         self.plugins.get(id)
     }
-}
-
-/// Provider and channel ids contributed by more than one valid plugin: each
-/// plugin that does not keep one is marked, with the resolution in its
-/// diagnostics. Returns (plugin, what, resolution) for each plugin involved.
-fn settle_contributions(
-    plugins: &mut BTreeMap<String, Plugin>,
-    policy: ConflictPolicy,
-) -> Vec<(String, String, String)> {
-    let mut claims: BTreeMap<(&str, String), Vec<(Origin, String)>> = BTreeMap::new();
-    for p in plugins.values() {
-        let Some(l) = &p.loaded else { continue };
-        let c = &l.manifest.contributes;
-        let ids = c
-            .providers
-            .iter()
-            .map(|x| ("provider", x))
-            .chain(c.channels.iter().map(|x| ("channel", x)));
-        for (kind, x) in ids.filter(|(_, x)| !x.id.is_empty()) {
-            let entry = claims.entry((kind, x.id.clone())).or_default();
-            if !entry.iter().any(|(_, id)| *id == p.id) {
-                entry.push((p.origin, p.id.clone()));
-            }
-        }
-    }
-    let mut notes = Vec::new();
-    for ((kind, id), mut claimants) in claims.into_iter().filter(|(_, c)| c.len() > 1) {
-        claimants.sort();
-        let names: Vec<String> = claimants.into_iter().map(|(_, p)| p).collect();
-        let what = format!("{kind} id {id:?}");
-        let resolution = policy.resolution(&what, &names);
-        let winner = policy.winner(names.len());
-        for (i, name) in names.iter().enumerate() {
-            if let Some(p) = plugins.get_mut(name) {
-                p.diagnostics.push(resolution.clone());
-                if Some(i) != winner {
-                    p.conflict.get_or_insert_with(|| resolution.clone());
-                }
-            }
-            notes.push((name.clone(), what.clone(), resolution.clone()));
-        }
-    }
-    notes
 }
 
 /// The plugins in one root, in name order.
@@ -308,7 +341,7 @@ fn build(
         package_digest: String::new(),
         signature: Default::default(),
         origin: Origin::default(),
-        conflict: None,
+        conflict: Default::default(),
     };
     let text = match text {
         Ok(t) => t,
@@ -547,7 +580,7 @@ mod tests {
         // `two` is read from the installed root (its root copy is shadowed), and
         // contributes "other": no conflict.
         let r = Registry::scan_roots(&roots, ConflictPolicy::KeepFirst, &v)?;
-        let two = r.get("two").map(|p| (p.origin, p.conflict.clone()));
+        let two = r.get("two").map(|p| (p.origin, p.conflict()));
         assert_eq!(two, Some((Origin::Installed, None)));
         assert_eq!(r.notes.len(), 1, "{:?}", r.notes);
         assert_eq!(r.notes[0].1, "shadowed");
@@ -560,18 +593,16 @@ mod tests {
         ];
         for (policy, one_silenced, two_silenced) in table {
             let r = Registry::scan_roots(&roots, policy, &v)?;
-            let silenced = |id: &str| r.get(id).is_some_and(|p| p.conflict.is_some());
+            let silenced = |id: &str| r.get(id).is_some_and(|p| p.conflict().is_some());
             assert_eq!(
                 (silenced("one"), silenced("two")),
                 (one_silenced, two_silenced),
                 "{policy:?}"
             );
             let said = |id: &str| {
-                r.get(id).is_some_and(|p| {
-                    p.diagnostics
-                        .iter()
-                        .any(|d| d.starts_with("provider id \"gemini\" is claimed by one, two"))
-                })
+                r.notes_of(id)
+                    .iter()
+                    .any(|d| d.starts_with("provider id \"gemini\" is claimed by one, two"))
             };
             assert!(said("one") && said("two"), "{policy:?}");
             assert_eq!(r.notes.len(), 2, "{policy:?}: {:?}", r.notes);

@@ -37,7 +37,7 @@ fn same(a: &Plugin, b: &Plugin) -> bool {
                 && x.manifest_sha256 == y.manifest_sha256
                 && a.package_digest == b.package_digest
                 && a.origin == b.origin
-                && a.conflict == b.conflict
+                && a.conflict() == b.conflict()
         }
         (None, None) => a.diagnostics == b.diagnostics,
         _ => false,
@@ -137,7 +137,24 @@ impl Daemon {
                 format!("reload refused, nothing changed: {}", broken.join(" | ")),
             ));
         }
-        let notes = std::mem::take(&mut scanned.notes);
+        // Copies shadowed now, as the scan found them (audited if new); the
+        // conflicts are settled again over the new set by `swap_registry`.
+        let shadowed: Vec<_> = std::mem::take(&mut scanned.notes)
+            .into_iter()
+            .filter(|n| n.1 == "shadowed")
+            .collect();
+        let new_shadowed: Vec<_> = shadowed
+            .iter()
+            .filter(|n| !running.notes.contains(n))
+            .cloned()
+            .collect();
+        let mut notes: Vec<_> = running
+            .notes
+            .iter()
+            .filter(|n| n.1 != "shadowed")
+            .cloned()
+            .collect();
+        notes.extend(shadowed);
         let plugins: BTreeMap<String, Arc<Plugin>> = scanned
             .plugins
             .into_iter()
@@ -152,7 +169,7 @@ impl Daemon {
             .chain(&change.changed)
             .chain(&change.removed)
             .collect();
-        self.audit_notes(&notes);
+        self.audit_notes(&new_shadowed);
         self.swap_registry(Registry { plugins, notes }, &touched);
         for id in &touched {
             self.refresh_grant(id);
@@ -202,7 +219,7 @@ mod tests {
             package_digest: format!("{wasm}{manifest}{data}"),
             signature: Default::default(),
             origin: Default::default(),
-            conflict: None,
+            conflict: Default::default(),
         })
     }
 

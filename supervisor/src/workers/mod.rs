@@ -359,7 +359,7 @@ impl Workers {
         };
         // A validation worker only loads the module: what it could serve is
         // another matter.
-        if let Some(conflict) = &plugin.conflict
+        if let Some(conflict) = plugin.conflict()
             && tenant != validate::VALIDATE_TENANT
         {
             return Err(CallError::new(
