@@ -399,3 +399,46 @@ async fn a_cgroup_not_delegated_is_left_alone() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_tool_runs_in_a_cgroup_of_its_own_removed_after() -> anyhow::Result<()> {
+    let Some(h) = Hierarchy::new()? else {
+        return Ok(());
+    };
+    let manifest = "[plugin]\nname = \"napper\"\nversion = \"1.0.0\"\ntype = \"tool\"\n\n[capabilities]\nshell = true\n\n[[tools]]\nname = \"nap\"\ncommand = \"sleep\"\nargs = [\"{s}\"]\n";
+    let t = Tarkd::start(
+        vec![PluginFiles::new("napper", manifest, None)],
+        Options::config(&config(&h.group, "")),
+    )?;
+    let mut tools = t.tools().await?;
+    let call = tokio::spawn(async move { tools.invoke_tool(invoke("nap", r#"{"s":"2"}"#)).await });
+    // The command's cgroup, once something runs in it (it is made just
+    // before the command is started).
+    let running = |name: &String| {
+        std::fs::read_to_string(h.group.join(name).join("cgroup.procs"))
+            .is_ok_and(|p| !p.trim().is_empty())
+    };
+    let mut leaf = None;
+    let found = eventually(Duration::from_secs(10), || {
+        leaf = h.leaves().ok().and_then(|names| {
+            names
+                .into_iter()
+                .find(|n| n.contains(":napper:") && running(n))
+        });
+        leaf.is_some()
+    })
+    .await;
+    assert!(
+        found,
+        "the command ran in no cgroup of its own: {:?}",
+        h.leaves()
+    );
+    let dir = h.group.join(leaf.unwrap_or_default());
+    output(call.await?).map_err(anyhow::Error::msg)?;
+    assert!(
+        eventually(Duration::from_secs(10), || !dir.exists()).await,
+        "{} outlived the command",
+        dir.display()
+    );
+    Ok(())
+}

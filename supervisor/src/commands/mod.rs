@@ -46,6 +46,9 @@ pub struct Jail {
     pub authority: Arc<Authority>,
     pub deadline: Duration,
     pub max_output: usize,
+    /// The run's own cgroup, when tarkd makes workers' (removed, and anything
+    /// left in it killed, when the run is dropped).
+    pub cgroup: Option<crate::workers::cgroup::Leaf>,
 }
 
 /// Runs one command tool for `tenant`. Bad arguments and a failing command
@@ -217,9 +220,15 @@ impl Failure {
 }
 
 async fn execute(jail: &Jail, label: &str, spec: wpb::CommandSpec) -> Result<Finished, Failure> {
+    let procs = jail
+        .cgroup
+        .as_ref()
+        .map(crate::workers::cgroup::Leaf::procs)
+        .transpose()
+        .map_err(|e| Failure::Jail(format!("joining its cgroup: {e}")))?;
     let jailed = jail
         .spawner
-        .jail(label.to_owned(), jail.confinement)
+        .jail(label.to_owned(), jail.confinement, procs)
         .await
         .map_err(|e| Failure::Jail(format!("starting tark-jail: {e}")))?;
     let mut child = jailed.child;

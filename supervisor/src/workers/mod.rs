@@ -389,7 +389,19 @@ impl Workers {
         };
         let deadline_ms =
             limits::effective(&self.config.limits, &loaded.manifest.limits).deadline_ms;
+        // A cgroup of its own, as a worker gets: a command cannot take memory
+        // or tasks from tarkd's cgroup.
+        let cgroup = match &self.cgroups {
+            Ok(cgroups) => Some(cgroups.create(tenant, &plugin.id).map_err(|e| {
+                CallError::new(
+                    Code::Unavailable,
+                    format!("plugin {}: making its command's cgroup: {e}", plugin.id),
+                )
+            })?),
+            Err(_) => None,
+        };
         Ok(crate::commands::Jail {
+            cgroup,
             spawner: self.spawner.clone(),
             // Namespaces whatever `sandbox.namespaces` says: a command gets
             // no network, and the jail refuses to run without one.

@@ -61,6 +61,7 @@ enum Request {
     Jail {
         label: String,
         confinement: Confinement,
+        cgroup: Option<OwnedFd>,
         reply: oneshot::Sender<std::io::Result<Jailed>>,
     },
 }
@@ -103,9 +104,11 @@ impl Spawner {
                         Request::Jail {
                             label,
                             confinement,
+                            cgroup,
                             reply,
                         } => {
-                            let _ = reply.send(jail(&program, &label, confinement));
+                            let cgroup = cgroup.as_ref().map(AsRawFd::as_raw_fd);
+                            let _ = reply.send(jail(&program, &label, confinement, cgroup));
                         }
                     }
                 }
@@ -134,12 +137,19 @@ impl Spawner {
     }
 
     /// Starts tark-jail for one command of a command tool, under the same
-    /// confinement as a worker; it runs nothing until its spec is written.
-    pub async fn jail(&self, label: String, confinement: Confinement) -> std::io::Result<Jailed> {
+    /// confinement as a worker (in `cgroup`, as for `spawn`); it runs nothing
+    /// until its spec is written.
+    pub async fn jail(
+        &self,
+        label: String,
+        confinement: Confinement,
+        cgroup: Option<OwnedFd>,
+    ) -> std::io::Result<Jailed> {
         let (reply, rx) = oneshot::channel();
         self.send(Request::Jail {
             label,
             confinement,
+            cgroup,
             reply,
         })?;
         rx.await
@@ -207,6 +217,7 @@ fn jail(
     program: &std::path::Path,
     label: &str,
     confinement: Confinement,
+    cgroup: Option<RawFd>,
 ) -> std::io::Result<Jailed> {
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let read = high_dup(&read)?;
@@ -217,7 +228,12 @@ fn jail(
         .stderr(Stdio::piped());
     // The spec's fd twice: `confine` leaves open only up to its last target.
     let fd = read.as_raw_fd();
-    confine(&mut cmd, confinement, None, [(fd, SPEC_FD), (fd, SPEC_FD)]);
+    confine(
+        &mut cmd,
+        confinement,
+        cgroup,
+        [(fd, SPEC_FD), (fd, SPEC_FD)],
+    );
     let child = cmd.spawn()?;
     drop(read);
     let pid = child
