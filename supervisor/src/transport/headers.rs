@@ -8,12 +8,16 @@
 //! authority means nothing on a Unix socket, so a value that is not a valid
 //! authority is sent on as `localhost`, as grpc-go and tonic clients send it.
 //!
+//! A client sends one authority for the whole channel, so the first header
+//! block decides: if its `:authority` is valid (tonic, grpc-go), everything
+//! after it passes through undecoded, and the connection costs what a plain
+//! socket does. Otherwise every block is decoded, to keep the HPACK state in
+//! step with the client's, and re-encoded (the first after a dynamic table
+//! size update to 0 and back, so the server's table starts again with the
+//! encoder's). A client that sent a valid authority first and an invalid one
+//! later gets h2's refusal of that call, as it would without this scanner.
 //! Frames other than HEADERS and CONTINUATION pass through untouched and
-//! uncopied (see [`super::UnixConn`]). Every header block is decoded, to keep
-//! the HPACK state in step with the client's; blocks are forwarded verbatim
-//! until one needs a fix, and from then on each is re-encoded (the first one
-//! after a dynamic table size update to 0 and back, so the server's table
-//! starts again with the encoder's). What a client can make this buffer is
+//! uncopied (see [`super::UnixConn`]). What a client can make this buffer is
 //! bounded: one header block, [`MAX_BLOCK`] bytes compressed and decoded.
 
 use std::io;
@@ -65,6 +69,8 @@ pub struct Scanner {
     decoder: Decoder<'static>,
     /// Set once a block was re-encoded: every later one is too.
     encoder: Option<Encoder<'static>>,
+    /// Set when the first block needed no fix: the rest passes through.
+    settled: bool,
 }
 
 impl Default for Scanner {
@@ -77,6 +83,7 @@ impl Default for Scanner {
             block: None,
             decoder,
             encoder: None,
+            settled: false,
         }
     }
 }
@@ -89,6 +96,9 @@ impl Scanner {
     /// How many of `bytes` (the next ones from the client) pass through as
     /// they are. The rest must go to [`Scanner::process`].
     pub fn passthrough(&mut self, bytes: &[u8]) -> usize {
+        if self.settled {
+            return bytes.len();
+        }
         let mut i = 0;
         while i < bytes.len() {
             let left = if self.preface_left > 0 {
@@ -187,7 +197,10 @@ impl Scanner {
             .iter()
             .any(|(name, value)| name == b":authority" && needs_fix(value));
         if !fix && self.encoder.is_none() {
+            // Only the first block can get here: the client's authority is
+            // one h2 takes, and so are its later ones.
             out.extend_from_slice(&block.raw);
+            self.settled = true;
             return Ok(());
         }
         let fresh = self.encoder.is_none();

@@ -171,18 +171,35 @@ fn valid_authorities_pass_through_byte_for_byte() -> anyhow::Result<()> {
 }
 
 #[test]
+fn after_a_valid_first_block_nothing_is_decoded() -> anyhow::Result<()> {
+    // The client's later blocks pass as they are, even one that no longer
+    // decodes or names the socket path: h2 judges them, as without tarkd.
+    let mut encoder = Encoder::new();
+    let mut input = preface();
+    let first = encode(&mut encoder, &request(b"localhost", "/a.B/C"));
+    input.extend(frame(HEADERS, END_HEADERS, 1, &first));
+    let later = encode(&mut encoder, &request(PATH_AUTHORITY, "/a.B/C"));
+    input.extend(frame(HEADERS, END_HEADERS, 3, &later));
+    input.extend(frame(HEADERS, END_HEADERS, 5, &[0xff, 0xff, 0xff]));
+    for chunk in CHUNKS {
+        assert_eq!(through(&input, chunk)?, input, "chunk {chunk}");
+    }
+    Ok(())
+}
+
+#[test]
 fn a_path_authority_becomes_localhost_and_later_blocks_stay_in_step() -> anyhow::Result<()> {
     let mut encoder = Encoder::new();
     let mut input = preface();
     let mut sent = Vec::new();
-    // A valid block first (forwarded verbatim), then the socket path (its
-    // literal indexed by the client, then referenced), then a header the
-    // client indexed before the switch, referenced after it.
+    // The socket path (its literal indexed by the client, then referenced),
+    // then a valid authority (re-encoded too: the server's table is the
+    // encoder's now), then the path again, referenced from the table.
     let calls: [(&[u8], &str); 4] = [
-        (b"localhost", "/x.Y/First"),
-        (PATH_AUTHORITY, "/x.Y/Second"),
-        (PATH_AUTHORITY, "/x.Y/Second"),
-        (b"localhost", "/x.Y/First"),
+        (PATH_AUTHORITY, "/x.Y/First"),
+        (b"localhost", "/x.Y/Second"),
+        (PATH_AUTHORITY, "/x.Y/First"),
+        (b"localhost", "/x.Y/Second"),
     ];
     for (i, (authority, path)) in calls.iter().enumerate() {
         let headers = request(authority, path);
