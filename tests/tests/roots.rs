@@ -181,7 +181,16 @@ async fn an_install_that_claims_a_provider_id_in_use_is_settled_at_once() -> any
     write(two, dir.path())?;
     let folder = dir.path().join("echo-two");
     t.ctl_ok(&["plugin", "add", &folder.to_string_lossy(), "--yes"])?;
-    assert!(listed(t.list_providers().await?).is_empty());
+    let silenced = t.list_providers().await?;
+    assert!(silenced.providers.is_empty(), "{silenced:?}");
+    for id in ["echo", "echo-two"] {
+        let said = format!("plugin {id} serves nothing: provider id \"echo\" is claimed by");
+        assert!(
+            silenced.errors.iter().any(|e| e.starts_with(&said)),
+            "{id}: {:?}",
+            silenced.errors
+        );
+    }
     let echo = t.plugin_info("echo").await?;
     assert!(
         echo.diagnostics.iter().any(|d| d.contains(

@@ -176,6 +176,24 @@ impl Api {
             .collect()
     }
 
+    /// Why each plugin of type `kind` enabled for `tenant` that a conflict
+    /// silenced serves nothing: listings name it instead of leaving it out
+    /// without a word.
+    fn silenced_of(&self, tenant: &str, kind: PluginType) -> Vec<String> {
+        let registry = self.0.registry();
+        let tenants = &self.0.config.tenants;
+        registry
+            .plugins
+            .values()
+            .filter(|p| p.runnable().is_some_and(|l| l.manifest.plugin_type == kind))
+            .filter(|p| crate::tenants::enabled(tenants, tenant, &p.id))
+            .filter_map(|p| {
+                let conflict = p.conflict()?;
+                Some(format!("plugin {} serves nothing: {conflict}", p.id))
+            })
+            .collect()
+    }
+
     /// One call to a plugin for a tenant. A plugin's own error value becomes
     /// UNKNOWN with its message, named for the plugin.
     async fn call(

@@ -78,6 +78,9 @@ impl pb::providers_server::Providers for Api {
                 Err(s) => reply.errors.push(s.message().to_owned()),
             }
         }
+        reply
+            .errors
+            .extend(self.silenced_of(&tenant, PluginType::Provider));
         Ok(Response::new(reply))
     }
 

@@ -144,6 +144,9 @@ impl pb::channels_server::Channels for Api {
                 Err(s) => reply.errors.push(s.message().to_owned()),
             }
         }
+        reply
+            .errors
+            .extend(self.silenced_of(&tenant, PluginType::Channel));
         Ok(Response::new(reply))
     }
 
