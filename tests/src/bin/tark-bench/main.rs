@@ -18,11 +18,14 @@
 //! - core modules ([`legacy`]): one provider call to tark's core-module ABI
 //!   against the same call to a component, and the cold start of a
 //!   wasm32-wasip1 module against an unknown-unknown one and a component;
+//! - command tools ([`commands`]): a tool running `/bin/true` in tark-jail,
+//!   against spawning it directly and against a wasm tool;
 //! - `tark-bench scale` ([`scale`]): many tenants each making a call, then idle:
 //!   worker count and memory before, during and after the idle timeout;
 //! - load ([`load`]): calls per second with 64 callers over 1 and 8 workers, and
 //!   CPU time per call of tarkd + workers against the two-hop echo's processes.
 
+mod commands;
 mod echo;
 mod legacy;
 mod load;
@@ -229,6 +232,7 @@ async fn bench() -> anyhow::Result<()> {
     let (first_chunk, chunk_rate) = worlds::stream(&on.providers().await?, 100, cold_n).await?;
     let hook_rows = hook_dispatch(cold_n * 5).await?;
     let legacy_rows = legacy::bench(n, cold_n).await?;
+    let [jailed, spawned, wasm_tool] = commands::bench(cold_n * 5).await?;
     let callers = 64;
     let load_time = Duration::from_secs(3);
     let hop_pids: Vec<u32> = baselines
@@ -299,6 +303,23 @@ async fn bench() -> anyhow::Result<()> {
             p
         })
         .collect();
+    let (jailed_p, spawned_p, wasm_p) = (
+        percentiles(jailed),
+        percentiles(spawned),
+        percentiles(wasm_tool),
+    );
+    row(
+        "InvokeTool command tool /bin/true, jailed",
+        cold_n * 5,
+        jailed_p,
+    );
+    row("spawn /bin/true from this process", cold_n * 5, spawned_p);
+    row("InvokeTool bare-ok (same tarkd)", cold_n * 5, wasm_p);
+    println!(
+        "ratio command tool / direct spawn at p50: {:.2}; command tool / wasm tool: {:.2}",
+        jailed_p.0 / spawned_p.0,
+        jailed_p.0 / wasm_p.0
+    );
     println!("ChatStream chunks/s over a whole stream, median: {rate_p:.0}");
     if let [
         chat_core,
