@@ -45,6 +45,9 @@ pub use slot::{SlotStats, WorkerKey};
 /// How long tarkd waits, after a worker's channel broke, to learn why it exited.
 const EXIT_REPORT_WAIT: Duration = Duration::from_secs(2);
 
+/// How long a stopping tarkd waits for a killed worker's exit to be on record.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
 /// Why a call to a plugin failed, as the agent sees it.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
@@ -486,16 +489,23 @@ impl Workers {
         stopped
     }
 
-    /// Kills every worker (tarkd is shutting down).
+    /// Kills every worker (tarkd is shutting down) and waits, a bounded time,
+    /// for their exits and for their cgroups to be removed.
     pub async fn stop_all(&self) {
         let slots: Vec<Arc<Slot>> = {
             let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             slots.values().cloned().collect()
         };
+        let mut stopped = Vec::new();
         for slot in slots {
             if let Some(w) = slot.worker.lock().await.take() {
                 w.stop();
+                stopped.push(w);
             }
+        }
+        futures_util::future::join_all(stopped.iter().map(|w| w.exit_reason(STOP_WAIT))).await;
+        if let Ok(cgroups) = &self.cgroups {
+            cgroups.removed().await;
         }
     }
 }

@@ -183,9 +183,11 @@ impl Workers {
                 }
                 None => tracing::info!(plugin = %plugin_id, pid, "worker {reason}"),
             }
-            let _ = exit_tx.send(Some(reason));
-            // The worker's cgroup goes with it, once its exit is on record.
+            // The worker's cgroup goes with it, before its exit is on record:
+            // whoever waits for the exit (a stopping tarkd) finds it removed
+            // or its removal under way.
             drop(leaf);
+            let _ = exit_tx.send(Some(reason));
         });
 
         // The broker for this worker: its identity is fixed here, from the key.

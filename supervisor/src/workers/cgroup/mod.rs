@@ -18,6 +18,8 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use plan::{CONTROLLERS, CgroupConfig, ESSENTIAL, Place};
 
@@ -31,7 +33,12 @@ pub struct Cgroups {
     available: Vec<&'static str>,
     config: CgroupConfig,
     next: AtomicU64,
+    removals: Removals,
 }
+
+/// The threads removing cgroups whose last processes were still exiting, so
+/// that a stopping tarkd can let them finish.
+type Removals = Arc<Mutex<Vec<JoinHandle<()>>>>;
 
 /// One worker's cgroup. Dropping it removes the directory (once the worker is
 /// gone; a cgroup still holding a process is left for the next start's sweep).
@@ -39,6 +46,7 @@ pub struct Cgroups {
 pub struct Leaf {
     dir: PathBuf,
     procs: File,
+    removals: Removals,
 }
 
 impl Cgroups {
@@ -65,7 +73,20 @@ impl Cgroups {
             available,
             config: config.clone(),
             next: AtomicU64::new(1),
+            removals: Removals::default(),
         })
+    }
+
+    /// Waits for the removals still under way (each gives up after
+    /// [`EMPTY_WAIT`]): when tarkd stops, its workers' cgroups go with it.
+    pub async fn removed(&self) {
+        let pending = std::mem::take(&mut *self.removals.lock().unwrap_or_else(|p| p.into_inner()));
+        let _ = tokio::task::spawn_blocking(move || {
+            for removal in pending {
+                let _ = removal.join();
+            }
+        })
+        .await;
     }
 
     /// Makes the cgroup for the next worker of `tenant`'s `plugin`, with its
@@ -86,7 +107,11 @@ impl Cgroups {
                 return Err(e);
             }
         };
-        let leaf = Leaf { dir, procs };
+        let leaf = Leaf {
+            dir,
+            procs,
+            removals: Arc::clone(&self.removals),
+        };
         for (file, value) in self.config.files(&self.available) {
             match std::fs::write(leaf.dir.join(file), &value) {
                 Ok(()) => {}
@@ -163,8 +188,15 @@ impl Drop for Leaf {
                 let spawned = std::thread::Builder::new()
                     .name("tarkd-cgroup-rm".into())
                     .spawn(move || remove_when_empty(&dir));
-                if let Err(e) = spawned {
-                    tracing::warn!(cgroup = %self.dir.display(), "worker cgroup left for the next start: {e}");
+                match spawned {
+                    Ok(removal) => {
+                        let mut removals = self.removals.lock().unwrap_or_else(|p| p.into_inner());
+                        removals.retain(|r| !r.is_finished());
+                        removals.push(removal);
+                    }
+                    Err(e) => {
+                        tracing::warn!(cgroup = %self.dir.display(), "worker cgroup left for the next start: {e}")
+                    }
                 }
             }
             Err(e) => {
