@@ -51,25 +51,13 @@ pub struct Confinement {
     pub ids: Option<(u32, u32)>,
 }
 
-enum Request {
-    Worker {
-        label: String,
-        confinement: Confinement,
-        cgroup: Option<OwnedFd>,
-        reply: oneshot::Sender<std::io::Result<Spawned>>,
-    },
-    Jail {
-        label: String,
-        confinement: Confinement,
-        cgroup: Option<OwnedFd>,
-        reply: oneshot::Sender<std::io::Result<Jailed>>,
-    },
-}
+/// One start, run on the spawner thread with the worker program's path.
+type Job = Box<dyn FnOnce(&std::path::Path) + Send>;
 
 /// A handle to the spawner thread.
 #[derive(Clone)]
 pub struct Spawner {
-    tx: mpsc::Sender<Request>,
+    tx: mpsc::Sender<Job>,
 }
 
 impl Spawner {
@@ -84,33 +72,14 @@ impl Spawner {
         let binary = std::fs::File::open(worker)?;
         let binary = high_dup(&OwnedFd::from(binary))?;
         let handle = tokio::runtime::Handle::current();
-        let (tx, rx) = mpsc::channel::<Request>();
+        let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("tarkd-spawner".into())
             .spawn(move || {
                 let _runtime = handle.enter();
                 let program = PathBuf::from(format!("/proc/self/fd/{}", binary.as_raw_fd()));
-                for req in rx {
-                    match req {
-                        Request::Worker {
-                            label,
-                            confinement,
-                            cgroup,
-                            reply,
-                        } => {
-                            let cgroup = cgroup.as_ref().map(AsRawFd::as_raw_fd);
-                            let _ = reply.send(spawn(&program, &label, confinement, cgroup));
-                        }
-                        Request::Jail {
-                            label,
-                            confinement,
-                            cgroup,
-                            reply,
-                        } => {
-                            let cgroup = cgroup.as_ref().map(AsRawFd::as_raw_fd);
-                            let _ = reply.send(jail(&program, &label, confinement, cgroup));
-                        }
-                    }
+                for job in rx {
+                    job(&program);
                 }
             })?;
         Ok(Self { tx })
@@ -125,15 +94,7 @@ impl Spawner {
         confinement: Confinement,
         cgroup: Option<OwnedFd>,
     ) -> std::io::Result<Spawned> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Request::Worker {
-            label,
-            confinement,
-            cgroup,
-            reply,
-        })?;
-        rx.await
-            .map_err(|_| std::io::Error::other("the spawner thread dropped the request"))?
+        self.run(label, confinement, cgroup, spawn).await
     }
 
     /// Starts tark-jail for one command of a command tool, under the same
@@ -145,21 +106,27 @@ impl Spawner {
         confinement: Confinement,
         cgroup: Option<OwnedFd>,
     ) -> std::io::Result<Jailed> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Request::Jail {
-            label,
-            confinement,
-            cgroup,
-            reply,
-        })?;
-        rx.await
-            .map_err(|_| std::io::Error::other("the spawner thread dropped the request"))?
+        self.run(label, confinement, cgroup, jail).await
     }
 
-    fn send(&self, req: Request) -> std::io::Result<()> {
+    /// Runs `start` on the spawner thread and waits for what it started.
+    async fn run<T: Send + 'static>(
+        &self,
+        label: String,
+        confinement: Confinement,
+        cgroup: Option<OwnedFd>,
+        start: fn(&std::path::Path, &str, Confinement, Option<RawFd>) -> std::io::Result<T>,
+    ) -> std::io::Result<T> {
+        let (reply, rx) = oneshot::channel();
+        let job: Job = Box::new(move |program| {
+            let cgroup = cgroup.as_ref().map(AsRawFd::as_raw_fd);
+            let _ = reply.send(start(program, &label, confinement, cgroup));
+        });
         self.tx
-            .send(req)
-            .map_err(|_| std::io::Error::other("the spawner thread is gone"))
+            .send(job)
+            .map_err(|_| std::io::Error::other("the spawner thread is gone"))?;
+        rx.await
+            .map_err(|_| std::io::Error::other("the spawner thread dropped the request"))?
     }
 }
 
