@@ -32,6 +32,19 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
+/// Runs a command to its end; its stdout and stderr, or an error naming the
+/// command and carrying both if it failed.
+pub fn run_ok(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    anyhow::ensure!(out.status.success(), "{cmd:?} failed: {text}");
+    Ok(text)
+}
+
 /// A built binary of the workspace; fails with a hint if it was not built.
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let p = bin_dir().join(name);
@@ -469,6 +482,13 @@ impl Tarkd {
         Ok(workers
             .find(|w| w.tenant == tenant && w.running)
             .map(|w| w.pid))
+    }
+
+    /// The running worker of a plugin for a tenant; an error if there is none.
+    pub async fn running_worker(&self, plugin: &str, tenant: &str) -> anyhow::Result<u32> {
+        self.worker_pid(plugin, tenant)
+            .await?
+            .with_context(|| format!("no running worker of {plugin} for tenant {tenant}"))
     }
 
     /// Every running worker, from tarkd's status.

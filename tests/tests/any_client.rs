@@ -7,20 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, ensure};
-use tark_tests::{Options, PluginFiles, Tarkd, bin_dir, fixtures, invoke};
+use tark_tests::{Options, PluginFiles, Tarkd, bin_dir, fixtures, invoke, run_ok};
 use tonic_types::StatusExt;
-
-/// Runs a command, failing with its output if it fails.
-fn run(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    ensure!(out.status.success(), "{cmd:?} failed: {text}");
-    Ok(text)
-}
 
 /// A venv with tests/python/requirements.txt, kept in the target dir and
 /// remade when the requirements change.
@@ -33,10 +21,12 @@ fn venv() -> anyhow::Result<PathBuf> {
         return Ok(dir);
     }
     let _ = std::fs::remove_dir_all(&dir);
-    run(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
-    run(Command::new(dir.join("bin/pip"))
-        .args(["install", "--quiet", "-r"])
-        .arg(&requirements))?;
+    run_ok(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
+    run_ok(
+        Command::new(dir.join("bin/pip"))
+            .args(["install", "--quiet", "-r"])
+            .arg(&requirements),
+    )?;
     std::fs::write(&marker, wanted)?;
     Ok(dir)
 }
@@ -44,12 +34,14 @@ fn venv() -> anyhow::Result<PathBuf> {
 /// Python stubs of the agent API, generated from proto/ into `out`.
 fn stubs(python: &Path, out: &Path) -> anyhow::Result<()> {
     let proto = fixtures::repo_root().join("proto");
-    run(Command::new(python)
-        .args(["-m", "grpc_tools.protoc", "-I"])
-        .arg(&proto)
-        .arg(format!("--python_out={}", out.display()))
-        .arg(format!("--grpc_python_out={}", out.display()))
-        .arg(proto.join("tark/plugin/v1/plugin.proto")))?;
+    run_ok(
+        Command::new(python)
+            .args(["-m", "grpc_tools.protoc", "-I"])
+            .arg(&proto)
+            .arg(format!("--python_out={}", out.display()))
+            .arg(format!("--grpc_python_out={}", out.display()))
+            .arg(proto.join("tark/plugin/v1/plugin.proto")),
+    )?;
     Ok(())
 }
 
@@ -64,10 +56,12 @@ fn a_python_grpcio_client_with_default_options() -> anyhow::Result<()> {
         Options::config("[api]\nmax_message_bytes = 65536\n"),
     )?;
     let script = fixtures::repo_root().join("tests/python/agent_client.py");
-    let out = run(Command::new(&python)
-        .arg(script)
-        .arg(&t.socket)
-        .env("PYTHONPATH", generated.path()))?;
+    let out = run_ok(
+        Command::new(&python)
+            .arg(script)
+            .arg(&t.socket)
+            .env("PYTHONPATH", generated.path()),
+    )?;
     println!("{out}");
     for check in [
         "list plugins",

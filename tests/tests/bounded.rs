@@ -36,9 +36,7 @@ async fn get(t: &Tarkd, tenant: &str) -> anyhow::Result<String> {
 }
 
 async fn pid(t: &Tarkd, tenant: &str) -> anyhow::Result<u32> {
-    t.worker_pid("notes", tenant)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no running notes worker for {tenant}"))
+    t.running_worker("notes", tenant).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

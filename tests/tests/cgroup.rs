@@ -234,10 +234,7 @@ async fn each_worker_runs_in_its_own_cgroup_with_limits_and_leaves_none() -> any
             .await,
     )
     .map_err(anyhow::Error::msg)?;
-    let next = t
-        .worker_pid("notes", "acme")
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("the acme worker did not come back"))?;
+    let next = t.running_worker("notes", "acme").await?;
     let next_dir = h.cgroup_of(next)?;
     assert_ne!(next_dir, acme_dir);
     assert_eq!(next_dir.parent(), Some(h.group.as_path()));
@@ -354,10 +351,7 @@ async fn in_a_delegated_cgroup_tarkd_moves_aside_and_workers_go_under_it() -> an
             .await,
     )
     .map_err(anyhow::Error::msg)?;
-    let pid = t
-        .worker_pid("notes", "default")
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no worker"))?;
+    let pid = t.running_worker("notes", "default").await?;
     let dir = h.cgroup_of(pid)?;
     assert_eq!(dir.parent(), Some(h.group.join("workers").as_path()));
     let offered = h.offered()?;

@@ -9,23 +9,12 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, ensure};
-use tark_tests::fixtures;
-
-fn run(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    ensure!(out.status.success(), "{cmd:?} failed: {text}");
-    Ok(text)
-}
+use tark_tests::{fixtures, run_ok};
 
 #[test]
 fn the_package_installs_into_a_fresh_root() -> anyhow::Result<()> {
     let repo = fixtures::repo_root();
-    let built = run(Command::new(repo.join("scripts/package")).arg("--dev"))?;
+    let built = run_ok(Command::new(repo.join("scripts/package")).arg("--dev"))?;
     let deb = built
         .lines()
         .rev()
@@ -39,10 +28,12 @@ fn the_package_installs_into_a_fresh_root() -> anyhow::Result<()> {
         std::fs::create_dir_all(r.join(dir))?;
     }
     std::fs::write(r.join("var/lib/dpkg/status"), "")?;
-    run(Command::new("dpkg")
-        .arg(format!("--root={}", r.display()))
-        .args(["--force-depends", "--force-script-chrootless", "--install"])
-        .arg(&deb))?;
+    run_ok(
+        Command::new("dpkg")
+            .arg(format!("--root={}", r.display()))
+            .args(["--force-depends", "--force-script-chrootless", "--install"])
+            .arg(&deb),
+    )?;
 
     for file in [
         "usr/bin/tarkd",
@@ -62,9 +53,11 @@ fn the_package_installs_into_a_fresh_root() -> anyhow::Result<()> {
     ] {
         ensure!(r.join(file).is_file(), "{file} not installed");
     }
-    let status = run(Command::new("dpkg")
-        .arg(format!("--root={}", r.display()))
-        .args(["--status", "tarkd"]))?;
+    let status = run_ok(
+        Command::new("dpkg")
+            .arg(format!("--root={}", r.display()))
+            .args(["--status", "tarkd"]),
+    )?;
     ensure!(status.contains("Status: install ok installed"), "{status}");
     let conffiles = std::fs::read_to_string(r.join("var/lib/dpkg/info/tarkd.conffiles"))?;
     ensure!(
@@ -81,10 +74,12 @@ fn the_package_installs_into_a_fresh_root() -> anyhow::Result<()> {
     ensure!(group.lines().any(|l| l.starts_with("tarkd:")), "{group}");
 
     let installed = |p: &str| r.join(p);
-    let checked = run(Command::new(installed("usr/bin/tarkd"))
-        .arg("--check-config")
-        .arg("--config")
-        .arg(installed("etc/tarkd/tarkd.toml")))?;
+    let checked = run_ok(
+        Command::new(installed("usr/bin/tarkd"))
+            .arg("--check-config")
+            .arg("--config")
+            .arg(installed("etc/tarkd/tarkd.toml")),
+    )?;
     let worker = installed("usr/libexec/tarkd/tark-worker");
     ensure!(
         checked.contains(&format!("worker {}", worker.display())),

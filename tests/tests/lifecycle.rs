@@ -46,10 +46,7 @@ async fn disable_enable_remove_and_purge() -> anyhow::Result<()> {
             .await,
     )
     .map_err(anyhow::Error::msg)?;
-    let pid = t
-        .worker_pid("notes", "default")
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no worker"))?;
+    let pid = t.running_worker("notes", "default").await?;
 
     // Disabled: workers drained, calls refused naming the way back, no tools.
     let said = t.ctl_ok(&["plugin", "disable", "notes"])?;

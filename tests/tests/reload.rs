@@ -45,10 +45,7 @@ async fn a_reload_switches_to_the_new_set_whole_or_not_at_all() -> anyhow::Resul
     output(tools.invoke_tool(invoke("notes_list", "{}")).await).map_err(anyhow::Error::msg)?;
     output(tools.invoke_tool(invoke("a1-ok", "{}")).await).map_err(anyhow::Error::msg)?;
     let notes = t.worker_pid("notes", "default").await?;
-    let alpha = t
-        .worker_pid("alpha", "default")
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no alpha worker"))?;
+    let alpha = t.running_worker("alpha", "default").await?;
     let before = tool_names(&t).await?;
     assert!(before.contains(&"a1-ok".to_owned()), "{before:?}");
 

@@ -5,21 +5,17 @@
 use std::path::Path;
 use std::process::Command;
 
-use tark_tests::{Options, Tarkd, invoke, output};
+use tark_tests::{Options, Tarkd, invoke, output, run_ok};
 
 fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
+    run_ok(
+        Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args),
+    )
+    .map(drop)
 }
 
 async fn serves(t: &Tarkd, tool: &str) -> anyhow::Result<bool> {
