@@ -154,7 +154,7 @@ pub(crate) async fn run(
                     let when = if v.installed {
                         "installed".to_owned()
                     } else {
-                        format!("replaced at {} ms", v.replaced_unix_ms)
+                        format!("replaced {}", crate::render::ago(v.replaced_unix_ms))
                     };
                     println!("{:<12} {sha:<12} {when}", v.version);
                 }

@@ -268,16 +268,33 @@ pub fn audit_json(r: &pb::AuditResponse) -> serde_json::Value {
     json!({ "entries": entries, "counts": counts })
 }
 
-pub fn print_audit(r: &pb::AuditResponse) {
+/// How long ago a moment given in Unix milliseconds was, in the largest whole
+/// unit ("40s ago", "12m ago", "3h ago", "5d ago"): what an operator reads at
+/// a glance, where a raw timestamp says nothing.
+pub fn ago(unix_ms: u64) -> String {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
+    ago_at(now_ms, unix_ms)
+}
+
+fn ago_at(now_ms: u64, unix_ms: u64) -> String {
+    let s = now_ms.saturating_sub(unix_ms) / 1000;
+    match s {
+        0..60 => format!("{s}s ago"),
+        60..3_600 => format!("{}m ago", s / 60),
+        3_600..86_400 => format!("{}h ago", s / 3_600),
+        _ => format!("{}d ago", s / 86_400),
+    }
+}
+
+pub fn print_audit(r: &pb::AuditResponse) {
     let rows = r
         .entries
         .iter()
         .map(|e| {
             vec![
-                format!("{}s ago", now_ms.saturating_sub(e.time_ms) / 1000),
+                ago(e.time_ms),
                 e.tenant.clone(),
                 e.plugin.clone(),
                 e.capability.clone(),
@@ -313,5 +330,27 @@ pub fn print_audit(r: &pb::AuditResponse) {
             })
             .collect();
         print_table(&["PLUGIN", "CAPABILITY", "DENIALS"], rows);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ages_are_shown_in_their_largest_whole_unit() {
+        let now = 10_000_000_000;
+        let table = [
+            (now, "0s ago"),
+            (now - 59_999, "59s ago"),
+            (now - 60_000, "1m ago"),
+            (now - 3_599_000, "59m ago"),
+            (now - 3_600_000, "1h ago"),
+            (now - 86_400_000, "1d ago"),
+            (now - 9 * 86_400_000, "9d ago"),
+            // A clock that went back shows as now, not as a huge age.
+            (now + 5_000, "0s ago"),
+        ];
+        for (then, shown) in table {
+            assert_eq!(super::ago_at(now, then), shown, "{then}");
+        }
     }
 }
