@@ -1,0 +1,74 @@
+//! Other processes as tests see them: commands run to their end, pids alive
+//! or gone, CPU used, conditions polled for.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+/// Runs a command to its end; its stdout and stderr, or an error naming the
+/// command and carrying both if it failed.
+pub fn run_ok(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    anyhow::ensure!(out.status.success(), "{cmd:?} failed: {text}");
+    Ok(text)
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Waits until `cond` holds, checking every few milliseconds, up to `timeout`.
+/// For conditions that other processes make true (a pid appearing or going away),
+/// where there is no event to wait on.
+pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    eventually_async(timeout, || std::future::ready(cond().then_some(())))
+        .await
+        .is_some()
+}
+
+/// User + system CPU ticks a process has used (0 if it is gone).
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let n = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    n(11) + n(12)
+}
+
+/// Polls an async probe every few milliseconds until it yields a value.
+pub async fn eventually_async<T, F, Fut>(timeout: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
