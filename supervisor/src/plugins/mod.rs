@@ -1,5 +1,5 @@
 //! What is installed: plugin manifests, reading a folder to install, the registry read from the plugin
-//! roots (and which root wins, `sources`), installing and updating plugins, their kept versions, enabling,
+//! roots (which root wins and how contributed ids are settled: `sources` decides, `roots` applies), installing and updating plugins, their kept versions, enabling,
 //! disabling and removing them, reloading the directory, trusted signing keys
 //! and the verdict on a package's signature, the
 //! operator's approvals, and the example plugins bundled into `tarkd --dev`.
@@ -13,5 +13,6 @@ pub mod lifecycle;
 pub mod manifest;
 pub mod registry;
 pub mod reload;
+pub mod roots;
 pub mod sources;
 pub mod trust;
