@@ -102,8 +102,8 @@ impl Daemon {
         );
         history.recover();
         let origins = crate::plugins::lifecycle::Origins::new(&config.state_dir);
-        audit_notes(&workers, &registry.notes);
-        Self {
+        let found = registry.notes.clone();
+        let daemon = Self {
             config,
             registry: RwLock::new(Arc::new(registry)),
             workers,
@@ -121,7 +121,9 @@ impl Daemon {
             oauth_logins: crate::oauth::Logins::default(),
             channels,
             tool_conflicts: Mutex::default(),
-        }
+        };
+        daemon.audit_notes(&found);
+        daemon
     }
 
     /// Puts a (re)installed plugin in the registry; its cached tool lists go.
@@ -447,7 +449,9 @@ impl Daemon {
         };
         // Only the plugins enabled for the tenant offer it their tools.
         claimants.retain(|p| crate::tenants::enabled(&self.config.tenants, tenant, p));
-        by_precedence(&registry, &mut claimants);
+        if claimants.len() > 1 {
+            by_precedence(&registry, &mut claimants);
+        }
         let policy = self.config.sources.conflicts;
         let found = match (claimants.as_slice(), policy.winner(claimants.len())) {
             ([], _) => {
@@ -510,11 +514,7 @@ fn command_tools(plugin: &Plugin, loaded: &crate::plugins::registry::Loaded) -> 
             name: c.name.clone(),
             description: c.description.clone(),
             parameters_schema: c.parameters_schema.clone(),
-            risk: wpb::RiskLevel::from_str_name(&format!(
-                "RISK_LEVEL_{}",
-                c.risk.replace('-', "_").to_uppercase()
-            ))
-            .unwrap_or(wpb::RiskLevel::Unspecified),
+            risk: c.risk,
         })
         .collect()
 }
@@ -527,25 +527,25 @@ fn by_precedence(registry: &Registry, plugins: &mut [String]) {
 /// The tenant scan-time findings are audited under: tarkd's own.
 const SOURCES_TENANT: &str = "@sources";
 
-/// Records what a scan found (shadowed copies, conflicts) in the audit log.
-fn audit_notes(workers: &Workers, notes: &[(String, String, String)]) {
-    for (plugin, what, why) in notes {
-        let decision = if what == "shadowed" {
-            "shadowed"
-        } else {
-            "conflict"
-        };
-        workers
-            .authority
-            .audit
-            .record(SOURCES_TENANT, plugin, "sources", what, decision, why);
-    }
-}
-
 impl Daemon {
-    /// See [`audit_notes`].
+    /// Records what a scan or a settlement found (shadowed copies,
+    /// conflicts) in the audit log.
     pub fn audit_notes(&self, notes: &[(String, String, String)]) {
-        audit_notes(&self.workers, notes);
+        for (plugin, what, why) in notes {
+            let decision = if what == "shadowed" {
+                "shadowed"
+            } else {
+                "conflict"
+            };
+            self.workers.authority.audit.record(
+                SOURCES_TENANT,
+                plugin,
+                "sources",
+                what,
+                decision,
+                why,
+            );
+        }
     }
 }
 

@@ -8,12 +8,18 @@
 //! declared `fs_read` path, since the command can read nothing else.
 
 use serde::Deserialize;
+use tark_proto::worker::v1::RiskLevel;
 
 use super::{Capabilities, PluginType};
 use crate::commands::template::Template;
 
 /// Risk levels as tark names them; command tools default to `risky`.
-pub const RISKS: [&str; 4] = ["read-only", "write", "risky", "dangerous"];
+const RISKS: [(&str, RiskLevel); 4] = [
+    ("read-only", RiskLevel::ReadOnly),
+    ("write", RiskLevel::Write),
+    ("risky", RiskLevel::Risky),
+    ("dangerous", RiskLevel::Dangerous),
+];
 
 /// One command tool, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,7 +32,7 @@ pub struct CommandTool {
     /// JSON schema of the arguments (from the manifest, or every placeholder
     /// a required string).
     pub parameters_schema: String,
-    pub risk: String,
+    pub risk: RiskLevel,
     /// Where it runs, as written (an fs_read-style path); `/` when absent.
     pub cwd: Option<String>,
 }
@@ -133,10 +139,15 @@ pub fn validate(
                 String::new()
             }
         };
-        let risk = t.risk.unwrap_or_else(|| "risky".to_owned());
-        if !RISKS.contains(&risk.as_str()) {
-            bad(format!("risk {risk:?} is not one of {}", RISKS.join(", ")));
-        }
+        let named = t.risk.as_deref().unwrap_or("risky");
+        let risk = match RISKS.iter().find(|(name, _)| *name == named) {
+            Some((_, level)) => *level,
+            None => {
+                let names: Vec<&str> = RISKS.iter().map(|(name, _)| *name).collect();
+                bad(format!("risk {named:?} is not one of {}", names.join(", ")));
+                RiskLevel::Unspecified
+            }
+        };
         if let Some(cwd) = &t.cwd
             && !(crate::broker::policy::valid_fs_entry(cwd)
                 && caps

@@ -299,12 +299,8 @@ fn command_tools_load_only_as_a_tool_plugin_declaring_shell_and_no_module() {
     );
     let m = ok.as_ref().map_err(|e| e.to_string());
     assert_eq!(
-        m.map(|m| (
-            m.commands.len(),
-            m.commands[0].risk.clone(),
-            m.warnings.clone()
-        )),
-        Ok((1, "risky".to_owned(), Vec::new()))
+        m.map(|m| (m.commands.len(), m.commands[0].risk, m.warnings.clone())),
+        Ok((1, tark_proto::worker::v1::RiskLevel::Risky, Vec::new()))
     );
     let hook = "name = \"my-plugin\"\nversion = \"1.0.0\"\ntype = \"hook\"";
     let table: &[(String, &str)] = &[
