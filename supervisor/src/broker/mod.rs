@@ -57,6 +57,23 @@ pub struct Authority {
     pub home: Option<PathBuf>,
 }
 
+impl Authority {
+    /// `plugin`'s grant now, narrowed by `tenant`'s own policy if it has
+    /// one; `None` for a plugin no longer installed.
+    pub fn grant_for(&self, plugin: &str, tenant: &str) -> Option<Arc<Grant>> {
+        let grant = self.grants.get(plugin)?;
+        let policy = self
+            .config
+            .tenants
+            .get(tenant)
+            .and_then(|t| t.policy.as_ref());
+        Some(match policy {
+            Some(policy) => Arc::new(grant.for_tenant(tenant, policy)),
+            None => grant,
+        })
+    }
+}
+
 /// Serves one worker's host calls.
 pub struct Broker {
     ns: Namespace,
@@ -91,16 +108,9 @@ impl Broker {
     /// The plugin's grant now, narrowed by the tenant's own policy if it has
     /// one; a plugin removed since its worker started has none.
     fn grant(&self) -> Result<Arc<Grant>, Status> {
-        let grant = self
-            .shared
-            .grants
-            .get(&self.ns.plugin)
-            .ok_or_else(|| self.deny("any", "", "the plugin is no longer installed"))?;
-        let tenant = self.shared.config.tenants.get(&self.ns.tenant);
-        Ok(match tenant.and_then(|t| t.policy.as_ref()) {
-            Some(policy) => Arc::new(grant.for_tenant(&self.ns.tenant, policy)),
-            None => grant,
-        })
+        self.shared
+            .grant_for(&self.ns.plugin, &self.ns.tenant)
+            .ok_or_else(|| self.deny("any", "", "the plugin is no longer installed"))
     }
 
     /// Whether a log line may go through now; when it may after some were

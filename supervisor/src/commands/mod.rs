@@ -62,18 +62,13 @@ pub async fn run(
     arguments_json: &str,
 ) -> Result<wpb::ToolResult, CallError> {
     let id = &plugin.id;
-    let grant = jail.authority.grants.get(id).ok_or_else(|| {
+    let grant = jail.authority.grant_for(id, tenant).ok_or_else(|| {
         CallError::new(
             Code::NotFound,
             format!("plugin {id} is no longer installed"),
         )
         .because(Reason::PluginNotFound, id)
     })?;
-    let config = &jail.authority.config;
-    let grant = match config.tenants.get(tenant).and_then(|t| t.policy.as_ref()) {
-        Some(policy) => grant.for_tenant(tenant, policy),
-        None => (*grant).clone(),
-    };
     let audit = |decision: &str, target: &str, reason: &str| {
         jail.authority
             .audit
