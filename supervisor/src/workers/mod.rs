@@ -191,13 +191,7 @@ impl Workers {
         plugin: &Plugin,
         call: pb::invoke_request::Call,
     ) -> Result<pb::invoke_response::Outcome, CallError> {
-        if !crate::tenants::enabled(&self.config.tenants, tenant, &plugin.id) {
-            return Err(CallError::new(
-                Code::PermissionDenied,
-                crate::tenants::not_enabled(tenant, &plugin.id),
-            )
-            .because(Reason::PluginNotEnabledForTenant, &plugin.id));
-        }
+        self.enabled_for(tenant, plugin)?;
         let key = WorkerKey {
             tenant: tenant.to_owned(),
             plugin: plugin.id.clone(),
@@ -320,6 +314,28 @@ impl Workers {
         Ok(worker)
     }
 
+    /// Refuses a plugin the tenant may not use.
+    fn enabled_for(&self, tenant: &str, plugin: &Plugin) -> Result<(), CallError> {
+        if crate::tenants::enabled(&self.config.tenants, tenant, &plugin.id) {
+            return Ok(());
+        }
+        Err(CallError::new(
+            Code::PermissionDenied,
+            crate::tenants::not_enabled(tenant, &plugin.id),
+        )
+        .because(Reason::PluginNotEnabledForTenant, &plugin.id))
+    }
+
+    /// A new cgroup for one process of `key` (a worker, or a command tool's
+    /// run), where tarkd makes them.
+    fn leaf(&self, key: &WorkerKey) -> std::io::Result<Option<cgroup::Leaf>> {
+        self.cgroups
+            .as_ref()
+            .ok()
+            .map(|c| c.create(&key.tenant, &key.plugin))
+            .transpose()
+    }
+
     /// What a plugin must pass before it acts for `tenant`: enabled, signed
     /// if signatures are required, and valid.
     fn admit_plugin<'p>(
@@ -378,13 +394,7 @@ impl Workers {
     /// checks a worker start passes, then the same confinement as its worker
     /// would get, and the plugin's deadline and output cap.
     pub fn jail(&self, tenant: &str, plugin: &Plugin) -> Result<crate::commands::Jail, CallError> {
-        if !crate::tenants::enabled(&self.config.tenants, tenant, &plugin.id) {
-            return Err(CallError::new(
-                Code::PermissionDenied,
-                crate::tenants::not_enabled(tenant, &plugin.id),
-            )
-            .because(Reason::PluginNotEnabledForTenant, &plugin.id));
-        }
+        self.enabled_for(tenant, plugin)?;
         let loaded = self.admit_plugin(tenant, plugin)?;
         let key = WorkerKey {
             tenant: tenant.to_owned(),
@@ -394,15 +404,12 @@ impl Workers {
             limits::effective(&self.config.limits, &loaded.manifest.limits).deadline_ms;
         // A cgroup of its own, as a worker gets: a command cannot take memory
         // or tasks from tarkd's cgroup.
-        let cgroup = match &self.cgroups {
-            Ok(cgroups) => Some(cgroups.create(tenant, &plugin.id).map_err(|e| {
-                CallError::new(
-                    Code::Unavailable,
-                    format!("plugin {}: making its command's cgroup: {e}", plugin.id),
-                )
-            })?),
-            Err(_) => None,
-        };
+        let cgroup = self.leaf(&key).map_err(|e| {
+            CallError::new(
+                Code::Unavailable,
+                format!("plugin {}: making its command's cgroup: {e}", plugin.id),
+            )
+        })?;
         Ok(crate::commands::Jail {
             cgroup,
             spawner: self.spawner.clone(),

@@ -111,14 +111,9 @@ impl Workers {
         };
         let label = format!("{}/{}", key.tenant, key.plugin);
         let confinement = self.confinement(key);
-        let leaf = match &self.cgroups {
-            Ok(cgroups) => Some(
-                cgroups
-                    .create(&key.tenant, &key.plugin)
-                    .map_err(|e| unavailable("making its cgroup", &e))?,
-            ),
-            Err(_) => None,
-        };
+        let leaf = self
+            .leaf(key)
+            .map_err(|e| unavailable("making its cgroup", &e))?;
         let procs = leaf
             .as_ref()
             .map(cgroup::Leaf::procs)
