@@ -339,9 +339,7 @@ impl Config {
                 known.join(", ")
             ));
         }
-        if self.sandbox.worker_id_count == 0 || self.sandbox.worker_id_base == 0 {
-            return Err("sandbox.worker_id_base and worker_id_count must be positive".into());
-        }
+        self.check_worker_ids(&crate::workers::ids::Reserved::host())?;
         self.policy.validate()?;
         let h = &self.http;
         if h.max_request_kib == 0 || h.max_response_kib == 0 || h.timeout_ms == 0 {
@@ -383,6 +381,28 @@ impl Config {
             return Err(problems.join("; "));
         }
         Ok(())
+    }
+
+    /// The workers' uid range against this host's reserved uids, the
+    /// principals' uids and gids and tarkd's own uid.
+    fn check_worker_ids(&self, reserved: &crate::workers::ids::Reserved) -> Result<(), String> {
+        let mut taken = vec![(
+            nix::unistd::geteuid().as_raw(),
+            "tarkd's own uid".to_owned(),
+        )];
+        for p in &self.principals {
+            let who = |what: &str| format!("{what} of principal {}", p.name);
+            taken.extend(p.uids.iter().map(|&u| (u, who("a uid"))));
+            taken.extend(p.gids.iter().map(|&g| (g, who("a gid"))));
+        }
+        let s = &self.sandbox;
+        crate::workers::ids::check_range(
+            s.worker_id_base,
+            s.worker_id_count,
+            self.workers.max_live,
+            reserved,
+            &taken,
+        )
     }
 
     /// Where secrets files are.
@@ -452,6 +472,19 @@ mod tests {
             ("[policy]\nhttp = [\"a.com/x\"]", "policy.http"),
             ("[http]\ntimeout_ms = 0", "must be positive"),
             ("[fs]\nhome = \"rel\"", "absolute"),
+            (
+                "[sandbox]\nworker_id_base = 4294967295",
+                "sandbox.worker_id_base/worker_id_count",
+            ),
+            ("[sandbox]\nworker_id_base = 0", "would run as root"),
+            (
+                "[sandbox]\nworker_id_count = 2",
+                "below workers.max_live (1024)",
+            ),
+            (
+                "[sandbox]\nworker_id_base = 700000\n[[principals]]\nname = \"a\"\nuids = [700001]\ntenants = [\"t\"]\nrole = \"agent\"",
+                "uid 700001 (a uid of principal a)",
+            ),
         ];
         for (text, want) in cases {
             let err = Config::parse(text, Path::new("/etc/tarkd.toml"))

@@ -25,9 +25,13 @@ use tonic::transport::{Channel, Endpoint};
 /// How long a test waits for tarkd to come up or for an expected log line.
 pub const STARTUP: Duration = Duration::from_secs(30);
 
-/// The directory holding the workspace's built binaries (this test's own
-/// target dir: target/<profile>).
+/// The directory holding the workspace's built binaries: this test's own
+/// target dir (target/<profile>), or `TARK_BIN_DIR` (to run the tests against
+/// another build, e.g. to see a regression test fail on the code before a fix).
 pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TARK_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
     let exe = std::env::current_exe().unwrap_or_default();
     let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
     if dir.ends_with("deps") {

@@ -49,6 +49,9 @@ pub struct Jail {
     /// The run's own cgroup, when tarkd makes workers' (removed, and anything
     /// left in it killed, when the run is dropped).
     pub cgroup: Option<crate::workers::cgroup::Leaf>,
+    /// The tenant × plugin's uid, held until the run is dropped (after its
+    /// process has exited).
+    pub uid_lease: Option<crate::workers::ids::Lease>,
 }
 
 /// Runs one command tool for `tenant`. Bad arguments and a failing command

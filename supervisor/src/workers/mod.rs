@@ -13,6 +13,7 @@ pub mod cgroup;
 pub mod channel;
 mod eviction;
 mod exit;
+pub mod ids;
 pub mod limits;
 pub mod restart;
 mod slot;
@@ -96,8 +97,9 @@ pub struct Workers {
     /// What every broker hands out, checked: storage, grants, network, audit.
     pub authority: Arc<Authority>,
     slots: Mutex<HashMap<WorkerKey, Arc<Slot>>>,
-    /// The uid/gid offset of each tenant × plugin, when tarkd runs as root.
-    ids: Mutex<HashMap<WorkerKey, u32>>,
+    /// The uid and gid of each tenant × plugin's processes, when tarkd runs
+    /// as root.
+    ids: ids::Ids,
     /// Live workers, counted against `[workers]` caps.
     live: bounds::Live,
     /// Where workers' cgroups are made, or why they get none.
@@ -113,6 +115,10 @@ impl Workers {
         spawner: Spawner,
         cgroups: Result<cgroup::Cgroups, String>,
     ) -> Self {
+        let ids = ids::Ids::new(
+            config.sandbox.worker_id_base,
+            config.sandbox.worker_id_count,
+        );
         Self {
             config,
             worker_path,
@@ -120,7 +126,7 @@ impl Workers {
             cache,
             spawner,
             slots: Mutex::default(),
-            ids: Mutex::default(),
+            ids,
             live: bounds::Live::default(),
             cgroups,
         }
@@ -410,6 +416,7 @@ impl Workers {
                 format!("plugin {}: making its command's cgroup: {e}", plugin.id),
             )
         })?;
+        let (confinement, uid_lease) = self.confinement(&key)?;
         Ok(crate::commands::Jail {
             cgroup,
             spawner: self.spawner.clone(),
@@ -417,8 +424,9 @@ impl Workers {
             // no network, and the jail refuses to run without one.
             confinement: Confinement {
                 namespaces: true,
-                ..self.confinement(&key)
+                ..confinement
             },
+            uid_lease,
             authority: Arc::clone(&self.authority),
             deadline: Duration::from_millis(deadline_ms),
             max_output: self.max_response_bytes(),

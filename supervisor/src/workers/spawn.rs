@@ -244,12 +244,24 @@ fn confine(
             // created by an unprivileged user, inside a user namespace, so
             // tarkd needs no CAP_SYS_ADMIN for them (packaging/tarkd.service
             // leaves it out of the bounding set).
-            if let Some((uid, gid)) = confinement.ids
-                && (libc::setgroups(0, std::ptr::null()) != 0
+            if let Some((uid, gid)) = confinement.ids {
+                if libc::setgroups(0, std::ptr::null()) != 0
                     || libc::setresgid(gid, gid, gid) != 0
-                    || libc::setresuid(uid, uid, uid) != 0)
-            {
-                return Err(std::io::Error::last_os_error());
+                    || libc::setresuid(uid, uid, uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // What the kernel gave, not what was asked: a uid of
+                // (uid_t)-1 means "unchanged" to setresuid, and the child
+                // would still be root.
+                let (mut r, mut e, mut s) = (0, 0, 0);
+                let (mut rg, mut eg, mut sg) = (0, 0, 0);
+                if libc::getresuid(&mut r, &mut e, &mut s) != 0
+                    || libc::getresgid(&mut rg, &mut eg, &mut sg) != 0
+                    || !became((uid, gid), [r, e, s], [rg, eg, sg])
+                {
+                    return Err(std::io::Error::from_raw_os_error(libc::EPERM));
+                }
             }
             if confinement.namespaces {
                 // The child forks into the PID namespace itself (tark-worker's
@@ -301,6 +313,27 @@ fn confine(
     }
 }
 
+/// Whether a child that asked for `asked` (uid, gid) runs as exactly that,
+/// and not as root.
+fn became(asked: (u32, u32), uids: [libc::uid_t; 3], gids: [libc::gid_t; 3]) -> bool {
+    asked.0 != 0 && uids.iter().all(|&u| u == asked.0) && gids.iter().all(|&g| g == asked.1)
+}
+
+/// The uids and gids (real, effective, saved, filesystem) of process `pid`,
+/// as the kernel reports them in `/proc/<pid>/status`.
+pub fn ids_of(pid: u32) -> Option<(Vec<u32>, Vec<u32>)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_ids(&status)
+}
+
+fn parse_ids(status: &str) -> Option<(Vec<u32>, Vec<u32>)> {
+    let field = |name: &str| -> Option<Vec<u32>> {
+        let line = status.lines().find_map(|l| l.strip_prefix(name))?;
+        line.split_whitespace().map(|n| n.parse().ok()).collect()
+    };
+    Some((field("Uid:")?, field("Gid:")?))
+}
+
 /// Namespaces the process `pid` does not share with tarkd, by name.
 pub fn namespaces_of(pid: u32) -> Vec<&'static str> {
     ["user", "pid", "net", "mnt", "ipc", "uts"]
@@ -323,4 +356,41 @@ pub fn worker_pid(spawned: u32) -> u32 {
         .next()
         .and_then(|p| p.parse().ok())
         .unwrap_or(spawned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_judged_as_the_kernel_reports_them() {
+        let cases: &[((u32, u32), [u32; 3], [u32; 3], bool)] = &[
+            ((600_000, 600_000), [600_000; 3], [600_000; 3], true),
+            (
+                (600_000, 600_000),
+                [600_000, 600_000, 0],
+                [600_000; 3],
+                false,
+            ),
+            ((600_000, 600_000), [600_000; 3], [0; 3], false),
+            ((0, 0), [0; 3], [0; 3], false),
+            ((u32::MAX, u32::MAX), [0; 3], [0; 3], false),
+        ];
+        for &(asked, uids, gids, ok) in cases {
+            assert_eq!(became(asked, uids, gids), ok, "{asked:?} {uids:?} {gids:?}");
+        }
+    }
+
+    #[test]
+    fn proc_status_ids_are_parsed() {
+        let status = "Name:\ttark-worker\nUid:\t600001\t600001\t600001\t600001\nGid:\t600001\t600001\t600001\t600001\nGroups:\n";
+        assert_eq!(
+            parse_ids(status),
+            Some((vec![600_001; 4], vec![600_001; 4]))
+        );
+        assert_eq!(parse_ids("Uid:\t0\t0\t0\t0\n"), None);
+        assert_eq!(parse_ids("Uid:\tx\nGid:\t1\n"), None);
+        let mine = ids_of(std::process::id());
+        assert!(mine.is_some_and(|(u, g)| u.len() == 4 && g.len() == 4));
+    }
 }

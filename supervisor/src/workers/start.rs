@@ -13,12 +13,43 @@ use tonic::{Code, Status};
 
 use super::cgroup;
 use super::exit::{describe_exit, relay_stderr, with_violation};
+use super::ids;
 use super::restart::Decision;
 use super::slot::{Slot, Worker, WorkerKey};
 use super::spawn::Confinement;
 use super::{CallError, EXIT_REPORT_WAIT, Workers, channel};
 use crate::broker::Broker;
 use crate::plugins::registry::Plugin;
+
+/// The worker_uid layer: applied only if the kernel reports every uid and
+/// gid of the process (real, effective, saved, filesystem) as the ones asked,
+/// and none is root.
+fn uid_layer(asked: (u32, u32), found: Option<(Vec<u32>, Vec<u32>)>) -> pb::SandboxLayer {
+    let Some((uids, gids)) = found else {
+        return layer(
+            "worker_uid",
+            false,
+            "its credentials could not be read".into(),
+        );
+    };
+    let (uid, gid) = asked;
+    let all = |ids: &[u32], want: u32| ids.len() == 4 && ids.iter().all(|&i| i == want);
+    if uid != 0 && all(&uids, uid) && all(&gids, gid) {
+        layer(
+            "worker_uid",
+            true,
+            format!("uid {uid}, gid {gid} (as the kernel reports)"),
+        )
+    } else {
+        layer(
+            "worker_uid",
+            false,
+            format!(
+                "asked for uid {uid}, gid {gid}; the kernel reports uids {uids:?}, gids {gids:?}"
+            ),
+        )
+    }
+}
 
 fn layer(name: &str, applied: bool, detail: String) -> pb::SandboxLayer {
     pb::SandboxLayer {
@@ -29,21 +60,29 @@ fn layer(name: &str, applied: bool, detail: String) -> pb::SandboxLayer {
 }
 
 impl Workers {
-    /// How to confine the worker of `key`: namespaces if configured, and its own
-    /// uid and gid when tarkd can set them (it is root).
-    pub(super) fn confinement(&self, key: &WorkerKey) -> Confinement {
-        let sandbox = &self.config.sandbox;
-        let ids = nix::unistd::geteuid().is_root().then(|| {
-            let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-            let next = ids.len() as u32;
-            let offset = *ids.entry(key.clone()).or_insert(next) % sandbox.worker_id_count;
-            let id = sandbox.worker_id_base.saturating_add(offset);
-            (id, id)
-        });
-        Confinement {
-            namespaces: sandbox.namespaces,
-            ids,
-        }
+    /// How to confine a process of `key`: namespaces if configured, and its
+    /// tenant × plugin's own uid and gid when tarkd can set them (it is
+    /// root), held by the returned lease until the process is gone.
+    pub(super) fn confinement(
+        &self,
+        key: &WorkerKey,
+    ) -> Result<(Confinement, Option<ids::Lease>), CallError> {
+        let lease = if nix::unistd::geteuid().is_root() {
+            let lease = self.ids.lease(key).map_err(|e| {
+                CallError::new(
+                    Code::ResourceExhausted,
+                    format!("plugin {}: {e}", key.plugin),
+                )
+            })?;
+            Some(lease)
+        } else {
+            None
+        };
+        let confinement = Confinement {
+            namespaces: self.config.sandbox.namespaces,
+            ids: lease.as_ref().map(|l| (l.uid, l.uid)),
+        };
+        Ok((confinement, lease))
     }
 
     /// The layers tarkd applies at spawn, as found on the running worker.
@@ -64,7 +103,7 @@ impl Workers {
             (true, ns) => layer("namespaces", true, ns.join(", ")),
         };
         let uid = match confinement.ids {
-            Some((uid, _)) => layer("worker_uid", true, format!("uid and gid {uid}")),
+            Some(asked) => uid_layer(asked, crate::workers::spawn::ids_of(pid)),
             None => layer("worker_uid", false, "tarkd is not root".into()),
         };
         vec![namespaces, uid, cgroup]
@@ -80,9 +119,23 @@ impl Workers {
         layer("cgroup", applied, detail)
     }
 
-    /// Refuses a worker that lacks a layer the config requires.
-    fn check_required(&self, plugin: &str, layers: &[pb::SandboxLayer]) -> Result<(), CallError> {
-        for required in &self.config.sandbox.require {
+    /// Refuses a worker that lacks a layer the config requires, or runs as
+    /// another uid than the one it was given (never a silent root worker).
+    fn check_required(
+        &self,
+        plugin: &str,
+        confinement: Confinement,
+        layers: &[pb::SandboxLayer],
+    ) -> Result<(), CallError> {
+        let asked_uid = confinement.ids.is_some().then_some("worker_uid");
+        for required in self
+            .config
+            .sandbox
+            .require
+            .iter()
+            .map(String::as_str)
+            .chain(asked_uid)
+        {
             let layer = layers.iter().find(|l| l.name == *required);
             if !layer.is_some_and(|l| l.applied) {
                 let found =
@@ -110,7 +163,7 @@ impl Workers {
             CallError::new(Code::Unavailable, format!("plugin {id}: {what}: {e}"))
         };
         let label = format!("{}/{}", key.tenant, key.plugin);
-        let confinement = self.confinement(key);
+        let (confinement, uid_lease) = self.confinement(key)?;
         let leaf = self
             .leaf(key)
             .map_err(|e| unavailable("making its cgroup", &e))?;
@@ -142,8 +195,11 @@ impl Workers {
         let policy = self.config.supervision;
         tokio::spawn(async move {
             let status = child.wait().await;
-            // Its place under the caps is free once the process is gone, before
-            // anyone waiting for its exit hears of it.
+            // Its uid, then its place under the caps, are free once the
+            // process is gone, before anyone waiting for its exit hears of it
+            // (in that order: a start waiting for the place finds the uid
+            // free too).
+            drop(uid_lease);
             drop(ticket);
             // The stderr relay ends when the worker's last write end closes.
             let violation = match relay {
@@ -225,7 +281,7 @@ impl Workers {
             layers.extend(reply.sandbox);
             contract = reply.contract;
             provides = reply.provides;
-            self.check_required(id, &layers)
+            self.check_required(id, confinement, &layers)
         }) {
             Ok(()) => {
                 let pid = shown_pid.load(Ordering::SeqCst);

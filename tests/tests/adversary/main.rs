@@ -1,0 +1,10 @@
+//! The standing red-team suite: every attack on tarkd that once worked, as a
+//! regression test through real processes, with budgets (time, CPU, memory)
+//! an order of magnitude from the failure each guards against, so they hold
+//! on a loaded CI machine and fail the day a change reopens the hole.
+//!
+//! - [`ids`]: configuration that would run workers as root or share uids;
+//!
+//! Each module's doc names the attacks it replays.
+
+mod ids;
