@@ -111,6 +111,10 @@ pub struct ApiConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub client_ca: Option<PathBuf>,
+    /// Whether a client certificate's subject common name may name a
+    /// principal: `fallback` (only for a certificate without SANs, RFC 6125)
+    /// or `never`.
+    pub cert_common_name: crate::access::certs::CommonName,
     /// The largest request or response message, in bytes (gRPC's usual 4 MiB
     /// by default); a larger one is refused with `RESOURCE_EXHAUSTED`.
     pub max_message_bytes: usize,
@@ -125,6 +129,7 @@ impl Default for ApiConfig {
             tls_cert: None,
             tls_key: None,
             client_ca: None,
+            cert_common_name: crate::access::certs::CommonName::default(),
             max_message_bytes: 4 << 20,
         }
     }

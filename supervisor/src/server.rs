@@ -343,6 +343,7 @@ pub async fn serve(
     let gate = crate::access::GateLayer(Arc::new(crate::access::Gate {
         principals: daemon.config.principals.clone(),
         own_uid: nix::unistd::geteuid().as_raw(),
+        common_name: daemon.config.api.cert_common_name,
         audit: Arc::clone(&daemon.workers.authority.audit),
     }));
     let (health, health_service) = tonic_health::server::health_reporter();

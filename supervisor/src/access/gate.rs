@@ -27,6 +27,8 @@ pub struct Gate {
     pub principals: Vec<PrincipalConfig>,
     /// tarkd's own uid: an admin unless configured otherwise, as root is.
     pub own_uid: u32,
+    /// Whether a client certificate's common name may identify it.
+    pub common_name: certs::CommonName,
     pub audit: Arc<AuditLog>,
 }
 
@@ -54,9 +56,15 @@ impl Gate {
             .and_then(|certs| certs.first().map(|c| c.to_vec()));
         match leaf {
             Some(der) => {
-                let names = certs::names(&der);
+                let names = certs::names(&der, self.common_name);
                 principals::identify_cert(&self.principals, &names).ok_or_else(|| {
-                    format!("client certificate {names:?} is no configured principal")
+                    let shown: Vec<&str> = names
+                        .iter()
+                        .map(|n| match n {
+                            certs::Name::Dns(s) | certs::Name::Uri(s) => s.as_str(),
+                        })
+                        .collect();
+                    format!("client certificate {shown:?} is no configured principal")
                 })
             }
             None => Err("the connection carries no peer credentials or client certificate".into()),

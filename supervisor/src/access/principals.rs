@@ -39,8 +39,9 @@ pub struct PrincipalConfig {
     /// Peer primary gids that are this principal (after every uid match).
     #[serde(default)]
     pub gids: Vec<u32>,
-    /// A name (DNS SAN or CN) of the client certificate that is this
-    /// principal on the TCP listener.
+    /// An identity of the client certificate that is this principal on the
+    /// TCP listener: a DNS name (a DNS SAN; the CN only for a certificate
+    /// without SANs) or, with `://`, a URI SAN such as a SPIFFE ID.
     #[serde(default)]
     pub cert: Option<String>,
     /// Tenants it may act for; the first is its default. An admin may act
@@ -150,11 +151,19 @@ pub fn identify(principals: &[PrincipalConfig], peer: Peer, own_uid: u32) -> Opt
 }
 
 /// The principal a verified client certificate is: the first entry whose
-/// `cert` is one of the certificate's names. Never a built-in admin.
-pub fn identify_cert(principals: &[PrincipalConfig], names: &[String]) -> Option<Principal> {
+/// `cert` is one of the certificate's identities ([`super::certs`]). Never a
+/// built-in admin.
+pub fn identify_cert(
+    principals: &[PrincipalConfig],
+    names: &[super::certs::Name],
+) -> Option<Principal> {
     principals
         .iter()
-        .find(|p| p.cert.as_ref().is_some_and(|c| names.contains(c)))
+        .find(|p| {
+            p.cert
+                .as_ref()
+                .is_some_and(|c| names.iter().any(|n| n.is(c)))
+        })
         .map(|p| Principal {
             name: p.name.clone(),
             role: p.role,
@@ -212,12 +221,16 @@ mod tests {
 
     #[test]
     fn certificates_are_identified_by_name_only() {
-        let names = |n: &[&str]| n.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let names = |n: &[&str]| {
+            n.iter()
+                .map(|s| super::super::certs::Name::Dns(s.to_ascii_lowercase()))
+                .collect::<Vec<_>>()
+        };
         let cases: &[(&[&str], Option<&str>)] = &[
             (&["agent-r.example"], Some("remote")),
             (&["other.example", "agent-r.example"], Some("remote")),
             (&["agent-r.example.evil"], None),
-            (&["AGENT-R.EXAMPLE"], None),
+            (&["AGENT-R.EXAMPLE"], Some("remote")), // DNS names ignore case
             (&["root"], None),
             (&["agent-a"], None), // a principal's name is not a certificate name
             (&[], None),
