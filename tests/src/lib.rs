@@ -6,6 +6,7 @@ pub mod fixtures;
 mod plugin_files;
 mod process;
 pub mod servers;
+pub mod tls;
 
 pub use calls::{Failed, StopOnDrop, Victim, call, for_tenant, invoke, output, probe};
 pub use plugin_files::PluginFiles;

@@ -4,80 +4,9 @@
 //! another CA, an expired one and none at all are refused in the handshake,
 //! and a valid one that names no principal is refused and audited.
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use tark_proto::plugin::v1 as pb;
-use tark_tests::{Options, PluginFiles, Tarkd, for_tenant};
+use tark_tests::tls::{Ca, free_port, list_tools};
+use tark_tests::{Options, PluginFiles, Tarkd};
 use tonic::Code;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
-
-/// A certificate authority that signs leaf certificates.
-struct Ca {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> anyhow::Result<Self> {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let pem = params.self_signed(&key)?.pem();
-        Ok(Self {
-            pem,
-            issuer: Issuer::new(params, key),
-        })
-    }
-
-    /// A leaf for `name` (as DNS SAN and CN): (certificate PEM, key PEM).
-    fn leaf(&self, name: &str, expired: bool) -> anyhow::Result<(String, String)> {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(vec![name.to_owned()])?;
-        params.distinguished_name.push(DnType::CommonName, name);
-        if expired {
-            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-        }
-        Ok((
-            params.signed_by(&key, &self.issuer)?.pem(),
-            key.serialize_pem(),
-        ))
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// `ListTools` over TLS with `identity` (or none), as `tenant` if given.
-async fn list_tools(
-    port: u16,
-    ca: &str,
-    identity: Option<&(String, String)>,
-    tenant: Option<&str>,
-) -> Result<pb::ListToolsResponse, tonic::Status> {
-    let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca))
-        .domain_name("localhost");
-    if let Some((cert, key)) = identity {
-        tls = tls.identity(Identity::from_pem(cert, key));
-    }
-    let channel = Channel::from_shared(format!("https://localhost:{port}"))
-        .map_err(|e| tonic::Status::internal(e.to_string()))?
-        .tls_config(tls)
-        .map_err(|e| tonic::Status::internal(e.to_string()))?
-        .connect()
-        .await
-        .map_err(|e| tonic::Status::unavailable(format!("connect: {e:?}")))?;
-    let mut tools = pb::tools_client::ToolsClient::new(channel);
-    let req = match tenant {
-        Some(t) => for_tenant(pb::ListToolsRequest::default(), t),
-        None => tonic::Request::new(pb::ListToolsRequest::default()),
-    };
-    tools.list_tools(req).await.map(tonic::Response::into_inner)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_names_the_principal_and_refuses_the_rest() -> anyhow::Result<()> {
