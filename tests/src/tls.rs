@@ -26,6 +26,28 @@ impl Ca {
         })
     }
 
+    /// A leaf with these SANs (a value with `://` is a URI SAN, else a DNS
+    /// name) and subject CN: (certificate PEM, key PEM).
+    pub fn leaf_with(&self, sans: &[&str], cn: Option<&str>) -> anyhow::Result<(String, String)> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        for san in sans {
+            params.subject_alt_names.push(if san.contains("://") {
+                rcgen::SanType::URI((*san).try_into()?)
+            } else {
+                rcgen::SanType::DnsName((*san).try_into()?)
+            });
+        }
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        if let Some(cn) = cn {
+            params.distinguished_name.push(DnType::CommonName, cn);
+        }
+        Ok((
+            params.signed_by(&key, &self.issuer)?.pem(),
+            key.serialize_pem(),
+        ))
+    }
+
     /// A leaf for `name` (as DNS SAN and CN): (certificate PEM, key PEM).
     pub fn leaf(&self, name: &str, expired: bool) -> anyhow::Result<(String, String)> {
         let key = KeyPair::generate()?;

@@ -4,7 +4,10 @@
 //! on a loaded CI machine and fail the day a change reopens the hole.
 //!
 //! - [`ids`]: configuration that would run workers as root or share uids;
+//! - [`identity`]: a client certificate naming one principal by SAN and
+//!   another by CN;
 //!
 //! Each module's doc names the attacks it replays.
 
+mod identity;
 mod ids;
