@@ -120,9 +120,77 @@ pub fn status(
     Status::with_error_details(code, message, details)
 }
 
+/// The longest status message tarkd sends, in characters. A message can
+/// quote what a caller or a plugin sent (a tool name, a path); unbounded, a
+/// 38 KB path made the status header larger than the peer's header list
+/// limit and the call ended in an HTTP/2 protocol error instead of the
+/// refusal.
+pub const MAX_MESSAGE_CHARS: usize = 1024;
+
+/// The same response with its `grpc-message` cut to [`MAX_MESSAGE_CHARS`]
+/// (marked `… (N bytes)`); any other response unchanged.
+pub fn bound_message<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let long = response
+        .headers()
+        .get("grpc-message")
+        .is_some_and(|v| v.len() > MAX_MESSAGE_CHARS);
+    if !long {
+        return response;
+    }
+    let Some(status) = Status::from_header_map(response.headers()) else {
+        return response;
+    };
+    let message = cut(status.message());
+    let bounded = Status::with_details(status.code(), message, status.details().to_vec().into());
+    if let Some(v) = bounded.into_http::<()>().headers().get("grpc-message") {
+        response.headers_mut().insert("grpc-message", v.clone());
+    }
+    response
+}
+
+/// `text` cut to [`MAX_MESSAGE_CHARS`] characters, saying how long it was.
+pub fn cut(text: &str) -> String {
+    match text.char_indices().nth(MAX_MESSAGE_CHARS) {
+        None => text.to_owned(),
+        Some((at, _)) => format!("{}… ({} bytes)", &text[..at], text.len()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_messages_are_cut_on_a_character() {
+        let long = format!("path {:?} is refused", "é/".repeat(20_000));
+        let r = bound_message(Status::invalid_argument(long.clone()).into_http::<()>());
+        let header = r.headers().get("grpc-message").map_or(0, |v| v.len());
+        assert!(header < 4 * MAX_MESSAGE_CHARS, "{header}");
+        let back = Status::from_header_map(r.headers());
+        let msg = back
+            .as_ref()
+            .map(|s| s.message().to_owned())
+            .unwrap_or_default();
+        assert!(msg.starts_with("path \"é/é/"), "{msg}");
+        assert!(msg.ends_with(&format!("… ({} bytes)", long.len())), "{msg}");
+        assert_eq!(back.map(|s| s.code()), Some(Code::InvalidArgument));
+        // Details survive; short messages are left alone.
+        let with = status(
+            Code::PermissionDenied,
+            "x".repeat(5000),
+            Reason::CapabilityDenied,
+            Some("p"),
+            None,
+        );
+        let r = bound_message(with.into_http::<()>());
+        let back = Status::from_header_map(r.headers())
+            .ok_or("no status")
+            .map(|s| s.get_details_error_info());
+        assert!(matches!(back, Ok(Some(i)) if i.reason == "CAPABILITY_DENIED"));
+        let short = Status::not_found("short").into_http::<()>();
+        let same = bound_message(Status::not_found("short").into_http::<()>());
+        assert_eq!(short.headers(), same.headers());
+    }
 
     #[test]
     fn a_status_carries_its_reason_plugin_and_capability() -> Result<(), &'static str> {

@@ -73,6 +73,8 @@ impl Api {
             tenant.to_owned(),
             plugin.id.clone(),
             plugin.dir.clone(),
+            // No process of the plugin's: /proc/self is no one's.
+            Arc::default(),
             Arc::clone(&self.0.workers.authority),
         )
     }

@@ -9,7 +9,9 @@
 //!   grpc-core and grpc-go use), not tonic's `OUT_OF_RANGE`.
 //!
 //! Both carry an ErrorInfo ([`crate::reasons`]). Every call is counted here
-//! too, by RPC and code, with its latency ([`crate::metrics`]).
+//! too, by RPC and code, with its latency ([`crate::metrics`]), and every
+//! status message is bounded ([`reasons::bound_message`]): one that quotes a
+//! caller's megabyte of input would not fit in a header.
 
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -108,7 +110,8 @@ where
                     r = call => r.map(standard_code),
                     () = timer => Ok(deadline_exceeded(&path, after).into_http()),
                 },
-            };
+            }
+            .map(reasons::bound_message);
             if let Ok(response) = &answer {
                 // The code when the headers carry it (a refusal, a unary
                 // error); a stream that started is counted as OK.

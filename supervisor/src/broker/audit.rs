@@ -149,7 +149,8 @@ impl AuditLog {
             // A plugin chooses the target: bounded, so it cannot bloat the log.
             target: target.chars().take(512).collect(),
             decision: decision.to_owned(),
-            reason: reason.to_owned(),
+            // It may quote the target.
+            reason: crate::reasons::cut(reason),
         };
         if let Ok(line) = serde_json::to_string(&entry) {
             let mut sink = self.file.lock().unwrap_or_else(|p| p.into_inner());

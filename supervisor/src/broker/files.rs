@@ -9,6 +9,8 @@
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::Deserialize;
 
@@ -30,12 +32,18 @@ impl Default for FsConfig {
     }
 }
 
-/// Where `~` and `./` point for one plugin.
+/// Where `~`, `./` and `/proc/self` point for one plugin.
 #[derive(Debug, Clone)]
 pub struct Roots {
     pub home: Option<PathBuf>,
     pub plugin_dir: PathBuf,
+    /// The plugin's own process (its worker, by tarkd's pid numbering) once
+    /// known; 0 before, and for what runs in no worker.
+    pub own_pid: Arc<AtomicU32>,
 }
+
+/// Longest path a plugin may name or declare, in bytes (PATH_MAX).
+pub const MAX_PATH: usize = 4096;
 
 /// Why a read failed. `Denied` is audited.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -50,11 +58,21 @@ pub enum FsError {
     TooLarge(String),
 }
 
-/// `~/x` against the home, `./x` against the plugin's folder, `/x` as it is;
-/// then `.` and `..` resolved lexically. `None` for anything else.
+/// `~/x` against the home, `./x` against the plugin's folder, `/proc/self`
+/// and `/proc/thread-self` as the plugin's own process, `/x` as it is; then
+/// `.` and `..` resolved lexically. `None` for anything else.
 pub fn expand(path: &str, roots: &Roots) -> Option<PathBuf> {
-    if path.is_empty() || path.len() > 4096 || path.contains('\0') {
+    if path.is_empty() || path.len() > MAX_PATH || path.contains('\0') {
         return None;
+    }
+    let own = roots.own_pid.load(Ordering::Relaxed);
+    if own != 0
+        && let Some(rest) = ["/proc/self", "/proc/thread-self"]
+            .iter()
+            .find_map(|p| path.strip_prefix(p))
+            .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+    {
+        return normalise(&PathBuf::from(format!("/proc/{own}{rest}")));
     }
     let joined = if path == "~" {
         roots.home.clone()?
@@ -115,6 +133,12 @@ pub fn permitted(
     sources: &[PathList<'_>],
     roots: &Roots,
 ) -> Result<Permitted, FsError> {
+    if request.len() > MAX_PATH {
+        return Err(FsError::Denied(format!(
+            "a path of {} bytes is over the {MAX_PATH}-byte limit",
+            request.len()
+        )));
+    }
     let lexical = expand(request, roots).ok_or_else(|| {
         FsError::Invalid(format!(
             "{request:?} is not an absolute, ~/ or ./ path (or ~ has no home configured)"
@@ -139,9 +163,12 @@ pub fn permitted(
     })
 }
 
-/// Whether a canonical path is inside tarkd's own `/proc/<pid>` or the
-/// `/proc/<tid>` of one of its threads (`is_thread`).
-pub fn own_process(canonical: &Path, pid: u32, is_thread: impl Fn(u32) -> bool) -> bool {
+/// Whether a canonical path is inside the `/proc/<pid>` of a process other
+/// than `own` (the plugin's worker; 0: none). Every other process's
+/// environment, memory, command line, descriptors and root are out of reach
+/// of any grant, tarkd's (which `/proc/self` would be, read by tarkd) and
+/// other root processes' included: tarkd reads as root.
+pub fn other_process(canonical: &Path, own: u32) -> bool {
     let mut parts = canonical.components();
     let (Some(Component::RootDir), Some(Component::Normal(proc)), Some(Component::Normal(n))) =
         (parts.next(), parts.next(), parts.next())
@@ -152,8 +179,8 @@ pub fn own_process(canonical: &Path, pid: u32, is_thread: impl Fn(u32) -> bool) 
         return false;
     }
     match n.to_str().and_then(|n| n.parse::<u32>().ok()) {
-        Some(n) => n == pid || is_thread(n),
-        // Not canonical forms, but never tarkd's to give out either.
+        Some(n) => n != own || own == 0,
+        // Not canonical forms, but never a plugin's either.
         None => n == "self" || n == "thread-self",
     }
 }
@@ -187,14 +214,10 @@ pub fn read(
             )));
         }
     }
-    // tarkd's own process is never a plugin's to read (its environment,
-    // memory maps, descriptors), whatever the grant says: /proc/self and
-    // /proc/thread-self canonicalise to tarkd's pid or one of its threads.
-    if own_process(&canonical, std::process::id(), |tid| {
-        Path::new("/proc/self/task").join(tid.to_string()).exists()
-    }) {
+    // No other process is a plugin's to read, whatever the grant says.
+    if other_process(&canonical, roots.own_pid.load(Ordering::Relaxed)) {
         return Err(FsError::Denied(format!(
-            "{request:?} resolves to {}, tarkd's own process, which no grant reaches",
+            "{request:?} resolves to {}, another process than the plugin's own, which no grant reaches",
             canonical.display()
         )));
     }

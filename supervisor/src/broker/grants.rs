@@ -68,7 +68,7 @@ impl PolicyConfig {
             .flatten()
             .find(|e| !policy::valid_env_pattern(e))
         {
-            return Err(format!("policy.env: {bad:?} is not a name or PREFIX_*"));
+            return Err(format!("policy.env: {bad:?} must be {}", policy::ENV_RULE));
         }
         if let Some(bad) = self
             .fs_read

@@ -86,10 +86,12 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// `own_pid` is the worker's pid, as tarkd sees it, once known.
     pub fn new(
         tenant: String,
         plugin: String,
         plugin_dir: PathBuf,
+        own_pid: Arc<std::sync::atomic::AtomicU32>,
         shared: Arc<Authority>,
     ) -> Self {
         let log_rate = TokenBucket::new(shared.config.logs, std::time::Instant::now());
@@ -98,6 +100,7 @@ impl Broker {
             roots: Roots {
                 home: shared.home.clone(),
                 plugin_dir,
+                own_pid,
             },
             log_rate: std::sync::Mutex::new((log_rate, 0)),
             shared,
@@ -136,6 +139,8 @@ impl Broker {
     }
 
     fn record(&self, capability: &str, target: &str, decision: &str, reason: &str) {
+        // A plugin chooses the target, and the reason may quote it.
+        let (target, reason) = (&crate::reasons::cut(target), &crate::reasons::cut(reason));
         tracing::warn!(
             target: "audit",
             tenant = %self.ns.tenant,
@@ -321,6 +326,15 @@ impl pb::broker_server::Broker for Broker {
         // variable from an unset one, so it cannot probe tarkd's environment.
         let none = Ok(Response::new(pb::EnvValue { value: None }));
         if !crate::broker::policy::valid_env_name(&name) {
+            self.record(
+                "env",
+                &name,
+                "deny",
+                &format!(
+                    "not a variable name ({} bytes; ASCII letters, digits and _, at most 255)",
+                    name.len()
+                ),
+            );
             return none;
         }
         if let Err(d) = grant.env(&name)

@@ -2,19 +2,35 @@
 //! Small and table-tested; every decision tarkd makes about a plugin's reach
 //! starts here.
 
-/// Whether an env pattern is well-formed: an exact name or `PREFIX_*`, names made of
-/// ASCII letters, digits and `_`. A bare `*` (the whole environment) is refused.
-pub fn valid_env_pattern(pattern: &str) -> bool {
-    let name = pattern.strip_suffix('*').unwrap_or(pattern);
+/// What an env pattern may be, for error messages.
+pub const ENV_RULE: &str = "an exact variable name (ASCII letters, digits and _, not starting with a digit) or PREFIX_* (such a name, then _*, e.g. GEMINI_*); *, A*, _* and X*Y are refused";
+
+/// Longest variable name a pattern or a request may carry.
+const MAX_ENV_NAME: usize = 255;
+
+/// Whether `name` is a variable name: ASCII letters, digits and `_`, not
+/// starting with a digit, at most [`MAX_ENV_NAME`] bytes.
+fn is_name(name: &str) -> bool {
     !name.is_empty()
+        && name.len() <= MAX_ENV_NAME
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         && !name.starts_with(|c: char| c.is_ascii_digit())
 }
 
-/// Whether `name` is a variable name a plugin may ask for (a pattern without
-/// the `*`).
+/// Whether an env pattern is well-formed ([`ENV_RULE`]): an exact name, or
+/// `PREFIX_*` where PREFIX is a name. A pattern reaches no further than one
+/// application's own variables: `*` is the whole environment, and `A*`,
+/// `H*` or `_*` sweep up others' (`AWS_CA_BUNDLE`, `HOME`).
+pub fn valid_env_pattern(pattern: &str) -> bool {
+    match pattern.strip_suffix("_*") {
+        Some(prefix) => is_name(prefix) && !prefix.ends_with('_'),
+        None => is_name(pattern),
+    }
+}
+
+/// Whether `name` is a variable name a plugin may ask for.
 pub fn valid_env_name(name: &str) -> bool {
-    !name.ends_with('*') && valid_env_pattern(name)
+    is_name(name)
 }
 
 /// Whether `name` is allowed by one env pattern. `GEMINI_*` matches names that
@@ -93,7 +109,7 @@ mod tests {
             ("A_B", "A_B", true),
             ("A_B", "A_*", false),
             ("A_B", "A_BC", false),
-            ("A*", "AB", true),
+            ("A*", "AB", false), // A* is no pattern
             ("*", "A", false),
             ("A_*", "*", false),
         ] {
@@ -159,6 +175,15 @@ mod tests {
             ("", "", false),
             ("A*B", "AxB", false),
             ("A**", "A*", false),
+            // Prefixes that sweep up other applications' variables.
+            ("A*", "AWS_CA_BUNDLE", false),
+            ("H*", "HOME", false),
+            ("_*", "_", false),
+            ("_*", "__X", false),
+            ("A__*", "A__X", false),
+            ("GEMINI*", "GEMINI_KEY", false),
+            ("X_*", "X_Y", true),
+            ("_A_*", "_A_B", true),
             ("PATH", "", false),
             ("1ABC", "1ABC", false),
             ("A-B", "A-B", false),
@@ -171,16 +196,45 @@ mod tests {
 
     #[test]
     fn env_name_table() {
+        let long = "A".repeat(MAX_ENV_NAME);
+        let too_long = "A".repeat(MAX_ENV_NAME + 1);
         for (name, want) in [
             ("A", true),
             ("A_B1", true),
+            ("_", true),
             ("A_*", false),
             ("*", false),
             ("", false),
             ("1A", false),
             ("A-B", false),
+            ("A\nB", false),
+            (long.as_str(), true),
+            (too_long.as_str(), false),
         ] {
             assert_eq!(valid_env_name(name), want, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn env_patterns_are_names_or_name_underscore_star() {
+        for (pattern, want) in [
+            ("GEMINI_*", true),
+            ("MY_API_KEY", true),
+            ("X_*", true),
+            ("A_B_*", true),
+            ("*", false),
+            ("A*", false),
+            ("H*", false),
+            ("_*", false),
+            ("__*", false),
+            ("A__*", false),
+            ("X*Y", false),
+            ("A_**", false),
+            ("*_A", false),
+            ("1_*", false),
+            ("", false),
+        ] {
+            assert_eq!(valid_env_pattern(pattern), want, "{pattern:?}");
         }
     }
 

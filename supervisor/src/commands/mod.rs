@@ -98,6 +98,7 @@ pub async fn run(
     let roots = Roots {
         home: jail.authority.home.clone(),
         plugin_dir: plugin.dir.clone(),
+        own_pid: Arc::default(),
     };
     let read = readable(&grant, &plugin.declared().fs_read, &roots);
     let cwd = match &tool.cwd {

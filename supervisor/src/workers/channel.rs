@@ -28,8 +28,12 @@ pub async fn serve_broker(broker: Broker, stream: UnixStream, gone: impl Future<
         Metrics::capability_event(&METRICS.broker_calls, method);
         req
     });
+    // A status that quotes what the plugin sent (a path, a URL) is cut to a
+    // size the worker's header limits take.
+    let bound = tower::util::MapResponseLayer::new(crate::reasons::bound_message);
     let served = tonic::transport::Server::builder()
         .layer(count)
+        .layer(bound)
         .add_service(BrokerServer::new(broker).max_decoding_message_size(MAX_MESSAGE_BYTES))
         .serve_with_incoming_shutdown(one_connection(stream), gone)
         .await;

@@ -246,6 +246,7 @@ impl Workers {
             key.tenant.clone(),
             key.plugin.clone(),
             plugin.dir.clone(),
+            Arc::clone(&shown_pid),
             Arc::clone(&self.authority),
         );
         let broker_stream =

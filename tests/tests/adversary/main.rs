@@ -6,8 +6,10 @@
 //! - [`ids`]: configuration that would run workers as root or share uids;
 //! - [`identity`]: a client certificate naming one principal by SAN and
 //!   another by CN;
+//! - [`grants`]: env patterns, `/proc`, long paths and names;
 //!
 //! Each module's doc names the attacks it replays.
 
+mod grants;
 mod identity;
 mod ids;

@@ -6,6 +6,7 @@ fn roots(base: &Path) -> Roots {
     Roots {
         home: Some(base.join("home")),
         plugin_dir: base.join("plugin"),
+        own_pid: Arc::default(),
     }
 }
 
@@ -14,6 +15,7 @@ fn expand_table() {
     let r = Roots {
         home: Some(PathBuf::from("/home/u")),
         plugin_dir: PathBuf::from("/plugins/p"),
+        own_pid: Arc::default(),
     };
     let cases: &[(&str, Option<&str>)] = &[
         ("/etc/hosts", Some("/etc/hosts")),
@@ -137,26 +139,55 @@ fn reads_allowed_files_and_refuses_escapes() -> std::io::Result<()> {
 }
 
 #[test]
-fn tarkds_own_process_table() {
-    let threads = [1001, 1002];
-    let is_thread = |t: u32| threads.contains(&t);
-    for (path, own) in [
-        ("/proc/1000/environ", true),
-        ("/proc/1000", true),
-        ("/proc/1000/fd/3", true),
-        ("/proc/1001/maps", true),
-        ("/proc/1000/task/1001/environ", true),
-        ("/proc/self/environ", true),
-        ("/proc/thread-self/mem", true),
-        ("/proc/999/environ", false),
-        ("/proc/cpuinfo", false),
-        ("/proc", false),
-        ("/proc10/1000", false),
-        ("/home/proc/1000", false),
-        ("/", false),
+fn other_processes_table() {
+    for (path, own, other) in [
+        ("/proc/1000/environ", 1000, false),
+        ("/proc/1000", 1000, false),
+        ("/proc/1000/task/1001/environ", 1000, false),
+        ("/proc/1001/maps", 1000, true),
+        ("/proc/1/environ", 1000, true),
+        ("/proc/1000/environ", 0, true),
+        ("/proc/self/environ", 1000, true),
+        ("/proc/thread-self/mem", 1000, true),
+        ("/proc/cpuinfo", 1000, false),
+        ("/proc/sys/kernel/ostype", 0, false),
+        ("/proc", 1000, false),
+        ("/proc10/1000", 1000, false),
+        ("/home/proc/1000", 1000, false),
+        ("/", 1000, false),
     ] {
-        assert_eq!(own_process(Path::new(path), 1000, is_thread), own, "{path}");
+        assert_eq!(
+            other_process(Path::new(path), own),
+            other,
+            "{path} (own {own})"
+        );
     }
+}
+
+#[test]
+fn proc_self_is_the_plugins_own_process() {
+    let r = Roots {
+        home: None,
+        plugin_dir: PathBuf::from("/plugins/p"),
+        own_pid: Arc::new(AtomicU32::new(4242)),
+    };
+    for (path, want) in [
+        ("/proc/self/status", Some("/proc/4242/status")),
+        ("/proc/self", Some("/proc/4242")),
+        ("/proc/thread-self/environ", Some("/proc/4242/environ")),
+        ("/proc/self/../1/environ", Some("/proc/1/environ")),
+        ("/proc/selfish", Some("/proc/selfish")),
+    ] {
+        assert_eq!(expand(path, &r), want.map(PathBuf::from), "{path}");
+    }
+    let unknown = Roots {
+        own_pid: Arc::default(),
+        ..r
+    };
+    assert_eq!(
+        expand("/proc/self/x", &unknown),
+        Some(PathBuf::from("/proc/self/x"))
+    );
 }
 
 /// Through `read` itself: a grant over all of /proc still never reaches
@@ -169,14 +200,17 @@ fn proc_self_devices_and_fifos_are_refused() -> std::io::Result<()> {
     let all = vec!["/".to_owned()];
     let sources = [("not declared".to_owned(), all.as_slice(), false)];
     let r = roots(dir.path());
+    let other = "another process than the plugin's own";
     for (path, want) in [
-        ("/proc/self/environ", "tarkd's own process"),
-        ("/proc/thread-self/environ", "tarkd's own process"),
+        ("/proc/self/environ", other),
+        ("/proc/thread-self/environ", other),
+        (&format!("/proc/{}/maps", std::process::id()), other),
+        ("/proc/self/fd", other),
+        ("/proc/1/environ", other),
         (
-            &format!("/proc/{}/maps", std::process::id()),
-            "tarkd's own process",
+            &format!("/{}", "a".repeat(MAX_PATH)),
+            "over the 4096-byte limit",
         ),
-        ("/proc/self/fd", "tarkd's own process"),
         ("/dev/zero", "not a regular file"),
         (&fifo.display().to_string(), "not a regular file"),
     ] {
@@ -187,5 +221,11 @@ fn proc_self_devices_and_fifos_are_refused() -> std::io::Result<()> {
         );
     }
     assert!(read("/proc/cpuinfo", &sources, &r, 1 << 20).is_ok());
+    // The plugin's own process is its to read, by /proc/self or its pid.
+    r.own_pid.store(std::process::id(), Ordering::Relaxed);
+    assert!(read("/proc/self/status", &sources, &r, 1 << 20).is_ok());
+    let own = format!("/proc/{}/status", std::process::id());
+    assert!(read(&own, &sources, &r, 1 << 20).is_ok());
+    assert!(read("/proc/1/status", &sources, &r, 1 << 20).is_err());
     Ok(())
 }

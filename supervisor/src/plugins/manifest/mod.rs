@@ -379,7 +379,8 @@ pub fn parse(
         .filter(|e| !crate::broker::policy::valid_env_pattern(e))
     {
         problems.push(format!(
-            "capabilities.env entry {e:?} must be a variable name or PREFIX_*"
+            "capabilities.env entry {e:?} must be {}",
+            crate::broker::policy::ENV_RULE
         ));
     }
     for f in caps

@@ -66,7 +66,7 @@ pub fn placeholders(text: &str) -> Result<Vec<&str>, String> {
             return Err(format!("{text:?} has an unclosed ${{"));
         };
         let name = &after[..end];
-        if !crate::broker::policy::valid_env_pattern(name) || name.ends_with('*') {
+        if !crate::broker::policy::valid_env_name(name) {
             return Err(format!("{text:?}: ${{{name}}} is not a variable name"));
         }
         names.push(name);
