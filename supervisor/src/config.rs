@@ -297,8 +297,8 @@ impl Config {
         if let Some(listen) = &self.metrics.listen {
             crate::metrics::listener::parse(listen)?;
         }
-        if self.audit.max_file_mib == 0 {
-            return Err("audit.max_file_mib must be positive".into());
+        if self.audit.max_file_mib == 0 || self.audit.per_window == 0 || self.audit.window_s == 0 {
+            return Err("audit.max_file_mib, per_window and window_s must be positive".into());
         }
         if self.api.max_message_bytes == 0 {
             return Err("api.max_message_bytes must be positive".into());

@@ -22,6 +22,7 @@ pub mod config;
 pub mod crash;
 pub mod daemon;
 pub mod durable;
+pub mod logs;
 pub mod metrics;
 pub mod oauth;
 pub mod plugins;

@@ -78,7 +78,10 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr);
     match args.log_format {
-        LogFormat::Text => logs.init(),
+        // Plugins' text is escaped: one event, one line.
+        LogFormat::Text => logs
+            .fmt_fields(tarkd::logs::EscapedFields::default())
+            .init(),
         LogFormat::Json => logs.json().init(),
     }
     // Each live worker holds a few descriptors in tarkd (its two channels and

@@ -317,6 +317,17 @@ pub async fn serve(
             Arc::new(move || scraped.metrics_text()),
         ));
     }
+    // Rate-limited audit windows are summarised as they end, not only when
+    // the next refusal of their kind comes.
+    let audit = Arc::clone(&daemon.workers.authority.audit);
+    let every = Duration::from_secs(daemon.config.audit.window_s.div_ceil(2).max(1));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            audit.close_windows();
+        }
+    });
     let resuming = api.clone();
     tokio::spawn(async move { resuming.resume_channels().await });
     if let Some(timeout) = daemon.config.workers.idle_timeout() {
@@ -462,6 +473,7 @@ pub async fn serve(
         tracing::error!("TCP listener: {e}");
     }
     daemon.workers.stop_all().await;
+    daemon.workers.authority.audit.close_all_windows();
     let _ = std::fs::remove_file(&socket);
     tracing::info!("tarkd stopped");
     served

@@ -141,6 +141,13 @@ impl Broker {
     fn record(&self, capability: &str, target: &str, decision: &str, reason: &str) {
         // A plugin chooses the target, and the reason may quote it.
         let (target, reason) = (&crate::reasons::cut(target), &crate::reasons::cut(reason));
+        let (tenant, plugin) = (&self.ns.tenant, &self.ns.plugin);
+        let audit = &self.shared.audit;
+        // What the audit's rate limit leaves out of the file stays out of
+        // the log too (its summary is in the file).
+        if !audit.record(tenant, plugin, capability, target, decision, reason) {
+            return;
+        }
         tracing::warn!(
             target: "audit",
             tenant = %self.ns.tenant,
@@ -152,9 +159,6 @@ impl Broker {
             "{}",
             if decision == "deny" { "host call denied" } else { "host call allowed outside the grant" }
         );
-        let (tenant, plugin) = (&self.ns.tenant, &self.ns.plugin);
-        let audit = &self.shared.audit;
-        audit.record(tenant, plugin, capability, target, decision, reason);
     }
 
     fn deny(&self, capability: &str, target: &str, reason: &str) -> Status {

@@ -7,9 +7,11 @@
 //! - [`identity`]: a client certificate naming one principal by SAN and
 //!   another by CN;
 //! - [`grants`]: env patterns, `/proc`, long paths and names;
+//! - [`logs`]: log injection and audit flooding;
 //!
 //! Each module's doc names the attacks it replays.
 
 mod grants;
 mod identity;
 mod ids;
+mod logs;

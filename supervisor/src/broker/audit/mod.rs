@@ -5,6 +5,11 @@
 //! The file never grows without bound: past `[audit] max_file_mib` it is
 //! rotated (`audit.log.1` … `audit.log.<keep_files>`, the oldest dropped), and
 //! SIGHUP reopens it for an external logrotate (`packaging/tarkd.logrotate`).
+//! A plugin cannot flood it: refusals are written at most `per_window` per
+//! (tenant, plugin, capability) in each `window_s`, then summarised
+//! ([`limit`]); counts and metrics still see every one.
+
+pub mod limit;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
@@ -28,6 +33,16 @@ pub struct Entry {
     pub target: String,
     pub decision: String,
     pub reason: String,
+    /// On a summary: how many records of its kind the window left out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<u64>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// How big the audit file may grow, and how many rotated files are kept.
@@ -36,13 +51,29 @@ pub struct Entry {
 pub struct AuditConfig {
     pub max_file_mib: u64,
     pub keep_files: u32,
+    /// Refusals of one (tenant, plugin, capability) written in full per
+    /// window; the rest are counted in one summary record.
+    pub per_window: u32,
+    pub window_s: u64,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
+        let limit = limit::Limit::default();
         Self {
             max_file_mib: 64,
             keep_files: 4,
+            per_window: limit.per_window,
+            window_s: limit.window_s,
+        }
+    }
+}
+
+impl AuditConfig {
+    pub fn limit(&self) -> limit::Limit {
+        limit::Limit {
+            per_window: self.per_window,
+            window_s: self.window_s,
         }
     }
 }
@@ -61,6 +92,8 @@ pub struct AuditLog {
     recent: Mutex<VecDeque<Entry>>,
     /// Per (tenant, plugin, capability), so a caller sees only its tenants'.
     counts: Mutex<BTreeMap<(String, String, String), u64>>,
+    /// The rate limit's open windows.
+    windows: Mutex<limit::Windows>,
 }
 
 impl AuditLog {
@@ -73,6 +106,7 @@ impl AuditLog {
             file: Mutex::new(Self::sink(path)),
             recent: Mutex::default(),
             counts: Mutex::default(),
+            windows: Mutex::default(),
         }
     }
 
@@ -108,7 +142,9 @@ impl AuditLog {
     }
 
     /// `audit.log` → `audit.log.1` → … → `audit.log.<keep_files>` (dropped
-    /// past it), then a fresh `audit.log`.
+    /// past it), then a fresh `audit.log`, which starts with the first
+    /// record of every rate-limit window still open: its summary will be
+    /// written here, and the oldest file may soon be gone.
     fn rotate(&self, sink: &mut Sink) {
         sink.file = None;
         let numbered = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
@@ -123,9 +159,77 @@ impl AuditLog {
             let _ = std::fs::rename(&self.path, numbered(1));
         }
         *sink = Self::sink(&self.path);
+        let firsts = self
+            .windows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .firsts();
+        for first in firsts {
+            Self::append(sink, &first);
+        }
     }
 
-    /// Records a decision.
+    /// Writes one line (no rotation).
+    fn append(sink: &mut Sink, entry: &Entry) -> u64 {
+        let Ok(line) = serde_json::to_string(entry) else {
+            return 0;
+        };
+        let len = line.len() as u64 + 1;
+        if let Some(file) = sink.file.as_mut() {
+            match writeln!(file, "{line}") {
+                Ok(()) => sink.written += len,
+                Err(e) => tracing::error!("writing the audit log: {e}"),
+            }
+        }
+        len
+    }
+
+    /// Writes one record to the file (rotating first if it would pass the
+    /// cap) and keeps it among the recent ones.
+    fn write(&self, entry: Entry) {
+        if let Ok(line) = serde_json::to_string(&entry) {
+            let mut sink = self.file.lock().unwrap_or_else(|p| p.into_inner());
+            let len = line.len() as u64 + 1;
+            if sink.written > 0 && sink.written + len > self.limits.max_file_mib << 20 {
+                self.rotate(&mut sink);
+            }
+            Self::append(&mut sink, &entry);
+        }
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() == RECENT {
+            recent.pop_front();
+        }
+        recent.push_back(entry);
+    }
+
+    /// Writes the summaries of rate-limit windows that have ended (called
+    /// every few seconds, so a flood's summary does not wait for the next
+    /// refusal).
+    pub fn close_windows(&self) {
+        self.close_windows_by(std::time::Instant::now());
+    }
+
+    /// Writes the summaries of every window, ended or not (tarkd is
+    /// stopping).
+    pub fn close_all_windows(&self) {
+        let window = std::time::Duration::from_secs(self.limits.window_s);
+        self.close_windows_by(std::time::Instant::now() + window);
+    }
+
+    fn close_windows_by(&self, now: std::time::Instant) {
+        let limit = self.limits.limit();
+        let ended = self
+            .windows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .close_ended(limit, now);
+        for summary in ended {
+            self.write(summary);
+        }
+    }
+
+    /// Records a decision; false if the rate limit left it out of the file
+    /// (it is counted all the same), so the caller need not log it either.
     pub fn record(
         &self,
         tenant: &str,
@@ -134,15 +238,18 @@ impl AuditLog {
         target: &str,
         decision: &str,
         reason: &str,
-    ) {
+    ) -> bool {
         if decision == "deny" {
             crate::metrics::Metrics::capability_event(&crate::metrics::METRICS.denials, capability);
         }
-        let time_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((tenant.to_owned(), plugin.to_owned(), capability.to_owned()))
+            .or_default() += 1;
         let entry = Entry {
-            time_ms,
+            time_ms: now_ms(),
             tenant: tenant.to_owned(),
             plugin: plugin.to_owned(),
             capability: capability.to_owned(),
@@ -151,31 +258,23 @@ impl AuditLog {
             decision: decision.to_owned(),
             // It may quote the target.
             reason: crate::reasons::cut(reason),
+            suppressed: None,
         };
-        if let Ok(line) = serde_json::to_string(&entry) {
-            let mut sink = self.file.lock().unwrap_or_else(|p| p.into_inner());
-            let len = line.len() as u64 + 1;
-            if sink.written > 0 && sink.written + len > self.limits.max_file_mib << 20 {
-                self.rotate(&mut sink);
+        if limit::limited(decision) {
+            let (closed, verdict) = self
+                .windows
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .admit(self.limits.limit(), &entry, std::time::Instant::now());
+            if let Some(summary) = closed {
+                self.write(summary);
             }
-            if let Some(file) = sink.file.as_mut() {
-                match writeln!(file, "{line}") {
-                    Ok(()) => sink.written += len,
-                    Err(e) => tracing::error!("writing the audit log: {e}"),
-                }
+            if verdict == limit::Verdict::Suppress {
+                return false;
             }
         }
-        *self
-            .counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((tenant.to_owned(), plugin.to_owned(), capability.to_owned()))
-            .or_default() += 1;
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        if recent.len() == RECENT {
-            recent.pop_front();
-        }
-        recent.push_back(entry);
+        self.write(entry);
+        true
     }
 
     /// The most recent entries (oldest first) that `keep` selects.
@@ -200,6 +299,85 @@ impl AuditLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lines(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    #[test]
+    fn a_flood_is_written_as_its_first_records_and_a_summary() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&path, AuditConfig::default());
+        let mut written = 0;
+        for i in 0..50_000 {
+            written += usize::from(log.record("t", "p", "env", &format!("V{i}"), "deny", "no"));
+        }
+        // Actions are never limited.
+        for _ in 0..30 {
+            assert!(log.record("t", "p", "shell", "ls", "allow", ""));
+        }
+        assert_eq!(written, 20);
+        assert_eq!(
+            log.counts().get(&("t".into(), "p".into(), "env".into())),
+            Some(&50_000)
+        );
+        // Within its window nothing more is written; once it ends, its summary.
+        log.close_windows();
+        assert_eq!(lines(&path).len(), 50);
+        let log = AuditLog {
+            limits: AuditConfig {
+                window_s: 0,
+                ..log.limits
+            },
+            ..log
+        };
+        log.close_windows();
+        let all = lines(&path);
+        let summary = &all[all.len() - 1];
+        assert_eq!(summary["suppressed"], 49_980);
+        assert!(
+            summary["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("49980 more deny records suppressed")
+                    && r.contains("the first was \"V0\"")),
+            "{summary}"
+        );
+        assert!(std::fs::metadata(&path)?.len() < 32 << 10);
+        Ok(())
+    }
+
+    #[test]
+    fn rotation_keeps_the_first_record_of_an_open_window() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("audit.log");
+        let limits = AuditConfig {
+            max_file_mib: 1,
+            keep_files: 1,
+            per_window: 2,
+            window_s: 3600,
+        };
+        let log = AuditLog::open(&path, limits);
+        for i in 0..5 {
+            log.record("t", "flood", "env", &format!("F{i}"), "deny", "no");
+        }
+        // Enough other plugins' records to rotate past keep_files twice.
+        let reason = "r".repeat(1000);
+        for i in 0..3000 {
+            log.record("t", &format!("p{i}"), "http", "h", "deny", &reason);
+        }
+        let live = lines(&path);
+        assert!(
+            live.iter()
+                .any(|l| l["plugin"] == "flood" && l["target"] == "F0"),
+            "the open window's first record is in the live file"
+        );
+        Ok(())
+    }
 
     #[test]
     fn records_lines_counts_and_recent_entries() -> std::io::Result<()> {
@@ -253,6 +431,8 @@ mod tests {
         let limits = AuditConfig {
             max_file_mib: 1,
             keep_files: 2,
+            per_window: u32::MAX,
+            ..AuditConfig::default()
         };
         let log = AuditLog::open(&path, limits);
         // ~1.2 KiB per line: 4,000 lines are ~4.6 MiB, so several rotations.
