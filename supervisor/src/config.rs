@@ -118,6 +118,21 @@ pub struct ApiConfig {
     /// The largest request or response message, in bytes (gRPC's usual 4 MiB
     /// by default); a larger one is refused with `RESOURCE_EXHAUSTED`.
     pub max_message_bytes: usize,
+    /// Connections to the socket open at once, in all and from one uid; past
+    /// either, a connection is refused before a byte of it is read.
+    pub max_connections: usize,
+    pub max_connections_per_uid: usize,
+    /// How long a connection may take to send its first request.
+    pub first_request_ms: u64,
+    /// Calls open at once on one connection (HTTP/2 max_concurrent_streams).
+    pub max_streams_per_connection: u32,
+    /// Long-lived calls (health Watch, SubscribeChannel, ChatStream,
+    /// PollDeviceFlow, reflection) one principal may have open at once.
+    pub max_streams_per_principal: usize,
+    /// HTTP/2 keepalive: a ping after this long without traffic, and the
+    /// connection closed if it is not answered within the timeout.
+    pub keepalive_interval_s: u64,
+    pub keepalive_timeout_s: u64,
 }
 
 impl Default for ApiConfig {
@@ -131,6 +146,13 @@ impl Default for ApiConfig {
             client_ca: None,
             cert_common_name: crate::access::certs::CommonName::default(),
             max_message_bytes: 4 << 20,
+            max_connections: 1024,
+            max_connections_per_uid: 64,
+            first_request_ms: 10_000,
+            max_streams_per_connection: 128,
+            max_streams_per_principal: 64,
+            keepalive_interval_s: 60,
+            keepalive_timeout_s: 20,
         }
     }
 }
@@ -300,8 +322,17 @@ impl Config {
         if self.audit.max_file_mib == 0 || self.audit.per_window == 0 || self.audit.window_s == 0 {
             return Err("audit.max_file_mib, per_window and window_s must be positive".into());
         }
-        if self.api.max_message_bytes == 0 {
-            return Err("api.max_message_bytes must be positive".into());
+        let a = &self.api;
+        if a.max_message_bytes == 0
+            || a.max_connections == 0
+            || a.max_connections_per_uid == 0
+            || a.first_request_ms == 0
+            || a.max_streams_per_connection == 0
+            || a.max_streams_per_principal == 0
+            || a.keepalive_interval_s == 0
+            || a.keepalive_timeout_s == 0
+        {
+            return Err("api.max_message_bytes, max_connections, max_connections_per_uid, first_request_ms, max_streams_per_connection, max_streams_per_principal, keepalive_interval_s and keepalive_timeout_s must be positive".into());
         }
         let l = &self.limits;
         if l.deadline_ms == 0 || l.memory_mib == 0 || l.max_response_kib == 0 {

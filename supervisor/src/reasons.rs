@@ -51,6 +51,9 @@ pub enum Reason {
     WorkerExited,
     /// Every worker slot is busy (`RESOURCE_EXHAUSTED`).
     WorkersBusy,
+    /// The caller has as many long-lived calls open as it may
+    /// (`RESOURCE_EXHAUSTED`).
+    CallerOverLimit,
     /// The plugin's answer is larger than `limits.max_response_kib`
     /// (`RESOURCE_EXHAUSTED`).
     ResponseTooLarge,
@@ -89,6 +92,7 @@ impl Reason {
             Reason::LimitExceeded => "PLUGIN_LIMIT_EXCEEDED",
             Reason::WorkerExited => "WORKER_EXITED",
             Reason::WorkersBusy => "WORKERS_BUSY",
+            Reason::CallerOverLimit => "CALLER_OVER_LIMIT",
             Reason::ResponseTooLarge => "RESPONSE_TOO_LARGE",
             Reason::MessageTooLarge => "MESSAGE_TOO_LARGE",
             Reason::DeadlineExceeded => "DEADLINE_EXCEEDED",

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use tark_proto::plugin::v1 as pb;
 use tokio::net::UnixListener;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::wrappers::TcpListenerStream;
 use tonic::server::NamedService;
 use tonic::service::Routes;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
@@ -23,7 +22,6 @@ use crate::daemon::Daemon;
 use crate::plugins::approvals::Approvals;
 use crate::plugins::bundled;
 use crate::plugins::registry::Registry;
-use crate::transport::UnixConn;
 use crate::workers::Workers;
 use crate::workers::cache::{self, ArtifactCache};
 use crate::workers::spawn::Spawner;
@@ -288,6 +286,37 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
 
+/// The longest a TLS handshake may take, whatever api.first_request_ms says.
+const FIRST_REQUEST_CAP: Duration = Duration::from_secs(10);
+
+/// What every agent API connection may hold: streams, header bytes, and
+/// the keepalive that finds dead peers.
+fn http2(builder: Server, api: &crate::config::ApiConfig) -> Server {
+    builder
+        .max_concurrent_streams(api.max_streams_per_connection)
+        .http2_max_header_list_size(crate::transport::headers::MAX_BLOCK as u32)
+        .max_frame_size(crate::transport::headers::MAX_FRAME as u32)
+        .http2_keepalive_interval(Some(Duration::from_secs(api.keepalive_interval_s)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(api.keepalive_timeout_s)))
+        .tcp_keepalive(Some(Duration::from_secs(api.keepalive_interval_s)))
+}
+
+/// The socket's connection limits, the total lowered if tarkd's open-files
+/// limit could not hold it beside its workers.
+fn edge_limits(config: &Config) -> crate::transport::edge::Limits {
+    let nofile = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
+    let (max_connections, warning) =
+        crate::transport::edge::plan(config.api.max_connections, nofile, config.workers.max_live);
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
+    crate::transport::edge::Limits {
+        max_connections,
+        max_connections_per_uid: config.api.max_connections_per_uid,
+        first_request: Duration::from_millis(config.api.first_request_ms),
+    }
+}
+
 /// Serves the agent API until `shutdown` resolves, then stops every worker.
 pub async fn serve(
     started: Started,
@@ -356,6 +385,8 @@ pub async fn serve(
         own_uid: nix::unistd::geteuid().as_raw(),
         common_name: daemon.config.api.cert_common_name,
         audit: Arc::clone(&daemon.workers.authority.audit),
+        long_lived: Arc::default(),
+        max_long_lived: daemon.config.api.max_streams_per_principal,
     }));
     let (health, health_service) = tonic_health::server::health_reporter();
     // Every agent service with the configured message size limit.
@@ -431,8 +462,13 @@ pub async fn serve(
                 .unwrap_or_default();
             tracing::info!(%addr, "tarkd serving TCP with mutual TLS");
             let mut rx = stopped.clone();
-            let served = Server::builder()
-                .tls_config(tls)?
+            let served = http2(Server::builder(), &daemon.config.api)
+                .tls_config(
+                    tls.timeout(
+                        FIRST_REQUEST_CAP
+                            .min(Duration::from_millis(daemon.config.api.first_request_ms)),
+                    ),
+                )?
                 .layer(StandardLayer)
                 .layer(gate.clone())
                 .add_routes(routes.clone())
@@ -444,14 +480,18 @@ pub async fn serve(
         None => None,
     };
     drop(stopped);
-    let served = Server::builder()
+    let edge = crate::transport::edge::Edge::new(
+        listener,
+        daemon.config.principals.clone(),
+        nix::unistd::geteuid().as_raw(),
+        Arc::clone(&daemon.workers.authority.audit),
+        edge_limits(&daemon.config),
+    );
+    let served = http2(Server::builder(), &daemon.config.api)
         .layer(StandardLayer)
         .layer(gate)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(
-            UnixListenerStream::new(listener).map(|c| c.map(UnixConn::from)),
-            shutdown,
-        );
+        .serve_with_incoming_shutdown(edge, shutdown);
     // Calls in flight get a call's time to finish (deadline and kill grace);
     // streams that never end (Watch, SubscribeChannel) do not hold tarkd up.
     let l = &daemon.config.limits;

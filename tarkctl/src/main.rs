@@ -307,7 +307,30 @@ fn conformance(cli: &Cli, plugin: &str, json: bool) -> std::process::ExitCode {
 
 /// Turns a gRPC status into one readable line.
 fn status_error(s: tonic::Status) -> anyhow::Error {
+    if let Some(why) = refused_connection(&s) {
+        return anyhow::anyhow!("{why}");
+    }
     anyhow::anyhow!("{} ({:?})", s.message(), s.code())
+}
+
+/// What a connection tarkd refused before reading it means. tarkd then
+/// answers only with an HTTP/2 GOAWAY, whose code gRPC maps to
+/// PERMISSION_DENIED (no principal) or RESOURCE_EXHAUSTED (a connection
+/// limit); its reason text does not reach a tonic client.
+fn refused_connection(s: &tonic::Status) -> Option<String> {
+    if !s.message().starts_with("h2 protocol error") {
+        return None;
+    }
+    let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
+    match s.code() {
+        tonic::Code::PermissionDenied => Some(format!(
+            "tarkd refused the connection: uid {uid} gid {gid} is no configured principal (an admin adds it to [[principals]] in tarkd's config)"
+        )),
+        tonic::Code::ResourceExhausted => Some(format!(
+            "tarkd refused the connection: too many connections open, from uid {uid} or in all (api.max_connections_per_uid, api.max_connections)"
+        )),
+        _ => None,
+    }
 }
 
 fn request<T>(msg: T, tenant: &Option<String>) -> anyhow::Result<tonic::Request<T>> {

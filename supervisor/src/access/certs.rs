@@ -110,7 +110,8 @@ mod tests {
     fn sans_identify_and_the_common_name_only_without_them() -> Result<(), rcgen::Error> {
         use CommonName::{Fallback, Never};
         let spiffe = "spiffe://example.org/ns/agents/sa/agent-a";
-        let cases: &[(&[&str], Option<&str>, CommonName, Vec<Name>)] = &[
+        type Case<'a> = (&'a [&'a str], Option<&'a str>, CommonName, Vec<Name>);
+        let cases: &[Case] = &[
             // A SAN and a CN: the CN is not an identity (the attack: SAN
             // agent-a, CN admin).
             (

@@ -6,7 +6,8 @@
 //! and the [`Principal`] in its extensions; a refusal is answered here
 //! (`UNAUTHENTICATED`, `PERMISSION_DENIED`) and audited with the principal.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
@@ -30,6 +31,29 @@ pub struct Gate {
     /// Whether a client certificate's common name may identify it.
     pub common_name: certs::CommonName,
     pub audit: Arc<AuditLog>,
+    /// Long-lived calls ([`rules::long_lived`]) open per principal, and how
+    /// many each may have.
+    pub long_lived: Arc<Mutex<HashMap<String, usize>>>,
+    pub max_long_lived: usize,
+}
+
+/// One long-lived call's place under its principal's cap, given back when
+/// the call's response (its stream) is done with.
+struct Held {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    principal: String,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.principal) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.principal);
+            }
+        }
+    }
 }
 
 impl Gate {
@@ -71,7 +95,47 @@ impl Gate {
         }
     }
 
-    fn admit<B>(&self, req: &mut http::Request<B>) -> Result<(), Status> {
+    /// A place for one more long-lived call of `who`, or the refusal.
+    fn hold(&self, who: &Principal, path: &str) -> Result<Held, Status> {
+        let mut open = self.long_lived.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(who.name.clone()).or_default();
+        if *n >= self.max_long_lived {
+            let why = format!(
+                "principal {} has {n} long-lived calls open (api.max_streams_per_principal); {path} refused until one ends",
+                who.name
+            );
+            drop(open);
+            self.audit.record("-", "-", "api", path, "deny", &why);
+            return Err(reasons::status(
+                Code::ResourceExhausted,
+                why,
+                Reason::CallerOverLimit,
+                None,
+                None,
+            ));
+        }
+        *n += 1;
+        Ok(Held {
+            open: Arc::clone(&self.long_lived),
+            principal: who.name.clone(),
+        })
+    }
+
+    /// Admits a request: its principal and tenant set, and for a long-lived
+    /// call, its place under the principal's cap.
+    fn admit<B>(&self, req: &mut http::Request<B>) -> Result<Option<Held>, Status> {
+        self.check(req)?;
+        let path = req.uri().path();
+        if !rules::long_lived(path) {
+            return Ok(None);
+        }
+        match req.extensions().get::<Principal>() {
+            Some(who) => self.hold(who, path).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn check<B>(&self, req: &mut http::Request<B>) -> Result<(), Status> {
         let path = req.uri().path().to_owned();
         let who = match self.identify(req) {
             Ok(who) => who,
@@ -162,7 +226,23 @@ where
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         match self.gate.admit(&mut req) {
-            Ok(()) => Box::pin(self.inner.call(req)),
+            Ok(None) => Box::pin(self.inner.call(req)),
+            // Held while the call waits and then by its response's body.
+            Ok(Some(held)) => {
+                let call = self.inner.call(req);
+                Box::pin(async move {
+                    let response = call.await?;
+                    Ok(response.map(|body| {
+                        tonic::body::Body::new(http_body_util::BodyExt::map_frame(
+                            body,
+                            move |frame| {
+                                let _held = &held;
+                                frame
+                            },
+                        ))
+                    }))
+                })
+            }
             Err(status) => Box::pin(std::future::ready(Ok(status.into_http()))),
         }
     }

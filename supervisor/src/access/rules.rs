@@ -73,6 +73,23 @@ pub const STANDARD: &[Rule] = &[
     ),
 ];
 
+/// RPCs a call of which may stay open indefinitely (a stream, or a poll
+/// that waits): each holds memory and a stream until it ends, so a
+/// principal may have only `api.max_streams_per_principal` of them at once.
+pub const LONG_LIVED: &[&str] = &[
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    "/tark.plugin.v1.Providers/ChatStream",
+    "/tark.plugin.v1.Channels/SubscribeChannel",
+    "/tark.plugin.v1.Auth/PollDeviceFlow",
+];
+
+/// Whether a call of this path may stay open indefinitely.
+pub fn long_lived(path: &str) -> bool {
+    LONG_LIVED.contains(&path)
+}
+
 /// The agent API's package: its paths are `/tark.plugin.v1.<Service>/<Method>`.
 const PACKAGE: &str = "tark.plugin.v1";
 
@@ -144,6 +161,34 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn every_streaming_rpc_is_long_lived() {
+        let proto = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../proto/tark/plugin/v1/plugin.proto"
+        );
+        let text = std::fs::read_to_string(proto).unwrap_or_default();
+        let mut service = String::new();
+        let mut streaming = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if let Some(rest) = line.strip_prefix("service ") {
+                service = rest.trim_end_matches('{').trim().to_owned();
+            } else if let Some(rest) = line.strip_prefix("rpc ")
+                && line.contains("returns (stream ")
+            {
+                let method = rest.split('(').next().unwrap_or("").trim();
+                streaming.push(format!("/{PACKAGE}.{service}/{method}"));
+            }
+        }
+        assert!(streaming.len() >= 2, "{streaming:?}");
+        for path in &streaming {
+            assert!(long_lived(path), "{path} streams but is not long-lived");
+        }
+        for path in LONG_LIVED {
+            assert!(known(path), "{path} is no RPC tarkd serves");
+        }
     }
 
     #[test]

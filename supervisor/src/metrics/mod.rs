@@ -46,6 +46,11 @@ pub struct Capability {
     pub capability: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Why {
+    pub reason: String,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// 0.25 ms to ~16 s, doubling.
@@ -66,6 +71,10 @@ pub struct Metrics {
     pub quarantines: Family<PluginLabel, Counter>,
     pub live_workers: Gauge,
     pub storage_bytes: Gauge,
+    /// Agent API connections open now, and those refused before a byte was
+    /// read (no principal, over a limit).
+    pub api_connections: Gauge,
+    pub api_connections_refused: Family<Why, Counter>,
     registry: Registry,
 }
 
@@ -83,6 +92,8 @@ impl Metrics {
             quarantines: Family::default(),
             live_workers: Gauge::default(),
             storage_bytes: Gauge::default(),
+            api_connections: Gauge::default(),
+            api_connections_refused: Family::default(),
             registry: Registry::with_prefix("tarkd"),
         };
         let r = &mut m.registry;
@@ -140,6 +151,16 @@ impl Metrics {
             "storage_bytes",
             "Bytes of keys and values in plugin storage",
             m.storage_bytes.clone(),
+        );
+        r.register(
+            "api_connections",
+            "Agent API connections open now (Unix socket)",
+            m.api_connections.clone(),
+        );
+        r.register(
+            "api_connections_refused",
+            "Agent API connections refused before a byte was read, by reason",
+            m.api_connections_refused.clone(),
         );
         m
     }

@@ -6,27 +6,37 @@
 //! percent-encoded, as the `:authority` of a call over `unix:`; h2 rejects it
 //! (`RST_STREAM PROTOCOL_ERROR`) and the call never reaches tarkd. The
 //! authority means nothing on a Unix socket, so a value that is not a valid
-//! authority is sent on as `localhost`, as grpc-go and tonic clients send it.
+//! authority is replaced by a valid one of the same length ([`hpack`]: the
+//! server's HPACK table then stays the client's, and nothing else in the
+//! block changes).
 //!
 //! A client sends one authority for the whole channel, so the first header
 //! block decides: if its `:authority` is valid (tonic, grpc-go), everything
-//! after it passes through undecoded, and the connection costs what a plain
-//! socket does. Otherwise every block is decoded, to keep the HPACK state in
-//! step with the client's, and re-encoded (the first after a dynamic table
-//! size update to 0 and back, so the server's table starts again with the
-//! encoder's). A client that sent a valid authority first and an invalid one
-//! later gets h2's refusal of that call, as it would without this scanner.
-//! Frames other than HEADERS and CONTINUATION pass through untouched and
-//! uncopied (see [`super::UnixConn`]). What a client can make this buffer is
-//! bounded: one header block, [`MAX_BLOCK`] bytes compressed and decoded.
+//! after it passes through unread, and the connection costs what a plain
+//! socket does. Otherwise every later block is scanned too (the client may
+//! send the literal again once its table evicted it). A client that sent a
+//! valid authority first and an invalid one later gets h2's refusal of that
+//! call, as it would without this scanner. Frames other than HEADERS and
+//! CONTINUATION pass through untouched and uncopied (see [`super::UnixConn`]).
+//!
+//! The scanner runs before anyone knows what the request is, so what a client
+//! can make it do is bounded whatever it sends: header frames up to h2's
+//! frame size ([`MAX_FRAME`]), a block up to [`MAX_BLOCK`] bytes and
+//! [`hpack::MAX_FIELDS`] fields, work linear in the block's bytes. Anything
+//! past those ends the connection.
 
 use std::io;
 
-use loona_hpack::{Decoder, Encoder};
+use super::hpack;
 
-/// The largest header block (compressed or decoded) a connection may send.
-/// gRPC clients cap metadata at 8–16 KiB by default.
-pub const MAX_BLOCK: usize = 1 << 20;
+/// The largest header block (compressed) a client may send: h2's header list
+/// limit, which a block never exceeds (a field costs at least 32 bytes of
+/// list and at most a few of block besides its strings).
+pub const MAX_BLOCK: usize = 16 << 10;
+
+/// The largest frame payload: the SETTINGS_MAX_FRAME_SIZE h2 advertises (its
+/// default, which every peer accepts).
+pub const MAX_FRAME: usize = 16_384;
 
 /// The HTTP/2 client connection preface, passed through as it is.
 const PREFACE_LEN: usize = 24;
@@ -37,13 +47,6 @@ const END_STREAM: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
 const PADDED: u8 = 0x8;
 const PRIORITY: u8 = 0x20;
-/// The frame size every HTTP/2 peer accepts (SETTINGS_MAX_FRAME_SIZE's floor).
-const MIN_MAX_FRAME: usize = 16_384;
-/// HPACK's default (and h2's) dynamic table size.
-const TABLE_SIZE: usize = 4096;
-
-/// What an `:authority` becomes when it is not a valid authority.
-pub const REPLACEMENT: &[u8] = b"localhost";
 
 /// Whether h2 would refuse this `:authority` (and so the whole request).
 pub fn needs_fix(authority: &[u8]) -> bool {
@@ -60,30 +63,36 @@ struct Block {
     raw: Vec<u8>,
 }
 
+/// Where a connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// No request seen yet: the first block decides.
+    First,
+    /// The first authority was valid: everything passes unread.
+    Passing,
+    /// The first authority needed the fix: every block is scanned.
+    Rewriting,
+}
+
 /// The scanner of one connection's client-to-server bytes.
 pub struct Scanner {
     preface_left: usize,
     /// Payload bytes of the current non-header frame still to pass through.
     pass_left: usize,
     block: Option<Block>,
-    decoder: Decoder<'static>,
-    /// Set once a block was re-encoded: every later one is too.
-    encoder: Option<Encoder<'static>>,
-    /// Set when the first block needed no fix: the rest passes through.
-    settled: bool,
+    mode: Mode,
+    /// The client's HPACK table, as far as the rewrite needs it.
+    table: hpack::Table,
 }
 
 impl Default for Scanner {
     fn default() -> Self {
-        let mut decoder = Decoder::new();
-        decoder.set_max_allowed_table_size(TABLE_SIZE);
         Self {
             preface_left: PREFACE_LEN,
             pass_left: 0,
             block: None,
-            decoder,
-            encoder: None,
-            settled: false,
+            mode: Mode::First,
+            table: hpack::Table::default(),
         }
     }
 }
@@ -93,10 +102,16 @@ fn invalid(what: impl Into<String>) -> io::Error {
 }
 
 impl Scanner {
+    /// Whether the connection's first request (its whole header block) has
+    /// been read.
+    pub fn first_request_seen(&self) -> bool {
+        self.mode != Mode::First
+    }
+
     /// How many of `bytes` (the next ones from the client) pass through as
     /// they are. The rest must go to [`Scanner::process`].
     pub fn passthrough(&mut self, bytes: &[u8]) -> usize {
-        if self.settled {
+        if self.mode == Mode::Passing {
             return bytes.len();
         }
         let mut i = 0;
@@ -117,8 +132,9 @@ impl Scanner {
 
     /// Consumes the complete frames at the front of `pending` (bytes that did
     /// not pass through), appending what the server should read to `out`.
-    /// An incomplete frame stays in `pending`, except a non-header frame's
-    /// payload, which passes on as it arrives.
+    /// An incomplete frame stays in `pending` (at most one header frame,
+    /// [`MAX_FRAME`] bytes), except a non-header frame's payload, which
+    /// passes on as it arrives.
     pub fn process(&mut self, pending: &mut Vec<u8>, out: &mut Vec<u8>) -> io::Result<()> {
         let mut at = 0;
         let result = loop {
@@ -145,8 +161,10 @@ impl Scanner {
                 at += FRAME_HEAD;
                 continue;
             }
-            if len > MAX_BLOCK {
-                break Err(invalid("header frame larger than the header block limit"));
+            if len > MAX_FRAME {
+                break Err(invalid(format!(
+                    "a header frame of {len} bytes, over the frame size of {MAX_FRAME}"
+                )));
             }
             if rest.len() < FRAME_HEAD + len {
                 break Ok(());
@@ -178,8 +196,8 @@ impl Scanner {
                 });
             }
             (CONTINUATION, Some(block)) if block.stream == stream => {
-                if block.raw.len() + frame.len() > MAX_BLOCK {
-                    return Err(invalid("header block larger than the limit"));
+                if block.fragment.len() + payload.len() > MAX_BLOCK {
+                    return Err(invalid(format!("a header block over {MAX_BLOCK} bytes")));
                 }
                 block.fragment.extend_from_slice(payload);
                 block.raw.extend_from_slice(frame);
@@ -192,53 +210,20 @@ impl Scanner {
         let Some(block) = self.block.take() else {
             return Ok(());
         };
-        let headers = self.decode(&block.fragment)?;
-        let fix = headers
-            .iter()
-            .any(|(name, value)| name == b":authority" && needs_fix(value));
-        if !fix && self.encoder.is_none() {
-            // Only the first block can get here: the client's authority is
-            // one h2 takes, and so are its later ones.
+        let mut rewritten = Vec::with_capacity(block.fragment.len() + 16);
+        let scanned = hpack::rewrite(&block.fragment, &mut self.table, needs_fix, &mut rewritten)
+            .map_err(|e| invalid(e.to_string()))?;
+        self.mode = match (self.mode, scanned.fixed) {
+            (Mode::First, false) => Mode::Passing,
+            (Mode::First, true) | (Mode::Rewriting, _) => Mode::Rewriting,
+            (Mode::Passing, _) => Mode::Passing,
+        };
+        if scanned.fixed {
+            write_block(&block, &rewritten, out);
+        } else {
             out.extend_from_slice(&block.raw);
-            self.settled = true;
-            return Ok(());
         }
-        let fresh = self.encoder.is_none();
-        let encoder = self.encoder.get_or_insert_with(Encoder::new);
-        let mut encoded = Vec::with_capacity(block.fragment.len() + 16);
-        if fresh {
-            // Size update to 0 (empties the server's table) and back to 4096.
-            encoded.extend_from_slice(&[0x20, 0x3f, 0xe1, 0x1f]);
-        }
-        let fields = headers.iter().map(|(name, value)| {
-            let value = if name == b":authority" && needs_fix(value) {
-                REPLACEMENT
-            } else {
-                value.as_slice()
-            };
-            (name.as_slice(), value)
-        });
-        encoder.encode_into(fields, &mut encoded)?;
-        write_block(&block, &encoded, out);
         Ok(())
-    }
-
-    /// Decodes a block, bounding what it decodes to.
-    fn decode(&mut self, fragment: &[u8]) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut headers = Vec::new();
-        let mut size = 0usize;
-        self.decoder
-            .decode_with_cb(fragment, |name, value| {
-                size = size.saturating_add(name.len() + value.len() + 32);
-                if size <= MAX_BLOCK {
-                    headers.push((name.into_owned(), value.into_owned()));
-                }
-            })
-            .map_err(|e| invalid(format!("HPACK: {e:?}")))?;
-        if size > MAX_BLOCK {
-            return Err(invalid("decoded header list larger than the limit"));
-        }
-        Ok(headers)
     }
 }
 
@@ -273,7 +258,7 @@ fn write_block(block: &Block, encoded: &[u8], out: &mut Vec<u8>) {
         flags |= PRIORITY;
         prefix.extend_from_slice(&p);
     }
-    let first = encoded.len().min(MIN_MAX_FRAME - prefix.len());
+    let first = encoded.len().min(MAX_FRAME - prefix.len());
     let (head, mut rest) = encoded.split_at(first);
     let mut kind = HEADERS;
     let mut chunk = head;
@@ -292,7 +277,7 @@ fn write_block(block: &Block, encoded: &[u8], out: &mut Vec<u8>) {
         prefix.clear();
         flags = 0;
         kind = CONTINUATION;
-        let n = rest.len().min(MIN_MAX_FRAME);
+        let n = rest.len().min(MAX_FRAME);
         (chunk, rest) = rest.split_at(n);
     }
 }

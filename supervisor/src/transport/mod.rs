@@ -1,15 +1,25 @@
 //! What tarkd reads off the agent API's Unix socket before gRPC does.
 //!
-//! A connection is a [`UnixConn`]: the socket, with the client's bytes passed
-//! through [`headers::Scanner`] so that any gRPC client's default `:authority`
-//! is accepted. Bytes that need no change are read straight into hyper's
-//! buffer; only header frames are held back and rewritten.
+//! [`edge`] accepts connections: it knows the peer from its credentials
+//! before reading a byte, refuses one that is no principal or over the
+//! connection limits, and hands the rest on as [`UnixConn`]s. A connection
+//! is the socket, with the client's bytes passed through
+//! [`headers::Scanner`] so that any gRPC client's default `:authority` is
+//! accepted ([`hpack`], [`huffman`]); bytes that need no change are read
+//! straight into hyper's buffer, only header frames are held back. A
+//! connection that has not sent its first request within
+//! `api.first_request_ms` is closed.
 
+pub mod edge;
 pub mod headers;
+pub mod hpack;
+pub mod huffman;
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UnixStream;
@@ -24,6 +34,10 @@ pub struct UnixConn {
     /// Scanned bytes the server has yet to read, from `sent` on.
     out: Vec<u8>,
     sent: usize,
+    /// Until its first request has been read: when it is given up.
+    first_request: Option<(Pin<Box<tokio::time::Sleep>>, Duration)>,
+    /// Its place under the connection limits, given back when it closes.
+    _admitted: Option<edge::Admitted>,
 }
 
 impl From<UnixStream> for UnixConn {
@@ -34,6 +48,20 @@ impl From<UnixStream> for UnixConn {
             pending: Vec::new(),
             out: Vec::new(),
             sent: 0,
+            first_request: None,
+            _admitted: None,
+        }
+    }
+}
+
+impl UnixConn {
+    /// An admitted connection that must send its first request within
+    /// `first_request`.
+    pub fn admitted(stream: UnixStream, admitted: edge::Admitted, first_request: Duration) -> Self {
+        Self {
+            first_request: Some((Box::pin(tokio::time::sleep(first_request)), first_request)),
+            _admitted: Some(admitted),
+            ..Self::from(stream)
         }
     }
 }
@@ -59,6 +87,25 @@ impl UnixConn {
         }
         n > 0
     }
+
+    /// An error once the first request is overdue.
+    fn overdue(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if self.scanner.first_request_seen() {
+            self.first_request = None;
+        }
+        if let Some((timer, after)) = self.first_request.as_mut()
+            && timer.as_mut().poll(cx).is_ready()
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "no request within {} ms of connecting (api.first_request_ms)",
+                    after.as_millis()
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl AsyncRead for UnixConn {
@@ -72,6 +119,7 @@ impl AsyncRead for UnixConn {
             if this.drain_out(buf) {
                 return Poll::Ready(Ok(()));
             }
+            this.overdue(cx)?;
             let start = buf.filled().len();
             ready!(Pin::new(&mut this.stream).poll_read(cx, buf))?;
             let end = buf.filled().len();
@@ -92,6 +140,10 @@ impl AsyncRead for UnixConn {
             this.pending.extend_from_slice(&read[kept..]);
             buf.set_filled(start + kept);
             this.scanner.process(&mut this.pending, &mut this.out)?;
+            if this.pending.is_empty() && this.pending.capacity() > headers::MAX_FRAME {
+                // A large frame's buffer is not kept for the connection's life.
+                this.pending = Vec::new();
+            }
             if kept > 0 {
                 this.drain_out(buf);
                 return Poll::Ready(Ok(()));

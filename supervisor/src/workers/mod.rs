@@ -7,6 +7,7 @@
 //! may live and which gives way, [`cgroup`] the cgroup each one runs in,
 //! [`validate`] loading a plugin before it is installed.
 
+mod backstop;
 pub mod bounds;
 pub mod cache;
 pub mod cgroup;
@@ -220,8 +221,9 @@ impl Workers {
         // (an orphan of a kill racing its start) still holds the other end of
         // its channel: that leftover is killed with the worker's process group.
         let mut exited = worker.exit.clone();
+        let grace = Duration::from_millis(self.config.limits.kill_grace_ms);
         let result = tokio::select! {
-            r = tokio::time::timeout(limit, client.invoke(request)) => r,
+            r = backstop::within(limit, grace, client.invoke(request)) => r,
             _ = exited.wait_for(Option::is_some) => {
                 worker.kill();
                 Ok(Err(tonic::Status::unavailable("the worker exited")))

@@ -364,7 +364,8 @@ mod tests {
 
     #[test]
     fn credentials_are_judged_as_the_kernel_reports_them() {
-        let cases: &[((u32, u32), [u32; 3], [u32; 3], bool)] = &[
+        type Case = ((u32, u32), [u32; 3], [u32; 3], bool);
+        let cases: &[Case] = &[
             ((600_000, 600_000), [600_000; 3], [600_000; 3], true),
             (
                 (600_000, 600_000),

@@ -110,11 +110,7 @@ fn blocks(frames: &[Frame]) -> anyhow::Result<Vec<HeaderList>> {
             CONTINUATION => fragment.extend_from_slice(&f.payload),
             _ => continue,
         }
-        assert!(
-            f.payload.len() <= MIN_MAX_FRAME,
-            "frame of {}",
-            f.payload.len()
-        );
+        assert!(f.payload.len() <= MAX_FRAME, "frame of {}", f.payload.len());
         if f.flags & END_HEADERS != 0 {
             out.push(
                 decoder
@@ -220,7 +216,7 @@ fn a_path_authority_becomes_localhost_and_later_blocks_stay_in_step() -> anyhow:
                 .iter()
                 .map(|(n, v)| {
                     let v = if v == PATH_AUTHORITY {
-                        REPLACEMENT.to_vec()
+                        hpack::same_length_authority(v.len())
                     } else {
                         v.clone()
                     };
@@ -256,37 +252,59 @@ fn padding_priority_and_end_stream_are_kept_or_dropped_as_h2_expects() -> anyhow
     assert_eq!(headers.flags, END_HEADERS | END_STREAM | PRIORITY);
     assert_eq!(&headers.payload[..5], &[0x80, 0, 0, 0, 42]);
     let seen = blocks(&out)?;
-    assert_eq!(seen[0][3], (b":authority".to_vec(), REPLACEMENT.to_vec()));
+    let replaced = hpack::same_length_authority(b"/run/tarkd.sock".len());
+    assert_eq!(seen[0][3], (b":authority".to_vec(), replaced));
     Ok(())
 }
 
 #[test]
-fn a_large_block_is_split_into_continuations() -> anyhow::Result<()> {
+fn a_block_in_continuations_is_rewritten_in_frames_of_legal_size() -> anyhow::Result<()> {
     let mut encoder = Encoder::new();
     let mut headers = request(PATH_AUTHORITY, "/big.Call/It");
-    for i in 0..40 {
+    for i in 0..14 {
         headers.push((format!("x-meta-{i}").into_bytes(), vec![b'v'; 1000]));
     }
     let block = encode(&mut encoder, &headers);
+    assert!(block.len() > 14_000 && block.len() <= MAX_BLOCK);
     let (first, rest) = block.split_at(10_000);
     let mut input = preface();
     input.extend(frame(HEADERS, 0, 1, first));
     input.extend(frame(CONTINUATION, END_HEADERS, 1, rest));
     let out = frames(&through(&input, 4096)?);
-    let kinds: Vec<u8> = out.iter().map(|f| f.kind).collect();
-    assert_eq!(kinds[1..], [HEADERS, CONTINUATION, CONTINUATION]);
+    assert!(out.iter().all(|f| f.payload.len() <= MAX_FRAME));
+    assert_eq!(out.iter().filter(|f| f.kind == HEADERS).count(), 1);
     assert_eq!(blocks(&out)?[0].len(), headers.len());
+    // Written again from scratch, a block past one frame is split.
+    let long = Block {
+        stream: 1,
+        flags: END_HEADERS,
+        priority: None,
+        fragment: Vec::new(),
+        raw: Vec::new(),
+    };
+    let mut written = Vec::new();
+    write_block(&long, &vec![0x82; MAX_FRAME + 10], &mut written);
+    let kinds: Vec<u8> = frames(&[&input[..PREFACE_LEN], &written[..]].concat())
+        .iter()
+        .map(|f| f.kind)
+        .collect();
+    assert_eq!(kinds, [HEADERS, CONTINUATION]);
     Ok(())
 }
 
 #[test]
 fn what_a_client_can_make_it_hold_is_bounded() {
-    let too_long = frame(HEADERS, END_HEADERS, 1, &vec![0u8; MAX_BLOCK + 1]);
+    let too_long = frame(HEADERS, END_HEADERS, 1, &vec![0u8; MAX_FRAME + 1]);
     // A 4 KiB entry referenced over and over: decodes to far more than it is.
     let mut bomb = vec![0x40, 1, b'x'];
     bomb.extend(loona_hpack::encoder::encode_integer(4000, 7));
     bomb.extend_from_slice(&[b'y'; 4000]);
-    bomb.extend(std::iter::repeat_n(0x80 | 62, 16_000));
+    bomb.extend(std::iter::repeat_n(0x80 | 62, 12_000));
+    // The HPACK CPU bomb: literal :authority, Huffman-coded empty value.
+    let empties: Vec<u8> = [0x01, 0x80].repeat(MAX_FRAME / 2);
+    // A block over the limit in CONTINUATIONs of legal size.
+    let mut long_block = frame(HEADERS, 0, 1, &vec![0x82; MAX_FRAME]);
+    long_block.extend(frame(CONTINUATION, END_HEADERS, 1, &[0x82]));
     let misplaced = frame(CONTINUATION, END_HEADERS, 1, &[0x82]);
     let mut interleaved = frame(HEADERS, 0, 1, &[0x82]);
     interleaved.extend(frame(0x0, 0, 1, &[]));
@@ -296,12 +314,14 @@ fn what_a_client_can_make_it_hold_is_bounded() {
         1,
         &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
     );
-    let table: [(&str, Vec<u8>); 5] = [
-        ("header frame over the limit", too_long),
+    let table: [(&str, Vec<u8>); 7] = [
+        ("header frame over the frame size", too_long),
+        ("too many fields", frame(HEADERS, END_HEADERS, 1, &bomb)),
         (
-            "decoded size over the limit",
-            frame(HEADERS, END_HEADERS, 1, &bomb),
+            "empty Huffman strings",
+            frame(HEADERS, END_HEADERS, 1, &empties),
         ),
+        ("block over the limit", long_block),
         ("CONTINUATION with no HEADERS", misplaced),
         ("DATA inside a header block", interleaved),
         ("HPACK that does not decode", garbage),
@@ -314,4 +334,20 @@ fn what_a_client_can_make_it_hold_is_bounded() {
         };
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{what}: {err}");
     }
+}
+
+#[test]
+fn a_frame_declaring_a_megabyte_is_refused_before_its_payload() {
+    // The slow-headers attack: the frame head alone, the payload never sent.
+    let mut input = preface();
+    input.extend_from_slice(&[0x0f, 0xff, 0xf0, HEADERS, 0, 0, 0, 0, 1]);
+    input.extend_from_slice(&[0x82; 100]);
+    let mut scanner = Scanner::default();
+    let (mut pending, mut out) = (input[PREFACE_LEN..].to_vec(), Vec::new());
+    scanner.passthrough(&input[..PREFACE_LEN]);
+    let err = scanner.process(&mut pending, &mut out).err();
+    assert!(
+        err.is_some_and(|e| e.to_string().contains("over the frame size of 16384")),
+        "refused on its head"
+    );
 }
