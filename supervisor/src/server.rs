@@ -357,6 +357,19 @@ pub async fn serve(
             audit.close_windows();
         }
     });
+    // Memory a burst of connections held (hyper's buffers, the scanner's)
+    // goes back to the system once they are closed, not at the next worker
+    // reaping.
+    tokio::spawn(async {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            if crate::transport::edge::take_closed() >= 16 {
+                // SAFETY: malloc_trim only releases free heap memory.
+                unsafe { libc::malloc_trim(0) };
+            }
+        }
+    });
     let resuming = api.clone();
     tokio::spawn(async move { resuming.resume_channels().await });
     if let Some(timeout) = daemon.config.workers.idle_timeout() {

@@ -122,6 +122,15 @@ fn decide(counts: &Counts, peer: Peer, principal: bool, limits: &Limits) -> Resu
     Ok(())
 }
 
+/// Connections closed since [`take_closed`] was last called.
+static CLOSED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many connections (admitted or refused) have closed since the last
+/// call: what they held is free heap that tarkd can hand back.
+pub fn take_closed() -> usize {
+    CLOSED.swap(0, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// One connection's place under the limits, given back when it is dropped.
 #[derive(Debug)]
 pub struct Admitted {
@@ -140,6 +149,7 @@ impl Drop for Admitted {
             }
         }
         METRICS.api_connections.dec();
+        CLOSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -276,6 +286,7 @@ impl Edge {
             };
             let _ = tokio::time::timeout(LINGER, drain).await;
             lingering.fetch_sub(1, Ordering::AcqRel);
+            CLOSED.fetch_add(1, Ordering::Relaxed);
         });
     }
 }

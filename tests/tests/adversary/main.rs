@@ -3,6 +3,9 @@
 //! an order of magnitude from the failure each guards against, so they hold
 //! on a loaded CI machine and fail the day a change reopens the hole.
 //!
+//! - [`edge`]: before authentication: the HPACK bomb, slow headers, idle
+//!   connections, streams;
+//! - [`stall`]: a stalled tarkd blaming and killing a worker that answered;
 //! - [`ids`]: configuration that would run workers as root or share uids;
 //! - [`identity`]: a client certificate naming one principal by SAN and
 //!   another by CN;
@@ -11,7 +14,9 @@
 //!
 //! Each module's doc names the attacks it replays.
 
+mod edge;
 mod grants;
 mod identity;
 mod ids;
 mod logs;
+mod stall;
