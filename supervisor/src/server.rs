@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use tark_proto::plugin::v1 as pb;
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::server::NamedService;
 use tonic::service::Routes;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
@@ -467,6 +466,7 @@ pub async fn serve(
     };
     // Both listeners stop when `shutdown` resolves (or the socket's server ends).
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let limits = edge_limits(&daemon.config);
     let tcp_served = match tcp {
         Some((listener, tls)) => {
             let addr = listener
@@ -485,9 +485,12 @@ pub async fn serve(
                 .layer(StandardLayer)
                 .layer(gate.clone())
                 .add_routes(routes.clone())
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                });
+                .serve_with_incoming_shutdown(
+                    crate::transport::tcp::TcpEdge::new(listener, limits),
+                    async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    },
+                );
             Some(tokio::spawn(served))
         }
         None => None,
@@ -498,7 +501,7 @@ pub async fn serve(
         daemon.config.principals.clone(),
         nix::unistd::geteuid().as_raw(),
         Arc::clone(&daemon.workers.authority.audit),
-        edge_limits(&daemon.config),
+        limits,
     );
     let served = http2(Server::builder(), &daemon.config.api)
         .layer(StandardLayer)

@@ -175,9 +175,7 @@ pub struct Edge {
     audit: Arc<AuditLog>,
     limits: Limits,
     counts: Arc<Mutex<Counts>>,
-    /// Set while accepting fails for want of resources.
-    backoff: Option<Pin<Box<tokio::time::Sleep>>>,
-    failures: u32,
+    backoff: Backoff,
     /// Refused connections still open until their clients read why.
     lingering: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -200,8 +198,7 @@ impl Edge {
             audit,
             limits,
             counts: Arc::default(),
-            backoff: None,
-            failures: 0,
+            backoff: Backoff::default(),
             lingering: Arc::default(),
         }
     }
@@ -306,45 +303,78 @@ fn exhausted(e: &std::io::Error) -> bool {
     )
 }
 
+/// Waiting between accepts while accepting fails for want of a resource
+/// (10 ms, doubling to 1 s), instead of spinning on a listener that stays
+/// readable.
+#[derive(Default)]
+pub struct Backoff {
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    failures: u32,
+}
+
+impl Backoff {
+    /// Ready once any wait is over.
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(sleep) = self.sleep.as_mut() {
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.sleep = None;
+        }
+        Poll::Ready(())
+    }
+
+    /// An accept succeeded.
+    pub fn reset(&mut self) {
+        self.failures = 0;
+    }
+
+    /// An accept failed: true if it is a shortage to wait out (the wait is
+    /// armed and its wake-up registered), false if only that connection
+    /// failed.
+    pub fn failed(&mut self, e: &std::io::Error, cx: &mut Context<'_>, what: &str) -> bool {
+        if !exhausted(e) {
+            tracing::debug!("accept ({what}): {e}");
+            return false;
+        }
+        let wait = Duration::from_millis(10 << self.failures.min(7)).min(Duration::from_secs(1));
+        if self.failures == 0 {
+            tracing::error!(
+                "accepting {what} connections: {e}; retrying every {} ms while it lasts",
+                wait.as_millis()
+            );
+        }
+        self.failures += 1;
+        let mut sleep = Box::pin(tokio::time::sleep(wait));
+        // Registers the wake-up; a fresh sleep is never ready.
+        let _ = sleep.as_mut().poll(cx);
+        self.sleep = Some(sleep);
+        true
+    }
+}
+
 impl Stream for Edge {
     type Item = std::io::Result<UnixConn>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if let Some(backoff) = this.backoff.as_mut() {
-            if backoff.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            this.backoff = None;
+        if this.backoff.poll_ready(cx).is_pending() {
+            return Poll::Pending;
         }
         for _ in 0..BATCH {
             match this.listener.poll_accept(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok((stream, _))) => {
-                    this.failures = 0;
+                    this.backoff.reset();
                     if let Some(conn) = this.door(stream) {
                         return Poll::Ready(Some(Ok(conn)));
                     }
                 }
-                Poll::Ready(Err(e)) if exhausted(&e) => {
-                    // 10 ms, doubling to 1 s while it lasts.
-                    let wait = Duration::from_millis(10 << this.failures.min(7))
-                        .min(Duration::from_secs(1));
-                    if this.failures == 0 {
-                        tracing::error!(
-                            "accepting agent API connections: {e}; retrying every {} ms while it lasts",
-                            wait.as_millis()
-                        );
+                Poll::Ready(Err(e)) => {
+                    if this.backoff.failed(&e, cx, "agent API") {
+                        return Poll::Pending;
                     }
-                    this.failures += 1;
-                    let mut sleep = Box::pin(tokio::time::sleep(wait));
-                    // Registers the wake-up; a fresh sleep is never ready.
-                    let _ = sleep.as_mut().poll(cx);
-                    this.backoff = Some(sleep);
-                    return Poll::Pending;
                 }
-                // One connection that failed before it was accepted.
-                Poll::Ready(Err(e)) => tracing::debug!("accept: {e}"),
             }
         }
         // Many refusals in a row: let the runtime run others, then go on.

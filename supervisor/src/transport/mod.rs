@@ -8,12 +8,14 @@
 //! accepted ([`hpack`], [`huffman`]); bytes that need no change are read
 //! straight into hyper's buffer, only header frames are held back. A
 //! connection that has not sent its first request within
-//! `api.first_request_ms` is closed.
+//! `api.first_request_ms` is closed. [`tcp`] counts the TCP listener's
+//! connections the same way.
 
 pub mod edge;
 pub mod headers;
 pub mod hpack;
 pub mod huffman;
+pub mod tcp;
 
 use std::future::Future;
 use std::io;
