@@ -12,7 +12,8 @@
 //! - [`broker`]: every host call a plugin makes, checked against its grant;
 //! - [`oauth`]: the sign-in a manifest's `[oauth]` declares, run by tarkd;
 //! - [`access`]: who is calling the agent API, and what each caller may call;
-//! - [`transport`]: what is read off the API socket before gRPC sees it.
+//! - [`transport`]: what is read off the API socket before gRPC sees it;
+//! - [`tools`]: which plugin serves which tool.
 
 pub mod access;
 pub mod api;
@@ -31,5 +32,6 @@ pub mod reload;
 pub mod server;
 pub mod systemd;
 pub mod tenants;
+pub mod tools;
 pub mod transport;
 pub mod workers;
