@@ -388,8 +388,12 @@ impl Config {
         }
         semver::Version::parse(&self.tark_version)
             .map_err(|e| format!("tark_version {:?} is not semver: {e}", self.tark_version))?;
-        if self.workers.max_live == 0 || self.workers.max_live_per_tenant == 0 {
-            return Err("workers.max_live and max_live_per_tenant must be positive".into());
+        let w = &self.workers;
+        if w.max_live == 0 || w.max_live_per_tenant == 0 || w.describe_deadline_ms == 0 {
+            return Err(
+                "workers.max_live, max_live_per_tenant and describe_deadline_ms must be positive"
+                    .into(),
+            );
         }
         if let Some(addr) = &self.api.tcp {
             addr.parse::<std::net::SocketAddr>()

@@ -1,6 +1,6 @@
 //! The daemon's shared state and the operations behind the agent API.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -18,10 +18,8 @@ pub struct Daemon {
     registry: RwLock<Arc<Registry>>,
     pub workers: Workers,
     /// Tool lists by plugin, described once per module version for every tenant.
-    pub(crate) tool_cache: Mutex<HashMap<String, crate::tools::ListedTools>>,
-    /// Tool lists are described one plugin at a time: tarkd's own workers
-    /// then hold at most one place under `workers.max_live`.
-    pub(crate) describing: tokio::sync::Mutex<()>,
+    /// What is known of each tool plugin's tools.
+    pub(crate) catalog: crate::tools::catalog::Catalog,
     pub started: Instant,
     /// The operator's approvals, on disk.
     pub approvals: Approvals,
@@ -46,6 +44,8 @@ pub struct Daemon {
     /// Tool names more than one plugin claims → how `sources.conflicts`
     /// settled each (for diagnostics; each new one is audited once).
     pub(crate) tool_conflicts: Mutex<BTreeMap<String, (Vec<String>, String)>>,
+    /// When each plugin was first installed: who keeps a name two claim.
+    pub seniority: Arc<crate::plugins::seniority::Seniority>,
 }
 
 impl Daemon {
@@ -55,6 +55,7 @@ impl Daemon {
         workers: Workers,
         approvals: Approvals,
         host_version: semver::Version,
+        seniority: Arc<crate::plugins::seniority::Seniority>,
     ) -> Self {
         let channels = crate::api::channels::Channels::new(&config.state_dir);
         let disabled = crate::plugins::lifecycle::Disabled::new(&config.state_dir);
@@ -76,8 +77,7 @@ impl Daemon {
             config,
             registry: RwLock::new(Arc::new(registry)),
             workers,
-            tool_cache: Mutex::default(),
-            describing: tokio::sync::Mutex::new(()),
+            catalog: crate::tools::catalog::Catalog::default(),
             started: Instant::now(),
             approvals,
             disabled,
@@ -90,6 +90,7 @@ impl Daemon {
             oauth_logins: crate::oauth::Logins::default(),
             channels,
             tool_conflicts: Mutex::default(),
+            seniority,
         };
         daemon.audit_notes(&found);
         daemon
@@ -111,10 +112,7 @@ impl Daemon {
             drop(current);
             self.audit_notes(&new);
         }
-        self.tool_cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        self.forget_tools(&id);
     }
 
     /// Puts a whole rescanned registry in place at once; the cached tool lists
@@ -145,14 +143,6 @@ impl Daemon {
             registry.plugins.values().map(|p| &**p),
             true,
         );
-    }
-
-    /// Drops a plugin's cached tool list (it changed, or its state did).
-    pub fn forget_tools(&self, id: &str) {
-        self.tool_cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
     }
 
     /// Recomputes every plugin's grant from its manifest, its approval and the

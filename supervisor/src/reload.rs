@@ -17,7 +17,7 @@ pub async fn on_hangup(daemon: &Arc<Daemon>) {
     tracing::info!("SIGHUP: reopening the audit log, rescanning plugins, checking the config");
     daemon.workers.authority.audit.reopen();
     match daemon.reload_plugins().await {
-        Ok(_) => {}
+        Ok(_) => daemon.describe_all(),
         Err(e) => tracing::error!("{}", e.message),
     }
     if let Some(outcome) = check_config(&daemon.config) {

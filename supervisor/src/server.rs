@@ -108,8 +108,12 @@ pub async fn start(config: Config, dev: bool) -> Result<Started, StartError> {
     let version = semver::Version::parse(&config.tark_version)?;
     crate::plugins::lifecycle::clear_leftovers(&config.plugins_dir);
     let roots = crate::plugins::sources::roots(&config.sources, &config.plugins_dir);
-    let registry = Registry::scan_roots(&roots, config.sources.conflicts, &version)
-        .map_err(io("scanning the plugin roots under", &config.plugins_dir))?;
+    let seniority = Arc::new(crate::plugins::seniority::Seniority::open(
+        &config.state_dir,
+    ));
+    let registry =
+        Registry::scan_roots(&roots, config.sources.conflicts, &version, Some(&seniority))
+            .map_err(io("scanning the plugin roots under", &config.plugins_dir))?;
     tracing::info!(plugins = registry.plugins.len(), dir = %config.plugins_dir.display(), "plugins scanned");
     let approvals = Approvals::new(&config.state_dir);
     // The bundled examples ship inside tarkd: installing them approves what
@@ -145,7 +149,9 @@ pub async fn start(config: Config, dev: bool) -> Result<Started, StartError> {
         spawner,
         cgroups,
     );
-    let daemon = Arc::new(Daemon::new(config, registry, workers, approvals, version));
+    let daemon = Arc::new(Daemon::new(
+        config, registry, workers, approvals, version, seniority,
+    ));
     daemon.refresh_grants();
     let tcp = match &daemon.config.api.tcp {
         Some(addr) => Some(bind_tls(addr, &daemon.config.api).await?),
@@ -369,6 +375,8 @@ pub async fn serve(
             }
         }
     });
+    // Tool lists are described before the first agent asks for them.
+    daemon.describe_all();
     let resuming = api.clone();
     tokio::spawn(async move { resuming.resume_channels().await });
     if let Some(timeout) = daemon.config.workers.idle_timeout() {

@@ -107,6 +107,17 @@ pub fn tool(prefix: &str, imports: &str, run_body: &str) -> anyhow::Result<Vec<u
     component("tool-world", &tool_wat(prefix, imports, run_body))
 }
 
+/// A tool plugin whose `get-tools` never returns: it cannot say what tools
+/// it has.
+pub fn describe_hang(prefix: &str) -> anyhow::Result<Vec<u8>> {
+    let wat = tool_wat(prefix, "", "").replace(
+        "#get-tools\") (result i32) (i32.const 176))",
+        "#get-tools\") (result i32) (loop $l (br $l)) (i32.const 176))",
+    );
+    anyhow::ensure!(wat.contains("(loop $l (br $l)) (i32.const 176)"));
+    component("tool-world", &wat)
+}
+
 /// Loops forever.
 pub fn spinner(prefix: &str) -> anyhow::Result<Vec<u8>> {
     tool(prefix, "", "(loop $l (br $l))")

@@ -442,7 +442,7 @@ async fn tool_name_conflicts_are_reported_not_resolved_by_chance() -> anyhow::Re
             tool_plugin("one", "", fixtures::spinner("dup"))?,
             tool_plugin("two", "", fixtures::spinner("dup"))?,
         ],
-        Options::default(),
+        Options::config("[sources]\nconflicts = \"error\""),
     )?;
     let mut tools = t.tools().await?;
     let list = tools

@@ -62,6 +62,9 @@ impl pb::plugins_server::Plugins for Api {
             if let Err(e) = self.0.origins.set(&installed.id, &req.origin) {
                 tracing::warn!(plugin = %installed.id, "its source was not recorded: {e}");
             }
+            // What its tools mean for the names already in use.
+            self.0.describe_all();
+            reply.notes.extend(self.0.tool_clashes(&installed.id).await);
             let installed = self.plugin_info(&installed, &who);
             reply.needs_approval = installed.pending_approval.clone();
             reply.plugin = Some(installed);
@@ -139,6 +142,7 @@ impl pb::plugins_server::Plugins for Api {
         let who = crate::access::caller(&req);
         let req = req.into_inner();
         let (installed, approved) = self.0.rollback(&req.id, &req.version).await?;
+        self.0.describe_all();
         let info = self.plugin_info(&installed, &who);
         Ok(Response::new(pb::InstallPluginResponse {
             needs_approval: info.pending_approval.clone(),
@@ -211,6 +215,7 @@ impl pb::plugins_server::Plugins for Api {
         req: Request<pb::PluginRef>,
     ) -> Result<Response<pb::LifecycleResponse>, Status> {
         let message = self.0.set_enabled(&req.into_inner().id, true).await?;
+        self.0.describe_all();
         Ok(Response::new(pb::LifecycleResponse { message }))
     }
 
@@ -228,6 +233,7 @@ impl pb::plugins_server::Plugins for Api {
     ) -> Result<Response<pb::LifecycleResponse>, Status> {
         let who = crate::access::caller(&req);
         let change = self.0.reload_plugins().await?;
+        self.0.describe_all();
         tracing::info!(principal = %who.name, "plugins reloaded by request");
         Ok(Response::new(pb::LifecycleResponse {
             message: change.summary(),
@@ -246,6 +252,9 @@ impl pb::plugins_server::Plugins for Api {
             .workers
             .restart_where(&plugin.id, |t| who.may_act_for(t))
             .await;
+        // Its tool list is asked for again (a quarantined describe too).
+        self.0.forget_tools(&plugin.id);
+        self.0.describe_all();
         tracing::info!(plugin = %plugin.id, principal = %who.name, stopped, "restarted by request");
         let message = format!(
             "plugin {}: stopped {stopped} worker(s); the next call starts a fresh one",

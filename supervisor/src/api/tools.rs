@@ -14,11 +14,28 @@ impl pb::tools_server::Tools for Api {
         req: Request<pb::ListToolsRequest>,
     ) -> Result<Response<pb::ListToolsResponse>, Status> {
         // Tool lists are described once for every tenant; each sees the
-        // tools of the plugins enabled for it.
+        // tools of the plugins that may act for it (enabled for it, signed
+        // where it requires signatures): what it lists, it can call.
         let tenant = tenant(&req)?;
         let index = self.0.tools().await;
-        let enabled =
-            |plugin: &str| crate::tenants::enabled(&self.0.config.tenants, &tenant, plugin);
+        let registry = self.0.registry();
+        let enabled = |plugin: &str| {
+            registry
+                .get(plugin)
+                .is_some_and(|p| self.0.workers.serves(&tenant, p).is_ok())
+        };
+        let mut refused: Vec<String> = index
+            .tools
+            .iter()
+            .map(|t| t.plugin.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .filter(|p| crate::tenants::enabled(&self.0.config.tenants, &tenant, p))
+            .filter_map(|p| registry.get(p))
+            .filter_map(|p| self.0.workers.serves(&tenant, p).err())
+            .map(|e| e.message)
+            .collect();
+        refused.sort();
         Ok(Response::new(pb::ListToolsResponse {
             tools: index
                 .tools
@@ -41,11 +58,14 @@ impl pb::tools_server::Tools for Api {
                 })
                 .filter(|c| c.plugins.len() > 1)
                 .collect(),
-            // Errors start with the plugin's id ("notes: …").
+            // Errors start with the plugin's id ("notes: …"); a plugin
+            // enabled for the tenant that may not act for it (unsigned where
+            // it requires signatures) says why its tools are missing.
             errors: index
                 .errors
                 .into_iter()
                 .filter(|e| e.split(':').next().is_none_or(enabled))
+                .chain(refused)
                 .collect(),
         }))
     }

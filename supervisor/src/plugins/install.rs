@@ -266,7 +266,10 @@ impl Daemon {
             let _ = std::fs::remove_dir_all(&staging);
         }
         crate::crash::point("install:kept");
-        let installed = Arc::new(registry::load(&dest, &id, &self.host_version));
+        let mut installed = registry::load(&dest, &id, &self.host_version);
+        // A new plugin takes the last place; an update keeps its own.
+        installed.seniority = self.seniority.of(&id);
+        let installed = Arc::new(installed);
         self.replace_plugin(Arc::clone(&installed));
         self.refresh_grant(&id);
         let stopped = self.workers.restart(&id).await;

@@ -178,6 +178,7 @@ impl Daemon {
         self.origins
             .remove(id)
             .map_err(|e| internal("forgetting its source", &e))?;
+        self.seniority.forget(id);
         // Its kept versions go with it: a rollback needs an installed plugin.
         self.history
             .clear(id)

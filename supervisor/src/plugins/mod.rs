@@ -14,5 +14,6 @@ pub mod manifest;
 pub mod registry;
 pub mod reload;
 pub mod roots;
+pub mod seniority;
 pub mod sources;
 pub mod trust;

@@ -35,6 +35,9 @@ pub struct Plugin {
     pub signature: std::sync::Mutex<Option<crate::plugins::trust::Verdict>>,
     /// The root it was read from (see `sources`).
     pub origin: Origin,
+    /// When it was first installed or found (see `seniority`): of two in
+    /// one root, the earlier keeps a name both claim.
+    pub seniority: u64,
     /// A provider or channel id it claims that `sources.conflicts` gave to
     /// another plugin (or to none): it then serves nothing. Settled again
     /// whenever the set of plugins changes (`Registry::settle`, in `roots`).
@@ -126,6 +129,7 @@ impl Registry {
             &[(Origin::Installed, dir.to_owned())],
             ConflictPolicy::Error,
             host_version,
+            None,
         )
     }
 
@@ -239,6 +243,7 @@ fn build(
         package_digest: String::new(),
         signature: Default::default(),
         origin: Origin::default(),
+        seniority: 0,
         conflict: Default::default(),
     };
     let text = match text {

@@ -93,19 +93,21 @@ impl Daemon {
         let roots = crate::plugins::sources::roots(&self.config.sources, &self.config.plugins_dir);
         let policy = self.config.sources.conflicts;
         let version = self.host_version.clone();
-        let mut scanned =
-            tokio::task::spawn_blocking(move || Registry::scan_roots(&roots, policy, &version))
-                .await
-                .map_err(|e| CallError::new(Code::Internal, format!("reload: {e}")))?
-                .map_err(|e| {
-                    CallError::new(
-                        Code::FailedPrecondition,
-                        format!(
-                            "reload refused, nothing changed: scanning {}: {e}",
-                            self.config.plugins_dir.display()
-                        ),
-                    )
-                })?;
+        let seniority = Arc::clone(&self.seniority);
+        let mut scanned = tokio::task::spawn_blocking(move || {
+            Registry::scan_roots(&roots, policy, &version, Some(&seniority))
+        })
+        .await
+        .map_err(|e| CallError::new(Code::Internal, format!("reload: {e}")))?
+        .map_err(|e| {
+            CallError::new(
+                Code::FailedPrecondition,
+                format!(
+                    "reload refused, nothing changed: scanning {}: {e}",
+                    self.config.plugins_dir.display()
+                ),
+            )
+        })?;
         let running = self.registry();
         let change = diff(&running, &scanned);
         let incoming: Vec<&Arc<Plugin>> = change
@@ -219,6 +221,7 @@ mod tests {
             package_digest: format!("{wasm}{manifest}{data}"),
             signature: Default::default(),
             origin: Default::default(),
+            seniority: 0,
             conflict: Default::default(),
         })
     }

@@ -9,16 +9,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::plugins::registry::{Plugin, Registry, scan_dir};
+use crate::plugins::seniority::Seniority;
 use crate::plugins::sources::{ConflictPolicy, Origin};
 
 impl Registry {
     /// Reads every root in precedence order (see `sources`): an id already
-    /// read from an earlier root shadows later copies; then provider and
-    /// channel ids two plugins contribute are settled by `policy`.
+    /// read from an earlier root shadows later copies; each plugin gets its
+    /// place from `seniority` (recorded now for one seen the first time);
+    /// then provider and channel ids two plugins contribute are settled by
+    /// `policy`.
     pub fn scan_roots(
         roots: &[(Origin, PathBuf)],
         policy: ConflictPolicy,
         host_version: &semver::Version,
+        seniority: Option<&Seniority>,
     ) -> std::io::Result<Self> {
         let mut plugins: BTreeMap<String, Plugin> = BTreeMap::new();
         let mut notes = Vec::new();
@@ -37,6 +41,7 @@ impl Registry {
                     continue;
                 }
                 plugin.origin = *origin;
+                plugin.seniority = seniority.map_or(0, |s| s.of(&plugin.id));
                 plugins.insert(plugin.id.clone(), plugin);
             }
         }
@@ -53,7 +58,9 @@ impl Registry {
     /// plugin involved gets a note (replacing the last settlement's). Returns
     /// the notes that are new, for the audit log.
     pub fn settle(&mut self, policy: ConflictPolicy) -> Vec<(String, String, String)> {
-        let mut claims: BTreeMap<(&str, String), Vec<(Origin, String)>> = BTreeMap::new();
+        // (kind, id) → its claimants' (root, seniority, plugin id).
+        type Claimants = Vec<(Origin, u64, String)>;
+        let mut claims: BTreeMap<(&str, String), Claimants> = BTreeMap::new();
         for p in self.plugins.values() {
             let Some(l) = &p.loaded else { continue };
             let c = &l.manifest.contributes;
@@ -64,8 +71,8 @@ impl Registry {
                 .chain(c.channels.iter().map(|x| ("channel", x)));
             for (kind, x) in ids.filter(|(_, x)| !x.id.is_empty()) {
                 let entry = claims.entry((kind, x.id.clone())).or_default();
-                if !entry.iter().any(|(_, id)| *id == p.id) {
-                    entry.push((p.origin, p.id.clone()));
+                if !entry.iter().any(|(_, _, id)| *id == p.id) {
+                    entry.push((p.origin, p.seniority, p.id.clone()));
                 }
             }
         }
@@ -73,7 +80,7 @@ impl Registry {
         let mut notes = Vec::new();
         for ((kind, id), mut claimants) in claims.into_iter().filter(|(_, c)| c.len() > 1) {
             claimants.sort();
-            let names: Vec<String> = claimants.into_iter().map(|(_, p)| p).collect();
+            let names: Vec<String> = claimants.into_iter().map(|(_, _, p)| p).collect();
             let what = format!("{kind} id {id:?}");
             let resolution = policy.resolution(&what, &names);
             let winner = policy.winner(names.len());
@@ -157,7 +164,7 @@ mod tests {
         let v = semver::Version::new(0, 5, 0);
         // `two` is read from the installed root (its root copy is shadowed), and
         // contributes "other": no conflict.
-        let r = Registry::scan_roots(&roots, ConflictPolicy::KeepFirst, &v)?;
+        let r = Registry::scan_roots(&roots, ConflictPolicy::KeepFirst, &v, None)?;
         let two = r.get("two").map(|p| (p.origin, p.conflict()));
         assert_eq!(two, Some((Origin::Installed, None)));
         assert_eq!(r.notes.len(), 1, "{:?}", r.notes);
@@ -170,7 +177,7 @@ mod tests {
             (ConflictPolicy::Error, true, true),
         ];
         for (policy, one_silenced, two_silenced) in table {
-            let r = Registry::scan_roots(&roots, policy, &v)?;
+            let r = Registry::scan_roots(&roots, policy, &v, None)?;
             let silenced = |id: &str| r.get(id).is_some_and(|p| p.conflict().is_some());
             assert_eq!(
                 (silenced("one"), silenced("two")),

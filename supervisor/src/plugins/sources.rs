@@ -7,10 +7,11 @@
 //! two roots is one plugin, read from the root that comes first; the other
 //! copies are shadowed and reported. Different plugins that claim the same
 //! tool name, provider id or channel id conflict: `sources.conflicts` says
-//! who keeps it (`keep-first`: the one from the root that comes first, then
-//! by id; `keep-last`: the other end; `error`: nobody, until the operator
-//! resolves it). Every conflict is in the inventory's diagnostics and the
-//! audit log.
+//! who keeps it (`keep-first`, the default: the one from the root that comes
+//! first, then the one installed first (`seniority`), then by id, so a
+//! newcomer cannot take names from a plugin already in use; `keep-last`: the
+//! other end; `error`: nobody, until the operator resolves it). Every
+//! conflict is in the inventory's diagnostics and the audit log.
 
 use std::path::PathBuf;
 
@@ -31,10 +32,11 @@ pub struct SourcesConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ConflictPolicy {
+    /// The plugin there first keeps it; the newcomer's claim is refused.
+    #[default]
     KeepFirst,
     KeepLast,
     /// Nobody: the name is refused until one plugin is disabled or removed.
-    #[default]
     Error,
 }
 

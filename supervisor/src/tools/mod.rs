@@ -1,17 +1,33 @@
-//! The tool index: which plugin serves which tool, from tool lists each
-//! plugin describes once per module version (for every tenant, by a worker
-//! of [`DESCRIBE_TENANT`]), and tool calls routed by it.
+//! The tool index: which plugin serves which tool.
+//!
+//! Each tool plugin describes its tools once per module version, for every
+//! tenant, in a worker of [`DESCRIBE_TENANT`], in the background and with a
+//! short deadline of its own ([`catalog`]); what it said (or that it failed)
+//! is kept. [`index`] builds a tenant's `ListTools` from what is known,
+//! waiting (bounded) only for plugins not described yet; [`route`] sends an
+//! `InvokeTool` to the plugin that serves the tool, from what is known, and
+//! never waits for another plugin's describe when the tool's own plugin is
+//! known. Two plugins claiming one name are settled by `sources.conflicts`
+//! (by default the plugin there first keeps it).
 
-use std::collections::BTreeMap;
+pub mod catalog;
+mod index;
+mod route;
+
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tark_proto::worker::v1 as wpb;
+use tokio::sync::watch;
 use tonic::Code;
 
-use crate::daemon::{Daemon, SOURCES_TENANT};
+use crate::daemon::Daemon;
 use crate::plugins::manifest::PluginType;
 use crate::plugins::registry::{Plugin, Registry};
 use crate::workers::CallError;
+use catalog::Lookup;
+
+pub use index::ToolIndex;
 
 /// A tool as the agent sees it: which plugin serves it and how risky it is.
 #[derive(Debug, Clone)]
@@ -23,77 +39,116 @@ pub struct Tool {
     pub risk: wpb::RiskLevel,
 }
 
-/// What the tool plugins of one tenant offer.
-#[derive(Debug, Default)]
-pub struct ToolIndex {
-    pub tools: Vec<Tool>,
-    /// Tool name → the plugins that claim it, for names claimed more than once.
-    pub conflicts: BTreeMap<String, Vec<String>>,
-    /// Plugins whose tools could not be listed, with the reason.
-    pub errors: Vec<String>,
-}
-
-/// A plugin's tools, valid while the module's SHA-256 (the first field) is
-/// unchanged.
-pub type ListedTools = (String, Vec<Tool>);
-
 /// The tenant tool lists are described for: no tenant's (not a valid tenant
 /// name, so no caller can act for it), so describing a plugin's tools once
 /// serves every tenant, starts no worker of theirs and sees none of their data.
 pub const DESCRIBE_TENANT: &str = "@describe";
 
+/// How long, beyond the describe deadline, a caller waits for a describe to
+/// end (it may queue behind others).
+const WAIT_SLACK: Duration = Duration::from_secs(1);
+
 impl Daemon {
-    /// The tools one plugin offers (described once per module version, by a
-    /// worker of [`DESCRIBE_TENANT`], for every tenant).
-    async fn plugin_tools(&self, plugin: &Plugin) -> Result<Vec<Tool>, CallError> {
-        let Some(loaded) = plugin.of_type(PluginType::Tool) else {
-            return Ok(Vec::new());
-        };
-        if loaded.is_commands() {
-            return Ok(command_tools(plugin, loaded));
-        }
-        let cached = || {
-            self.tool_cache
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&plugin.id)
-                .filter(|(sha, _)| *sha == loaded.sha256)
-                .map(|(_, tools)| tools.clone())
-        };
-        if let Some(tools) = cached() {
-            return Ok(tools);
-        }
-        let _describing = self.describing.lock().await;
-        if let Some(tools) = cached() {
-            return Ok(tools);
-        }
-        let described = self.describe_tools(plugin, loaded).await;
-        // Described: the worker has done its job and its place goes to
-        // tenants. One that failed stays (until idle), so asking again fails
-        // fast instead of starting a worker per attempt.
-        if described.is_ok() {
-            let key = crate::workers::WorkerKey {
-                tenant: DESCRIBE_TENANT.to_owned(),
-                plugin: plugin.id.clone(),
-            };
-            self.workers.stop_idle(&key).await;
-        }
-        described
+    /// Every runnable tool plugin of `registry`, with what is known of its
+    /// tools now (command tools are known from their manifest).
+    pub(crate) fn listings(&self, registry: &Registry) -> Vec<(Arc<Plugin>, Lookup)> {
+        let now = Instant::now();
+        registry
+            .plugins
+            .values()
+            .filter_map(|p| {
+                let loaded = p.of_type(PluginType::Tool)?;
+                let lookup = if loaded.is_commands() {
+                    Lookup::Listed(Arc::new(command_tools(p, loaded)))
+                } else {
+                    self.catalog.lookup(&p.id, &loaded.sha256, now)
+                };
+                Some((Arc::clone(p), lookup))
+            })
+            .collect()
     }
 
-    async fn describe_tools(
-        &self,
-        plugin: &Plugin,
-        loaded: &crate::plugins::registry::Loaded,
-    ) -> Result<Vec<Tool>, CallError> {
-        let tenant = DESCRIBE_TENANT;
+    /// Starts describing `plugin`'s tools unless that is done, under way,
+    /// or failed and not due again; a receiver that says when a describe
+    /// under way ends.
+    pub(crate) fn describe(
+        self: &Arc<Self>,
+        plugin: &Arc<Plugin>,
+    ) -> Option<watch::Receiver<bool>> {
+        let loaded = plugin.of_type(PluginType::Tool)?;
+        if loaded.is_commands() {
+            return None;
+        }
+        let sha = loaded.sha256.clone();
+        let done = match self.catalog.claim(&plugin.id, &sha, Instant::now()) {
+            Ok(done) => done,
+            Err(running) => return running,
+        };
+        let ended = done.subscribe();
+        let (daemon, plugin) = (Arc::clone(self), Arc::clone(plugin));
+        tokio::spawn(async move {
+            let permit = daemon.catalog.permits().acquire_owned().await;
+            let described = daemon.describe_tools(&plugin).await;
+            if described.is_ok() {
+                // Its worker has done its job: the place goes to tenants. One
+                // that failed stays until idle (or killed), so a retry does
+                // not start a worker per attempt.
+                let key = crate::workers::WorkerKey {
+                    tenant: DESCRIBE_TENANT.to_owned(),
+                    plugin: plugin.id.clone(),
+                };
+                daemon.workers.stop_idle(&key).await;
+            }
+            if let Err(e) = &described {
+                tracing::warn!(plugin = %plugin.id, "listing its tools failed: {}", e.message);
+            }
+            let result = described.map_err(|e| e.message);
+            let quarantine_after = daemon.config.supervision.intensity;
+            daemon
+                .catalog
+                .finish(&plugin.id, &sha, result, Instant::now(), quarantine_after);
+            drop(permit);
+            let _ = done.send(true);
+        });
+        Some(ended)
+    }
+
+    /// Starts describing each of `plugins` not known yet and waits for them,
+    /// at most the describe deadline (and a little slack).
+    pub(crate) async fn await_described<'a>(
+        self: &Arc<Self>,
+        plugins: impl Iterator<Item = &'a Arc<Plugin>>,
+    ) {
+        let running: Vec<_> = plugins.filter_map(|p| self.describe(p)).collect();
+        if running.is_empty() {
+            return;
+        }
+        let all = futures_util::future::join_all(running.into_iter().map(|mut ended| async move {
+            let _ = ended.wait_for(|done| *done).await;
+        }));
+        let _ = tokio::time::timeout(self.describe_deadline() + WAIT_SLACK, all).await;
+    }
+
+    /// Starts describing every tool plugin not described yet, in the
+    /// background (at start, and after plugins change).
+    pub fn describe_all(self: &Arc<Self>) {
+        for plugin in self.registry().plugins.values() {
+            self.describe(plugin);
+        }
+    }
+
+    fn describe_deadline(&self) -> Duration {
+        Duration::from_millis(self.config.workers.describe_deadline_ms)
+    }
+
+    /// Asks a plugin's describing worker for its tools and each one's risk,
+    /// each call cut off at the describe deadline.
+    async fn describe_tools(&self, plugin: &Plugin) -> Result<Vec<Tool>, CallError> {
+        let (tenant, limit) = (DESCRIBE_TENANT, Some(self.describe_deadline()));
+        let list = wpb::invoke_request::Call::ListTools(wpb::ListTools {});
         let listed = match self
             .workers
-            .call(
-                tenant,
-                plugin,
-                wpb::invoke_request::Call::ListTools(wpb::ListTools {}),
-            )
+            .call_within(tenant, plugin, list, limit)
             .await?
         {
             wpb::invoke_response::Outcome::Tools(t) => t.tools,
@@ -104,7 +159,11 @@ impl Daemon {
             let call = wpb::invoke_request::Call::GetRiskLevel(wpb::GetRiskLevel {
                 tool: t.name.clone(),
             });
-            let risk = match self.workers.call(tenant, plugin, call).await? {
+            let risk = match self
+                .workers
+                .call_within(tenant, plugin, call, limit)
+                .await?
+            {
                 wpb::invoke_response::Outcome::Risk(r) => {
                     wpb::RiskLevel::try_from(r.level).unwrap_or(wpb::RiskLevel::Unspecified)
                 }
@@ -118,198 +177,18 @@ impl Daemon {
                 risk,
             });
         }
-        self.tool_cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(plugin.id.clone(), (loaded.sha256.clone(), tools.clone()));
         Ok(tools)
     }
 
-    /// Every tool of every runnable tool plugin, listed concurrently; a plugin that
-    /// fails is reported in `errors` and does not hide the others.
-    pub async fn tools(self: &Arc<Self>) -> ToolIndex {
-        let registry = self.registry();
-        let mut set = tokio::task::JoinSet::new();
-        for plugin in registry
-            .plugins
-            .values()
-            .filter(|p| p.of_type(PluginType::Tool).is_some())
-        {
-            let (daemon, plugin) = (Arc::clone(self), Arc::clone(plugin));
-            set.spawn(async move { (plugin.id.clone(), daemon.plugin_tools(&plugin).await) });
-        }
-        let mut index = ToolIndex::default();
-        while let Some(joined) = set.join_next().await {
-            match joined {
-                Ok((_, Ok(tools))) => index.tools.extend(tools),
-                Ok((id, Err(e))) => index.errors.push(format!("{id}: {}", e.message)),
-                Err(e) => index.errors.push(format!("listing tools failed: {e}")),
-            }
-        }
-        index
-            .tools
-            .sort_by(|a, b| (&a.name, &a.plugin).cmp(&(&b.name, &b.plugin)));
-        index.errors.sort();
-        let mut claims: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for t in &index.tools {
-            claims
-                .entry(t.name.clone())
-                .or_default()
-                .push(t.plugin.clone());
-        }
-        let policy = self.config.sources.conflicts;
-        for (name, mut plugins) in claims.into_iter().filter(|(_, p)| p.len() > 1) {
-            by_precedence(&registry, &mut plugins);
-            if let Some(w) = policy.winner(plugins.len()) {
-                let keep = plugins[w].clone();
-                index.tools.retain(|t| t.name != name || t.plugin == keep);
-            }
-            self.note_tool_conflict(&name, &plugins);
-            index.conflicts.insert(name, plugins);
-        }
-        index
-    }
-
-    /// Remembers how a tool-name conflict was settled, auditing it the first
-    /// time these plugins conflict over it.
-    fn note_tool_conflict(&self, tool: &str, plugins: &[String]) {
-        let what = format!("tool {tool:?}");
-        let resolution = self.config.sources.conflicts.resolution(&what, plugins);
-        let mut seen = self
-            .tool_conflicts
+    /// Drops a plugin's known tool list (it changed, or its state did),
+    /// and the tool-name conflicts it was part of (settled again when the
+    /// tools are next listed).
+    pub fn forget_tools(&self, id: &str) {
+        self.catalog.forget(id);
+        self.tool_conflicts
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if seen.get(tool).is_some_and(|(p, _)| p == plugins) {
-            return;
-        }
-        seen.insert(tool.to_owned(), (plugins.to_vec(), resolution.clone()));
-        drop(seen);
-        for p in plugins {
-            self.workers.authority.audit.record(
-                SOURCES_TENANT,
-                p,
-                "sources",
-                &what,
-                "conflict",
-                &resolution,
-            );
-        }
-    }
-
-    /// The tool-name conflicts `plugin` is part of, as diagnostics.
-    pub fn tool_conflicts_of(&self, plugin: &str) -> Vec<String> {
-        let seen = self
-            .tool_conflicts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        seen.values()
-            .filter(|(plugins, _)| plugins.iter().any(|p| p == plugin))
-            .map(|(_, resolution)| resolution.clone())
-            .collect()
-    }
-
-    /// The plugins (in name order) whose cached tool lists offer `tool`,
-    /// without copying the lists; `None` when a runnable plugin has no current
-    /// list.
-    fn claims(&self, registry: &Registry, tool: &str) -> Option<Vec<String>> {
-        let cache = self.tool_cache.lock().unwrap_or_else(|p| p.into_inner());
-        let mut claimants = Vec::new();
-        for plugin in registry.plugins.values() {
-            let Some(loaded) = plugin.of_type(PluginType::Tool) else {
-                continue;
-            };
-            if loaded.is_commands() {
-                if loaded.manifest.commands.iter().any(|c| c.name == tool) {
-                    claimants.push(plugin.id.clone());
-                }
-                continue;
-            }
-            let (_, tools) = cache
-                .get(&plugin.id)
-                .filter(|(sha, _)| *sha == loaded.sha256)?;
-            if tools.iter().any(|t| t.name == tool) {
-                claimants.push(plugin.id.clone());
-            }
-        }
-        Some(claimants)
-    }
-
-    /// Runs a tool by name, routed to the one plugin that provides it.
-    pub async fn invoke_tool(
-        self: &Arc<Self>,
-        tenant: &str,
-        tool: &str,
-        arguments_json: &str,
-    ) -> Result<(String, wpb::ToolResult), CallError> {
-        let registry = self.registry();
-        // Route from the cached lists; list the plugins only if one is not
-        // listed yet for this tenant (first call, new module, earlier failure).
-        let (mut claimants, errors) = match self.claims(&registry, tool) {
-            Some(claimants) => (claimants, Vec::new()),
-            None => {
-                let index = self.tools().await;
-                let claimants = index
-                    .tools
-                    .iter()
-                    .filter(|t| t.name == tool)
-                    .map(|t| t.plugin.clone())
-                    .collect();
-                (claimants, index.errors)
-            }
-        };
-        // Only the plugins enabled for the tenant offer it their tools.
-        claimants.retain(|p| crate::tenants::enabled(&self.config.tenants, tenant, p));
-        if claimants.len() > 1 {
-            by_precedence(&registry, &mut claimants);
-        }
-        let policy = self.config.sources.conflicts;
-        let found = match (claimants.as_slice(), policy.winner(claimants.len())) {
-            ([], _) => {
-                let mut message = format!("unknown tool {tool:?}");
-                if !errors.is_empty() {
-                    message.push_str(&format!(
-                        " (some plugins could not be asked: {})",
-                        errors.join("; ")
-                    ));
-                }
-                return Err(CallError {
-                    reason: Some(crate::reasons::Reason::ToolNotFound),
-                    ..CallError::new(Code::NotFound, message)
-                });
-            }
-            // The winner is one of the claimants, by `winner`'s contract.
-            (many, Some(w)) => &many[w],
-            (many, None) => {
-                return Err(CallError {
-                    reason: Some(crate::reasons::Reason::ToolConflict),
-                    ..CallError::new(
-                        Code::FailedPrecondition,
-                        format!(
-                            "tool {tool:?} is provided by more than one plugin ({}); disable or remove all but one (or set sources.conflicts)",
-                            many.join(", ")
-                        ),
-                    )
-                });
-            }
-        };
-        let plugin = self.plugin(found)?;
-        if let Some(command) = plugin
-            .runnable()
-            .and_then(|l| l.manifest.commands.iter().find(|c| c.name == tool))
-        {
-            let jail = self.workers.jail(tenant, &plugin)?;
-            let result =
-                crate::commands::run(jail, tenant, &plugin, command, arguments_json).await?;
-            return Ok((plugin.id.clone(), result));
-        }
-        let call = wpb::invoke_request::Call::ExecuteTool(wpb::ExecuteTool {
-            tool: tool.to_owned(),
-            arguments_json: arguments_json.to_owned(),
-        });
-        match self.workers.call(tenant, &plugin, call).await? {
-            wpb::invoke_response::Outcome::ToolResult(r) => Ok((plugin.id.clone(), r)),
-            _ => Err(unexpected(&plugin.id)),
-        }
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (plugins, _)| !plugins.iter().any(|p| p == id));
     }
 }
 
@@ -329,9 +208,13 @@ fn command_tools(plugin: &Plugin, loaded: &crate::plugins::registry::Loaded) -> 
         .collect()
 }
 
-/// Orders plugin ids by the precedence of their roots, then by id.
+/// Orders plugin ids by precedence: the root they come from, then when they
+/// were installed, then id.
 fn by_precedence(registry: &Registry, plugins: &mut [String]) {
-    plugins.sort_by_cached_key(|p| (registry.get(p).map(|p| p.origin), p.clone()));
+    plugins.sort_by_cached_key(|p| {
+        let place = registry.get(p).map(|p| (p.origin, p.seniority));
+        (place, p.clone())
+    });
 }
 
 fn unexpected(plugin: &str) -> CallError {

@@ -21,6 +21,9 @@ pub struct WorkersConfig {
     pub max_live: usize,
     /// Live workers of one tenant.
     pub max_live_per_tenant: usize,
+    /// How long a plugin has to say what tools it offers (each of its
+    /// `get-tools` and `get-risk-level` calls), whatever its call deadline.
+    pub describe_deadline_ms: u64,
 }
 
 impl Default for WorkersConfig {
@@ -29,6 +32,7 @@ impl Default for WorkersConfig {
             idle_timeout_s: 300,
             max_live: 1024,
             max_live_per_tenant: 32,
+            describe_deadline_ms: 2000,
         }
     }
 }
@@ -147,6 +151,7 @@ mod tests {
         idle_timeout_s: 1,
         max_live: 3,
         max_live_per_tenant: 2,
+        describe_deadline_ms: 1000,
     };
 
     #[test]

@@ -198,6 +198,18 @@ impl Workers {
         plugin: &Plugin,
         call: pb::invoke_request::Call,
     ) -> Result<pb::invoke_response::Outcome, CallError> {
+        self.call_within(tenant, plugin, call, None).await
+    }
+
+    /// [`Self::call`], its worker killed if it has not answered within
+    /// `limit` (instead of its deadline and the kill grace).
+    pub async fn call_within(
+        &self,
+        tenant: &str,
+        plugin: &Plugin,
+        call: pb::invoke_request::Call,
+        limit: Option<Duration>,
+    ) -> Result<pb::invoke_response::Outcome, CallError> {
         self.enabled_for(tenant, plugin)?;
         let key = WorkerKey {
             tenant: tenant.to_owned(),
@@ -213,7 +225,9 @@ impl Workers {
             .map_or(self.config.limits.deadline_ms, |l| {
                 limits::effective(&self.config.limits, &l.manifest.limits).deadline_ms
             });
-        let limit = Duration::from_millis(deadline_ms + self.config.limits.kill_grace_ms);
+        let limit = limit.unwrap_or_else(|| {
+            Duration::from_millis(deadline_ms + self.config.limits.kill_grace_ms)
+        });
         let mut client = worker.client.clone();
         let request = pb::InvokeRequest { call: Some(call) };
         let turn = worker.turn.lock().await;
@@ -320,6 +334,14 @@ impl Workers {
         };
         *current = Some(Arc::clone(&worker));
         Ok(worker)
+    }
+
+    /// Whether `plugin` may act for `tenant` now (enabled for it, signed if
+    /// it requires signatures, valid and not silenced by a conflict), so
+    /// that a tenant is shown only what it can call.
+    pub fn serves(&self, tenant: &str, plugin: &Plugin) -> Result<(), CallError> {
+        self.enabled_for(tenant, plugin)?;
+        self.admit_plugin(tenant, plugin).map(|_| ())
     }
 
     /// Refuses a plugin the tenant may not use.

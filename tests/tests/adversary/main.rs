@@ -3,6 +3,8 @@
 //! an order of magnitude from the failure each guards against, so they hold
 //! on a loaded CI machine and fail the day a change reopens the hole.
 //!
+//! - [`describe`]: a hung tool list holding up everyone, a newcomer taking
+//!   tool names;
 //! - [`edge`]: before authentication: the HPACK bomb, slow headers, idle
 //!   connections, streams;
 //! - [`stall`]: a stalled tarkd blaming and killing a worker that answered;
@@ -14,6 +16,7 @@
 //!
 //! Each module's doc names the attacks it replays.
 
+mod describe;
 mod edge;
 mod grants;
 mod identity;
