@@ -17,7 +17,6 @@ pub struct Daemon {
     pub config: Arc<Config>,
     registry: RwLock<Arc<Registry>>,
     pub workers: Workers,
-    /// Tool lists by plugin, described once per module version for every tenant.
     /// What is known of each tool plugin's tools.
     pub(crate) catalog: crate::tools::catalog::Catalog,
     pub started: Instant,
@@ -73,11 +72,12 @@ impl Daemon {
         history.recover();
         let origins = crate::plugins::lifecycle::Origins::new(&config.state_dir);
         let found = registry.notes.clone();
+        let catalog = crate::tools::catalog::Catalog::new(config.workers.max_live);
         let daemon = Self {
             config,
             registry: RwLock::new(Arc::new(registry)),
             workers,
-            catalog: crate::tools::catalog::Catalog::default(),
+            catalog,
             started: Instant::now(),
             approvals,
             disabled,

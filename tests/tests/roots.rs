@@ -154,7 +154,10 @@ async fn an_install_that_claims_a_provider_id_in_use_is_settled_at_once() -> any
         "license = \"Apache-2.0\"",
         contributes,
     )?;
-    let t = Tarkd::start(vec![echo], Options::default())?;
+    let t = Tarkd::start(
+        vec![echo],
+        Options::config("[sources]\nconflicts = \"error\""),
+    )?;
     let listed = |r: pb::ListProvidersResponse| {
         r.providers
             .into_iter()

@@ -22,7 +22,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::Tool;
 
-/// Describes running at once (each holds a worker place).
+/// Describes running at once, at most (each holds a worker place).
 const AT_ONCE: usize = 4;
 /// The first retry of a failed describe, doubled per failure up to the max.
 const FIRST_RETRY: Duration = Duration::from_secs(10);
@@ -69,9 +69,19 @@ pub struct Catalog {
 
 impl Default for Catalog {
     fn default() -> Self {
+        Self::new(AT_ONCE * 8)
+    }
+}
+
+impl Catalog {
+    /// A catalog whose describes take at most an eighth of `max_live`
+    /// worker places at once (one, for a host of a few workers: a describe
+    /// then waits for the last to give its place back rather than find
+    /// every place taken).
+    pub fn new(max_live: usize) -> Self {
         Self {
             entries: Mutex::default(),
-            permits: Arc::new(Semaphore::new(AT_ONCE)),
+            permits: Arc::new(Semaphore::new((max_live / 8).clamp(1, AT_ONCE))),
         }
     }
 }

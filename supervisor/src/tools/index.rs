@@ -36,9 +36,7 @@ impl Daemon {
         for (plugin, lookup) in self.listings(&registry) {
             match lookup {
                 Lookup::Listed(tools) => index.tools.extend(tools.iter().cloned()),
-                Lookup::Failed(why) => index
-                    .errors
-                    .push(format!("{}: listing its tools failed: {why}", plugin.id)),
+                Lookup::Failed(why) => index.errors.push(format!("{}: {why}", plugin.id)),
                 Lookup::Unknown => index.errors.push(format!(
                     "{}: its tools are still being listed (ask again)",
                     plugin.id

@@ -102,11 +102,23 @@ impl Daemon {
             if let Err(e) = &described {
                 tracing::warn!(plugin = %plugin.id, "listing its tools failed: {}", e.message);
             }
-            let result = described.map_err(|e| e.message);
-            let quarantine_after = daemon.config.supervision.intensity;
-            daemon
-                .catalog
-                .finish(&plugin.id, &sha, result, Instant::now(), quarantine_after);
+            match described {
+                // tarkd had no worker place for it, or its describing worker
+                // is restarting: the plugin's fault it is not, so nothing is
+                // kept and the next caller tries again.
+                Err(e) if e.reason.is_some_and(transient) => daemon.catalog.forget(&plugin.id),
+                described => {
+                    let result = described.map_err(|e| e.message);
+                    let quarantine_after = daemon.config.supervision.intensity;
+                    daemon.catalog.finish(
+                        &plugin.id,
+                        &sha,
+                        result,
+                        Instant::now(),
+                        quarantine_after,
+                    );
+                }
+            }
             drop(permit);
             let _ = done.send(true);
         });
@@ -190,6 +202,13 @@ impl Daemon {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|_, (plugins, _)| !plugins.iter().any(|p| p == id));
     }
+}
+
+/// Whether a failure says nothing about the plugin: tarkd could not give it
+/// a worker just then.
+fn transient(reason: crate::reasons::Reason) -> bool {
+    use crate::reasons::Reason;
+    matches!(reason, Reason::WorkersBusy | Reason::PluginRestarting)
 }
 
 /// A command plugin's tools, from its manifest.

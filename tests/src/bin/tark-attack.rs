@@ -174,10 +174,14 @@ async fn streams(socket: &str, n: usize, hold: Duration) -> anyhow::Result<serde
         .await?;
     let client = HealthClient::new(channel);
     let codes = Arc::new(std::sync::Mutex::new(BTreeMap::<String, usize>::new()));
+    // Streams held open at once (served, not yet dropped), and the most.
+    let open = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     let until = Instant::now() + hold;
     for _ in 0..n {
         let (mut client, codes) = (client.clone(), Arc::clone(&codes));
+        let (open, most) = (Arc::clone(&open), Arc::clone(&most));
         tasks.spawn(async move {
             let code = match client
                 .watch(HealthCheckRequest {
@@ -194,8 +198,13 @@ async fn streams(socket: &str, n: usize, hold: Duration) -> anyhow::Result<serde
                         Ok(None) => "Ended".to_owned(),
                         Err(s) => format!("{:?}", s.code()),
                     };
-                    tokio::time::sleep_until(until.into()).await;
-                    drop(stream);
+                    if code == "Held" {
+                        let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        tokio::time::sleep_until(until.into()).await;
+                        drop(stream);
+                        open.fetch_sub(1, Ordering::SeqCst);
+                    }
                     code
                 }
                 Err(s) => format!("{:?}", s.code()),
@@ -207,7 +216,11 @@ async fn streams(socket: &str, n: usize, hold: Duration) -> anyhow::Result<serde
     }
     while tasks.join_next().await.is_some() {}
     let codes = codes.lock().map(|c| c.clone()).unwrap_or_default();
-    Ok(json!({ "attack": "streams", "codes": codes }))
+    Ok(json!({
+        "attack": "streams",
+        "codes": codes,
+        "most_held_at_once": most.load(Ordering::SeqCst),
+    }))
 }
 
 /// Every descriptor this process may open (the attacks hold thousands).

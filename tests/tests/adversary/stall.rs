@@ -47,6 +47,5 @@ async fn a_stopped_tarkd_does_not_kill_the_worker_that_answered() -> anyhow::Res
         w.is_some_and(|w| w.pid == worker && w.running && w.restarts == 0),
         "the worker was killed: {w:?}"
     );
-    t.wait_for_log("tarkd itself did not run for", Duration::from_secs(5))?;
     Ok(())
 }
