@@ -128,7 +128,12 @@ async fn each_worker_runs_in_its_own_cgroup_with_limits_and_leaves_none() -> any
         vec![PluginFiles::notes()?],
         Options::config(&config(&h.group, "")),
     )?;
-    assert_eq!(h.leaves()?, ["operator-made"], "the leftover was not swept");
+    // (tarkd's describing workers may have leaves of their own by now.)
+    let leaves = h.leaves()?;
+    assert!(
+        !leaves.iter().any(|l| l == "acme:notes:9") && leaves.iter().any(|l| l == "operator-made"),
+        "the leftover was not swept, or the operator's directory was: {leaves:?}"
+    );
 
     let mut tools = t.tools().await?;
     for tenant in ["acme", "globex"] {
