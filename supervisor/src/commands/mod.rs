@@ -114,6 +114,12 @@ pub async fn run(
             }
         },
     };
+    // Declared sockets the grant reaches (as `read` is made).
+    let sockets: Vec<PathBuf> = tool
+        .sockets
+        .iter()
+        .filter_map(|s| files::expand(s, &roots).filter(|p| files::under(p, &read)))
+        .collect();
     let line = std::iter::once(tool.command.as_str())
         .chain(args.iter().map(String::as_str))
         .collect::<Vec<_>>()
@@ -129,6 +135,10 @@ pub async fn run(
             .collect(),
         cpu_seconds: jail.deadline.as_secs() + 1,
         address_space_bytes: ADDRESS_SPACE_BYTES,
+        sockets: sockets
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect(),
     };
     execute(&jail, &format!("{tenant}/{id}/{}", tool.name), spec)
         .await

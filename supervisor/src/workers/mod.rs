@@ -448,6 +448,7 @@ impl Workers {
             // no network, and the jail refuses to run without one.
             confinement: Confinement {
                 namespaces: true,
+                own_root: true,
                 ..confinement
             },
             uid_lease,

@@ -49,6 +49,11 @@ pub struct Confinement {
     pub namespaces: bool,
     /// Run as this uid and gid (tarkd must be root).
     pub ids: Option<(u32, u32)>,
+    /// Be uid 0 of its user namespace (mapped to its uid outside), with the
+    /// capabilities that gives there, so that it can build a mount tree of
+    /// its own (tark-jail, which drops them all before the command runs).
+    /// With `namespaces` only.
+    pub own_root: bool,
 }
 
 /// One start, run on the spawner thread with the worker program's path.
@@ -224,6 +229,16 @@ fn confine(
     fds: [(RawFd, RawFd); 2],
 ) {
     let parent = std::process::id();
+    // The user namespace's maps, written by the child itself: its uid and
+    // gid outside become 0 inside (formatted here: no allocation after fork).
+    let (map_uid, map_gid) = confinement.ids.unwrap_or_else(|| {
+        (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        )
+    });
+    let uid_map = format!("0 {map_uid} 1\n").into_bytes();
+    let gid_map = format!("0 {map_gid} 1\n").into_bytes();
     cmd.env_clear()
         .stdin(Stdio::null())
         .kill_on_drop(true)
@@ -263,7 +278,27 @@ fn confine(
                     return Err(std::io::Error::from_raw_os_error(libc::EPERM));
                 }
             }
-            if confinement.namespaces {
+            if confinement.namespaces && confinement.own_root {
+                // Its own user namespace, mapped so that it is root there
+                // (the process that made it may write its maps; the uid
+                // change made it non-dumpable, and /proc/self root's).
+                let shared = libc::CLONE_NEWNET
+                    | libc::CLONE_NEWNS
+                    | libc::CLONE_NEWIPC
+                    | libc::CLONE_NEWUTS
+                    | libc::CLONE_NEWPID;
+                if libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) != 0
+                    || libc::unshare(libc::CLONE_NEWUSER) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                write_file(c"/proc/self/setgroups", b"deny")?;
+                write_file(c"/proc/self/uid_map", &uid_map)?;
+                write_file(c"/proc/self/gid_map", &gid_map)?;
+                if libc::unshare(shared) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if confinement.namespaces {
                 // The child forks into the PID namespace itself (tark-worker's
                 // pidns module): unshare gives one only to a process's children.
                 let shared = libc::CLONE_NEWNET
@@ -311,6 +346,28 @@ fn confine(
             Ok(())
         });
     }
+}
+
+/// Writes `bytes` to `path` with nothing but system calls (between fork and
+/// exec).
+///
+/// # Safety
+/// Async-signal-safe: open, write, close.
+unsafe fn write_file(path: &std::ffi::CStr, bytes: &[u8]) -> std::io::Result<()> {
+    // SAFETY: a NUL-terminated path; the descriptor is ours until closed.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `bytes` is valid for its length.
+    let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: our own descriptor.
+    unsafe { libc::close(fd) };
+    if written != bytes.len() as isize {
+        return Err(err);
+    }
+    Ok(())
 }
 
 /// Whether a child that asked for `asked` (uid, gid) runs as exactly that,

@@ -81,6 +81,7 @@ impl Workers {
         let confinement = Confinement {
             namespaces: self.config.sandbox.namespaces,
             ids: lease.as_ref().map(|l| (l.uid, l.uid)),
+            own_root: false,
         };
         Ok((confinement, lease))
     }

@@ -8,6 +8,7 @@
 //! - [`edge`]: before authentication: the HPACK bomb, slow headers, idle
 //!   connections, streams;
 //! - [`stall`]: a stalled tarkd blaming and killing a worker that answered;
+//! - [`jail`]: command tools reaching the host's Unix sockets;
 //! - [`ids`]: configuration that would run workers as root or share uids;
 //! - [`identity`]: a client certificate naming one principal by SAN and
 //!   another by CN;
@@ -21,5 +22,6 @@ mod edge;
 mod grants;
 mod identity;
 mod ids;
+mod jail;
 mod logs;
 mod stall;

@@ -2,21 +2,28 @@
 //!
 //! tarkd starts tark-worker under the name `tark-jail`, with the same outer
 //! confinement as a worker (its own uid, network/mount/IPC/UTS/PID
-//! namespaces, a death signal tied to tarkd) and with a pipe on fd 3. Only
-//! after it has checked that the process really is in a network namespace of
-//! its own does tarkd write the [`CommandSpec`] into that pipe. The jail then,
-//! still one thread: forks into its PID namespace (so nothing the command
-//! starts outlives it), sets rlimits, and (no new privileges from here on)
-//! restricts itself with landlock to reading the system's programs
-//! ([`paths`]) and the paths the plugin declared and the operator approved (no
-//! writes, no TCP, no signals or abstract sockets outside), and executes the
-//! program with a fixed environment. No shell is involved: the argv is what
-//! tarkd rendered from the manifest's template.
+//! namespaces, a death signal tied to tarkd), as uid 0 of its user namespace
+//! (mapped to its own uid outside), and with a pipe on fd 3. Only after it
+//! has checked that the process really is in a network namespace of its own
+//! does tarkd write the [`CommandSpec`] into that pipe. The jail then, still
+//! one thread: forks into its PID namespace (so nothing the command starts
+//! outlives it), builds a root of its own holding only the system's programs,
+//! the declared paths and sockets ([`root`]), drops every capability for good
+//! ([`caps`]), sets rlimits, and (no new privileges from here on) restricts
+//! itself with landlock to reading the system's programs ([`paths`]) and the
+//! paths the plugin declared and the operator approved (no writes, no TCP, no
+//! signals or abstract sockets outside), refuses Unix sockets unless the tool
+//! declared one ([`sockets`]), and executes the program with a fixed
+//! environment. No shell is involved: the argv is what tarkd rendered from
+//! the manifest's template.
 //!
 //! A jail failure exits 126 with a `tark-jail:` line on stderr, which tarkd
 //! shows with the tool's error.
 
+mod caps;
 pub mod paths;
+pub mod root;
+mod sockets;
 
 use std::io::Read;
 use std::os::fd::FromRawFd;
@@ -58,8 +65,20 @@ fn run() -> Result<std::convert::Infallible, String> {
             return Err(format!("{p:?} is not a plain absolute path"));
         }
     }
+    for p in &spec.sockets {
+        if !paths::acceptable(p) {
+            return Err(format!("socket {p:?} is not a plain absolute path"));
+        }
+    }
+    // The root of its own, then nothing held over the command.
+    root::enter(&spec.read, &spec.sockets)?;
+    caps::drop_all()?;
     limits(&spec).map_err(|e| format!("setting rlimits: {e}"))?;
+    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
     landlock(&spec.read)?;
+    if spec.sockets.is_empty() {
+        sockets::refuse()?;
+    }
     let mut command = std::process::Command::new(&spec.program);
     command
         .args(&spec.args)

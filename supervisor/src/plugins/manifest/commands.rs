@@ -5,7 +5,8 @@
 //! Such a plugin has no module. It must be of type `tool` and declare
 //! `capabilities.shell`; its commands run only once the operator approved
 //! that (see `crate::commands`). A tool's `cwd`, if any, must lie inside a
-//! declared `fs_read` path, since the command can read nothing else.
+//! declared `fs_read` path, since the command can read nothing else; so must
+//! each Unix socket it declares (`sockets`), the only ones it may connect to.
 
 use serde::Deserialize;
 use tark_proto::worker::v1::RiskLevel;
@@ -35,6 +36,9 @@ pub struct CommandTool {
     pub risk: RiskLevel,
     /// Where it runs, as written (an fs_read-style path); `/` when absent.
     pub cwd: Option<String>,
+    /// Unix sockets it may connect to, as written (absolute paths inside
+    /// declared `fs_read` entries); without any, it may make no Unix socket.
+    pub sockets: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -47,6 +51,7 @@ pub struct RawTool {
     parameters: Option<toml::Value>,
     risk: Option<String>,
     cwd: Option<String>,
+    sockets: Vec<String>,
 }
 
 /// A tool name the agent can call: a letter, then letters, digits, `_`, `-`.
@@ -159,6 +164,19 @@ pub fn validate(
                 "cwd {cwd:?} must be a path inside a declared capabilities.fs_read entry"
             ));
         }
+        for socket in &t.sockets {
+            let covered = socket.starts_with('/')
+                && crate::broker::policy::valid_fs_entry(socket)
+                && caps
+                    .fs_read
+                    .iter()
+                    .any(|f| crate::broker::policy::path_covers(f, socket));
+            if !covered {
+                bad(format!(
+                    "socket {socket:?} must be an absolute path inside a declared capabilities.fs_read entry"
+                ));
+            }
+        }
         tools.push(CommandTool {
             name: t.name,
             description: t.description,
@@ -167,6 +185,7 @@ pub fn validate(
             parameters_schema,
             risk,
             cwd: t.cwd,
+            sockets: t.sockets,
         });
     }
     tools
