@@ -1,5 +1,7 @@
 //! The files in packaging/: the unit's hardening, scored by `systemd-analyze
-//! security --offline=yes`, stays at or under 3.0; the Kubernetes DaemonSet
+//! security --offline=yes`, stays at or under 3.2 (3.0, and the 0.2 that
+//! allowing `@mount` costs: tark-jail builds each command tool's root inside
+//! its own user and mount namespaces); the Kubernetes DaemonSet
 //! keeps the unit's capabilities and a valid tarkd config (docs/deploy.md).
 
 use std::process::Command;
@@ -28,12 +30,12 @@ fn exposure(unit: &std::path::Path) -> anyhow::Result<f64> {
 }
 
 #[test]
-fn the_unit_is_hardened_to_an_exposure_of_at_most_3() -> anyhow::Result<()> {
+fn the_unit_is_hardened_to_an_exposure_of_at_most_3_2() -> anyhow::Result<()> {
     let root = fixtures::repo_root();
     let unit = root.join("packaging/tarkd.service");
     let score = exposure(&unit)?;
     println!("systemd-analyze security: {score}");
-    ensure!(score <= 3.0, "exposure {score} > 3.0");
+    ensure!(score <= 3.2, "exposure {score} > 3.2");
     let text = std::fs::read_to_string(&unit)?;
     for line in [
         "Type=notify",
