@@ -172,6 +172,10 @@ pub struct LimitsConfig {
     pub kill_grace_ms: u64,
     /// Longest a streamed chat may run when the agent set no deadline of its own.
     pub stream_max_s: u64,
+    /// A call that has used this much CPU runs on at idle priority
+    /// (`SCHED_IDLE`), and so do its worker's next calls until one stays
+    /// under it, so that heavy calls give way to light ones (0: never).
+    pub idle_after_cpu_ms: u64,
     /// tark core modules: the most bytes tarkd writes into a guest's result
     /// buffer per import (`storage`, `http`, `env`, `fs`, `ws`), when a plugin
     /// allocates more than tark's published plugins do (128 KiB for http, fs
@@ -271,6 +275,7 @@ impl Default for LimitsConfig {
             max_response_kib: 1024,
             kill_grace_ms: 2_000,
             stream_max_s: 600,
+            idle_after_cpu_ms: 20,
             result_buffers: std::collections::HashMap::new(),
         }
     }

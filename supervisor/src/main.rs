@@ -90,6 +90,17 @@ fn main() -> anyhow::Result<()> {
         Ok(n) => tracing::debug!(limit = n, "open files"),
         Err(e) => tracing::warn!("raising the open-files limit: {e}"),
     }
+    // Workers inherit RLIMIT_NICE: at 20 one demoted to idle priority for a
+    // heavy call may return to nice 0 after a light one (never below 0).
+    // The unit sets it (LimitNICE=+0); root without it can.
+    if let Ok((soft, hard)) = rlimit::getrlimit(rlimit::Resource::NICE)
+        && soft < 20
+        && let Err(e) = rlimit::setrlimit(rlimit::Resource::NICE, 20, hard.max(20))
+    {
+        tracing::warn!(
+            "RLIMIT_NICE is {soft}: a worker demoted for a heavy call stays at idle priority until restarted ({e})"
+        );
+    }
     let mut config = match (&args.config, args.dev) {
         (Some(path), _) => Config::load(path)?,
         (None, true) => Config::dev(),

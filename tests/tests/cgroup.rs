@@ -57,17 +57,40 @@ impl Hierarchy {
             .collect())
     }
 
-    /// Worker cgroups now in tarkd's cgroup.
+    /// Worker cgroups now in tarkd's cgroup, relative to it: those in a
+    /// tenant's cgroup as `tenant:<t>/<leaf>` (an empty tenant cgroup as
+    /// itself), and any other directory.
     fn leaves(&self) -> anyhow::Result<Vec<String>> {
         let mut names = Vec::new();
         for e in std::fs::read_dir(&self.group)? {
             let e = e?;
-            if e.file_type()?.is_dir() {
-                names.push(e.file_name().to_string_lossy().into_owned());
+            if !e.file_type()?.is_dir() {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("tenant:") {
+                names.push(name);
+                continue;
+            }
+            let before = names.len();
+            for leaf in std::fs::read_dir(e.path())? {
+                let leaf = leaf?;
+                if leaf.file_type()?.is_dir() {
+                    names.push(format!("{name}/{}", leaf.file_name().to_string_lossy()));
+                }
+            }
+            if names.len() == before {
+                names.push(name);
             }
         }
         names.sort();
         Ok(names)
+    }
+
+    /// The tenant cgroup a worker cgroup is in, checked to be under `under`.
+    fn tenant_of(dir: &Path, under: &Path, tenant: &str) -> bool {
+        dir.parent()
+            .is_some_and(|p| p == under.join(format!("tenant:{tenant}")))
     }
 
     /// The directory of the cgroup `pid` is in, read from `/proc/<pid>/cgroup`.
@@ -160,7 +183,20 @@ async fn each_worker_runs_in_its_own_cgroup_with_limits_and_leaves_none() -> any
             w.tenant,
             dir.display()
         );
-        assert_eq!(dir.parent(), Some(h.group.as_path()));
+        // In its tenant's cgroup, which weighs as much as any other tenant's.
+        assert!(
+            Hierarchy::tenant_of(&dir, &h.group, &w.tenant),
+            "{} is not in tenant:{}",
+            dir.display(),
+            w.tenant
+        );
+        if offered.iter().any(|c| c == "cpu") {
+            let tenant = dir.parent().unwrap_or(&dir);
+            assert_eq!(
+                std::fs::read_to_string(tenant.join("cpu.weight"))?.trim(),
+                "100"
+            );
+        }
         // The spawned process (the PID-namespace reaper) joined before exec:
         // every process of the worker is in there.
         let procs = std::fs::read_to_string(dir.join("cgroup.procs"))?;
@@ -242,7 +278,7 @@ async fn each_worker_runs_in_its_own_cgroup_with_limits_and_leaves_none() -> any
     let next = t.running_worker("notes", "acme").await?;
     let next_dir = h.cgroup_of(next)?;
     assert_ne!(next_dir, acme_dir);
-    assert_eq!(next_dir.parent(), Some(h.group.as_path()));
+    assert!(Hierarchy::tenant_of(&next_dir, &h.group, "acme"));
 
     // A graceful stop removes every worker cgroup; the operator's stays.
     t.stop(libc::SIGTERM)?;
@@ -358,7 +394,11 @@ async fn in_a_delegated_cgroup_tarkd_moves_aside_and_workers_go_under_it() -> an
     .map_err(anyhow::Error::msg)?;
     let pid = t.running_worker("notes", "default").await?;
     let dir = h.cgroup_of(pid)?;
-    assert_eq!(dir.parent(), Some(h.group.join("workers").as_path()));
+    assert!(Hierarchy::tenant_of(
+        &dir,
+        &h.group.join("workers"),
+        "default"
+    ));
     let offered = h.offered()?;
     let on = std::fs::read_to_string(h.group.join("workers").join("cgroup.subtree_control"))?;
     let on: Vec<&str> = on.split_whitespace().collect();

@@ -12,6 +12,14 @@ pub type Attempt = (&'static str, fn(i64) -> libc::c_long);
 /// System calls the sandbox must stop.
 // SAFETY (every row): raw system calls with invalid or harmless arguments.
 pub const FORBIDDEN: &[Attempt] = &[
+    ("sched_setscheduler(another process)", |_| unsafe {
+        let p = libc::sched_param { sched_priority: 0 };
+        libc::syscall(libc::SYS_sched_setscheduler, 1, libc::SCHED_IDLE, &p)
+    }),
+    ("sched_setscheduler(SCHED_FIFO)", |_| unsafe {
+        let p = libc::sched_param { sched_priority: 1 };
+        libc::syscall(libc::SYS_sched_setscheduler, 0, libc::SCHED_FIFO, &p)
+    }),
     ("execve", |_| unsafe {
         libc::syscall(libc::SYS_execve, c"/nonexistent".as_ptr(), 0, 0)
     }),
@@ -108,6 +116,10 @@ pub const FORBIDDEN: &[Attempt] = &[
 /// needs: these must go through.
 // SAFETY (every row): raw system calls with harmless arguments.
 pub const ALLOWED: &[Attempt] = &[
+    ("sched_setscheduler(itself, SCHED_IDLE)", |_| unsafe {
+        let p = libc::sched_param { sched_priority: 0 };
+        libc::syscall(libc::SYS_sched_setscheduler, 0, libc::SCHED_IDLE, &p)
+    }),
     ("mmap_rw", |_| unsafe {
         let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
         libc::syscall(

@@ -14,6 +14,7 @@ pub mod escape;
 pub mod jail;
 pub mod limits;
 pub mod pidns;
+pub mod priority;
 pub mod sandbox;
 pub mod seccomp;
 pub mod service;

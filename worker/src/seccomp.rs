@@ -92,6 +92,15 @@ fn policy() -> Vec<Allow> {
         when(libc::SYS_futex, futex),
         any(libc::SYS_sched_yield),
         any(libc::SYS_sched_getaffinity),
+        // Its own thread to idle priority and back (a heavy call gives way;
+        // see `priority`): pid 0 only, and no other policy.
+        when(
+            libc::SYS_sched_setscheduler,
+            [libc::SCHED_OTHER, libc::SCHED_IDLE]
+                .iter()
+                .map(|p| vec![(0, Op::Eq, 0), (1, Op::Eq, *p as u64)])
+                .collect(),
+        ),
         any(libc::SYS_gettid),
         any(libc::SYS_getpid),
         any(libc::SYS_set_robust_list),

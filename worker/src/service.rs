@@ -68,6 +68,7 @@ impl pb::worker_server::Worker for WorkerService {
         let kind = pb::PluginKind::try_from(req.kind).unwrap_or(pb::PluginKind::Unspecified);
         let proto_limits = req.limits.unwrap_or_default();
         let limits = CallLimits::from_proto(&proto_limits);
+        crate::priority::set_budget(limits.idle_after_cpu);
         let result_buffers = proto_limits.result_buffers;
         let engine = engine::build(limits.fuel.is_some())
             .map_err(|e| Status::internal(format!("engine setup failed: {e:#}")))?;
@@ -118,13 +119,17 @@ impl pb::worker_server::Worker for WorkerService {
             }
         };
 
-        // Everything the plugin needs is set up: lock down before any guest code.
+        // Everything the plugin needs is set up: lock down before any guest
+        // code (what the priority layer reads, it reads before: seccomp
+        // forbids getrlimit).
         let mut layers = self.start_layers.clone();
+        let priority = crate::priority::report();
         layers.extend(if req.lockdown {
             sandbox::lockdown(req.seccomp_log)
         } else {
             Vec::new()
         });
+        layers.push(priority);
         *slot = Some(Loaded {
             plugin,
             exports,

@@ -22,6 +22,7 @@ pub fn effective(policy: &LimitsConfig, asked: &Requested) -> pb::Limits {
         },
         max_response_bytes: at_most(policy.max_response_kib << 10, asked.max_response_bytes),
         result_buffers: policy.result_buffers.clone(),
+        idle_after_cpu_ms: policy.idle_after_cpu_ms,
     }
 }
 

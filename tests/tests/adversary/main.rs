@@ -12,6 +12,7 @@
 //! - [`ids`]: configuration that would run workers as root or share uids;
 //! - [`identity`]: a client certificate naming one principal by SAN and
 //!   another by CN;
+//! - [`fairness`]: 200 tenants spinning one plugin starving another;
 //! - [`grants`]: env patterns, `/proc`, long paths and names;
 //! - [`logs`]: log injection and audit flooding;
 //!
@@ -19,6 +20,7 @@
 
 mod describe;
 mod edge;
+mod fairness;
 mod grants;
 mod identity;
 mod ids;

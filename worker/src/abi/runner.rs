@@ -37,6 +37,8 @@ pub struct CallLimits {
     pub instances: usize,
     pub fuel: Option<u64>,
     pub max_response_bytes: usize,
+    /// CPU past which a call runs at idle priority (see `priority`).
+    pub idle_after_cpu: Option<Duration>,
 }
 
 impl CallLimits {
@@ -51,6 +53,8 @@ impl CallLimits {
             fuel: (l.fuel > 0).then_some(l.fuel),
             max_response_bytes: usize::try_from(or(l.max_response_bytes, 1 << 20))
                 .unwrap_or(usize::MAX),
+            idle_after_cpu: (l.idle_after_cpu_ms > 0)
+                .then(|| Duration::from_millis(l.idle_after_cpu_ms)),
         }
     }
 }
@@ -125,7 +129,9 @@ impl<G: Guest> Runner<G> {
         // belongs to this plugin alone, so the ticks touch no one else.
         let armed = self.watchdog.arm(until);
         self.entered = true;
+        crate::priority::call_started();
         let result = tokio::time::timeout(deadline + HOST_CALL_GRACE, self.run(call, until)).await;
+        crate::priority::call_ended();
         self.entered = false;
         drop(armed);
         let result = result.unwrap_or_else(|_| {
@@ -204,6 +210,7 @@ fn on_epoch_tick<T: StoreData>(
 ) -> wasmtime::Result<UpdateDeadline> {
     let deadline = ctx.data_mut().borrow_mut().call_deadline;
     let over = deadline.is_none_or(|d| Instant::now() >= d);
+    crate::priority::tick();
     Ok(if over {
         UpdateDeadline::Interrupt
     } else {

@@ -89,12 +89,37 @@ impl Cgroups {
         .await;
     }
 
+    /// The tenant's cgroup, made (with the controllers on for its children
+    /// and the same `cpu.weight` as every other tenant's) if it is not there.
+    fn tenant(&self, tenant: &str) -> std::io::Result<PathBuf> {
+        let dir = self.root.join(plan::tenant_dir_name(tenant));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(dir),
+            Err(e) => return Err(e),
+        }
+        if self.available.contains(&"cpu") {
+            std::fs::write(dir.join("cpu.weight"), plan::TENANT_CPU_WEIGHT)?;
+        }
+        enable(&dir).map_err(std::io::Error::other)?;
+        Ok(dir)
+    }
+
     /// Makes the cgroup for the next worker of `tenant`'s `plugin`, with its
-    /// limits written, ready to join.
+    /// limits written, ready to join: in the tenant's cgroup, so that tenants
+    /// share the CPU equally whatever number of workers each runs.
     pub fn create(&self, tenant: &str, plugin: &str) -> std::io::Result<Leaf> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let dir = self.root.join(plan::leaf_name(tenant, plugin, n));
-        std::fs::create_dir(&dir)?;
+        let name = plan::leaf_name(tenant, plugin, n);
+        let mut dir = self.tenant(tenant)?.join(&name);
+        // The tenant's cgroup may go with its last leaf just now: once more.
+        if let Err(e) = std::fs::create_dir(&dir) {
+            if e.kind() != ErrorKind::NotFound {
+                return Err(e);
+            }
+            dir = self.tenant(tenant)?.join(&name);
+            std::fs::create_dir(&dir)?;
+        }
         // From here on the directory is removed if anything fails.
         let procs = OpenOptions::new()
             .write(true)
@@ -178,7 +203,7 @@ impl Leaf {
 impl Drop for Leaf {
     fn drop(&mut self) {
         match std::fs::remove_dir(&self.dir) {
-            Ok(()) => {}
+            Ok(()) => remove_tenant_if_empty(&self.dir),
             // The worker's last process is still exiting, or something outlived
             // it: end whatever is left and remove the directory once the
             // kernel says it is empty.
@@ -220,7 +245,7 @@ fn remove_when_empty(dir: &Path) {
             .map(|s| s.lines().any(|l| l == "populated 0"))
             .unwrap_or(true);
         if empty {
-            break std::fs::remove_dir(dir);
+            break std::fs::remove_dir(dir).map(|()| remove_tenant_if_empty(dir));
         }
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let Ok(inotify) = &watch else {
@@ -352,19 +377,49 @@ fn enable(dir: &Path) -> Result<Vec<&'static str>, String> {
     Ok(wanted)
 }
 
+/// Removes the tenant cgroup a leaf was in once it holds no other (a tenant
+/// with a worker starting keeps it: its leaf is there, or the start makes
+/// the tenant's cgroup again).
+fn remove_tenant_if_empty(leaf: &Path) {
+    if let Some(tenant) = leaf.parent()
+        && tenant
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(plan::is_tenant_dir_name)
+    {
+        // ENOTEMPTY or EBUSY: another worker of the tenant is there.
+        let _ = std::fs::remove_dir(tenant);
+    }
+}
+
 /// Removes the worker cgroups a previous tarkd left (it was killed before its
-/// workers' exits were seen).
+/// workers' exits were seen): in tenants' cgroups, which go too, and any
+/// directly under the root (from a tarkd before tenant cgroups).
 fn sweep(root: &Path) {
     let Ok(entries) = std::fs::read_dir(root) else {
         return;
     };
+    let remove = |path: &Path| {
+        if let Err(e) = std::fs::remove_dir(path) {
+            tracing::warn!(cgroup = %path.display(), "leftover worker cgroup not removed: {e}");
+        }
+    };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if plan::is_leaf_name(name)
-            && let Err(e) = std::fs::remove_dir(entry.path())
-        {
-            tracing::warn!(cgroup = %entry.path().display(), "leftover worker cgroup not removed: {e}");
+        if plan::is_tenant_dir_name(name) {
+            for leaf in std::fs::read_dir(entry.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if leaf.file_name().to_str().is_some_and(plan::is_leaf_name) {
+                    remove(&leaf.path());
+                }
+            }
+            remove(&entry.path());
+        } else if plan::is_leaf_name(name) {
+            remove(&entry.path());
         }
     }
 }

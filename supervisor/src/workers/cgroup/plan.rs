@@ -127,6 +127,22 @@ pub fn leaf_name(tenant: &str, plugin: &str, n: u64) -> String {
     format!("{}:{}:{n}", escape(tenant), escape(plugin))
 }
 
+/// The cgroup all of a tenant's worker cgroups go in: `tenant:<tenant>`. Its
+/// siblings are the other tenants', each at the same `cpu.weight`, so the
+/// CPU is shared out by tenant before it is by worker.
+pub fn tenant_dir_name(tenant: &str) -> String {
+    format!("tenant:{}", escape(tenant))
+}
+
+/// Whether `name` is a tenant's cgroup tarkd made.
+pub fn is_tenant_dir_name(name: &str) -> bool {
+    name.strip_prefix("tenant:")
+        .is_some_and(|t| !t.is_empty() && t.bytes().all(|b| safe(b) || b == b'%'))
+}
+
+/// The `cpu.weight` of every tenant's cgroup: the same for all.
+pub const TENANT_CPU_WEIGHT: &str = "100";
+
 /// Whether `name` is a worker cgroup tarkd made (a leftover to sweep).
 pub fn is_leaf_name(name: &str) -> bool {
     let parts: Vec<&str> = name.split(':').collect();
@@ -157,6 +173,30 @@ fn escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tenant_cgroups_are_named_apart_from_leaves_and_files() {
+        for (tenant, dir) in [
+            ("acme", "tenant:acme"),
+            ("@describe", "tenant:%40describe"),
+            ("a/b", "tenant:a%2Fb"),
+        ] {
+            assert_eq!(tenant_dir_name(tenant), dir);
+            assert!(is_tenant_dir_name(dir), "{dir}");
+            assert!(!is_leaf_name(dir), "{dir}");
+        }
+        for name in [
+            "tenant:",
+            "tenant",
+            "tenants:x",
+            "operator-made",
+            "acme:notes:4",
+            "tenant:a b",
+            "memory.max",
+        ] {
+            assert!(!is_tenant_dir_name(name), "{name}");
+        }
+    }
 
     #[test]
     fn places() {
