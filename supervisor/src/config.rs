@@ -89,8 +89,15 @@ pub struct Config {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
-    /// `host:port` (an IP address; keep it on loopback) or `unix:/path`.
+    /// `unix:/path` (0660: tarkd's user and group), or `host:port` (an IP
+    /// address) with `bearer_token_file` or `tcp_unauthenticated`.
     pub listen: Option<String>,
+    /// A file holding the token a TCP scrape must send as `Authorization:
+    /// Bearer <token>` (Prometheus's `bearer_token_file`).
+    pub bearer_token_file: Option<PathBuf>,
+    /// Serve TCP scrapes without a token, readable by every local user (and
+    /// whoever reaches the address): only on explicit request.
+    pub tcp_unauthenticated: bool,
 }
 
 /// The agent API socket's file access (who may connect at all; what a
@@ -322,7 +329,16 @@ impl Config {
 
     fn validate(&self) -> Result<(), String> {
         if let Some(listen) = &self.metrics.listen {
-            crate::metrics::listener::parse(listen)?;
+            let address = crate::metrics::listener::parse(listen)?;
+            let m = &self.metrics;
+            if matches!(address, crate::metrics::listener::Address::Tcp(_))
+                && m.bearer_token_file.is_none()
+                && !m.tcp_unauthenticated
+            {
+                return Err(format!(
+                    "metrics.listen {listen:?}: a TCP endpoint is readable by every local user; set metrics.bearer_token_file (a token Prometheus sends with bearer_token_file), or metrics.tcp_unauthenticated = true to accept that, or listen on unix:/path"
+                ));
+            }
         }
         if self.audit.max_file_mib == 0 || self.audit.per_window == 0 || self.audit.window_s == 0 {
             return Err("audit.max_file_mib, per_window and window_s must be positive".into());

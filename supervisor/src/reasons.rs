@@ -54,6 +54,8 @@ pub enum Reason {
     /// The caller has as many long-lived calls open as it may
     /// (`RESOURCE_EXHAUSTED`).
     CallerOverLimit,
+    /// The request message does not decode (`INVALID_ARGUMENT`).
+    BadRequest,
     /// The plugin's answer is larger than `limits.max_response_kib`
     /// (`RESOURCE_EXHAUSTED`).
     ResponseTooLarge,
@@ -93,6 +95,7 @@ impl Reason {
             Reason::WorkerExited => "WORKER_EXITED",
             Reason::WorkersBusy => "WORKERS_BUSY",
             Reason::CallerOverLimit => "CALLER_OVER_LIMIT",
+            Reason::BadRequest => "BAD_REQUEST",
             Reason::ResponseTooLarge => "RESPONSE_TOO_LARGE",
             Reason::MessageTooLarge => "MESSAGE_TOO_LARGE",
             Reason::DeadlineExceeded => "DEADLINE_EXCEEDED",

@@ -70,8 +70,9 @@ pub struct Started {
     pub listener: UnixListener,
     /// The TCP listener with mutual TLS, when `api.tcp` is set.
     pub tcp: Option<(tokio::net::TcpListener, ServerTlsConfig)>,
-    /// The metrics scrape listener, when `metrics.listen` is set.
-    pub metrics: Option<crate::metrics::listener::Listener>,
+    /// The metrics scrape listener, when `metrics.listen` is set, and the
+    /// token its TCP scrapes must carry.
+    pub metrics: Option<(crate::metrics::listener::Listener, Option<String>)>,
 }
 
 /// Prepares everything tarkd needs and binds the socket. With `dev`, the bundled
@@ -160,11 +161,17 @@ pub async fn start(config: Config, dev: bool) -> Result<Started, StartError> {
     let metrics = match &daemon.config.metrics.listen {
         Some(listen) => {
             let address = crate::metrics::listener::parse(listen).map_err(StartError::Metrics)?;
+            let token = match &daemon.config.metrics.bearer_token_file {
+                Some(path) => {
+                    Some(crate::metrics::listener::read_token(path).map_err(StartError::Metrics)?)
+                }
+                None => None,
+            };
             let bound = crate::metrics::listener::bind(&address)
                 .await
                 .map_err(|e| StartError::Metrics(format!("{listen}: {e}")))?;
-            tracing::info!(%listen, "metrics served");
-            Some(bound)
+            tracing::info!(%listen, token = token.is_some(), "metrics served");
+            Some((bound, token))
         }
         None => None,
     };
@@ -344,10 +351,11 @@ pub async fn serve(
             }
         });
     }
-    if let Some(metrics) = metrics {
+    if let Some((metrics, token)) = metrics {
         let scraped = api.clone();
         tokio::spawn(crate::metrics::listener::serve(
             metrics,
+            token,
             Arc::new(move || scraped.metrics_text()),
         ));
     }

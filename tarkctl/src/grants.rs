@@ -114,15 +114,23 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
     Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }
 
+/// How `plugin add` / `update` approves: `--yes`, `--grant`, and whether an
+/// unsigned package may replace a signed version (`--allow-unsigned`).
+pub struct How<'a> {
+    pub yes: bool,
+    pub grant: &'a [String],
+    pub allow_unsigned: bool,
+}
+
 /// `plugin add`: plan, show, ask (or take --yes / --grant), install.
 pub async fn add(
     c: &mut pb::plugins_client::PluginsClient<tonic::transport::Channel>,
     source: &str,
-    yes: bool,
-    grant: &[String],
+    how: &How<'_>,
     json_out: bool,
     update_of: Option<&str>,
 ) -> anyhow::Result<()> {
+    let (yes, grant) = (how.yes, how.grant);
     // Kept until the install is done: a staged source is deleted with it.
     let staged = crate::source::stage(source)?;
     let origin = crate::source::origin(source);
@@ -132,6 +140,7 @@ pub async fn add(
             source: source.clone(),
             approved: None,
             origin: String::new(),
+            allow_unsigned: false,
         })
         .await
         .map_err(crate::status_error)?
@@ -188,6 +197,7 @@ pub async fn add(
             source,
             approved: Some(approved.clone()),
             origin,
+            allow_unsigned: how.allow_unsigned,
         })
         .await
         .map_err(crate::status_error)?

@@ -29,6 +29,10 @@ pub(crate) enum PluginCommand {
         /// Approve only these (repeatable): storage, http=HOST, env=NAME, fs_read=PATH, shell.
         #[arg(long)]
         grant: Vec<String>,
+        /// Let a package not signed by a trusted key replace a signed version
+        /// (admins; audited).
+        #[arg(long)]
+        allow_unsigned: bool,
     },
     /// Install a new version of an installed plugin (as add, but the source must
     /// hold that plugin); without a source, the one it was installed from is
@@ -40,6 +44,9 @@ pub(crate) enum PluginCommand {
         yes: bool,
         #[arg(long)]
         grant: Vec<String>,
+        /// As for add.
+        #[arg(long)]
+        allow_unsigned: bool,
     },
     /// The installed version and those kept for rollback, newest first.
     History { id: String },
@@ -94,9 +101,19 @@ pub(crate) async fn run(
     json_out: bool,
 ) -> anyhow::Result<()> {
     match cmd {
-        PluginCommand::Add { source, yes, grant } => {
+        PluginCommand::Add {
+            source,
+            yes,
+            grant,
+            allow_unsigned,
+        } => {
             let mut c = pb::plugins_client::PluginsClient::new(channel);
-            grants::add(&mut c, &source, yes, &grant, json_out, None).await?;
+            let how = grants::How {
+                yes,
+                grant: &grant,
+                allow_unsigned,
+            };
+            grants::add(&mut c, &source, &how, json_out, None).await?;
         }
         PluginCommand::Grants {
             id,
@@ -111,6 +128,7 @@ pub(crate) async fn run(
             source,
             yes,
             grant,
+            allow_unsigned,
         } => {
             let mut c = pb::plugins_client::PluginsClient::new(channel);
             let source = match source {
@@ -129,7 +147,12 @@ pub(crate) async fn run(
                     info.origin
                 }
             };
-            grants::add(&mut c, &source, yes, &grant, json_out, Some(&id)).await?;
+            let how = grants::How {
+                yes,
+                grant: &grant,
+                allow_unsigned,
+            };
+            grants::add(&mut c, &source, &how, json_out, Some(&id)).await?;
         }
         PluginCommand::History { id } => {
             let mut c = pb::plugins_client::PluginsClient::new(channel);

@@ -58,7 +58,10 @@ impl pb::plugins_server::Plugins for Api {
             notes: plan.notes.clone(),
         };
         if let Some(approved) = req.approved {
-            let installed = self.0.install(plan, caps_from_pb(approved), false).await?;
+            let installed = self
+                .0
+                .install(plan, caps_from_pb(approved), false, req.allow_unsigned)
+                .await?;
             if let Err(e) = self.0.origins.set(&installed.id, &req.origin) {
                 tracing::warn!(plugin = %installed.id, "its source was not recorded: {e}");
             }

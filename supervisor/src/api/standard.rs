@@ -54,8 +54,33 @@ fn deadline_exceeded(path: &str, after: Duration) -> Status {
     )
 }
 
+/// A request message that does not decode (a `string` field that is not
+/// UTF-8, a malformed message) is the caller's error: `INVALID_ARGUMENT`, not
+/// the `INTERNAL` tonic answers.
+fn undecodable(response: http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body> {
+    let Some(status) = Status::from_header_map(response.headers()) else {
+        return response;
+    };
+    if status.code() != Code::Internal
+        || !status
+            .message()
+            .starts_with("failed to decode Protobuf message")
+    {
+        return response;
+    }
+    reasons::status(
+        Code::InvalidArgument,
+        format!("the request does not decode: {}", status.message()),
+        Reason::BadRequest,
+        None,
+        None,
+    )
+    .into_http()
+}
+
 /// tonic's answer to a message over the size limit, as the standard code.
 fn standard_code(response: http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body> {
+    let response = undecodable(response);
     let oversize = response.headers().get("grpc-status").map(|v| v.as_bytes()) == Some(b"11")
         && Status::from_header_map(response.headers())
             .is_some_and(|s| s.message().contains("message length too large"));

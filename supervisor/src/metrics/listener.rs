@@ -1,6 +1,10 @@
-//! The scrape endpoint: `GET /metrics` over HTTP/1.1 on `[metrics] listen`,
-//! loopback TCP (`127.0.0.1:9464`) or a Unix socket (`unix:/run/tarkd/metrics.sock`,
-//! mode 0660). It serves nothing else and reads no request body.
+//! The scrape endpoint: `GET /metrics` over HTTP/1.1 on `[metrics] listen`, a
+//! Unix socket (`unix:/run/tarkd/metrics.sock`, mode 0660: tarkd's user and
+//! group) or TCP (`127.0.0.1:9464`), where a scrape must carry the bearer
+//! token of `metrics.bearer_token_file` unless the operator chose
+//! `tcp_unauthenticated` (on loopback every local user could read which
+//! plugins run, how often they fail, what they are refused). It serves
+//! nothing else and reads no request body.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -54,8 +58,29 @@ pub async fn bind(address: &Address) -> std::io::Result<Listener> {
     }
 }
 
+/// Reads the bearer token (its first line) a TCP scrape must carry.
+pub fn read_token(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("metrics.bearer_token_file {}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_owned();
+    if token.len() < 16 {
+        return Err(format!(
+            "metrics.bearer_token_file {}: the token must be at least 16 characters",
+            path.display()
+        ));
+    }
+    Ok(token)
+}
+
 /// Serves scrapes until the process ends; `render` gives the current text.
-pub async fn serve(listener: Listener, render: Arc<dyn Fn() -> String + Send + Sync>) {
+/// A TCP scrape must carry `token` when there is one (Unix sockets are
+/// guarded by their mode).
+pub async fn serve(
+    listener: Listener,
+    token: Option<String>,
+    render: Arc<dyn Fn() -> String + Send + Sync>,
+) {
+    let token = Arc::new(token);
     loop {
         let accepted = match &listener {
             Listener::Tcp(l) => l.accept().await.map(|(s, _)| Conn::Tcp(s)),
@@ -65,14 +90,27 @@ pub async fn serve(listener: Listener, render: Arc<dyn Fn() -> String + Send + S
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!("metrics listener: {e}");
+                // Out of descriptors, say: wait rather than spin.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }
         };
         let render = Arc::clone(&render);
+        let needs = match conn {
+            Conn::Tcp(_) => Arc::clone(&token),
+            Conn::Unix(_) => Arc::new(None),
+        };
         tokio::spawn(async move {
             let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let render = Arc::clone(&render);
-                async move { Ok::<_, Infallible>(answer(&req, &*render)) }
+                let needs = Arc::clone(&needs);
+                async move {
+                    Ok::<_, Infallible>(if authorized(&req, needs.as_deref()) {
+                        answer(&req, &*render)
+                    } else {
+                        unauthorized()
+                    })
+                }
             });
             let builder = hyper::server::conn::http1::Builder::new();
             let served = match conn {
@@ -89,6 +127,33 @@ pub async fn serve(listener: Listener, render: Arc<dyn Fn() -> String + Send + S
 enum Conn {
     Tcp(tokio::net::TcpStream),
     Unix(tokio::net::UnixStream),
+}
+
+/// Whether a request carries the token (in constant time), when one is needed.
+fn authorized<B>(req: &http::Request<B>, token: Option<&str>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let given = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn unauthorized() -> http::Response<Full<Bytes>> {
+    let mut response = http::Response::new(Full::new(Bytes::from_static(
+        b"a bearer token is required (metrics.bearer_token_file)\n",
+    )));
+    *response.status_mut() = http::StatusCode::UNAUTHORIZED;
+    response
 }
 
 fn answer<B>(req: &http::Request<B>, render: &dyn Fn() -> String) -> http::Response<Full<Bytes>> {
@@ -120,6 +185,31 @@ fn answer<B>(req: &http::Request<B>, render: &dyn Fn() -> String) -> http::Respo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tcp_scrape_needs_the_token() {
+        let req = |auth: Option<&str>| {
+            let mut b = http::Request::builder().uri("/metrics");
+            if let Some(a) = auth {
+                b = b.header("authorization", a);
+            }
+            b.body(()).unwrap_or_default()
+        };
+        let token = Some("0123456789abcdef");
+        let cases = [
+            (None, None, true),
+            (Some("Bearer x"), None, true),
+            (None, token, false),
+            (Some("Bearer 0123456789abcdef"), token, true),
+            (Some("Bearer 0123456789abcdeF"), token, false),
+            (Some("Bearer 0123456789abcde"), token, false),
+            (Some("bearer 0123456789abcdef"), token, false),
+            (Some("0123456789abcdef"), token, false),
+        ];
+        for (auth, token, ok) in cases {
+            assert_eq!(authorized(&req(auth), token), ok, "{auth:?} {token:?}");
+        }
+    }
 
     #[test]
     fn listen_addresses() {

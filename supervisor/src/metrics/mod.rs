@@ -203,6 +203,24 @@ impl Metrics {
             .inc();
     }
 
+    /// Forgets a removed plugin's series, so a scrape shows only what is
+    /// installed.
+    pub fn forget_plugin(&self, plugin: &str) {
+        let label = PluginLabel {
+            plugin: plugin.to_owned(),
+        };
+        for family in [&self.worker_starts, &self.worker_crashes, &self.quarantines] {
+            family.remove(&label);
+        }
+        self.plugin_latency.remove(&label);
+        for code in 0..=16 {
+            self.plugin_calls.remove(&PluginCode {
+                plugin: plugin.to_owned(),
+                code: format!("{:?}", tonic::Code::from_i32(code)),
+            });
+        }
+    }
+
     /// Counts one event of a per-capability counter.
     pub fn capability_event(family: &Family<Capability, Counter>, capability: &str) {
         family

@@ -194,7 +194,7 @@ impl Daemon {
             )
         })?;
         crate::crash::point("rollback:taken");
-        let installed = match self.install(plan, approved.clone(), true).await {
+        let installed = match self.install(plan, approved.clone(), true, false).await {
             Ok(p) => p,
             Err(e) => {
                 let _ = std::fs::rename(&taken, &entry.dir);

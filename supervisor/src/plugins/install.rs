@@ -202,12 +202,17 @@ impl Daemon {
     }
 
     /// Installs (or updates) a planned plugin with `approved`, replacing any
-    /// installed copy and its workers.
+    /// installed copy and its workers. A package not signed by a trusted key
+    /// replaces a signed version only with `allow_unsigned` (or as an
+    /// explicit rollback): else an unsigned 3.0.0 would replace a signed
+    /// 2.0.0 where signatures are not required, and the downgrade check that
+    /// protects signed versions would protect nothing after.
     pub async fn install(
         &self,
         plan: Plan,
         approved: Capabilities,
         rollback: bool,
+        allow_unsigned: bool,
     ) -> Result<Arc<Plugin>, CallError> {
         let _one_at_a_time = self.install_lock.lock().await;
         let id = plan.plugin.id.clone();
@@ -237,6 +242,36 @@ impl Daemon {
                 ),
             )
             .because(Reason::PluginSignature, &id));
+        }
+        if let Some(installed) = self.registry().get(&id)
+            && let Some(old) = &installed.loaded
+            && let Verdict::Verified { key_id } = installed.verdict()
+            && !matches!(plan.verdict, Verdict::Verified { .. })
+            && !rollback
+        {
+            let what = format!(
+                "the installed {} is signed (key {key_id}); this {} is {}",
+                old.manifest.version,
+                new.manifest.version,
+                plan.verdict.shown().1
+            );
+            if !allow_unsigned {
+                return Err(CallError::new(
+                    Code::FailedPrecondition,
+                    format!(
+                        "plugin {id}: {what}: a package not signed by a trusted key does not replace a signed one (an admin may allow it: tarkctl plugin add --allow-unsigned, audited)"
+                    ),
+                )
+                .because(Reason::PluginSignature, &id));
+            }
+            self.workers.authority.audit.record(
+                "-",
+                &id,
+                "install",
+                &new.manifest.version.to_string(),
+                "allow-unsigned",
+                &format!("{what}; installed with --allow-unsigned"),
+            );
         }
         // Its module must load, in a worker, before anything changes.
         self.workers.validate(&plan.plugin).await.map_err(|e| {

@@ -179,6 +179,7 @@ impl Daemon {
             .remove(id)
             .map_err(|e| internal("forgetting its source", &e))?;
         self.seniority.forget(id);
+        crate::metrics::METRICS.forget_plugin(id);
         // Its kept versions go with it: a rollback needs an installed plugin.
         self.history
             .clear(id)

@@ -137,6 +137,7 @@ async fn install(
         source: source.clone(),
         approved,
         origin: String::new(),
+        allow_unsigned: false,
     };
     let installed = async {
         let plan = c.install_plugin(ask(None)).await?.into_inner();

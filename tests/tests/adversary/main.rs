@@ -7,6 +7,8 @@
 //!   tool names;
 //! - [`edge`]: before authentication: the HPACK bomb, slow headers, idle
 //!   connections, streams;
+//! - [`small`]: unsigned over signed, non-UTF-8 webhooks, tools a tenant
+//!   cannot call, open metrics;
 //! - [`stall`]: a stalled tarkd blaming and killing a worker that answered;
 //! - [`jail`]: command tools reaching the host's Unix sockets;
 //! - [`ids`]: configuration that would run workers as root or share uids;
@@ -26,4 +28,5 @@ mod identity;
 mod ids;
 mod jail;
 mod logs;
+mod small;
 mod stall;
