@@ -303,6 +303,11 @@ fn exhausted(e: &std::io::Error) -> bool {
     )
 }
 
+/// The wait after `failures` shortages in a row: 10 ms, doubling to 1 s.
+fn wait_after(failures: u32) -> Duration {
+    Duration::from_millis(10 << failures.min(7)).min(Duration::from_secs(1))
+}
+
 /// Waiting between accepts while accepting fails for want of a resource
 /// (10 ms, doubling to 1 s), instead of spinning on a listener that stays
 /// readable.
@@ -337,7 +342,7 @@ impl Backoff {
             tracing::debug!("accept ({what}): {e}");
             return false;
         }
-        let wait = Duration::from_millis(10 << self.failures.min(7)).min(Duration::from_secs(1));
+        let wait = wait_after(self.failures);
         if self.failures == 0 {
             tracing::error!(
                 "accepting {what} connections: {e}; retrying every {} ms while it lasts",
@@ -392,6 +397,27 @@ mod tests {
         max_connections_per_uid: 2,
         first_request: Duration::from_secs(10),
     };
+
+    #[test]
+    fn a_shortage_is_waited_out_and_one_failed_connection_is_not() {
+        let waits: Vec<u64> = (0..10).map(|n| wait_after(n).as_millis() as u64).collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+        for (errno, shortage) in [
+            (libc::EMFILE, true),
+            (libc::ENFILE, true),
+            (libc::ENOBUFS, true),
+            (libc::ENOMEM, true),
+            (libc::ECONNABORTED, false),
+            (libc::EPROTO, false),
+            (libc::EPERM, false),
+        ] {
+            assert_eq!(
+                exhausted(&std::io::Error::from_raw_os_error(errno)),
+                shortage,
+                "{errno}"
+            );
+        }
+    }
 
     #[test]
     fn the_door_decides_by_principal_then_totals_then_uid() {
