@@ -64,6 +64,28 @@ impl Ca {
     }
 }
 
+/// The `[api]` lines of a TCP listener with mutual TLS on a free port: the
+/// server's certificate (from `ca`, for localhost) and the client CA written
+/// into `dir`. Returns the lines and the port.
+pub fn listener_config(ca: &Ca, dir: &std::path::Path) -> anyhow::Result<(String, u16)> {
+    let server = ca.leaf("localhost", false)?;
+    let write = |name: &str, text: &str| -> anyhow::Result<std::path::PathBuf> {
+        let p = dir.join(name);
+        std::fs::write(&p, text)?;
+        Ok(p)
+    };
+    let (cert, key, client_ca) = (
+        write("server.pem", &server.0)?,
+        write("server.key", &server.1)?,
+        write("ca.pem", &ca.pem)?,
+    );
+    let port = free_port()?;
+    let config = format!(
+        "[api]\ntcp = \"127.0.0.1:{port}\"\ntls_cert = {cert:?}\ntls_key = {key:?}\nclient_ca = {client_ca:?}\n"
+    );
+    Ok((config, port))
+}
+
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?

@@ -4,34 +4,17 @@
 //! another CA, an expired one and none at all are refused in the handshake,
 //! and a valid one that names no principal is refused and audited.
 
-use tark_tests::tls::{Ca, free_port, list_tools};
+use tark_tests::tls::{Ca, list_tools, listener_config};
 use tark_tests::{Options, PluginFiles, Tarkd};
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_names_the_principal_and_refuses_the_rest() -> anyhow::Result<()> {
     let (ca, other_ca) = (Ca::new("tarkd clients")?, Ca::new("someone else")?);
-    let server = ca.leaf("localhost", false)?;
     let dir = tempfile::tempdir()?;
-    let write = |name: &str, text: &str| -> anyhow::Result<std::path::PathBuf> {
-        let p = dir.path().join(name);
-        std::fs::write(&p, text)?;
-        Ok(p)
-    };
-    let (cert, key, client_ca) = (
-        write("server.pem", &server.0)?,
-        write("server.key", &server.1)?,
-        write("ca.pem", &ca.pem)?,
-    );
-    let port = free_port()?;
+    let (listener, port) = listener_config(&ca, dir.path())?;
     let config = format!(
-        r#"
-[api]
-tcp = "127.0.0.1:{port}"
-tls_cert = {cert:?}
-tls_key = {key:?}
-client_ca = {client_ca:?}
-
+        r#"{listener}
 [[principals]]
 name = "remote-agent"
 cert = "agent-a.example"

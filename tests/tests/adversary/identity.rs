@@ -4,36 +4,17 @@
 //! them (DNS names in any case, URI SANs such as SPIFFE IDs exactly), and the
 //! CN only one that has none (RFC 6125).
 
-use tark_tests::tls::{Ca, free_port, list_tools};
+use tark_tests::tls::{Ca, list_tools, listener_config};
 use tark_tests::{Options, Tarkd};
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_is_its_sans_not_its_common_name() -> anyhow::Result<()> {
     let ca = Ca::new("tarkd clients")?;
-    let server = ca.leaf("localhost", false)?;
     let dir = tempfile::tempdir()?;
-    let write = |name: &str, text: &str| -> anyhow::Result<std::path::PathBuf> {
-        let p = dir.path().join(name);
-        std::fs::write(&p, text)?;
-        Ok(p)
-    };
-    let (cert, key, client_ca) = (
-        write("server.pem", &server.0)?,
-        write("server.key", &server.1)?,
-        write("ca.pem", &ca.pem)?,
-    );
-    let port = free_port()?;
-    // The admin first: a matcher that takes any of a certificate's names
-    // finds it before the agent.
+    let (listener, port) = listener_config(&ca, dir.path())?;
     let config = format!(
-        r#"
-[api]
-tcp = "127.0.0.1:{port}"
-tls_cert = {cert:?}
-tls_key = {key:?}
-client_ca = {client_ca:?}
-
+        r#"{listener}
 [[principals]]
 name = "admin"
 cert = "admin.example"
