@@ -19,7 +19,6 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
 use tark_proto::plugin::v1 as pb;
 use tark_proto::worker::v1 as wpb;
 use tonic::{Request, Response, Status};
@@ -30,25 +29,6 @@ use crate::plugins::registry::Plugin;
 
 use wpb::invoke_request::Call;
 use wpb::invoke_response::Outcome;
-
-/// `[hooks]` in tarkd's config.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HooksConfig {
-    /// Each hook's time for one event.
-    pub deadline_ms: u64,
-    /// Hook plugins whose failure blocks instead of letting the event proceed.
-    pub fail_closed: Vec<String>,
-}
-
-impl Default for HooksConfig {
-    fn default() -> Self {
-        Self {
-            deadline_ms: 2_000,
-            fail_closed: Vec::new(),
-        }
-    }
-}
 
 /// What one hook answered.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,7 +17,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Deserialize;
 use tark_proto::plugin::v1 as pb;
 use tark_proto::worker::v1 as wpb;
 use tokio::sync::{broadcast, mpsc};
@@ -30,24 +29,6 @@ use crate::workers::WorkerKey;
 
 use wpb::invoke_request::Call;
 use wpb::invoke_response::Outcome;
-
-/// `[channels]` in tarkd's config.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ChannelsConfig {
-    pub poll_interval_ms: u64,
-    /// Inbound messages kept per channel while no subscriber takes them.
-    pub buffer: usize,
-}
-
-impl Default for ChannelsConfig {
-    fn default() -> Self {
-        Self {
-            poll_interval_ms: 1_000,
-            buffer: 1_000,
-        }
-    }
-}
 
 /// Started channels by tenant and plugin, in memory and on disk.
 pub struct Channels {
