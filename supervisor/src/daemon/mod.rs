@@ -1,4 +1,13 @@
 //! The daemon's shared state and the operations behind the agent API.
+//!
+//! `plugins/` holds what a plugin set is (folders, manifests, trust, kept
+//! versions) and knows nothing of the daemon; the operations that change the
+//! running set live here, one file per kind.
+
+mod history;
+mod install;
+mod lifecycle;
+mod reload;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
