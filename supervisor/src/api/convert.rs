@@ -3,7 +3,7 @@
 use tark_proto::plugin::v1 as pb;
 use tark_proto::worker::v1 as wpb;
 
-use crate::broker::grants::Trust;
+use crate::config::Trust;
 use crate::daemon::Daemon;
 use crate::plugins::manifest::{Capabilities, PluginType};
 use crate::workers::CallError;

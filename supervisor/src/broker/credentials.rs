@@ -16,7 +16,8 @@ use tonic::{Request, Response, Status};
 
 use super::Broker;
 use super::files::{self, FsError};
-use super::grants::{Grant, Trust};
+use super::grants::Grant;
+use crate::config::Trust;
 use crate::oauth::{self, CREDENTIALS_KEY, EXPIRY_KEY, Stored, token};
 use crate::plugins::manifest::OAuth;
 

@@ -30,13 +30,14 @@ use tark_proto::worker::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::broker::audit::AuditLog;
-use crate::broker::grants::{Denial, Grant, GrantTable, Trust};
+use crate::broker::grants::{Denial, Grant, GrantTable};
 use crate::broker::hosts::{Allow, Refusal, Target};
 use crate::broker::http::{HttpError, Outbound};
 use crate::broker::ratelimit::TokenBucket;
 use crate::broker::storage::{Namespace, Storage, StorageError};
 use crate::broker::ws::Sessions;
 use crate::config::Config;
+use crate::config::Trust;
 use files::{FsError, Roots};
 
 /// Longest log line a plugin may write; longer lines are cut.

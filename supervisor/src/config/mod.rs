@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod api;
+mod policy;
 mod services;
 
 pub use api::{ApiConfig, MetricsConfig};
+pub use policy::{PolicyConfig, Trust};
 pub use services::{ChannelsConfig, HooksConfig};
 
 /// Paths of the system service (`packaging/tarkd.service`).
@@ -58,7 +60,7 @@ pub struct Config {
     /// How many log lines per second each worker's plugin may write.
     pub logs: crate::broker::ratelimit::Rate,
     /// Trust mode and global caps over every plugin's grant.
-    pub policy: crate::broker::grants::PolicyConfig,
+    pub policy: PolicyConfig,
     /// Outbound HTTP limits.
     pub http: crate::broker::http::HttpLimits,
     /// WebSocket limits.
@@ -179,7 +181,7 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             supervision: crate::workers::restart::RestartPolicy::default(),
             logs: crate::broker::ratelimit::Rate::default(),
-            policy: crate::broker::grants::PolicyConfig::default(),
+            policy: PolicyConfig::default(),
             http: crate::broker::http::HttpLimits::default(),
             ws: crate::broker::ws::WsLimits::default(),
             fs: crate::broker::files::FsConfig::default(),
