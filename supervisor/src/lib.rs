@@ -31,7 +31,6 @@ pub mod reasons;
 pub mod reload;
 pub mod server;
 pub mod systemd;
-pub mod tenants;
 pub mod tools;
 pub mod transport;
 pub mod workers;

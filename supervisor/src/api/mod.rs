@@ -171,7 +171,7 @@ impl Api {
             .plugins
             .values()
             .filter(|p| p.of_type(kind).is_some())
-            .filter(|p| crate::tenants::enabled(tenants, tenant, &p.id))
+            .filter(|p| crate::config::tenants::enabled(tenants, tenant, &p.id))
             .cloned()
             .collect()
     }
@@ -186,7 +186,7 @@ impl Api {
             .plugins
             .values()
             .filter(|p| p.runnable().is_some_and(|l| l.manifest.plugin_type == kind))
-            .filter(|p| crate::tenants::enabled(tenants, tenant, &p.id))
+            .filter(|p| crate::config::tenants::enabled(tenants, tenant, &p.id))
             .filter_map(|p| {
                 let conflict = p.conflict()?;
                 Some(format!("plugin {} serves nothing: {conflict}", p.id))

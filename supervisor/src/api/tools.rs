@@ -30,7 +30,7 @@ impl pb::tools_server::Tools for Api {
             .map(|t| t.plugin.as_str())
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
-            .filter(|p| crate::tenants::enabled(&self.0.config.tenants, &tenant, p))
+            .filter(|p| crate::config::tenants::enabled(&self.0.config.tenants, &tenant, p))
             .filter_map(|p| registry.get(p))
             .filter_map(|p| self.0.workers.serves(&tenant, p).err())
             .map(|e| e.message)

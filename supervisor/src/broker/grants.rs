@@ -146,7 +146,7 @@ impl Grant {
     }
 
     /// This grant as it applies to `tenant`, narrowed by its own policy.
-    pub fn for_tenant(&self, tenant: &str, policy: &crate::tenants::TenantPolicy) -> Self {
+    pub fn for_tenant(&self, tenant: &str, policy: &crate::config::tenants::TenantPolicy) -> Self {
         let caps = Capabilities {
             storage: policy.storage.unwrap_or(true),
             http: policy.http.clone().unwrap_or_default(),

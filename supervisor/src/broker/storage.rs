@@ -137,7 +137,7 @@ impl Storage {
     }
 
     /// Gives tenants their own quotas (from the `[tenants]` table).
-    pub fn with_tenant_quotas(mut self, tenants: &crate::tenants::Tenants) -> Self {
+    pub fn with_tenant_quotas(mut self, tenants: &crate::config::tenants::Tenants) -> Self {
         let quotas = tenants
             .iter()
             .map(|(t, c)| (t.clone(), (c.storage_max_keys, c.storage_max_total_bytes)))
@@ -355,17 +355,17 @@ mod tests {
     #[test]
     fn tenants_can_have_quotas_of_their_own() -> Result<(), StorageError> {
         let dir = tempfile::tempdir().map_err(|e| StorageError::Backend(e.to_string()))?;
-        let mut tenants = crate::tenants::Tenants::new();
+        let mut tenants = crate::config::tenants::Tenants::new();
         tenants.insert(
             "small".into(),
-            crate::tenants::TenantConfig {
+            crate::config::tenants::TenantConfig {
                 storage_max_keys: Some(1),
                 ..Default::default()
             },
         );
         tenants.insert(
             "tiny".into(),
-            crate::tenants::TenantConfig {
+            crate::config::tenants::TenantConfig {
                 storage_max_total_bytes: Some(4),
                 ..Default::default()
             },

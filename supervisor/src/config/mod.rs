@@ -8,6 +8,7 @@ use serde::Deserialize;
 mod api;
 mod policy;
 mod services;
+pub mod tenants;
 
 pub use api::{ApiConfig, MetricsConfig};
 pub use policy::{PolicyConfig, Trust};
@@ -90,7 +91,7 @@ pub struct Config {
     /// uid are admins unless named here).
     pub principals: Vec<crate::access::PrincipalConfig>,
     /// Per-tenant plugins, worker cap and storage quotas.
-    pub tenants: crate::tenants::Tenants,
+    pub tenants: crate::config::tenants::Tenants,
 }
 
 /// Default per-call limits of every plugin.
@@ -195,7 +196,7 @@ impl Default for Config {
             sources: Default::default(),
             workers: crate::workers::bounds::WorkersConfig::default(),
             principals: Vec::new(),
-            tenants: crate::tenants::Tenants::new(),
+            tenants: crate::config::tenants::Tenants::new(),
         }
     }
 }
@@ -366,7 +367,7 @@ impl Config {
         if !problems.is_empty() {
             return Err(format!("principals: {}", problems.join("; ")));
         }
-        let problems = crate::tenants::validate(&self.tenants);
+        let problems = crate::config::tenants::validate(&self.tenants);
         if !problems.is_empty() {
             return Err(problems.join("; "));
         }

@@ -24,7 +24,7 @@ impl Daemon {
         arguments_json: &str,
     ) -> Result<(String, wpb::ToolResult), CallError> {
         let registry = self.registry();
-        let enabled = |p: &str| crate::tenants::enabled(&self.config.tenants, tenant, p);
+        let enabled = |p: &str| crate::config::tenants::enabled(&self.config.tenants, tenant, p);
         let claims = |daemon: &Daemon| {
             let mut claimants = Vec::new();
             let mut unknown = Vec::new();

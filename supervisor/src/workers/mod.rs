@@ -346,12 +346,12 @@ impl Workers {
 
     /// Refuses a plugin the tenant may not use.
     fn enabled_for(&self, tenant: &str, plugin: &Plugin) -> Result<(), CallError> {
-        if crate::tenants::enabled(&self.config.tenants, tenant, &plugin.id) {
+        if crate::config::tenants::enabled(&self.config.tenants, tenant, &plugin.id) {
             return Ok(());
         }
         Err(CallError::new(
             Code::PermissionDenied,
-            crate::tenants::not_enabled(tenant, &plugin.id),
+            crate::config::tenants::not_enabled(tenant, &plugin.id),
         )
         .because(Reason::PluginNotEnabledForTenant, &plugin.id))
     }

@@ -228,7 +228,7 @@ fn a_tenants_policy_narrows_and_is_never_softened() {
         &["/data"],
     );
     let g = Grant::new("p", &declared, Some(&declared), &PolicyConfig::default());
-    let policy = crate::tenants::TenantPolicy {
+    let policy = crate::config::tenants::TenantPolicy {
         storage: Some(false),
         http: Some(vec!["api.example.com".into()]),
         env: Some(vec!["A".into()]),
@@ -267,7 +267,7 @@ fn shell_runs_only_declared_approved_and_allowed_whatever_the_trust_mode() {
         shell,
         ..Capabilities::default()
     };
-    let tenant = |shell| crate::tenants::TenantPolicy {
+    let tenant = |shell| crate::config::tenants::TenantPolicy {
         shell,
         ..Default::default()
     };

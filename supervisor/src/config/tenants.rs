@@ -69,7 +69,7 @@ pub fn validate(tenants: &Tenants) -> Vec<String> {
         }
         if let Some(p) = &t.policy {
             // The same entries as `[policy]`'s, checked the same way.
-            let as_global = crate::config::PolicyConfig {
+            let as_global = super::PolicyConfig {
                 http: p.http.clone(),
                 env: p.env.clone(),
                 fs_read: p.fs_read.clone(),
