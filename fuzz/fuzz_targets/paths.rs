@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let roots = Roots {
         home: Some(PathBuf::from("/home/u")),
         plugin_dir: PathBuf::from("/plugins/p"),
+        own_pid: Default::default(),
     };
     for p in [entry, request] {
         if let Some(x) = expand(p, &roots) {
