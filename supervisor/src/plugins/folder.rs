@@ -77,11 +77,57 @@ struct Walk {
     owned: bool,
 }
 
+/// Opens `name` beneath `dir` with no symlink followed. `openat2` where the
+/// kernel and any syscall filter around tarkd offer it; where they answer
+/// `ENOSYS` (kernels before 5.6, a systemd whose filter predates the call),
+/// the same rule one component at a time ([`beneath_by_walk`]).
 fn beneath(dir: &impl AsFd, name: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
+    let flags = flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
     let how = OpenHow::new()
-        .flags(flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+        .flags(flags)
         .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
-    openat2(dir, name, how)
+    match openat2(dir, name, how) {
+        Err(nix::Error::ENOSYS) => beneath_by_walk(dir, name, flags),
+        other => other,
+    }
+}
+
+/// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` without `openat2`: only plain
+/// components (no `/`, `.` or `..`: `EXDEV`, as `openat2` answers for a path
+/// that would leave), each folder opened from the one before and refused if
+/// it is a link (`ELOOP`) or no folder (`ENOTDIR`), the last with
+/// `flags`, which carry `O_NOFOLLOW`.
+fn beneath_by_walk(dir: &impl AsFd, name: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
+    use std::path::Component;
+    let mut parts = Vec::new();
+    for c in name.components() {
+        match c {
+            Component::Normal(p) => parts.push(p),
+            _ => return Err(nix::Error::EXDEV),
+        }
+    }
+    let Some((last, folders)) = parts.split_last() else {
+        return Err(nix::Error::ENOENT);
+    };
+    // O_PATH | O_NOFOLLOW opens a link itself, so fstat can tell a link
+    // (ELOOP, as openat2 says) from any other non-folder (ENOTDIR).
+    let folder_flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mut here: Option<OwnedFd> = None;
+    for part in folders {
+        let next = match &here {
+            Some(fd) => nix::fcntl::openat(fd, *part, folder_flags, Mode::empty()),
+            None => nix::fcntl::openat(dir, *part, folder_flags, Mode::empty()),
+        }?;
+        match SFlag::from_bits_truncate(fstat(&next)?.st_mode) & SFlag::S_IFMT {
+            SFlag::S_IFDIR => here = Some(next),
+            SFlag::S_IFLNK => return Err(nix::Error::ELOOP),
+            _ => return Err(nix::Error::ENOTDIR),
+        }
+    }
+    match &here {
+        Some(fd) => nix::fcntl::openat(fd, *last, flags, Mode::empty()),
+        None => nix::fcntl::openat(dir, *last, flags, Mode::empty()),
+    }
 }
 
 impl Walk {
@@ -397,6 +443,63 @@ mod tests {
             matches!(&err, Some(Refused::NotOwned(e)) if e.contains("not by the caller (uid 4242)")),
             "{err:?}"
         );
+        Ok(())
+    }
+
+    /// The walk that stands in for `openat2` where it is missing never opens
+    /// what `openat2` refuses: it opens the same file, refuses with the same
+    /// kind of error, or (for `.` and `..` that stay inside) is stricter.
+    #[test]
+    fn the_walk_without_openat2_refuses_what_openat2_refuses() -> std::io::Result<()> {
+        let d = tempfile::tempdir()?;
+        tree(d.path())?;
+        let outside = tempfile::tempdir()?;
+        std::fs::write(outside.path().join("secret"), b"s")?;
+        std::os::unix::fs::symlink(outside.path(), d.path().join("out"))?;
+        std::os::unix::fs::symlink("plugin.toml", d.path().join("alias"))?;
+        std::os::unix::fs::symlink("dist", d.path().join("distlink"))?;
+        let root = nix::fcntl::open(
+            d.path(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )?;
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        let how = OpenHow::new()
+            .flags(flags)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+        let kind = |r: nix::Result<OwnedFd>| match r {
+            Ok(fd) => Ok(fstat(&fd).map(|st| st.st_ino).unwrap_or(0)),
+            // openat2 says ELOOP or EXDEV for a link, as the walk does.
+            Err(nix::Error::EXDEV | nix::Error::ELOOP) => Err("link or outside"),
+            Err(nix::Error::ENOENT) => Err("missing"),
+            Err(nix::Error::ENOTDIR) => Err("not a folder"),
+            Err(_) => Err("other"),
+        };
+        // (path, the walk opens it, openat2 opens it)
+        let cases = [
+            ("plugin.toml", true, true),
+            ("dist/plugin.wasm", true, true),
+            ("dist/sub/readme", true, true),
+            ("dist/sub", true, true),
+            ("alias", false, false),
+            ("out/secret", false, false),
+            ("distlink/plugin.wasm", false, false),
+            ("../x", false, false),
+            ("/etc/passwd", false, false),
+            ("missing", false, false),
+            ("plugin.toml/x", false, false),
+            ("dist/../plugin.toml", false, true),
+            ("./plugin.toml", false, true),
+        ];
+        for (path, walk_opens, openat2_opens) in cases {
+            let want = kind(openat2(&root, path, how));
+            let got = kind(beneath_by_walk(&root, Path::new(path), flags));
+            assert_eq!(got.is_ok(), walk_opens, "{path}: {got:?}");
+            assert_eq!(want.is_ok(), openat2_opens, "{path}: {want:?}");
+            if walk_opens == openat2_opens {
+                assert_eq!(got, want, "{path}: the walk and openat2 disagree");
+            }
+        }
         Ok(())
     }
 }
