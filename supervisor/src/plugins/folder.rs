@@ -112,22 +112,18 @@ fn beneath_by_walk(dir: &impl AsFd, name: &Path, flags: OFlag) -> nix::Result<Ow
     // O_PATH | O_NOFOLLOW opens a link itself, so fstat can tell a link
     // (ELOOP, as openat2 says) from any other non-folder (ENOTDIR).
     let folder_flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let mut here: Option<OwnedFd> = None;
+    let mut held: Option<OwnedFd> = None;
     for part in folders {
-        let next = match &here {
-            Some(fd) => nix::fcntl::openat(fd, *part, folder_flags, Mode::empty()),
-            None => nix::fcntl::openat(dir, *part, folder_flags, Mode::empty()),
-        }?;
+        let from = held.as_ref().map_or(dir.as_fd(), |fd| fd.as_fd());
+        let next = nix::fcntl::openat(from, *part, folder_flags, Mode::empty())?;
         match SFlag::from_bits_truncate(fstat(&next)?.st_mode) & SFlag::S_IFMT {
-            SFlag::S_IFDIR => here = Some(next),
+            SFlag::S_IFDIR => held = Some(next),
             SFlag::S_IFLNK => return Err(nix::Error::ELOOP),
             _ => return Err(nix::Error::ENOTDIR),
         }
     }
-    match &here {
-        Some(fd) => nix::fcntl::openat(fd, *last, flags, Mode::empty()),
-        None => nix::fcntl::openat(dir, *last, flags, Mode::empty()),
-    }
+    let from = held.as_ref().map_or(dir.as_fd(), |fd| fd.as_fd());
+    nix::fcntl::openat(from, *last, flags, Mode::empty())
 }
 
 impl Walk {
