@@ -228,8 +228,20 @@ fn bind(path: &Path, api: &crate::config::ApiConfig) -> Result<UnixListener, Sta
                 })
             })
             .map_err(io("finding the group of", path))?;
+        // As the owner and a member of the group (the unit's
+        // SupplementaryGroups=), no CAP_CHOWN is needed.
+        let not_member = |e: nix::Error| {
+            let why = if e == nix::Error::EPERM {
+                format!(
+                    "{e}: tarkd must be a member of group {name} (SupplementaryGroups= in its unit)"
+                )
+            } else {
+                e.to_string()
+            };
+            std::io::Error::new(std::io::Error::from(e).kind(), why)
+        };
         nix::unistd::chown(path, None, Some(group.gid))
-            .map_err(|e| std::io::Error::from_raw_os_error(e as i32))
+            .map_err(not_member)
             .map_err(io("setting the group of", path))?;
         // The group must reach the socket too: its directory (tarkd's own,
         // e.g. /run/tarkd at 0750) gets the group and group search, nothing more.
@@ -239,7 +251,7 @@ fn bind(path: &Path, api: &crate::config::ApiConfig) -> Result<UnixListener, Sta
                 .permissions()
                 .mode();
             nix::unistd::chown(dir, None, Some(group.gid))
-                .map_err(|e| std::io::Error::from_raw_os_error(e as i32))
+                .map_err(not_member)
                 .map_err(io("setting the group of", dir))?;
             std::fs::set_permissions(
                 dir,

@@ -1,7 +1,6 @@
 //! The files in packaging/: the unit's hardening, scored by `systemd-analyze
-//! security --offline=yes`, stays at or under 3.2 (3.0, and the 0.2 that
-//! allowing `@mount` costs: tark-jail builds each command tool's root inside
-//! its own user and mount namespaces); the Kubernetes DaemonSet
+//! security --offline=yes`, stays at or under 3.0 (scripts/vm-test reads the
+//! running unit's score in a Debian 12 guest); the Kubernetes DaemonSet
 //! keeps the unit's capabilities and a valid tarkd config (docs/deploy.md).
 
 use std::process::Command;
@@ -30,21 +29,31 @@ fn exposure(unit: &std::path::Path) -> anyhow::Result<f64> {
 }
 
 #[test]
-fn the_unit_is_hardened_to_an_exposure_of_at_most_3_2() -> anyhow::Result<()> {
+fn the_unit_is_hardened_to_an_exposure_of_at_most_3_0() -> anyhow::Result<()> {
     let root = fixtures::repo_root();
     let unit = root.join("packaging/tarkd.service");
     let score = exposure(&unit)?;
     println!("systemd-analyze security: {score}");
-    ensure!(score <= 3.2, "exposure {score} > 3.2");
+    ensure!(score <= 3.0, "exposure {score} > 3.0");
     let text = std::fs::read_to_string(&unit)?;
     for line in [
         "Type=notify",
         "NotifyAccess=main",
         "WatchdogSec=",
         "NoNewPrivileges=yes",
+        // The socket's group without CAP_CHOWN.
+        "SupplementaryGroups=tarkd",
     ] {
         ensure!(text.lines().any(|l| l.starts_with(line)), "no {line}");
     }
+    // Installing a plugin folder opens files with openat2, which systemd 252
+    // (Debian 12) does not allow by any group.
+    ensure!(
+        text.lines()
+            .any(|l| l.starts_with("SystemCallFilter=@")
+                && l.split_whitespace().any(|w| w == "openat2")),
+        "openat2 is not in the unit's allow list"
+    );
     // The score must be able to fail: the same unit without its hardening.
     let bare: String = text
         .lines()
