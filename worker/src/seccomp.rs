@@ -66,7 +66,7 @@ fn policy() -> Vec<Allow> {
         .iter()
         .map(|a| vec![(2, Op::Eq, *a as u64)])
         .collect();
-    vec![
+    let mut rows = vec![
         // I/O on fds the worker already holds (its channels, its runtime's epoll).
         any(libc::SYS_read),
         any(libc::SYS_write),
@@ -78,7 +78,6 @@ fn policy() -> Vec<Allow> {
         any(libc::SYS_sendmsg),
         any(libc::SYS_close),
         when(libc::SYS_fcntl, fcntl),
-        any(libc::SYS_epoll_wait),
         any(libc::SYS_epoll_pwait),
         any(libc::SYS_epoll_ctl),
         // Memory, never executable: code was mapped before lockdown.
@@ -122,7 +121,12 @@ fn policy() -> Vec<Allow> {
         any(libc::SYS_restart_syscall),
         any(libc::SYS_exit),
         any(libc::SYS_exit_group),
-    ]
+    ];
+    // x86_64 keeps the calls newer architectures only have in their *at or
+    // p* form; aarch64 has epoll_pwait alone.
+    #[cfg(target_arch = "x86_64")]
+    rows.push(any(libc::SYS_epoll_wait));
+    rows
 }
 
 /// What a policy violation does.
