@@ -8,6 +8,10 @@
 //! refused before anything is written outside the staging folder, and entry by
 //! entry: absolute paths, `..`, links, devices and anything not a file or a
 //! folder, more than [`MAX_FILES`] entries or [`MAX_BYTES`] in all.
+//!
+//! A folder under `/tmp` or `/var/tmp` is staged too (copied, links kept as
+//! links for tarkd to refuse): tarkd's systemd unit has `PrivateTmp=yes`, so
+//! the operator's `/tmp` is not the one tarkd sees.
 
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
@@ -98,25 +102,86 @@ pub fn stage(arg: &str) -> anyhow::Result<Staged> {
         });
     };
     let folder = std::fs::canonicalize(dir).with_context(|| format!("plugin folder {arg}"))?;
+    if !in_private_tmp(&folder) {
+        return Ok(Staged {
+            folder,
+            _staging: None,
+        });
+    }
+    let staging = tempfile::Builder::new()
+        .prefix("tarkctl-plugin-")
+        .tempdir_in(staging_dir()?)?;
+    let root = staging.path().join("src");
+    let mut budget = (MAX_FILES, MAX_BYTES);
+    copy_folder(&folder, &root, &mut budget).with_context(|| format!("plugin folder {arg}"))?;
     Ok(Staged {
-        folder,
-        _staging: None,
+        folder: root,
+        _staging: Some(staging),
     })
+}
+
+/// Whether tarkd under its unit (`PrivateTmp=yes`) sees another folder at
+/// `path` than the operator does.
+pub fn in_private_tmp(path: &Path) -> bool {
+    ["/tmp", "/var/tmp"].iter().any(|tmp| path.starts_with(tmp))
+}
+
+/// Copies `from` to `to` as it is: files and folders, symbolic links as
+/// links (tarkd refuses them, as it would have in place), anything else
+/// refused; within `budget` (entries, bytes).
+fn copy_folder(from: &Path, to: &Path, budget: &mut (usize, u64)) -> anyhow::Result<()> {
+    std::fs::create_dir(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        budget.0 = budget
+            .0
+            .checked_sub(1)
+            .with_context(|| format!("more than {MAX_FILES} entries"))?;
+        let kind = entry.file_type()?;
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else if kind.is_dir() {
+            copy_folder(&src, &dst, budget)?;
+        } else if kind.is_file() {
+            let copied = std::fs::copy(&src, &dst)?;
+            budget.1 = budget
+                .1
+                .checked_sub(copied)
+                .with_context(|| format!("more than {MAX_BYTES} bytes"))?;
+        } else {
+            bail!("{} is not a file, a folder or a link", src.display());
+        }
+    }
+    Ok(())
 }
 
 /// Where sources are staged: somewhere tarkd can read, which under systemd
 /// (`PrivateTmp=yes`) is not /tmp. `$TARKCTL_STAGING_DIR`, else
-/// `$XDG_CACHE_HOME/tarkctl`, else `~/.cache/tarkctl` (tarkd's unit keeps home
-/// directories readable), else the temporary directory.
+/// `$XDG_CACHE_HOME/tarkctl`, else `~/.cache/tarkctl` (`$HOME`, or the user's
+/// home in the password database; tarkd's unit keeps home directories
+/// readable), else the temporary directory.
 fn staging_dir() -> anyhow::Result<PathBuf> {
     let var = |name: &str| {
         std::env::var_os(name)
             .map(PathBuf::from)
             .filter(|p| p.is_absolute())
     };
+    // Without $HOME (a systemd service, cron), the home directory of the
+    // user tarkctl runs as: the temporary directory is the one place tarkd
+    // under its unit cannot see.
+    let home = || {
+        var("HOME").or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.dir)
+                .filter(|d| d.is_absolute() && d.is_dir())
+        })
+    };
     let dir = var("TARKCTL_STAGING_DIR")
         .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("tarkctl")))
-        .or_else(|| var("HOME").map(|h| h.join(".cache/tarkctl")))
+        .or_else(|| home().map(|h| h.join(".cache/tarkctl")))
         .unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("staging in {}", dir.display()))?;
     Ok(dir)
@@ -274,6 +339,50 @@ pub fn unpack(stream: impl Read, root: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn folders_tarkds_private_tmp_hides_are_known() {
+        for (path, hidden) in [
+            ("/tmp/notes", true),
+            ("/tmp", true),
+            ("/var/tmp/x/y", true),
+            ("/tmpfoo/notes", false),
+            ("/var/tmpx", false),
+            ("/home/op/notes", false),
+            ("/srv/tmp/notes", false),
+        ] {
+            assert_eq!(in_private_tmp(Path::new(path)), hidden, "{path}");
+        }
+    }
+
+    #[test]
+    fn a_folder_in_tmp_is_copied_as_it_is_links_included() -> anyhow::Result<()> {
+        let src = tempfile::tempdir_in("/tmp")?;
+        std::fs::write(src.path().join("plugin.toml"), "x")?;
+        std::fs::create_dir(src.path().join("data"))?;
+        std::fs::write(src.path().join("data/a"), "aa")?;
+        std::os::unix::fs::symlink("/etc/passwd", src.path().join("data/link"))?;
+        let staging = tempfile::tempdir()?;
+        copy_as_stage_does(src.path(), staging.path())?;
+        let to = staging.path().join("copy");
+        assert_eq!(std::fs::read(to.join("data/a"))?, b"aa");
+        assert_eq!(
+            std::fs::read_link(to.join("data/link"))?,
+            Path::new("/etc/passwd")
+        );
+        // Over budget: refused, naming the limit.
+        let mut tight = (2, MAX_BYTES);
+        let err = copy_folder(src.path(), &staging.path().join("tight"), &mut tight);
+        assert!(err.is_err_and(|e| e.to_string().contains("entries")));
+        Ok(())
+    }
+
+    /// What `stage` does with a folder in /tmp, without reading the
+    /// environment for a staging dir.
+    fn copy_as_stage_does(src: &Path, staging: &Path) -> anyhow::Result<()> {
+        let mut budget = (MAX_FILES, MAX_BYTES);
+        copy_folder(src, &staging.join("copy"), &mut budget)
+    }
     use tar::EntryType;
 
     #[test]
