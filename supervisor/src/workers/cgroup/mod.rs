@@ -198,6 +198,13 @@ impl Leaf {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// Processes of this leaf the kernel's OOM killer ended (its memory.max
+    /// reached); none where the memory controller is not enabled.
+    pub fn oom_kills(&self) -> Option<u64> {
+        let events = std::fs::read_to_string(self.dir.join("memory.events")).ok()?;
+        plan::oom_kills(&events)
+    }
 }
 
 impl Drop for Leaf {

@@ -140,6 +140,15 @@ pub fn is_tenant_dir_name(name: &str) -> bool {
         .is_some_and(|t| !t.is_empty() && t.bytes().all(|b| safe(b) || b == b'%'))
 }
 
+/// How many processes the kernel's OOM killer ended in a cgroup, from its
+/// `memory.events` (`oom_kill N`); none without the memory controller.
+pub fn oom_kills(memory_events: &str) -> Option<u64> {
+    memory_events
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
 /// The `cpu.weight` of every tenant's cgroup: the same for all.
 pub const TENANT_CPU_WEIGHT: &str = "100";
 
@@ -173,6 +182,17 @@ fn escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oom_kills_are_read_from_memory_events() {
+        let events = "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(oom_kills(events), Some(1));
+        assert_eq!(oom_kills("low 0\nmax 0\noom 0\noom_kill 0\n"), Some(0));
+        // `oom_group_kill` is not `oom_kill`; nothing readable is none.
+        assert_eq!(oom_kills("oom_group_kill 3\n"), None);
+        assert_eq!(oom_kills("oom_kill many\n"), None);
+        assert_eq!(oom_kills(""), None);
+    }
 
     #[test]
     fn tenant_cgroups_are_named_apart_from_leaves_and_files() {
