@@ -3,8 +3,10 @@
 //! - [`plugin::v1`]: the agent API (`tark.plugin.v1`), used by tark and tarkctl.
 //! - [`worker::v1`]: the tarkd ⇄ tark-worker channel (`tark.worker.v1`).
 //! - [`channel`]: gRPC over the socketpairs that connect the two.
+//! - [`landlock`]: landlock's ABI levels, as both sides report them.
 
 pub mod channel;
+pub mod landlock;
 
 /// The agent API's encoded `FileDescriptorSet` (`tark/plugin/v1/plugin.proto`),
 /// for server reflection.

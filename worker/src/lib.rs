@@ -12,6 +12,7 @@ pub mod engine;
 #[cfg(any(test, feature = "escape-hatch"))]
 pub mod escape;
 pub mod jail;
+pub mod landlock_abi;
 pub mod limits;
 pub mod pidns;
 pub mod priority;

@@ -8,7 +8,7 @@
 //! this order; each reports whether the kernel accepted it, so tarkd can show the
 //! operator what a worker actually runs under.
 
-use landlock::{ABI, Access, AccessFs, AccessNet, Ruleset, RulesetAttr, RulesetStatus, Scope};
+use landlock::{Access, AccessFs, AccessNet, Ruleset, RulesetAttr, Scope};
 use nix::sys::prctl;
 use rlimit::Resource;
 
@@ -54,6 +54,19 @@ fn layer<E: std::fmt::Display>(name: &str, r: Result<(), E>) -> Layer {
     }
 }
 
+/// A layer whose success has something to say (what the kernel gave).
+fn detailed(name: &str, r: Result<String, String>) -> Layer {
+    let (applied, detail) = match r {
+        Ok(detail) => (true, detail),
+        Err(why) => (false, why),
+    };
+    Layer {
+        name: name.into(),
+        applied,
+        detail,
+    }
+}
+
 /// Resource limits. Never RLIMIT_AS: wasmtime reserves large virtual ranges for
 /// guard pages, and memory is capped per store instead.
 fn rlimits() -> std::io::Result<()> {
@@ -69,9 +82,11 @@ fn rlimits() -> std::io::Result<()> {
 }
 
 /// Landlock: no filesystem access, no TCP, no signals or abstract sockets beyond
-/// the worker's own domain, at the best ABI the kernel offers.
-fn landlock() -> Result<(), String> {
-    let abi = ABI::V6;
+/// the worker's own domain, at the best ABI the kernel offers; counted as
+/// applied when the kernel gave at least `min_abi` (the detail names the ABI
+/// and every right it lacks).
+fn landlock(min_abi: u32) -> Result<String, String> {
+    let abi = crate::landlock_abi::TARGET;
     let status = Ruleset::default()
         .handle_access(AccessFs::from_all(abi))
         .and_then(|r| r.handle_access(AccessNet::from_all(abi)))
@@ -79,13 +94,7 @@ fn landlock() -> Result<(), String> {
         .and_then(|r| r.create())
         .and_then(|r| r.restrict_self())
         .map_err(|e| e.to_string())?;
-    match status.ruleset {
-        RulesetStatus::FullyEnforced => Ok(()),
-        RulesetStatus::PartiallyEnforced => {
-            Err("partially enforced: the kernel's landlock ABI is older".into())
-        }
-        RulesetStatus::NotEnforced => Err("not supported by this kernel".into()),
-    }
+    crate::landlock_abi::judge(&status, min_abi)
 }
 
 /// First thing at start, while the worker is one thread: close every fd above
@@ -122,7 +131,7 @@ pub fn at_start() -> Vec<Layer> {
 /// Applies the lockdown layers in order and reports each. seccomp comes last: the
 /// layers before it need system calls it forbids. With `seccomp_log`, violations
 /// are allowed and logged by the kernel instead (to find what a policy misses).
-pub fn lockdown(seccomp_log: bool) -> Vec<Layer> {
+pub fn lockdown(seccomp_log: bool, landlock_min_abi: u32) -> Vec<Layer> {
     // Built before anything is locked: compiling allocates and may fail. A
     // violation traps into a handler that names the call, then dies by SIGSYS.
     let violation = if seccomp_log {
@@ -138,7 +147,7 @@ pub fn lockdown(seccomp_log: bool) -> Vec<Layer> {
         layer("no_new_privs", prctl::set_no_new_privs()),
         // No core dumps and no ptrace attach by same-uid processes.
         layer("not_dumpable", prctl::set_dumpable(false)),
-        layer("landlock", landlock()),
+        detailed("landlock", landlock(landlock_min_abi)),
     ];
     let mut seccomp = layer("seccomp", filter.and_then(|f| seccomp::apply(&f)));
     if seccomp.applied && seccomp_log {

@@ -125,7 +125,7 @@ impl pb::worker_server::Worker for WorkerService {
         let mut layers = self.start_layers.clone();
         let priority = crate::priority::report();
         layers.extend(if req.lockdown {
-            sandbox::lockdown(req.seccomp_log)
+            sandbox::lockdown(req.seccomp_log, req.landlock_min_abi)
         } else {
             Vec::new()
         });

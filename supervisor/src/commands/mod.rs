@@ -52,6 +52,8 @@ pub struct Jail {
     /// The tenant × plugin's uid, held until the run is dropped (after its
     /// process has exited).
     pub uid_lease: Option<crate::workers::ids::Lease>,
+    /// `sandbox.landlock.min_abi`: below it, the jail refuses to run.
+    pub landlock_min_abi: u32,
 }
 
 /// Runs one command tool for `tenant`. Bad arguments and a failing command
@@ -139,6 +141,7 @@ pub async fn run(
             .iter()
             .map(|p| p.to_string_lossy().into_owned())
             .collect(),
+        landlock_min_abi: jail.landlock_min_abi,
     };
     execute(&jail, &format!("{tenant}/{id}/{}", tool.name), spec)
         .await

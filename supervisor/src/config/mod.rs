@@ -142,6 +142,25 @@ pub struct SandboxConfig {
     pub seccomp: SeccompMode,
     /// Each worker's own cgroup v2 (`[sandbox.cgroup]`).
     pub cgroup: crate::workers::cgroup::plan::CgroupConfig,
+    /// `[sandbox.landlock]`.
+    pub landlock: LandlockConfig,
+}
+
+/// `[sandbox.landlock]`: how much of landlock a kernel must give.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LandlockConfig {
+    /// The lowest landlock ABI a worker's landlock layer counts as applied
+    /// with, and a command tool may run under (0: run without landlock).
+    /// Older kernels enforce the rights they know and name the rest; 1 (Linux
+    /// 5.13) is the default, 6 (Linux 6.12) asks for every right tarkd uses.
+    pub min_abi: u32,
+}
+
+impl Default for LandlockConfig {
+    fn default() -> Self {
+        Self { min_abi: 1 }
+    }
 }
 
 /// `[lifecycle]`.
@@ -228,6 +247,7 @@ impl Default for SandboxConfig {
             require: Vec::new(),
             seccomp: SeccompMode::Enforce,
             cgroup: crate::workers::cgroup::plan::CgroupConfig::default(),
+            landlock: LandlockConfig::default(),
         }
     }
 }
@@ -297,6 +317,12 @@ impl Config {
             return Err(format!(
                 "sandbox.cgroup.memory_mib ({}) is below limits.memory_mib ({}): the kernel would kill a worker before wasmtime refused the memory",
                 cgroup.memory_mib, l.memory_mib
+            ));
+        }
+        if self.sandbox.landlock.min_abi > 6 {
+            return Err(format!(
+                "sandbox.landlock.min_abi = {}: tarkd uses landlock's rights up to ABI 6",
+                self.sandbox.landlock.min_abi
             ));
         }
         if cgroup.pids < 2 {

@@ -3,6 +3,7 @@
 //! module (precompiled from the cache when tarkd has it) and checking the sandbox
 //! layers it reports against what the config requires.
 
+use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -211,7 +212,12 @@ impl Workers {
                     .flatten(),
                 None => None,
             };
+            let oom = leaf.as_ref().and_then(cgroup::Leaf::oom_kills).unwrap_or(0) > 0;
             let reason = match status {
+                Ok(status) if oom && status.signal() == Some(libc::SIGKILL) => format!(
+                    "{}: out of memory, by the kernel's OOM killer at its cgroup's memory.max",
+                    describe_exit(status)
+                ),
                 Ok(status) => with_violation(describe_exit(status), status, violation),
                 Err(e) => format!("could not be waited for: {e}"),
             };
@@ -333,6 +339,7 @@ impl Workers {
             version: loaded.manifest.version.to_string(),
             lockdown: self.config.sandbox.lockdown,
             seccomp_log: self.config.sandbox.seccomp == crate::config::SeccompMode::Log,
+            landlock_min_abi: self.config.sandbox.landlock.min_abi,
         };
         let name = &loaded.manifest.name;
         let mut client = worker.client.clone();

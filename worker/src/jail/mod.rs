@@ -30,8 +30,8 @@ use std::os::fd::FromRawFd;
 use std::os::unix::process::CommandExt;
 
 use landlock::{
-    ABI, Access, AccessFs, AccessNet, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
-    Scope, path_beneath_rules,
+    Access, AccessFs, AccessNet, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope,
+    path_beneath_rules,
 };
 use prost::Message;
 use rlimit::Resource;
@@ -75,7 +75,7 @@ fn run() -> Result<std::convert::Infallible, String> {
     caps::drop_all()?;
     limits(&spec).map_err(|e| format!("setting rlimits: {e}"))?;
     nix::sys::prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
-    landlock(&spec.read)?;
+    landlock(&spec.read, spec.landlock_min_abi)?;
     if spec.sockets.is_empty() {
         sockets::refuse()?;
     }
@@ -119,10 +119,11 @@ fn limits(spec: &CommandSpec) -> std::io::Result<()> {
 
 /// Read-only beneath `read`, read and execute beneath the system folders, and
 /// nothing else; no TCP; signals and abstract sockets scoped to the jail. A
-/// kernel that cannot enforce all of it refuses the command rather than run
-/// it with less.
-fn landlock(read: &[String]) -> Result<(), String> {
-    let abi = ABI::V6;
+/// kernel with an older ABI enforces what it knows (the rest is covered by the
+/// read-only root, the namespaces and the uid, see [`crate::landlock_abi`]);
+/// below `min_abi` the command is refused rather than run with less.
+fn landlock(read: &[String], min_abi: u32) -> Result<(), String> {
+    let abi = crate::landlock_abi::TARGET;
     let read_only = AccessFs::ReadFile | AccessFs::ReadDir;
     let status = Ruleset::default()
         .handle_access(AccessFs::from_all(abi))
@@ -140,14 +141,7 @@ fn landlock(read: &[String]) -> Result<(), String> {
         .and_then(|r| r.add_rules(path_beneath_rules(read, read_only)))
         .and_then(|r| r.restrict_self())
         .map_err(|e| format!("landlock: {e}"))?;
-    match status.ruleset {
-        RulesetStatus::FullyEnforced => Ok(()),
-        RulesetStatus::PartiallyEnforced => Err(
-            "landlock is only partially enforced by this kernel (ABI older than 6); command tools need all of it"
-                .into(),
-        ),
-        RulesetStatus::NotEnforced => {
-            Err("landlock is not supported by this kernel; command tools need it".into())
-        }
-    }
+    crate::landlock_abi::judge(&status, min_abi)
+        .map(drop)
+        .map_err(|why| format!("landlock: {why}"))
 }
