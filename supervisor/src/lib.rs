@@ -13,7 +13,8 @@
 //! - [`oauth`]: the sign-in a manifest's `[oauth]` declares, run by tarkd;
 //! - [`access`]: who is calling the agent API, and what each caller may call;
 //! - [`transport`]: what is read off the API socket before gRPC sees it;
-//! - [`tools`]: which plugin serves which tool.
+//! - [`tools`]: which plugin serves which tool;
+//! - [`hostcheck`]: `--check-host`, what this host gives the sandbox.
 
 pub mod access;
 pub mod api;
@@ -23,6 +24,7 @@ pub mod config;
 pub mod crash;
 pub mod daemon;
 pub mod durable;
+pub mod hostcheck;
 pub mod logs;
 pub mod metrics;
 pub mod oauth;

@@ -34,6 +34,11 @@ struct Args {
     /// 0 if tarkd would start with it, 1 with the reason otherwise.
     #[arg(long)]
     check_config: bool,
+    /// Checks what this host gives tarkd's sandbox (namespaces, landlock,
+    /// seccomp, cgroups, the worker, the state dir, the socket's group), one
+    /// line each, and exits: 1 if something the config requires is missing.
+    #[arg(long)]
+    check_host: bool,
     /// Packaging: writes tarkd's man page and shell completions into DIR.
     #[arg(long, hide = true, value_name = "DIR")]
     generate_assets: Option<PathBuf>,
@@ -120,6 +125,18 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(d) = args.plugins_dir {
         config.plugins_dir = d;
+    }
+    if args.check_host {
+        let findings = tarkd::hostcheck::run(&config);
+        for f in &findings {
+            println!("{f}");
+        }
+        let failed = findings.iter().filter(|f| f.fails()).count();
+        anyhow::ensure!(
+            failed == 0,
+            "{failed} required item(s) missing on this host"
+        );
+        return Ok(());
     }
     if args.check_config {
         let worker = tarkd::server::worker_path(&config)?;

@@ -121,6 +121,12 @@ enum Command {
     /// tarkd's Prometheus metrics, as a scrape of `[metrics] listen` would see
     /// them (admins only).
     Metrics,
+    /// What this host gives the running tarkd's sandbox, as tarkd sees it
+    /// under its unit and in its cgroup: one line per layer and requirement
+    /// (`ok`, `degraded (why; how to fix)`, `missing (why)`); exits non-zero
+    /// when something tarkd's config requires is missing. `tarkd --check-host`
+    /// asks the same before tarkd runs.
+    Doctor,
     /// Packaging: writes tarkctl's man page and shell completions into DIR.
     #[command(hide = true)]
     GenerateAssets { dir: PathBuf },
@@ -385,6 +391,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Trust(cmd) => {
             let mut c = pb::plugins_client::PluginsClient::new(channel);
             trust::run(&mut c, cmd, json).await?;
+        }
+        Command::Doctor => {
+            let mut c = pb::system_client::SystemClient::new(channel);
+            let r = c
+                .check_host(request(pb::CheckHostRequest {}, t)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if json {
+                print_json(&serde_json::json!({ "lines": r.lines, "failed": r.failed }));
+            } else {
+                for line in &r.lines {
+                    println!("{line}");
+                }
+            }
+            anyhow::ensure!(
+                r.failed == 0,
+                "{} required item(s) missing on this host",
+                r.failed
+            );
         }
         Command::Metrics => {
             let mut c = pb::system_client::SystemClient::new(channel);

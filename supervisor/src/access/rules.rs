@@ -53,6 +53,7 @@ pub const RULES: &[Rule] = &[
     ("System", "Status", Role::Operator),
     ("System", "Audit", Role::Operator),
     ("System", "Metrics", Role::Admin),
+    ("System", "CheckHost", Role::Admin),
 ];
 
 /// The standard gRPC services tarkd serves beside its own, by full name:

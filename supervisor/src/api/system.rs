@@ -32,6 +32,22 @@ impl pb::system_server::System for Api {
         }))
     }
 
+    async fn check_host(
+        &self,
+        _req: Request<pb::CheckHostRequest>,
+    ) -> Result<Response<pb::CheckHostResponse>, Status> {
+        // The probes start a process and read files: off the runtime threads.
+        let daemon = std::sync::Arc::clone(&self.0);
+        let findings = tokio::task::spawn_blocking(move || daemon.workers.host_findings())
+            .await
+            .map_err(|e| Status::internal(format!("checking the host: {e}")))?;
+        let failed = findings.iter().filter(|f| f.fails()).count();
+        Ok(Response::new(pb::CheckHostResponse {
+            lines: findings.iter().map(ToString::to_string).collect(),
+            failed: u32::try_from(failed).unwrap_or(u32::MAX),
+        }))
+    }
+
     async fn audit(
         &self,
         req: Request<pb::AuditRequest>,

@@ -356,6 +356,25 @@ impl Workers {
         .because(Reason::PluginNotEnabledForTenant, &plugin.id))
     }
 
+    /// `--check-host` as this tarkd runs: its config, and the cgroup its
+    /// workers really go under (or why they get none).
+    pub fn host_findings(&self) -> Vec<crate::hostcheck::Finding> {
+        use crate::hostcheck::CgroupProbe;
+        let cgroup = match &self.cgroups {
+            Ok(c) => CgroupProbe::At {
+                dir: c.root().display().to_string(),
+                writable: true,
+                controllers: std::fs::read_to_string(c.root().join("cgroup.subtree_control"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
+            },
+            Err(why) => CgroupProbe::Refused(why.clone()),
+        };
+        crate::hostcheck::run_with(&self.config, cgroup)
+    }
+
     /// A new cgroup for one process of `key` (a worker, or a command tool's
     /// run), where tarkd makes them.
     fn leaf(&self, key: &WorkerKey) -> std::io::Result<Option<cgroup::Leaf>> {
@@ -455,6 +474,7 @@ impl Workers {
             authority: Arc::clone(&self.authority),
             deadline: Duration::from_millis(deadline_ms),
             max_output: self.max_response_bytes(),
+            landlock_min_abi: self.config.sandbox.landlock.min_abi,
         })
     }
 

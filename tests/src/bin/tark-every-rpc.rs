@@ -83,7 +83,7 @@ fn main() -> anyhow::Result<()> {
             subscribe_channel => "SubscribeChannel",
         ]);
         let system = pb::system_client::SystemClient::new(ch);
-        each!(out, tenant, system, "System", [status => "Status", audit => "Audit", metrics => "Metrics"]);
+        each!(out, tenant, system, "System", [status => "Status", audit => "Audit", metrics => "Metrics", check_host => "CheckHost"]);
         for line in out {
             println!("{line}");
         }
