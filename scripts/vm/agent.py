@@ -6,6 +6,7 @@ Prints the answer (or `rpc-error CODE details`) and exits 0 when the RPC
 succeeded, 3 when it did not.
 """
 
+import os
 import sys
 
 import grpc
@@ -15,15 +16,16 @@ from tark.plugin.v1 import plugin_pb2_grpc as rpc
 
 
 def main(socket, verb, *args):
+    timeout = float(os.environ.get("AGENT_TIMEOUT", "30"))
     tools = rpc.ToolsStub(grpc.insecure_channel(f"unix:{socket}"))
     try:
         if verb == "tools":
-            listed = tools.ListTools(pb.ListToolsRequest(), timeout=30)
+            listed = tools.ListTools(pb.ListToolsRequest(), timeout=timeout)
             print(" ".join(sorted(t.name for t in listed.tools)))
         elif verb == "invoke":
             tool, arguments = args
             got = tools.InvokeTool(
-                pb.InvokeToolRequest(tool=tool, arguments_json=arguments), timeout=30
+                pb.InvokeToolRequest(tool=tool, arguments_json=arguments), timeout=timeout
             )
             kind = got.WhichOneof("result")
             print(f"{kind}: {getattr(got, kind) if kind else ''}")

@@ -124,6 +124,7 @@ impl pb::worker_server::Worker for WorkerService {
         // forbids getrlimit).
         let mut layers = self.start_layers.clone();
         let priority = crate::priority::report();
+        let namespaces = sandbox::own_namespaces();
         layers.extend(if req.lockdown {
             sandbox::lockdown(req.seccomp_log, req.landlock_min_abi)
         } else {
@@ -141,6 +142,7 @@ impl pb::worker_server::Worker for WorkerService {
             sandbox: layers,
             contract: export,
             provides,
+            namespaces,
         }))
     }
 

@@ -245,8 +245,11 @@ async fn execute(jail: &Jail, label: &str, spec: wpb::CommandSpec) -> Result<Fin
         .map_err(|e| Failure::Jail(format!("starting tark-jail: {e}")))?;
     let mut child = jailed.child;
     // The command is handed over only once the jail is seen cut off from
-    // the network; until then it holds nothing to run.
-    if !crate::workers::spawn::namespaces_of(jailed.pid).contains(&"net") {
+    // the network; until then it holds nothing to run. Where tarkd may not
+    // read another uid's /proc (its unit's ProtectProc=invisible, no
+    // CAP_SYS_PTRACE), the spawn itself is the proof: a jail's unshare of its
+    // namespaces failing fails the spawn.
+    if crate::workers::spawn::own_namespace(jailed.pid, "net") == Some(false) {
         let _ = child.start_kill();
         return Err(Failure::Jail(
             "tark-jail did not get a network namespace of its own (is sandbox.namespaces on, and does this host allow them?)".into(),

@@ -392,15 +392,30 @@ fn parse_ids(status: &str) -> Option<(Vec<u32>, Vec<u32>)> {
 }
 
 /// Namespaces the process `pid` does not share with tarkd, by name.
-pub fn namespaces_of(pid: u32) -> Vec<&'static str> {
+pub fn namespaces_of(pid: u32, reported: &[String]) -> Vec<&'static str> {
     ["user", "pid", "net", "mnt", "ipc", "uts"]
         .into_iter()
-        .filter(|ns| {
-            let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{ns}"));
-            let ours = std::fs::read_link(format!("/proc/self/ns/{ns}"));
-            matches!((theirs, ours), (Ok(a), Ok(b)) if a != b)
+        .filter(|ns| match own_namespace(pid, ns) {
+            Some(theirs) => theirs,
+            // Not ours to read (under systemd's ProtectProc=invisible, or a
+            // non-dumpable worker without CAP_SYS_PTRACE): the worker's own
+            // reading, taken before any guest code ran.
+            None => std::fs::read_link(format!("/proc/self/ns/{ns}")).is_ok_and(|ours| {
+                let ours = ours.to_string_lossy();
+                reported
+                    .iter()
+                    .any(|r| r.starts_with(&format!("{ns}:")) && r.as_str() != ours)
+            }),
         })
         .collect()
+}
+
+/// Whether process `pid` is in a `kind` namespace other than tarkd's, as
+/// /proc shows it; `None` where tarkd may not read it.
+pub fn own_namespace(pid: u32, kind: &str) -> Option<bool> {
+    let ours = std::fs::read_link(format!("/proc/self/ns/{kind}")).ok()?;
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok()?;
+    Some(theirs != ours)
 }
 
 /// The process that runs as the worker: the spawned process's child when the

@@ -93,10 +93,11 @@ impl Workers {
         pid: u32,
         confinement: Confinement,
         cgroup: pb::SandboxLayer,
+        reported_namespaces: &[String],
     ) -> Vec<pb::SandboxLayer> {
         let namespaces = match (
             confinement.namespaces,
-            crate::workers::spawn::namespaces_of(pid),
+            crate::workers::spawn::namespaces_of(pid, reported_namespaces),
         ) {
             (false, _) => layer("namespaces", false, "disabled by sandbox.namespaces".into()),
             (true, ns) if ns.is_empty() => {
@@ -285,7 +286,7 @@ impl Workers {
             // spawned as when it entered its own PID namespace.
             let shown = crate::workers::spawn::worker_pid(pid);
             shown_pid.store(shown, Ordering::SeqCst);
-            layers = self.outer_layers(shown, confinement, cgroup_layer.clone());
+            layers = self.outer_layers(shown, confinement, cgroup_layer.clone(), &reply.namespaces);
             layers.extend(reply.sandbox);
             contract = reply.contract;
             provides = reply.provides;
