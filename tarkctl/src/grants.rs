@@ -132,19 +132,26 @@ pub async fn add(
 ) -> anyhow::Result<()> {
     let (yes, grant) = (how.yes, how.grant);
     // Kept until the install is done: a staged source is deleted with it.
-    let staged = crate::source::stage(source)?;
+    let mut staged = crate::source::stage(source)?;
     let origin = crate::source::origin(source);
-    let source = staged.folder.display().to_string();
-    let plan = c
-        .install_plugin(pb::InstallPluginRequest {
-            source: source.clone(),
-            approved: None,
-            origin: String::new(),
-            allow_unsigned: false,
-        })
-        .await
-        .map_err(crate::status_error)?
-        .into_inner();
+    let plan_of = |folder: String| pb::InstallPluginRequest {
+        source: folder,
+        approved: None,
+        origin: String::new(),
+        allow_unsigned: false,
+    };
+    let mut source = staged.folder.display().to_string();
+    let plan = match c.install_plugin(plan_of(source.clone())).await {
+        Err(s) if hidden_tmp(&s, &staged.folder) => {
+            // tarkd runs with a /tmp of its own: hand it a copy it can see.
+            staged = crate::source::stage_copy(&staged.folder)?;
+            source = staged.folder.display().to_string();
+            c.install_plugin(plan_of(source.clone())).await
+        }
+        answer => answer,
+    }
+    .map_err(crate::status_error)?
+    .into_inner();
     let info = plan.plugin.clone().unwrap_or_default();
     if let Some(id) = update_of {
         if info.id != id {
@@ -204,6 +211,17 @@ pub async fn add(
         .into_inner();
     show_installed(done, &approved, json_out);
     Ok(())
+}
+
+/// Whether tarkd's answer says it did not find `folder`, a folder in the
+/// operator's /tmp (which tarkd, under its unit's PrivateTmp, does not see).
+fn hidden_tmp(status: &tonic::Status, folder: &std::path::Path) -> bool {
+    crate::source::in_private_tmp(folder)
+        && matches!(
+            status.code(),
+            tonic::Code::InvalidArgument | tonic::Code::NotFound
+        )
+        && status.message().contains("ENOENT")
 }
 
 /// What an install or rollback did.

@@ -9,8 +9,9 @@
 //! entry: absolute paths, `..`, links, devices and anything not a file or a
 //! folder, more than [`MAX_FILES`] entries or [`MAX_BYTES`] in all.
 //!
-//! A folder under `/tmp` or `/var/tmp` is staged too (copied, links kept as
-//! links for tarkd to refuse): tarkd's systemd unit has `PrivateTmp=yes`, so
+//! A folder under `/tmp` or `/var/tmp` that tarkd answers it cannot find is
+//! staged too (copied under its name, links kept as links for tarkd to
+//! refuse), and asked for again: tarkd's systemd unit has `PrivateTmp=yes`, so
 //! the operator's `/tmp` is not the one tarkd sees.
 
 use std::io::Read;
@@ -102,18 +103,23 @@ pub fn stage(arg: &str) -> anyhow::Result<Staged> {
         });
     };
     let folder = std::fs::canonicalize(dir).with_context(|| format!("plugin folder {arg}"))?;
-    if !in_private_tmp(&folder) {
-        return Ok(Staged {
-            folder,
-            _staging: None,
-        });
-    }
+    Ok(Staged {
+        folder,
+        _staging: None,
+    })
+}
+
+/// A copy of `folder` where tarkd can read it, under the same name: for a
+/// folder in `/tmp` that tarkd, under its unit's `PrivateTmp`, did not find.
+pub fn stage_copy(folder: &Path) -> anyhow::Result<Staged> {
     let staging = tempfile::Builder::new()
         .prefix("tarkctl-plugin-")
         .tempdir_in(staging_dir()?)?;
-    let root = staging.path().join("src");
+    let name = folder.file_name().context("a plugin folder has a name")?;
+    let root = staging.path().join(name);
     let mut budget = (MAX_FILES, MAX_BYTES);
-    copy_folder(&folder, &root, &mut budget).with_context(|| format!("plugin folder {arg}"))?;
+    copy_folder(folder, &root, &mut budget)
+        .with_context(|| format!("copying plugin folder {}", folder.display()))?;
     Ok(Staged {
         folder: root,
         _staging: Some(staging),

@@ -1,7 +1,8 @@
 //! tark-vm-plugins DIR: writes the plugins scripts/vm-test installs in its
 //! guest to prove the cgroup limits: `spin` (a tool that loops: cpu.max),
 //! `hog` (a tool that fills memory page by page: memory.max) and `forkbomb` (a
-//! command tool that starts processes until refused: pids.max).
+//! command tool that starts processes until refused: pids.max, and one that
+//! only answers, to show command tools run on the guest's landlock ABI).
 
 use anyhow::Context;
 use tark_tests::fixtures;
@@ -26,9 +27,14 @@ description = "starts sleeping processes until the kernel refuses"
 shell = true
 
 [[tools]]
+name = "greet"
+command = "echo"
+args = ["hello from the jail"]
+
+[[tools]]
 name = "forkbomb"
 command = "sh"
-args = ["-c", "i=0; while [ $i -lt 200 ]; do sleep 3 & i=$((i+1)); done; wait"]
+args = ["-c", "i=0; while [ $i -lt 100 ]; do sleep 60 & i=$((i+1)); done; echo all started"]
 "#;
 
 fn write(
