@@ -2,6 +2,7 @@
 //! use, replaced after it dies, and never trusted with anything but its own calls.
 //!
 //! [`slot`] holds one tenant × plugin's state, [`start`] brings a worker up,
+//! [`call`] makes one call through it ([`error`]: how a call fails),
 //! [`exit`] tells how it ended, [`restart`] decides when it may come back,
 //! [`limits`] what one call of a plugin may use, [`bounds`] how many workers
 //! may live and which gives way, [`cgroup`] the cgroup each one runs in,
@@ -10,8 +11,10 @@
 mod backstop;
 pub mod bounds;
 pub mod cache;
+mod call;
 pub mod cgroup;
 pub mod channel;
+mod error;
 mod eviction;
 mod exit;
 pub mod ids;
@@ -28,19 +31,19 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tark_proto::worker::v1 as pb;
-use tonic::{Code, Status};
+use tonic::Code;
 
 use crate::broker::Authority;
 use crate::config::Config;
 use crate::metrics::{METRICS, Metrics};
 use crate::plugins::registry::Plugin;
-use crate::reasons::{self, Reason};
+use crate::reasons::Reason;
 use cache::ArtifactCache;
 use restart::Decision;
 use slot::{Slot, Worker};
 use spawn::{Confinement, Spawner};
 
+pub use error::CallError;
 pub use exit::describe_exit;
 pub use slot::{SlotStats, WorkerKey};
 
@@ -49,45 +52,6 @@ const EXIT_REPORT_WAIT: Duration = Duration::from_secs(2);
 
 /// How long a stopping tarkd waits for a killed worker's exit to be on record.
 const STOP_WAIT: Duration = Duration::from_secs(10);
-
-/// Why a call to a plugin failed, as the agent sees it.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct CallError {
-    pub code: Code,
-    pub message: String,
-    /// What a client branches on (sent as `google.rpc.ErrorInfo`).
-    pub reason: Option<Reason>,
-    /// The plugin the failure concerns, sent beside the reason.
-    pub plugin: Option<String>,
-}
-
-impl CallError {
-    pub(crate) fn new(code: Code, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            reason: None,
-            plugin: None,
-        }
-    }
-
-    /// The same error, with the reason a client branches on.
-    pub(crate) fn because(mut self, reason: Reason, plugin: &str) -> Self {
-        self.reason = Some(reason);
-        self.plugin = Some(plugin.to_owned());
-        self
-    }
-}
-
-impl From<CallError> for Status {
-    fn from(e: CallError) -> Self {
-        match e.reason {
-            Some(r) => reasons::status(e.code, e.message, r, e.plugin.as_deref(), None),
-            None => Status::new(e.code, e.message),
-        }
-    }
-}
 
 /// Starts, calls and stops workers.
 pub struct Workers {
@@ -189,108 +153,6 @@ impl Workers {
     pub fn slot_stats(&self, key: &WorkerKey) -> Option<SlotStats> {
         let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.get(key).map(|s| s.stats().clone())
-    }
-
-    /// Makes one call to a plugin for a tenant, starting its worker if need be.
-    pub async fn call(
-        &self,
-        tenant: &str,
-        plugin: &Plugin,
-        call: pb::invoke_request::Call,
-    ) -> Result<pb::invoke_response::Outcome, CallError> {
-        self.call_within(tenant, plugin, call, None).await
-    }
-
-    /// [`Self::call`], its worker killed if it has not answered within
-    /// `limit` (instead of its deadline and the kill grace).
-    pub async fn call_within(
-        &self,
-        tenant: &str,
-        plugin: &Plugin,
-        call: pb::invoke_request::Call,
-        limit: Option<Duration>,
-    ) -> Result<pb::invoke_response::Outcome, CallError> {
-        self.enabled_for(tenant, plugin)?;
-        let key = WorkerKey {
-            tenant: tenant.to_owned(),
-            plugin: plugin.id.clone(),
-        };
-        let (slot, _in_use) = self.slot_in_use(&key);
-        let worker = self.ensure_worker(&key, &slot, plugin).await?;
-        slot.stats().calls += 1;
-        let started = Instant::now();
-
-        let deadline_ms = plugin
-            .runnable()
-            .map_or(self.config.limits.deadline_ms, |l| {
-                limits::effective(&self.config.limits, &l.manifest.limits).deadline_ms
-            });
-        let limit = limit.unwrap_or_else(|| {
-            Duration::from_millis(deadline_ms + self.config.limits.kill_grace_ms)
-        });
-        let mut client = worker.client.clone();
-        let request = pb::InvokeRequest { call: Some(call) };
-        let turn = worker.turn.lock().await;
-        // A worker whose process ended fails the call at once, even if something
-        // (an orphan of a kill racing its start) still holds the other end of
-        // its channel: that leftover is killed with the worker's process group.
-        let mut exited = worker.exit.clone();
-        let grace = Duration::from_millis(self.config.limits.kill_grace_ms);
-        let result = tokio::select! {
-            r = backstop::within(limit, grace, client.invoke(request)) => r,
-            _ = exited.wait_for(Option::is_some) => {
-                worker.kill();
-                Ok(Err(tonic::Status::unavailable("the worker exited")))
-            }
-        };
-        drop(turn);
-        let id = &plugin.id;
-        let outcome = match result {
-            Err(_) => {
-                // The worker ignored its own deadline: it is stuck or compromised.
-                worker.kill();
-                let msg = format!(
-                    "plugin {id} did not answer within {} ms; its worker was killed",
-                    limit.as_millis()
-                );
-                Err(CallError::new(Code::DeadlineExceeded, msg)
-                    .because(Reason::DeadlineExceeded, id))
-            }
-            Ok(Err(status)) => {
-                Metrics::plugin_event(&METRICS.worker_crashes, id);
-                let reason = match worker.exit_reason(EXIT_REPORT_WAIT).await {
-                    Some(r) => r,
-                    None => {
-                        worker.kill();
-                        format!("its channel failed ({})", status.message())
-                    }
-                };
-                Err(CallError::new(
-                    Code::Unavailable,
-                    format!("worker for plugin {id} exited: {reason}"),
-                )
-                .because(Reason::WorkerExited, id))
-            }
-            Ok(Ok(resp)) => {
-                match check_size(id, resp.into_inner(), self.max_response_bytes())?.outcome {
-                    Some(pb::invoke_response::Outcome::Failure(f)) => Err(failure_to_error(id, &f)),
-                    Some(o) => {
-                        slot.history().succeeded();
-                        Ok(o)
-                    }
-                    None => Err(CallError::new(
-                        Code::Internal,
-                        format!("plugin {id}: worker sent an empty answer"),
-                    )),
-                }
-            }
-        };
-        if let Err(e) = &outcome {
-            slot.stats().last_error = e.message.clone();
-        }
-        let code = outcome.as_ref().map_or_else(|e| e.code, |_| Code::Ok);
-        METRICS.plugin_call(id, code, started.elapsed());
-        outcome
     }
 
     /// The slot's live worker, or a newly started and loaded one.
@@ -566,88 +428,6 @@ impl Workers {
         futures_util::future::join_all(stopped.iter().map(|w| w.exit_reason(STOP_WAIT))).await;
         if let Ok(cgroups) = &self.cgroups {
             cgroups.removed().await;
-        }
-    }
-}
-
-/// The worker caps its answers; tarkd checks again on receipt, because a
-/// compromised worker would not.
-fn check_size(
-    plugin: &str,
-    reply: pb::InvokeResponse,
-    limit: usize,
-) -> Result<pb::InvokeResponse, CallError> {
-    use prost::Message;
-    let size = reply.encoded_len();
-    if size > limit {
-        return Err(CallError::new(
-            Code::ResourceExhausted,
-            format!("plugin {plugin}: response of {size} bytes exceeds the limit of {limit} bytes"),
-        )
-        .because(Reason::ResponseTooLarge, plugin));
-    }
-    Ok(reply)
-}
-
-/// Maps a worker's failure report to the agent's status code.
-fn failure_to_error(plugin: &str, f: &pb::Failure) -> CallError {
-    use pb::FailureKind as K;
-    let (code, reason) = match K::try_from(f.kind).unwrap_or(K::Unspecified) {
-        K::Deadline => (Code::DeadlineExceeded, Reason::DeadlineExceeded),
-        K::MemoryLimit | K::TableLimit | K::Fuel => {
-            (Code::ResourceExhausted, Reason::LimitExceeded)
-        }
-        K::ResponseTooLarge => (Code::ResourceExhausted, Reason::ResponseTooLarge),
-        K::WrongWorld | K::NotLoaded => (Code::FailedPrecondition, Reason::PluginNotRunnable),
-        K::BadRequest => (Code::InvalidArgument, Reason::PluginError),
-        K::Trap | K::Instantiate => (Code::Aborted, Reason::PluginTrapped),
-        K::Unspecified => (Code::Unknown, Reason::PluginError),
-    };
-    CallError::new(code, format!("plugin {plugin}: {}", f.message)).because(reason, plugin)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn oversized_answers_are_refused_on_receipt() {
-        let reply = |text: &str| pb::InvokeResponse {
-            outcome: Some(pb::invoke_response::Outcome::ToolResult(pb::ToolResult {
-                result: Some(pb::tool_result::Result::Success(text.to_owned())),
-            })),
-        };
-        assert!(check_size("p", reply("small"), 64).is_ok());
-        let err = check_size("p", reply(&"x".repeat(100)), 64).err();
-        assert_eq!(err.as_ref().map(|e| e.code), Some(Code::ResourceExhausted));
-        assert!(err.is_some_and(|e| e.message.starts_with("plugin p: response of 10")));
-    }
-
-    #[test]
-    fn failures_map_to_status_codes() {
-        use pb::FailureKind as K;
-        let cases = [
-            (K::Deadline, Code::DeadlineExceeded),
-            (K::MemoryLimit, Code::ResourceExhausted),
-            (K::Fuel, Code::ResourceExhausted),
-            (K::ResponseTooLarge, Code::ResourceExhausted),
-            (K::Trap, Code::Aborted),
-            (K::WrongWorld, Code::FailedPrecondition),
-            (K::BadRequest, Code::InvalidArgument),
-        ];
-        for (kind, code) in cases {
-            let e = failure_to_error(
-                "p",
-                &pb::Failure {
-                    kind: kind as i32,
-                    message: "m".into(),
-                },
-            );
-            assert_eq!(
-                (e.code, e.message.as_str()),
-                (code, "plugin p: m"),
-                "{kind:?}"
-            );
         }
     }
 }
