@@ -13,6 +13,10 @@ pub mod landlock;
 pub const AGENT_API_DESCRIPTOR: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/agent_api_descriptor.bin"));
 
+/// The namespaces a worker gets, by their names under `/proc/<pid>/ns/`:
+/// what tarkd compares with its own and what a worker reports of itself.
+pub const NAMESPACES: [&str; 6] = ["user", "pid", "net", "mnt", "ipc", "uts"];
+
 /// The plugin contracts (WIT packages) a tark-worker of this build hosts, as
 /// `plugin info` shows them; the worker's `version` module checks them.
 pub const ACCEPTED_WIT: &[&str] = &[

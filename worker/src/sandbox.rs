@@ -101,15 +101,12 @@ fn landlock(min_abi: u32) -> Result<String, String> {
 /// (`net:[4026532301]`), for tarkd to compare with its own. Read before
 /// landlock hides /proc.
 pub fn own_namespaces() -> Vec<String> {
-    NAMESPACE_KINDS
+    tark_proto::NAMESPACES
         .iter()
         .filter_map(|ns| std::fs::read_link(format!("/proc/self/ns/{ns}")).ok())
         .map(|link| link.to_string_lossy().into_owned())
         .collect()
 }
-
-/// The namespace kinds a worker gets.
-pub const NAMESPACE_KINDS: [&str; 6] = ["user", "pid", "net", "mnt", "ipc", "uts"];
 
 /// First thing at start, while the worker is one thread: close every fd above
 /// the channels (tarkd marked them close-on-exec already; this also covers a

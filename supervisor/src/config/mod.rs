@@ -319,9 +319,10 @@ impl Config {
                 cgroup.memory_mib, l.memory_mib
             ));
         }
-        if self.sandbox.landlock.min_abi > 6 {
+        let target = tark_proto::landlock::TARGET;
+        if self.sandbox.landlock.min_abi > target {
             return Err(format!(
-                "sandbox.landlock.min_abi = {}: tarkd uses landlock's rights up to ABI 6",
+                "sandbox.landlock.min_abi = {}: tarkd uses landlock's rights up to ABI {target}",
                 self.sandbox.landlock.min_abi
             ));
         }

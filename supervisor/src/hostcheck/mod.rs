@@ -187,9 +187,8 @@ fn seccomp(actions: &Option<String>) -> Finding {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CgroupProbe {
     Off,
-    /// No cgroup v2 hierarchy tarkd is in.
-    NoV2,
-    /// The running tarkd could not set up its workers' cgroups: why.
+    /// Why workers would get no cgroup: the reason tarkd's own start gives
+    /// (no v2 hierarchy, not delegated, the root cgroup).
     Refused(String),
     /// Where workers would go, whether tarkd may write there, and the
     /// controllers it offers.
@@ -204,10 +203,6 @@ fn cgroup(p: &CgroupProbe) -> Finding {
     let (state, detail) = match p {
         CgroupProbe::Off => (
             State::Missing("sandbox.cgroup.place = \"off\": workers share tarkd's memory, task and CPU budget (place = \"auto\" under systemd, Delegate=yes)".into()),
-            String::new(),
-        ),
-        CgroupProbe::NoV2 => (
-            State::Missing("tarkd is in no cgroup v2 hierarchy (a cgroup v1 host): workers get no memory.max, pids.max or cpu.max; boot with systemd.unified_cgroup_hierarchy=1".into()),
             String::new(),
         ),
         CgroupProbe::Refused(why) => (State::Missing(format!("workers get no cgroup: {why}")), String::new()),
@@ -340,8 +335,8 @@ mod tests {
                 "cgroup: missing (/sys/fs/cgroup/system.slice/tarkd.service is not writable",
             ),
             (
-                CgroupProbe::NoV2,
-                "cgroup: missing (tarkd is in no cgroup v2",
+                CgroupProbe::Refused("tarkd is in no mounted cgroup v2 hierarchy".into()),
+                "cgroup: missing (workers get no cgroup: tarkd is in no mounted cgroup v2",
             ),
             (
                 CgroupProbe::Off,

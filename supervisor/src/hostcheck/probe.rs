@@ -85,13 +85,11 @@ pub fn cgroup(config: &plan::CgroupConfig) -> CgroupProbe {
     let dir = match config.place() {
         Ok(Place::Off) | Err(_) => return CgroupProbe::Off,
         Ok(Place::At(dir)) => dir,
-        Ok(Place::Delegated) => {
-            let read = |p| std::fs::read_to_string(p).unwrap_or_default();
-            match plan::own_cgroup(&read("/proc/self/cgroup"), &read("/proc/self/mountinfo")) {
-                Some(dir) => dir,
-                None => return CgroupProbe::NoV2,
-            }
-        }
+        // The same finding as tarkd's start, without moving anything.
+        Ok(Place::Delegated) => match crate::workers::cgroup::delegated_to_me() {
+            Ok(dir) => dir,
+            Err(why) => return CgroupProbe::Refused(why),
+        },
     };
     let existing = dir.ancestors().find(|d| d.exists()).unwrap_or(&dir);
     CgroupProbe::At {

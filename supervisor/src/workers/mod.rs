@@ -226,11 +226,7 @@ impl Workers {
             Ok(c) => CgroupProbe::At {
                 dir: c.root().display().to_string(),
                 writable: true,
-                controllers: std::fs::read_to_string(c.root().join("cgroup.subtree_control"))
-                    .unwrap_or_default()
-                    .split_whitespace()
-                    .map(str::to_owned)
-                    .collect(),
+                controllers: c.available().iter().map(|c| c.to_string()).collect(),
             },
             Err(why) => CgroupProbe::Refused(why.clone()),
         };

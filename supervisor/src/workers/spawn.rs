@@ -393,7 +393,7 @@ fn parse_ids(status: &str) -> Option<(Vec<u32>, Vec<u32>)> {
 
 /// Namespaces the process `pid` does not share with tarkd, by name.
 pub fn namespaces_of(pid: u32, reported: &[String]) -> Vec<&'static str> {
-    ["user", "pid", "net", "mnt", "ipc", "uts"]
+    tark_proto::NAMESPACES
         .into_iter()
         .filter(|ns| match own_namespace(pid, ns) {
             Some(theirs) => theirs,

@@ -186,6 +186,11 @@ impl Cgroups {
     pub fn root(&self) -> &Path {
         &self.root
     }
+
+    /// The controllers turned on for workers' cgroups.
+    pub fn available(&self) -> &[&'static str] {
+        &self.available
+    }
 }
 
 impl Leaf {
@@ -282,21 +287,7 @@ const EMPTY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The cgroup systemd delegated to tarkd, after moving tarkd into its
 /// `supervisor/` child; returns the `workers/` child.
 fn delegated() -> Result<PathBuf, String> {
-    let read = |p: &str| std::fs::read_to_string(p).map_err(|e| format!("reading {p}: {e}"));
-    let proc_cgroup = read("/proc/self/cgroup")?;
-    if proc_cgroup.lines().any(|l| l == "0::/") {
-        return Err("tarkd runs in the root cgroup, which is never delegated (set Delegate=yes on its unit, or sandbox.cgroup.place to a cgroup v2 directory)".into());
-    }
-    let own = plan::own_cgroup(&proc_cgroup, &read("/proc/self/mountinfo")?)
-        .ok_or("tarkd is in no mounted cgroup v2 hierarchy")?;
-    let own = own.to_string_lossy().trim_end_matches('/').to_owned();
-    let own = PathBuf::from(own);
-    if !is_delegated(&own) {
-        return Err(format!(
-            "{} is not delegated to tarkd (no trusted.delegate mark: set Delegate=yes on its unit, or sandbox.cgroup.place to a cgroup v2 directory)",
-            own.display()
-        ));
-    }
+    let own = delegated_to_me()?;
     let supervisor = own.join("supervisor");
     make_dir(&supervisor)?;
     std::fs::write(
@@ -308,6 +299,26 @@ fn delegated() -> Result<PathBuf, String> {
     let workers = own.join("workers");
     make_dir(&workers)?;
     Ok(workers)
+}
+
+/// The cgroup systemd delegated to this process, changing nothing (what
+/// [`Cgroups::setup`] starts from, and what `--check-host` looks at).
+pub fn delegated_to_me() -> Result<PathBuf, String> {
+    let read = |p: &str| std::fs::read_to_string(p).map_err(|e| format!("reading {p}: {e}"));
+    let proc_cgroup = read("/proc/self/cgroup")?;
+    if proc_cgroup.lines().any(|l| l == "0::/") {
+        return Err("tarkd runs in the root cgroup, which is never delegated (set Delegate=yes on its unit, or sandbox.cgroup.place to a cgroup v2 directory)".into());
+    }
+    let own = plan::own_cgroup(&proc_cgroup, &read("/proc/self/mountinfo")?)
+        .ok_or("tarkd is in no mounted cgroup v2 hierarchy")?;
+    let own = PathBuf::from(own.to_string_lossy().trim_end_matches('/'));
+    if !is_delegated(&own) {
+        return Err(format!(
+            "{} is not delegated to tarkd (no trusted.delegate mark: set Delegate=yes on its unit, or sandbox.cgroup.place to a cgroup v2 directory)",
+            own.display()
+        ));
+    }
+    Ok(own)
 }
 
 /// systemd (≥ 251) marks the cgroups it delegates with `trusted.delegate` (and
