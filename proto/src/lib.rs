@@ -4,9 +4,11 @@
 //! - [`worker::v1`]: the tarkd ⇄ tark-worker channel (`tark.worker.v1`).
 //! - [`channel`]: gRPC over the socketpairs that connect the two.
 //! - [`landlock`]: landlock's ABI levels, as both sides report them.
+//! - [`wasm`]: which of the two kinds of core module a plugin is.
 
 pub mod channel;
 pub mod landlock;
+pub mod wasm;
 
 /// The agent API's encoded `FileDescriptorSet` (`tark/plugin/v1/plugin.proto`),
 /// for server reflection.

@@ -359,12 +359,7 @@ async fn websockets_are_checked_bounded_and_closed_with_the_worker() -> anyhow::
         "{}",
         server.open()
     );
-    let pid = t.worker_pid("probe", "default").await?;
-    let pid = pid.ok_or_else(|| anyhow::anyhow!("no probe worker"))?;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )?;
+    t.kill_worker("probe", "default").await?;
     assert!(
         eventually(Duration::from_secs(10), || server.open() == 0).await,
         "{} connections outlived the worker",

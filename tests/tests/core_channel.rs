@@ -47,8 +47,8 @@ async fn a_wasip1_channel_talks_over_a_brokered_websocket() -> anyhow::Result<()
     assert_eq!(info.display_name, "WebSocket chat");
     assert!(info.supports_polling && !info.supports_webhook);
     assert_eq!(
-        info.description, "environment variables visible through WASI: 0",
-        "tarkd's environment is not the plugin's"
+        info.description, "environment variables visible through WASI: 1",
+        "WASI shows the one variable the plugin is granted (WS_CHANNEL_URL), none other of tarkd's"
     );
 
     let started = c

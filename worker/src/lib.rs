@@ -7,6 +7,7 @@
 //! plugin makes into a broker RPC.
 
 pub mod abi;
+pub mod adapt;
 pub mod channel;
 pub mod engine;
 #[cfg(any(test, feature = "escape-hatch"))]

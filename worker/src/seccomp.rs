@@ -66,6 +66,7 @@ fn policy() -> Vec<Allow> {
         .iter()
         .map(|a| vec![(2, Op::Eq, *a as u64)])
         .collect();
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut rows = vec![
         // I/O on fds the worker already holds (its channels, its runtime's epoll).
         any(libc::SYS_read),

@@ -75,6 +75,14 @@ impl pb::worker_server::Worker for WorkerService {
         let started = Instant::now();
         let (compiled, precompiled) = match req.module {
             Some(pb::load_request::Module::Wasm(wasm)) => {
+                // What tark's SDK guide builds is hosted as the component
+                // it describes (`crate::adapt`).
+                let wasm = match tark_proto::wasm::core_shape(&wasm) {
+                    Some(tark_proto::wasm::CoreShape::WitBindgen) => {
+                        crate::adapt::adapt(&wasm).map_err(Status::failed_precondition)?
+                    }
+                    _ => wasm,
+                };
                 let c = engine::compile(&engine, &wasm).map_err(|e| {
                     let what = if engine::is_core_module(&wasm) {
                         "not a valid core module"
@@ -96,18 +104,47 @@ impl pb::worker_server::Worker for WorkerService {
             None => return Err(Status::invalid_argument("LoadRequest carries no module")),
         };
         let compile_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let imports_wasi = match &compiled {
+            engine::Compiled::Component(c) => {
+                let ty = c.component_type();
+                crate::abi::wasi::component_imports(ty.imports(&engine).map(|(name, _)| name))
+                    .map_err(Status::failed_precondition)?
+            }
+            engine::Compiled::Module(m) => m
+                .imports()
+                .any(|i| i.module() == crate::abi::wasi::refuse::P1_MODULE),
+        };
+        // A WASI guest starts with the variables its grant allows, as tarkd
+        // checks and reads them; a guest without WASI needs no lookup.
+        let env = if imports_wasi {
+            self.broker
+                .clone()
+                .env_list(pb::Empty {})
+                .await
+                .map(|r| r.into_inner().vars)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let wasi = crate::abi::wasi::Setup::new(env);
         let broker = self.broker.clone();
         let new_state: Box<dyn Fn(crate::limits::Limiter) -> HostState + Send + Sync> =
-            Box::new(move |limiter| HostState::new(broker.clone(), limiter));
+            Box::new(move |limiter| HostState::new(broker.clone(), limiter, wasi.clone()));
         let max_response_bytes = limits.max_response_bytes;
         let (plugin, exports, export, provides) = match compiled {
             engine::Compiled::Component(component) => {
                 let exports = version::exports(&engine, &component);
                 let (contract, export) = version::check_world(&exports, kind)
                     .map_err(|f| Status::failed_precondition(f.message))?;
-                let plugin =
-                    component::load(kind, contract, engine.clone(), component, limits, new_state)
-                        .map_err(|e| Status::internal(format!("linking host imports: {e:#}")))?;
+                let plugin = component::load(
+                    kind,
+                    contract,
+                    engine.clone(),
+                    (component, imports_wasi),
+                    limits,
+                    new_state,
+                )
+                .map_err(|e| Status::internal(format!("linking host imports: {e:#}")))?;
                 (plugin, exports, export, Vec::new())
             }
             engine::Compiled::Module(m) => {

@@ -234,6 +234,13 @@ impl Grant {
         Ok(())
     }
 
+    /// The environment patterns the plugin declared (`NAME` or `PREFIX_*`):
+    /// where a WASI guest's starting environment is looked for. Each name
+    /// found is still checked with [`Grant::env`].
+    pub fn declared_env(&self) -> &[String] {
+        &self.declared.env
+    }
+
     pub fn env(&self, name: &str) -> Result<(), Denial> {
         for (source, list) in self.sources() {
             if !self.consulted(source, Cap::Env) {

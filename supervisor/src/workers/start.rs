@@ -7,6 +7,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+use tark_proto::wasm::CoreShape;
 
 use tark_proto::worker::v1 as pb;
 use tokio::sync::watch;
@@ -344,12 +345,20 @@ impl Workers {
         };
         let name = &loaded.manifest.name;
         let mut client = worker.client.clone();
+        // `plugin info` says when a module was adapted (the worker reports
+        // only the world it found).
+        let label = |mut r: pb::LoadResponse| {
+            if tark_proto::wasm::core_shape(&loaded.wasm) == Some(CoreShape::WitBindgen) {
+                r.contract = format!("{} ({})", r.contract, tark_proto::wasm::ADAPTED);
+            }
+            r
+        };
         if let Some(artifact) = self.cache.get(&loaded.sha256, fuel) {
             match client
                 .load(request(pb::load_request::Module::Precompiled(artifact)))
                 .await
             {
-                Ok(r) => return Ok(r.into_inner()),
+                Ok(r) => return Ok(label(r.into_inner())),
                 Err(s) if s.code() == Code::DataLoss => {
                     tracing::info!(plugin = %name, "cached artifact refused ({}); recompiling", s.message());
                     self.cache.remove(&loaded.sha256, fuel);
@@ -368,7 +377,7 @@ impl Workers {
         {
             tracing::warn!(plugin = %name, "caching the compiled module failed: {e}");
         }
-        Ok(reply)
+        Ok(label(reply))
     }
 
     async fn load_error(&self, worker: &Worker, name: &str, s: Status) -> CallError {

@@ -11,22 +11,71 @@ use tark_proto::worker::v1 as pb;
 use tark_proto::worker::v1::broker_client::BrokerClient;
 use tonic::transport::Channel;
 
+use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
+
+use super::wasi::Setup;
+use super::wasi::refuse::Audit;
 use crate::limits::Limiter;
 
-/// Per-store state: the broker connection, the store's limiter, and when the
-/// current call must end.
+/// Per-store state: the broker connection, the store's limiter, when the
+/// current call must end, and the guest's WASI context (see [`super::wasi`]).
 pub struct HostState {
     pub broker: BrokerClient<Channel>,
     pub limiter: Limiter,
     pub call_deadline: Option<Instant>,
+    pub wasi: Setup,
+    /// Made at the guest's first WASI call: most plugins make none.
+    ctx: Option<WasiCtx>,
+    table: ResourceTable,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        let wasi = &self.wasi;
+        WasiCtxView {
+            ctx: self.ctx.get_or_insert_with(|| wasi.component()),
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Tells tarkd a WASI call was refused here, for its audit. Like a log
+/// line, a record that cannot be delivered never fails the guest.
+impl Audit for HostState {
+    async fn refused(&mut self, capability: &str, function: String, answer: &str) {
+        let _ = self
+            .broker
+            .refused(pb::RefusedCall {
+                capability: capability.to_owned(),
+                function,
+                answer: answer.to_owned(),
+            })
+            .await;
+    }
 }
 
 impl HostState {
-    pub fn new(broker: BrokerClient<Channel>, limiter: Limiter) -> Self {
+    pub fn new(broker: BrokerClient<Channel>, limiter: Limiter, wasi: Setup) -> Self {
         Self {
             broker,
             limiter,
             call_deadline: None,
+            ctx: None,
+            wasi,
+            table: ResourceTable::new(),
+        }
+    }
+
+    /// Sends what the guest wrote to stdout (as info) and stderr (as
+    /// warnings) to its log, line by line, like its own log calls.
+    pub async fn flush_output(&mut self) {
+        for (pipe, level) in [
+            (self.wasi.stdout.clone(), pb::LogLevel::Info),
+            (self.wasi.stderr.clone(), pb::LogLevel::Warn),
+        ] {
+            for line in pipe.drain() {
+                self.log(level, line).await;
+            }
         }
     }
 

@@ -6,6 +6,7 @@ pub mod component;
 pub mod host;
 pub mod module;
 pub mod runner;
+pub mod wasi;
 
 use std::pin::Pin;
 

@@ -163,7 +163,10 @@ impl<G: Guest> Runner<G> {
             store.epoch_deadline_callback(on_epoch_tick::<G::Data>);
             host(&mut store).call_deadline = Some(until);
             arm(&mut store, &self.limits).map_err(|e| classify(e, None, &self.limits))?;
-            let instance = self.guest.instantiate(&mut store).await.map_err(|e| {
+            let instance = self.guest.instantiate(&mut store).await;
+            // What a start function printed goes to the log even when it failed.
+            host(&mut store).flush_output().await;
+            let instance = instance.map_err(|e| {
                 let f = classify(e, host(&mut store).limiter.hit, &self.limits);
                 if f.kind == pb::FailureKind::Trap {
                     Failure::new(
@@ -184,7 +187,9 @@ impl<G: Guest> Runner<G> {
         };
         host(store).limiter.hit = None;
         host(store).call_deadline = Some(until);
-        match self.guest.call(instance, store, call).await {
+        let answer = self.guest.call(instance, store, call).await;
+        host(store).flush_output().await;
+        match answer {
             Ok(answer) => answer,
             Err(e) => Err(classify(e, host(store).limiter.hit, &self.limits)),
         }
@@ -242,6 +247,9 @@ pub fn classify(
             return Failure::new(pb::FailureKind::TableLimit, h.to_string());
         }
         None => {}
+    }
+    if let Some(exit) = super::wasi::exit_message(&err) {
+        return Failure::new(pb::FailureKind::Trap, exit);
     }
     match err.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => Failure::new(

@@ -52,25 +52,26 @@ fn not_this_world(world: &str, call: &Call) -> Failure {
     )
 }
 
-/// Builds the host for a component of the given plugin type and contract.
+/// Builds the host for a component of the given plugin type and contract;
+/// `wasi`: whether it imports WASI (linked only then: it costs every start).
 pub fn load(
     kind: pb::PluginKind,
     contract: version::Contract,
     engine: Engine,
-    component: Component,
+    (component, wasi): (Component, bool),
     limits: CallLimits,
     new_state: Box<dyn Fn(Limiter) -> HostState + Send + Sync>,
 ) -> wasmtime::Result<Box<dyn Plugin>> {
     fn boxed<W: World>(
         engine: Engine,
-        component: Component,
+        (component, wasi): (Component, bool),
         limits: CallLimits,
         new_state: Box<dyn Fn(Limiter) -> HostState + Send + Sync>,
     ) -> wasmtime::Result<Box<dyn Plugin>> {
-        let guest = ComponentGuest::<W>::new(&engine, component)?;
+        let guest = ComponentGuest::<W>::new(&engine, component, wasi)?;
         Ok(Box::new(Runner::new(engine, guest, limits, new_state)?))
     }
-    let (e, c, l, s) = (engine, component, limits, new_state);
+    let (e, c, l, s) = (engine, (component, wasi), limits, new_state);
     use version::Contract::Published;
     Ok(match (contract, kind) {
         (Published, pb::PluginKind::Tool) => boxed::<published::Tool>(e, c, l, s)?,
@@ -97,9 +98,15 @@ pub struct ComponentGuest<W: World> {
 }
 
 impl<W: World> ComponentGuest<W> {
-    pub fn new(engine: &Engine, component: Component) -> wasmtime::Result<Self> {
+    /// `wasi`: link WASI 0.2 (what std and the preview-1 adapter import,
+    /// locked down: `crate::abi::wasi`), only for a component importing it.
+    pub fn new(engine: &Engine, component: Component, wasi: bool) -> wasmtime::Result<Self> {
         let mut linker = Linker::new(engine);
         W::add_to_linker(&mut linker)?;
+        if wasi {
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+            crate::abi::wasi::refuse::add_p2(&mut linker)?;
+        }
         Ok(Self {
             component,
             linker,

@@ -227,7 +227,7 @@ pub fn check_imports(module: &Module) -> Result<(), String> {
         "tark:fs",
         "tark:log",
         "tark:ws",
-        super::wasi::MODULE,
+        crate::abi::wasi::refuse::P1_MODULE,
     ];
     let unknown: Vec<String> = module
         .imports()

@@ -73,11 +73,28 @@ impl Rooms {
 pub struct ModuleState {
     pub host: HostState,
     pub rooms: Rooms,
+    /// Preview 1 (`wasm32-wasip1` builds), from the plugin's WASI setup,
+    /// made at the guest's first preview-1 call.
+    pub p1: Option<wasmtime_wasi::p1::WasiP1Ctx>,
 }
 
 impl Borrow<HostState> for ModuleState {
     fn borrow(&self) -> &HostState {
         &self.host
+    }
+}
+
+impl ModuleState {
+    /// The preview-1 context, made on first use.
+    pub fn p1(&mut self) -> &mut wasmtime_wasi::p1::WasiP1Ctx {
+        let Self { p1, host, .. } = self;
+        p1.get_or_insert_with(|| host.wasi.p1())
+    }
+}
+
+impl crate::abi::wasi::refuse::Audit for ModuleState {
+    async fn refused(&mut self, capability: &str, function: String, answer: &str) {
+        self.host.refused(capability, function, answer).await
     }
 }
 

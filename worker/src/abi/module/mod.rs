@@ -2,7 +2,7 @@
 //! plain wasm modules exchanging `(ptr, len)` strings and JSON with their host.
 //! [`load`] checks the module's shape; [`ModuleGuest`] runs it under the same
 //! [`Runner`] (limits, watchdog, instance replacement) as components; the
-//! host's imports are in [`imports`] and [`wasi`], tarkd's calls map onto the
+//! host's imports are in [`imports`] and WASI in [`crate::abi::wasi`], tarkd's calls map onto the
 //! exports of each plugin type in [`provider`], [`channel`], [`auth`] and
 //! [`tau`] (which export answers which call is one table,
 //! [`exports::route`]). Guest memory is hostile input throughout ([`memory`]).
@@ -15,7 +15,6 @@ pub mod json;
 pub mod memory;
 mod provider;
 mod tau;
-pub mod wasi;
 
 use std::collections::HashMap;
 
@@ -26,6 +25,7 @@ use wasmtime::{
 
 use super::host::HostState;
 use super::runner::{CallLimits, Guest, Runner};
+use super::wasi::refuse::{self, P1_MODULE};
 use super::{Call, Failure, Outcome, Plugin, plugin_error};
 use crate::limits::Limiter;
 use exports::Route;
@@ -57,15 +57,20 @@ pub fn load(
 ) -> Result<Loaded, String> {
     exports::check_imports(&module).map_err(|e| format!("not a usable tark core module: {e}"))?;
     let provides = exports::check(&module, kind)?;
-    let uses_wasi = module.imports().any(|i| i.module() == wasi::MODULE);
+    let uses_wasi = module.imports().any(|i| i.module() == P1_MODULE);
     let contract = format!(
         "tark core module ({}{})",
         exports::kind_name(kind),
         if uses_wasi { ", wasm32-wasip1" } else { "" }
     );
     let mut linker = Linker::new(&engine);
+    // Preview 1 only for a module importing it: linking it costs every start.
     imports::add_to_linker(&mut linker)
-        .and_then(|()| wasi::add_to_linker(&mut linker, &module))
+        .and_then(|()| match uses_wasi {
+            true => wasmtime_wasi::p1::add_to_linker_async(&mut linker, ModuleState::p1)
+                .and_then(|()| refuse::add_p1(&mut linker, &module)),
+            false => Ok(()),
+        })
         .map_err(|e| format!("linking host imports: {e:#}"))?;
     let guest = ModuleGuest {
         kind,
@@ -78,6 +83,7 @@ pub fn load(
     let new_data = Box::new(move |limiter| ModuleState {
         host: new_state(limiter),
         rooms,
+        p1: None,
     });
     let runner = Runner::new(engine, guest, limits, new_data).map_err(|e| format!("{e:#}"))?;
     Ok(Loaded {
