@@ -69,6 +69,19 @@ pub(crate) enum PluginCommand {
     Enable { id: String },
     /// Stop serving the plugin (workers drained); files, grants and storage kept.
     Disable { id: String },
+    /// Write a new plugin's folder (Cargo.toml on tark-plugin-sdk, src/lib.rs,
+    /// plugin.toml, README) that builds and installs as written. Needs no tarkd.
+    New {
+        name: String,
+        #[arg(long = "type", value_enum)]
+        kind: crate::new::Kind,
+        /// Where to write it (default ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Depend on the SDK at this path instead of crates.io's version 0.1.
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
+    },
     /// Sign a plugin folder with a key from keygen: writes DIR/plugin.sig over
     /// every file in it. Needs no tarkd.
     Sign {
@@ -265,7 +278,7 @@ pub(crate) async fn run(
                 print_info(&p);
             }
         }
-        PluginCommand::Sign { .. } => {}
+        PluginCommand::Sign { .. } | PluginCommand::New { .. } => {}
     }
     Ok(())
 }

@@ -107,6 +107,35 @@ pub fn tool(prefix: &str, imports: &str, run_body: &str) -> anyhow::Result<Vec<u
     component("tool-world", &tool_wat(prefix, imports, run_body))
 }
 
+/// A tool fixture that also imports `function` (no parameters, no result) of
+/// `interface` (`wasi:http/outgoing-handler@0.2.0`, say), declared in a
+/// package of its own beside `wit/tark.wit`.
+pub fn tool_importing(prefix: &str, interface: &str, function: &str) -> anyhow::Result<Vec<u8>> {
+    let (pkg_iface, version) = interface.split_once('@').unwrap_or((interface, ""));
+    let (pkg, iface) = pkg_iface.split_once('/').unwrap_or((pkg_iface, "i"));
+    let at = if version.is_empty() {
+        String::new()
+    } else {
+        format!("@{version}")
+    };
+    let mut resolve = wit_parser::Resolve::default();
+    let (tark, _) = resolve.push_path(repo_root().join("wit"))?;
+    let name = &resolve.packages[tark].name;
+    let tool_world = match &name.version {
+        Some(v) => format!("{}:{}/tool-world@{v}", name.namespace, name.name),
+        None => format!("{}:{}/tool-world", name.namespace, name.name),
+    };
+    let extra = resolve.push_str(
+        "extra.wit",
+        &format!(
+            "package {pkg}{at};\ninterface {iface} {{ {function}: func(); }}\nworld w {{ include {tool_world}; import {iface}; }}\n"
+        ),
+    )?;
+    let world = resolve.select_world(&[extra], Some("w"))?;
+    let import = format!(r#"(import "{interface}" "{function}" (func))"#);
+    encode(&resolve, world, &tool_wat(prefix, &import, ""))
+}
+
 /// A tool plugin whose `get-tools` never returns: it cannot say what tools
 /// it has.
 pub fn describe_hang(prefix: &str) -> anyhow::Result<Vec<u8>> {
