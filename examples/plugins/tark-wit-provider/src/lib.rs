@@ -1,16 +1,12 @@
 //! An example tark provider plugin built against tark's own published WIT
 //! (`wit/published/tark.wit`): message roles arrive as an enum, and the auth
 //! status has a `not-required` case. It answers with the last message's role and
-//! text, whole or as a one-chunk stream.
+//! text, whole or as a one-chunk stream. Written with tark-plugin-sdk
+//! (`provider` + `published`) and built as a WASI component.
 
 use std::sync::Mutex;
 
-wit_bindgen::generate!({
-    world: "provider-world",
-    path: "../../../wit/published",
-});
-
-use exports::tark::plugin::provider_plugin::{
+use tark_plugin_sdk::provider::{
     AuthState, ChatResponse, Guest, Message, ModelInfo, ProviderInfo, Role, StreamChunk,
 };
 
@@ -94,4 +90,4 @@ impl Guest for TarkWitProvider {
     }
 }
 
-export!(TarkWitProvider);
+tark_plugin_sdk::export_provider!(TarkWitProvider);

@@ -3,13 +3,10 @@
 //! contract tark's plugin authors use: its `execute` answers the record
 //! `{success, output, error?}` rather than tarkd's success/error variant.
 //! tarkd hosts it unchanged beside plugins built against `tark:plugin@0.1.x`.
+//! Written with tark-plugin-sdk (`tool` + `published`) and built as a WASI
+//! component (`wasm32-wasip1` and the preview-1 adapter).
 
-wit_bindgen::generate!({
-    world: "tool-world",
-    path: "../../../wit/published",
-});
-
-use exports::tark::plugin::tool_plugin::{Guest, RiskLevel, ToolDef, ToolResult};
+use tark_plugin_sdk::tool::{Guest, RiskLevel, ToolDef, ToolResult};
 use serde_json::Value;
 
 struct WordCount;
@@ -59,4 +56,4 @@ impl Guest for WordCount {
     }
 }
 
-export!(WordCount);
+tark_plugin_sdk::export_tool!(WordCount);
