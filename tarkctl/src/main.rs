@@ -15,6 +15,7 @@ mod channels;
 mod conformance;
 mod grants;
 mod hooks;
+mod new;
 mod plugins;
 mod providers;
 mod redirect;
@@ -243,6 +244,12 @@ fn main() -> std::process::ExitCode {
     let offline = match &cli.command {
         Command::Keygen { out } => Some(trust::keygen(out, json)),
         Command::Plugin(PluginCommand::Sign { key, dir }) => Some(trust::sign(key, dir, json)),
+        Command::Plugin(PluginCommand::New {
+            name,
+            kind,
+            dir,
+            sdk_path,
+        }) => Some(new::run(name, *kind, dir.clone(), sdk_path.clone(), json)),
         _ => None,
     };
     if let Some(done) = offline {
@@ -387,7 +394,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::GenerateAssets { .. }
         | Command::Conformance { .. }
         | Command::Keygen { .. }
-        | Command::Plugin(PluginCommand::Sign { .. }) => {}
+        | Command::Plugin(PluginCommand::Sign { .. })
+        | Command::Plugin(PluginCommand::New { .. }) => {}
         Command::Trust(cmd) => {
             let mut c = pb::plugins_client::PluginsClient::new(channel);
             trust::run(&mut c, cmd, json).await?;
