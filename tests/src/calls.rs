@@ -107,6 +107,16 @@ impl Tarkd {
             .with_context(|| format!("no running worker of {plugin} for tenant {tenant}"))
     }
 
+    /// SIGKILLs the running worker of a plugin for a tenant, as a crash would.
+    pub async fn kill_worker(&self, plugin: &str, tenant: &str) -> anyhow::Result<()> {
+        let pid = self.running_worker(plugin, tenant).await?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )?;
+        Ok(())
+    }
+
     /// Every running worker, from tarkd's status.
     pub async fn worker_pids(&self) -> anyhow::Result<Vec<u32>> {
         let s = self.status().await?;

@@ -3,6 +3,7 @@
 
 mod calls;
 pub mod fixtures;
+pub mod https;
 mod plugin_files;
 mod process;
 pub mod servers;
@@ -286,6 +287,20 @@ impl Tarkd {
 
     pub async fn system(&self) -> anyhow::Result<pb::system_client::SystemClient<Channel>> {
         Ok(pb::system_client::SystemClient::new(self.channel().await?))
+    }
+
+    pub async fn auth(&self) -> anyhow::Result<pb::auth_client::AuthClient<Channel>> {
+        Ok(pb::auth_client::AuthClient::new(self.channel().await?))
+    }
+
+    /// Runs tarkctl against this tarkd from the folder `dir` (`plugin add ./`).
+    pub fn tarkctl_in(&self, dir: &Path, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        Ok(Command::new(binary("tarkctl")?)
+            .current_dir(dir)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()?)
     }
 
     /// Runs tarkctl against this tarkd.

@@ -33,7 +33,7 @@ pub struct WsServer {
 
 /// Binds a loopback port on a thread (and runtime) of its own and runs
 /// `connection` for each stream accepted there; returns the port.
-fn serve<F, Fut>(connection: F) -> anyhow::Result<u16>
+pub(crate) fn serve<F, Fut>(connection: F) -> anyhow::Result<u16>
 where
     F: Fn(TcpStream) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
@@ -55,6 +55,9 @@ where
             };
             let _ = tx.send(addr.port());
             while let Ok((stream, _)) = listener.accept().await {
+                // As servers on the internet do: without it a TLS handshake's
+                // small writes wait out the client's delayed ACK (40 ms).
+                let _ = stream.set_nodelay(true);
                 tokio::spawn(connection(stream));
             }
         });

@@ -32,6 +32,7 @@ use tonic::{Request, Response, Status};
 use crate::broker::audit::AuditLog;
 use crate::broker::grants::{Denial, Grant, GrantTable};
 use crate::broker::hosts::{Allow, Refusal, Target};
+use crate::broker::http::clients::Clients;
 use crate::broker::http::{HttpError, Outbound};
 use crate::broker::ratelimit::TokenBucket;
 use crate::broker::storage::{Namespace, Storage, StorageError};
@@ -84,6 +85,9 @@ pub struct Broker {
     /// one that went through.
     log_rate: std::sync::Mutex<(TokenBucket, u64)>,
     ws: Sessions,
+    /// Outbound HTTP connections and TLS sessions: this worker's alone, closed
+    /// with it.
+    clients: Clients,
 }
 
 impl Broker {
@@ -104,6 +108,7 @@ impl Broker {
                 own_pid,
             },
             log_rate: std::sync::Mutex::new((log_rate, 0)),
+            clients: shared.outbound.clients(),
             shared,
             ws: Sessions::default(),
         }
@@ -189,6 +194,36 @@ impl Broker {
             self.record(capability, target, "allow-undeclared", &d.reason);
         }
         Ok(())
+    }
+
+    /// One variable as the plugin may read it: checked against the grant
+    /// (denials audited) and looked up in its secrets file, then in tarkd's
+    /// environment. `None` for a refusal as for an unset variable.
+    fn env_value(&self, grant: &Grant, name: &str) -> Option<String> {
+        if !crate::broker::policy::valid_env_name(name) {
+            self.record(
+                "env",
+                name,
+                "deny",
+                &format!(
+                    "not a variable name ({} bytes; ASCII letters, digits and _, at most 255)",
+                    name.len()
+                ),
+            );
+            return None;
+        }
+        if let Err(d) = grant.env(name)
+            && self.undeclared(grant.trust, "env", name, &d).is_err()
+        {
+            return None;
+        }
+        let secrets_dir = self.shared.config.secrets_dir();
+        let secret = crate::broker::secrets::lookup(&secrets_dir, &self.ns.plugin, name)
+            .unwrap_or_else(|e| {
+                tracing::warn!(plugin = %self.ns.plugin, "{e}");
+                None
+            });
+        secret.or_else(|| std::env::var(name).ok())
     }
 
     fn check_storage(&self, key: &str) -> Result<(), Status> {
@@ -329,33 +364,55 @@ impl pb::broker_server::Broker for Broker {
         let grant = self.grant()?;
         // `none`, not an error, for a refusal: a plugin cannot tell a refused
         // variable from an unset one, so it cannot probe tarkd's environment.
-        let none = Ok(Response::new(pb::EnvValue { value: None }));
-        if !crate::broker::policy::valid_env_name(&name) {
-            self.record(
-                "env",
-                &name,
-                "deny",
-                &format!(
-                    "not a variable name ({} bytes; ASCII letters, digits and _, at most 255)",
-                    name.len()
-                ),
-            );
-            return none;
-        }
-        if let Err(d) = grant.env(&name)
-            && self.undeclared(grant.trust, "env", &name, &d).is_err()
-        {
-            return none;
-        }
-        // The plugin's secrets file first, then tarkd's environment.
-        let secrets_dir = self.shared.config.secrets_dir();
-        let secret = crate::broker::secrets::lookup(&secrets_dir, &self.ns.plugin, &name)
-            .unwrap_or_else(|e| {
-                tracing::warn!(plugin = %self.ns.plugin, "{e}");
-                None
-            });
-        let value = secret.or_else(|| std::env::var(&name).ok());
+        let value = self.env_value(&grant, &name);
         Ok(Response::new(pb::EnvValue { value }))
+    }
+
+    async fn env_list(&self, _req: Request<pb::Empty>) -> Result<Response<pb::EnvVars>, Status> {
+        let grant = self.grant()?;
+        let mut names: Vec<String> = Vec::new();
+        for pattern in grant.declared_env() {
+            match pattern.strip_suffix('*') {
+                None => names.push(pattern.clone()),
+                // A pattern lists what tarkd's environment has under it; each
+                // name is then checked like a read of it.
+                Some(prefix) => names.extend(
+                    std::env::vars_os()
+                        .filter_map(|(k, _)| k.into_string().ok())
+                        .filter(|k| k.starts_with(prefix)),
+                ),
+            }
+        }
+        names.sort();
+        names.dedup();
+        let vars = names
+            .into_iter()
+            .filter_map(|name| {
+                let value = self.env_value(&grant, &name)?;
+                Some(pb::EnvVar { name, value })
+            })
+            .collect();
+        Ok(Response::new(pb::EnvVars { vars }))
+    }
+
+    async fn refused(&self, req: Request<pb::RefusedCall>) -> Result<Response<pb::Empty>, Status> {
+        let r = req.into_inner();
+        // The worker refused it already: only the record is made here, under
+        // one of the two capabilities it may name.
+        let capability = match r.capability.as_str() {
+            c @ ("wasi:sockets" | "wasi:filesystem") => c,
+            _ => "wasi",
+        };
+        self.record(
+            capability,
+            &r.function,
+            "deny",
+            &format!(
+                "not provided to plugins (answered {}: tarkd gives WASI guests no sockets, files or directories)",
+                r.answer
+            ),
+        );
+        Ok(Response::new(pb::Empty {}))
     }
 
     async fn log(&self, req: Request<pb::LogRecord>) -> Result<Response<pb::Empty>, Status> {
@@ -393,7 +450,11 @@ impl pb::broker_server::Broker for Broker {
         let url = req.url.clone();
         let grant = self.grant()?;
         let check = self.host_check(&grant, "http");
-        match self.shared.outbound.fetch(req, budget, &check).await {
+        let fetch = self
+            .shared
+            .outbound
+            .fetch(&self.clients, req, budget, &check);
+        match fetch.await {
             Ok(resp) => Ok(Response::new(resp)),
             Err(e) => Err(self.net_status("http", &url, e)),
         }
@@ -441,7 +502,7 @@ impl pb::broker_server::Broker for Broker {
         let grant = self.grant()?;
         let check = self.host_check(&grant, "ws");
         let limits = &self.shared.config.ws;
-        let tls = match self.shared.outbound.tls() {
+        let tls = match self.clients.ws_tls() {
             Ok(tls) => tls,
             Err(e) => return Err(self.net_status("ws", &req.url, e)),
         };

@@ -43,8 +43,8 @@ pub struct Limits {
 /// the database, the audit file, the artifact cache, the runtime.
 const OWN_FDS: u64 = 64;
 /// Descriptors one live worker holds in tarkd: its two channels, its stderr,
-/// its process, its cgroup.
-const FDS_PER_WORKER: u64 = 8;
+/// its process, its cgroup, and its broker's idle outbound HTTP connections.
+const FDS_PER_WORKER: u64 = 8 + crate::broker::http::clients::MAX_IDLE_SOCKETS as u64;
 /// Connections served whatever the descriptor limit says.
 const MIN_CONNECTIONS: usize = 16;
 
@@ -467,7 +467,8 @@ mod tests {
             // (configured, nofile, max_live) → cap, warned
             (1024, 524_288, 1024, 1024, false),
             (1024, 20_000, 1024, 1024, false),
-            (1024, 9_000, 1024, 744, true),
+            (1024, 17_000, 1024, 552, true),
+            (1024, 9_000, 1024, MIN_CONNECTIONS, true),
             (1024, 1024, 1024, MIN_CONNECTIONS, true),
             (100, 1024, 10, 100, false),
         ];

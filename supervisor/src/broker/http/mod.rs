@@ -3,9 +3,15 @@
 //! Every hop (the first request and each redirect) goes through the same steps:
 //! parse and normalise the URL, ask the caller's check (the allowlist), resolve
 //! the host once, refuse restricted addresses unless the allowlist named the host
-//! exactly, and connect to exactly the addresses that were checked (the client is
-//! built for that hop with DNS pinned to them, no proxy, no automatic redirects).
-//! A DNS answer that changes between check and connect cannot move the request.
+//! exactly, and connect to exactly the addresses that were checked (the hop's
+//! client, kept by the broker in `clients`, has DNS pinned to them, no proxy, no
+//! automatic redirects). A DNS answer that changes between check and connect
+//! cannot move the request.
+
+pub mod clients;
+mod error;
+
+pub use error::HttpError;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -17,6 +23,7 @@ use url::Host;
 
 use crate::broker::addresses;
 use crate::broker::hosts::{self, Allow, Refusal, Target};
+use clients::Clients;
 
 /// Limits on what a plugin may send and receive.
 #[derive(Debug, Clone, Deserialize)]
@@ -40,28 +47,6 @@ impl Default for HttpLimits {
             max_redirects: 5,
             max_headers: 64,
         }
-    }
-}
-
-/// Why a request was not answered; each kind becomes its own status for the
-/// plugin, and `Denied` is also audited.
-#[derive(Debug, thiserror::Error)]
-pub enum HttpError {
-    #[error("{0}")]
-    Denied(String),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    TooLarge(String),
-    #[error("{0}")]
-    Timeout(String),
-    #[error("{0}")]
-    Failed(String),
-}
-
-impl From<Refusal> for HttpError {
-    fn from(r: Refusal) -> Self {
-        HttpError::Denied(r.0)
     }
 }
 
@@ -114,21 +99,25 @@ impl Outbound {
         Self { tls, limits }
     }
 
-    /// TLS settings for the WebSocket client (same roots, same provider).
-    pub fn tls(&self) -> Result<Arc<rustls::ClientConfig>, HttpError> {
-        self.tls.clone().map_err(HttpError::Failed)
+    /// The clients of one broker: its own pools and TLS sessions, on tarkd's
+    /// roots and provider.
+    pub fn clients(&self) -> Clients {
+        Clients::new(self.tls.clone())
     }
 
-    /// Makes `req`, checking each hop with `check`, within `budget`.
+    /// Makes `req` with `clients`, checking each hop with `check`, within
+    /// `budget`.
     pub async fn fetch(
         &self,
+        clients: &Clients,
         req: pb::HttpRequest,
         budget: Duration,
         check: &(dyn Fn(&Target) -> Result<Allow, Refusal> + Sync),
     ) -> Result<pb::HttpResponse, HttpError> {
         let budget = budget.min(Duration::from_millis(self.limits.timeout_ms));
         let started = Instant::now();
-        match tokio::time::timeout(budget, self.follow(req, started + budget, check)).await {
+        let follow = self.follow(clients, req, started + budget, check);
+        match tokio::time::timeout(budget, follow).await {
             Ok(r) => r,
             Err(_) => Err(HttpError::Timeout(format!(
                 "http request timed out after {} ms",
@@ -139,6 +128,7 @@ impl Outbound {
 
     async fn follow(
         &self,
+        clients: &Clients,
         req: pb::HttpRequest,
         until: Instant,
         check: &(dyn Fn(&Target) -> Result<Allow, Refusal> + Sync),
@@ -167,16 +157,16 @@ impl Outbound {
                     headers.remove(*name);
                 }
             }
-            let resp = self
-                .send(
-                    &target,
-                    &addrs,
-                    method.clone(),
-                    headers.clone(),
-                    body.clone(),
-                    until,
-                )
-                .await?;
+            let client = clients.client(&target, &addrs)?;
+            let resp = send(
+                &client,
+                &target,
+                method.clone(),
+                headers.clone(),
+                body.clone(),
+                until,
+            )
+            .await?;
             let status = resp.status();
             let location = resp.headers().get(reqwest::header::LOCATION).cloned();
             if let (true, Some(location)) = (status.is_redirection(), location) {
@@ -233,44 +223,6 @@ impl Outbound {
         Ok(map)
     }
 
-    async fn send(
-        &self,
-        target: &Target,
-        addrs: &[SocketAddr],
-        method: reqwest::Method,
-        headers: reqwest::header::HeaderMap,
-        body: Option<String>,
-        until: Instant,
-    ) -> Result<reqwest::Response, HttpError> {
-        let tls = self.tls()?;
-        let mut builder = reqwest::Client::builder()
-            .use_preconfigured_tls((*tls).clone())
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .http1_only()
-            .pool_max_idle_per_host(0)
-            .user_agent(concat!("tarkd/", env!("CARGO_PKG_VERSION")));
-        if let Host::Domain(d) = &target.host {
-            builder = builder.resolve_to_addrs(d, addrs);
-        }
-        // Any other name would go to this resolver, which refuses: the only
-        // addresses this client can reach are the ones checked above.
-        builder = builder.dns_resolver(Arc::new(NoDns));
-        let client = builder
-            .build()
-            .map_err(|e| HttpError::Failed(format!("http client: {e}")))?;
-        let mut rb = client
-            .request(method, target.url.clone())
-            .headers(headers)
-            .timeout(until.saturating_duration_since(Instant::now()));
-        if let Some(body) = body {
-            rb = rb.body(body);
-        }
-        rb.send()
-            .await
-            .map_err(|e| HttpError::Failed(format!("{}: {}", target.url, error_chain(&e))))
-    }
-
     async fn read(&self, mut resp: reqwest::Response) -> Result<pb::HttpResponse, HttpError> {
         let cap = self.limits.max_response_kib * 1024;
         if resp.content_length().is_some_and(|n| n > cap) {
@@ -304,16 +256,25 @@ impl Outbound {
     }
 }
 
-/// A resolver that answers nothing (see `send`).
-struct NoDns;
-
-impl reqwest::dns::Resolve for NoDns {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let name = name.as_str().to_owned();
-        Box::pin(async move {
-            Err(format!("{name} was not checked by tarkd; refusing to resolve it").into())
-        })
+/// Sends one hop with the client kept for its checked addresses.
+async fn send(
+    client: &reqwest::Client,
+    target: &Target,
+    method: reqwest::Method,
+    headers: reqwest::header::HeaderMap,
+    body: Option<String>,
+    until: Instant,
+) -> Result<reqwest::Response, HttpError> {
+    let mut rb = client
+        .request(method, target.url.clone())
+        .headers(headers)
+        .timeout(until.saturating_duration_since(Instant::now()));
+    if let Some(body) = body {
+        rb = rb.body(body);
     }
+    rb.send()
+        .await
+        .map_err(|e| HttpError::Failed(format!("{}: {}", target.url, error_chain(&e))))
 }
 
 fn too_large(kib: u64) -> HttpError {
