@@ -114,3 +114,67 @@ pub async fn two_hops(
     })
     .await
 }
+
+/// `tark-bench load`: only the load rows (the two-hop echo, `InvokeTool`
+/// bare-ok over 1 and over 8 workers), `TARK_BENCH_ROUNDS` times (default 1),
+/// alternating, for `TARK_BENCH_LOAD_S` seconds each (default 3). Quick to run,
+/// and what a profiler watches: tarkd's pid and the echo processes' are printed
+/// first.
+pub async fn only() -> anyhow::Result<()> {
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (rounds, secs) = (env("TARK_BENCH_ROUNDS", 1), env("TARK_BENCH_LOAD_S", 3));
+    let dur = Duration::from_secs(secs);
+    let dir = tempfile::tempdir()?;
+    let baselines = super::echo::start(dir.path()).await?;
+    let hop_pids: Vec<u32> = baselines
+        .children
+        .iter()
+        .map(std::process::Child::id)
+        .collect();
+    let bare = tark_tests::fixtures::tool("bare", "", "")?;
+    let manifest = tark_tests::fixtures::manifest("bare", "tool", "");
+    let t = Tarkd::start(
+        vec![tark_tests::PluginFiles::new("bare", &manifest, Some(bare))],
+        tark_tests::Options::default(),
+    )?;
+    println!(
+        "tark-bench load: tarkd pid {}, echo pids {hop_pids:?}",
+        t.pid()
+    );
+    let callers = 64;
+    // The least disturbed round (lowest ratio) is what --json records: a
+    // loaded machine only ever adds to a ratio.
+    let (mut best_one, mut best_eight) = (f64::MAX, f64::MAX);
+    for round in 1..=rounds {
+        let hops = two_hops(&baselines.two_hops, &hop_pids, callers, dur).await?;
+        let one = invoke_load(&t, 1, callers, dur).await?;
+        let eight = invoke_load(&t, 8, callers, dur).await?;
+        for (name, l) in [
+            ("echo, two hops (proxy + echo CPU)", &hops),
+            ("InvokeTool bare-ok, 1 worker", &one),
+            ("InvokeTool bare-ok, 8 workers", &eight),
+        ] {
+            println!(
+                "round {round}: {name:<36} {:>9.0} calls/s {:>8.1} µs CPU/call",
+                l.per_sec, l.cpu_us_per_call
+            );
+            super::report::load(name, l.per_sec, l.cpu_us_per_call, l.calls);
+        }
+        let (r1, r8) = (
+            one.cpu_us_per_call / hops.cpu_us_per_call,
+            eight.cpu_us_per_call / hops.cpu_us_per_call,
+        );
+        println!(
+            "round {round}: ratio CPU/call InvokeTool / two-hop echo: 1 worker {r1:.2}, 8 workers {r8:.2}"
+        );
+        (best_one, best_eight) = (best_one.min(r1), best_eight.min(r8));
+    }
+    super::report::ratio(super::report::GATED[0], best_one);
+    super::report::ratio(super::report::GATED[1], best_eight);
+    Ok(())
+}

@@ -18,17 +18,28 @@
 //! - core modules ([`legacy`]): one provider call to tark's core-module ABI
 //!   against the same call to a component, and the cold start of a
 //!   wasm32-wasip1 module against an unknown-unknown one and a component;
+//! - authors' builds ([`authors`]): one plugin built as tark's SDK guide
+//!   builds it (adapted by tarkd), as a WASI component and as an
+//!   unknown-unknown component: a call and a cold start of each;
 //! - command tools ([`commands`]): a tool running `/bin/true` in tark-jail,
 //!   against spawning it directly and against a wasm tool;
 //! - `tark-bench scale` ([`scale`]): many tenants each making a call, then idle:
 //!   worker count and memory before, during and after the idle timeout;
 //! - load ([`load`]): calls per second with 64 callers over 1 and 8 workers, and
-//!   CPU time per call of tarkd + workers against the two-hop echo's processes.
+//!   CPU time per call of tarkd + workers against the two-hop echo's processes
+//!   (`tark-bench load` runs only these, for a profiler to watch).
+//!
+//! `tark-bench --json FILE` also writes the rows and headline ratios as JSON
+//! ([`report`]); `tark-bench render FILE OUT.svg` draws it ([`render`]).
 
+mod authors;
 mod commands;
 mod echo;
+mod hostcalls;
 mod legacy;
 mod load;
+mod render;
+mod report;
 mod scale;
 mod scan;
 mod worlds;
@@ -36,9 +47,7 @@ mod worlds;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use serde_json::json;
 use tark_proto::plugin::v1 as pb;
-use tark_proto::worker::v1 as wpb;
 use tark_tests::fixtures::{self, manifest};
 use tark_tests::servers::HttpServer;
 use tark_tests::{Options, PluginFiles, Tarkd, invoke, output};
@@ -50,11 +59,17 @@ fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {
         let i = ((v.len() as f64 - 1.0) * q).round() as usize;
         v.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e6)
     };
-    (at(0.50), at(0.99))
+    let (p50, p99) = (at(0.50), at(0.99));
+    report::quantiles(
+        (p50, p99),
+        (0..=100).map(|q| at(f64::from(q) / 100.0)).collect(),
+    );
+    (p50, p99)
 }
 
 fn row(name: &str, n: usize, (p50, p99): (f64, f64)) {
     println!("{name:<40} {n:>6} {p50:>12.1} {p99:>12.1}");
+    report::row(name, n, p50, p99);
 }
 
 async fn time<F, Fut>(n: usize, mut f: F) -> anyhow::Result<Vec<Duration>>
@@ -82,7 +97,35 @@ fn main() -> anyhow::Result<()> {
     if args.get(1).is_some_and(|a| a == "scale") {
         return runtime.block_on(scale::run());
     }
-    runtime.block_on(bench())
+    if args.get(1).is_some_and(|a| a == "gate") {
+        let (Some(recorded), Some(run)) = (args.get(2), args.get(3)) else {
+            anyhow::bail!("usage: tark-bench gate RECORDED.json RUN.json");
+        };
+        return report::gate(std::path::Path::new(recorded), std::path::Path::new(run));
+    }
+    if args.get(1).is_some_and(|a| a == "render") {
+        let (Some(json), Some(svg)) = (args.get(2), args.get(3)) else {
+            anyhow::bail!("usage: tark-bench render REPORT.json OUT.svg");
+        };
+        return render::svg(std::path::Path::new(json), std::path::Path::new(svg));
+    }
+    // --json FILE: the run's rows and ratios as JSON too (report.rs).
+    let json = args
+        .iter()
+        .position(|a| a == "--json")
+        .map(|i| args.get(i + 1).map(std::path::PathBuf::from))
+        .map(|p| p.ok_or_else(|| anyhow::anyhow!("--json needs a file name")))
+        .transpose()?;
+    if args.get(1).is_some_and(|a| a == "load") {
+        runtime.block_on(load::only())?;
+    } else {
+        runtime.block_on(bench())?;
+    }
+    if let Some(path) = json {
+        report::write(&path)?;
+        println!("tark-bench: wrote {}", path.display());
+    }
+    Ok(())
 }
 
 async fn bench() -> anyhow::Result<()> {
@@ -104,6 +147,10 @@ async fn bench() -> anyhow::Result<()> {
     // A loopback HTTP server for the broker's http path.
     let server = HttpServer::start()?;
     let http_port = server.port;
+    // And an HTTPS one (h2 by ALPN), trusted by tarkd through SSL_CERT_FILE.
+    let https = hostcalls::Https::start(dir.path())?;
+    let https_port = https.server.port;
+    let roots = https.roots.display().to_string();
 
     // Two tarkds with the notes plugin and a tool without host calls: one with the
     // full sandbox, one with the worker lockdown and namespaces off.
@@ -113,7 +160,9 @@ async fn bench() -> anyhow::Result<()> {
             "[sandbox]\nlockdown = {sandboxed}\nnamespaces = {sandboxed}\n[supervision]\nintensity = 1000000\n"
         );
         let bare = fixtures::tool("bare", "", "")?;
-        let probe_caps = format!("storage = true\nhttp = [\"http://localhost:{http_port}\"]");
+        let probe_caps = format!(
+            "storage = true\nhttp = [\"http://localhost:{http_port}\", \"https://localhost:{https_port}\"]"
+        );
         Tarkd::start(
             vec![
                 PluginFiles::notes()?,
@@ -123,6 +172,7 @@ async fn bench() -> anyhow::Result<()> {
             ],
             Options {
                 config,
+                env: vec![("SSL_CERT_FILE".into(), roots.clone())],
                 ..Default::default()
             },
         )
@@ -178,7 +228,7 @@ async fn bench() -> anyhow::Result<()> {
         samples[5].extend(time(1, &mut echo_hops).await?);
     }
 
-    let host_calls = host_calls(&on, http_port, n).await?;
+    let host_calls = hostcalls::run(&on, http_port, &https, n).await?;
 
     // Cold start (full sandbox): restart the plugin, then time its first call,
     // with the compiled module in the cache and without.
@@ -232,6 +282,7 @@ async fn bench() -> anyhow::Result<()> {
     let (first_chunk, chunk_rate) = worlds::stream(&on.providers().await?, 100, cold_n).await?;
     let hook_rows = hook_dispatch(cold_n * 5).await?;
     let legacy_rows = legacy::bench(n, cold_n).await?;
+    let author_rows = authors::bench(n, cold_n).await?;
     let [jailed, spawned, wasm_tool] = commands::bench(cold_n * 5).await?;
     let callers = 64;
     let load_time = Duration::from_secs(3);
@@ -290,6 +341,14 @@ async fn bench() -> anyhow::Result<()> {
     row("storage get inside a plugin (per get)", n, get_p);
     row("http GET loopback via plugin + broker", n_http, broker_p);
     row("http GET loopback by tarkd's client", n_http, direct_p);
+    let (tls_broker_p, tls_direct_p, tls_fresh_p) = (
+        percentiles(host_calls.https_broker),
+        percentiles(host_calls.https_direct),
+        percentiles(host_calls.https_fresh),
+    );
+    row("https GET (h2) via plugin + broker", n_http, tls_broker_p);
+    row("https GET (h2) by tarkd's client", n_http, tls_direct_p);
+    row("https GET, new client each (no reuse)", n_http, tls_fresh_p);
     let (first_p, rate_p) = (percentiles(first_chunk), median(chunk_rate));
     row("ChatStream first chunk (100-word reply)", cold_n, first_p);
     for (name, n, p) in hook_rows {
@@ -321,6 +380,25 @@ async fn bench() -> anyhow::Result<()> {
         jailed_p.0 / wasm_p.0
     );
     println!("ChatStream chunks/s over a whole stream, median: {rate_p:.0}");
+    if let Some(rows) = author_rows {
+        let p: Vec<(f64, f64)> = rows
+            .into_iter()
+            .map(|(name, n, v)| {
+                let p = percentiles(v);
+                row(name, n, p);
+                p
+            })
+            .collect();
+        if let [seed, wasi, plain, cold_seed, cold_wasi, cold_plain] = p[..] {
+            println!(
+                "ratio against the unknown-unknown component at p50: InvokeTool seed recipe {:.2}, WASI component {:.2}; cold start seed recipe {:.2}, WASI component {:.2}",
+                seed.0 / plain.0,
+                wasi.0 / plain.0,
+                cold_seed.0 / cold_plain.0,
+                cold_wasi.0 / cold_plain.0
+            );
+        }
+    }
     if let [
         chat_core,
         chat_comp,
@@ -360,6 +438,29 @@ async fn bench() -> anyhow::Result<()> {
             "  {name:<52} {:>9.0} calls/s {:>8.1} µs CPU/call ({} calls)",
             l.per_sec, l.cpu_us_per_call, l.calls
         );
+        report::load(name, l.per_sec, l.cpu_us_per_call, l.calls);
+    }
+    for (name, value) in [
+        ("invoke_bare_ok_vs_two_hop_echo_p50", on_p.0 / hops_p.0),
+        (
+            "cpu_per_call_1_worker_vs_two_hop_echo",
+            load_1.cpu_us_per_call / load_hops.cpu_us_per_call,
+        ),
+        (
+            "cpu_per_call_8_workers_vs_two_hop_echo",
+            load_8.cpu_us_per_call / load_hops.cpu_us_per_call,
+        ),
+        ("http_via_broker_vs_direct_p50", broker_p.0 / direct_p.0),
+        (
+            "https_via_broker_vs_direct_p50",
+            tls_broker_p.0 / tls_direct_p.0,
+        ),
+        (
+            "https_new_client_vs_kept_p50",
+            tls_fresh_p.0 / tls_direct_p.0,
+        ),
+    ] {
+        report::ratio(name, value);
     }
     println!(
         "ratio CPU/call InvokeTool / two-hop echo: 1 worker {:.2}, 8 workers {:.2}",
@@ -370,6 +471,12 @@ async fn bench() -> anyhow::Result<()> {
         "http via plugin+broker / direct at p50: {:.2} (+{:.0} µs: the InvokeTool and the broker hop)",
         broker_p.0 / direct_p.0,
         broker_p.0 - direct_p.0
+    );
+    println!(
+        "https via plugin+broker / direct at p50: {:.2} (+{:.0} µs); a new client per GET / kept connections (direct): {:.2}",
+        tls_broker_p.0 / tls_direct_p.0,
+        tls_broker_p.0 - tls_direct_p.0,
+        tls_fresh_p.0 / tls_direct_p.0
     );
     let (valid_ns, path_ns) = scan::run(100_000)?;
     println!(
@@ -409,78 +516,4 @@ async fn hook_dispatch(n: usize) -> anyhow::Result<Vec<(String, usize, (f64, f64
         ));
     }
     Ok(rows)
-}
-
-/// Host-call costs, sampled round-robin in one run.
-struct HostCalls {
-    /// Per get: (a call making GETS gets − a call making none) / GETS.
-    storage_get: Vec<Duration>,
-    http_broker: Vec<Duration>,
-    http_direct: Vec<Duration>,
-}
-
-/// How many storage gets one sampled call makes.
-const GETS: u32 = 100;
-
-async fn host_calls(on: &Tarkd, http_port: u16, n: usize) -> anyhow::Result<HostCalls> {
-    let tools = on.tools().await?;
-    let probe = |args: String| {
-        let mut c = tools.clone();
-        async move { output(c.invoke_tool(invoke("probe", &args)).await).map_err(anyhow::Error::msg) }
-    };
-    probe(json!({ "op": "storage_set", "key": "k", "value": "v" }).to_string()).await?;
-    let gets = |times: u32| json!({ "op": "storage_get", "key": "k", "times": times }).to_string();
-    let url = format!("http://localhost:{http_port}/hello");
-    let via_broker = json!({ "op": "http", "url": url }).to_string();
-    let outbound = tarkd::broker::http::Outbound::new(tarkd::broker::http::HttpLimits::default());
-    let rules = [tarkd::broker::hosts::parse_rule(&format!(
-        "http://localhost:{http_port}"
-    ))?];
-    let check = |t: &tarkd::broker::hosts::Target| tarkd::broker::hosts::allowed(&rules, t);
-    let direct = || {
-        let req = wpb::HttpRequest {
-            method: "GET".into(),
-            url: url.clone(),
-            headers: vec![],
-            body: None,
-        };
-        outbound.fetch(req, Duration::from_secs(10), &check)
-    };
-    let n_http = n / 3;
-    for _ in 0..n_http / 10 {
-        probe(gets(0)).await?;
-        probe(via_broker.clone()).await?;
-        direct().await?;
-    }
-    let (mut zero, mut many) = (Vec::new(), Vec::new());
-    let (mut http_broker, mut http_direct) = (Vec::new(), Vec::new());
-    for i in 0..n {
-        let t0 = Instant::now();
-        probe(gets(0)).await?;
-        zero.push(t0.elapsed());
-        let t0 = Instant::now();
-        probe(gets(GETS)).await?;
-        many.push(t0.elapsed());
-        if i < n_http {
-            let t0 = Instant::now();
-            let r = probe(via_broker.clone()).await?;
-            http_broker.push(t0.elapsed());
-            anyhow::ensure!(r.contains("hello"), "broker GET failed: {r}");
-            let t0 = Instant::now();
-            let r = direct().await?;
-            http_direct.push(t0.elapsed());
-            anyhow::ensure!(r.body == "hello", "direct GET failed");
-        }
-    }
-    zero.sort();
-    let base = zero[zero.len() / 2];
-    let storage_get = many
-        .into_iter()
-        .map(|t| t.saturating_sub(base) / GETS)
-        .collect();
-    Ok(HostCalls {
-        storage_get,
-        http_broker,
-        http_direct,
-    })
 }
