@@ -10,10 +10,17 @@
 //! taken as tarkd's stall, not the plugin's silence: it is re-armed for
 //! the grace period (at most [`MAX_RETRIES`] times), and logged. A plugin is
 //! killed only for time tarkd was there to see.
+//!
+//! A worker holds several calls at once and runs them one after another
+//! (`super::window`), so a call's time starts at its turn, not when it was
+//! sent: each answer the worker gives restarts the timers of the calls
+//! still waiting. A worker that answers nothing for `limit` is stuck, with
+//! all it holds.
 
 use std::future::Future;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// How late a timer may fire before tarkd counts itself as stalled. Far
@@ -32,20 +39,29 @@ pub struct Overran {
 }
 
 /// `call`'s output, unless `limit` (then `grace` per re-arm) passes in time
-/// tarkd was running.
+/// tarkd was running with no change of `answers` (the worker's count of
+/// answers: each one means the worker moved on to a call behind it).
 pub async fn within<F: Future>(
     limit: Duration,
     grace: Duration,
+    answers: &mut watch::Receiver<u64>,
     call: F,
 ) -> Result<F::Output, Overran> {
     let mut call = std::pin::pin!(call);
     let mut deadline = Instant::now() + limit;
     let mut stalled = Duration::ZERO;
     let mut retries = 0;
+    // Once the counter's owner is gone, no answer restarts the timer.
+    let mut counted = true;
     loop {
-        match tokio::time::timeout_at(deadline, &mut call).await {
-            Ok(out) => return Ok(out),
-            Err(_) => {
+        tokio::select! {
+            biased;
+            out = &mut call => return Ok(out),
+            changed = answers.changed(), if counted => match changed {
+                Ok(()) => deadline = Instant::now() + limit,
+                Err(_) => counted = false,
+            },
+            () = tokio::time::sleep_until(deadline) => {
                 let late = Instant::now().saturating_duration_since(deadline);
                 if late <= STALL || retries == MAX_RETRIES {
                     return Err(Overran { stalled });
@@ -89,7 +105,9 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 let _ = tx.send(42);
             });
-            let got = within(Duration::from_millis(100), Duration::from_secs(5), rx).await;
+            let (_count, mut answers) = watch::channel(0);
+            let limit = Duration::from_millis(100);
+            let got = within(limit, Duration::from_secs(5), &mut answers, rx).await;
             let _ = tokio::join!(blocker, answerer);
             assert_eq!(got.map(Result::ok), Ok(Some(42)));
         });
@@ -100,8 +118,41 @@ mod tests {
     fn a_silent_worker_is_given_up_on() -> std::io::Result<()> {
         runtime()?.block_on(async {
             let never = std::future::pending::<()>();
-            let got = within(Duration::from_millis(50), Duration::from_millis(50), never).await;
+            let (_count, mut answers) = watch::channel(0);
+            let (limit, grace) = (Duration::from_millis(50), Duration::from_millis(50));
+            let got = within(limit, grace, &mut answers, never).await;
             assert!(got.is_err());
+        });
+        Ok(())
+    }
+
+    #[test]
+    fn a_call_behind_others_is_timed_from_the_last_answer() -> std::io::Result<()> {
+        runtime()?.block_on(async {
+            // Five calls ahead answer 100 ms apart, then this one 100 ms
+            // later: 600 ms in all against a 400 ms limit, never 400 ms
+            // without an answer (a scheduling delay of up to STALL keeps
+            // every gap under the limit; a longer one is tarkd's stall).
+            let (count, mut answers) = watch::channel(0u64);
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let worker = tokio::spawn(async move {
+                for _ in 0..5 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    count.send_modify(|n| *n += 1);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let _ = tx.send(7);
+                count
+            });
+            let limit = Duration::from_millis(400);
+            let got = within(limit, Duration::from_secs(5), &mut answers, rx).await;
+            assert_eq!(got.map(Result::ok), Ok(Some(7)));
+            // Its owner gone, the counter restarts nothing: a silent call
+            // is still given up on.
+            drop(worker.await);
+            let never = std::future::pending::<()>();
+            let short = Duration::from_millis(50);
+            assert!(within(short, short, &mut answers, never).await.is_err());
         });
         Ok(())
     }

@@ -52,20 +52,31 @@ impl Workers {
         });
         let mut client = worker.client.clone();
         let request = pb::InvokeRequest { call: Some(call) };
-        let turn = worker.turn.lock().await;
+        let size = prost::Message::encoded_len(&request);
+        // The window is never closed; were it, the worker would be gone.
+        let sent = worker.window.enter(size).await.map_err(|_| {
+            CallError::new(
+                Code::Unavailable,
+                format!("worker for plugin {} is gone", plugin.id),
+            )
+        })?;
+        let mut answers = worker.window.answers();
         // A worker whose process ended fails the call at once, even if something
         // (an orphan of a kill racing its start) still holds the other end of
         // its channel: that leftover is killed with the worker's process group.
         let mut exited = worker.exit.clone();
         let grace = Duration::from_millis(self.config.limits.kill_grace_ms);
         let result = tokio::select! {
-            r = backstop::within(limit, grace, client.invoke(request)) => r,
+            r = backstop::within(limit, grace, &mut answers, client.invoke(request)) => r,
             _ = exited.wait_for(Option::is_some) => {
                 worker.kill();
                 Ok(Err(tonic::Status::unavailable("the worker exited")))
             }
         };
-        drop(turn);
+        if result.is_ok() {
+            worker.window.answered();
+        }
+        drop(sent);
         let id = &plugin.id;
         let outcome = match result {
             Err(_) => {

@@ -25,6 +25,7 @@ pub mod spawn;
 mod start;
 pub mod syscalls;
 pub mod validate;
+mod window;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

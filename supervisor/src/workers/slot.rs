@@ -46,9 +46,8 @@ pub(super) struct Worker {
     pub(super) pid: u32,
     pub(super) client: WorkerClient<Channel>,
     pub(super) exit: watch::Receiver<Option<String>>,
-    /// The worker runs one call at a time; tarkd queues here, so a call's kill
-    /// timer starts when it is the call's turn, not while it waits behind others.
-    pub(super) turn: tokio::sync::Mutex<()>,
+    /// The calls sent to the worker and not yet answered.
+    pub(super) window: super::window::Window,
     /// Set when tarkd itself ends the worker (restart, shutdown): not a crash.
     pub(super) stopping: Arc<AtomicBool>,
 }

@@ -275,7 +275,7 @@ impl Workers {
             pid,
             client,
             exit: exit_rx,
-            turn: tokio::sync::Mutex::new(()),
+            window: Default::default(),
             stopping,
         });
 
