@@ -15,7 +15,10 @@
 //! (`super::window`), so a call's time starts at its turn, not when it was
 //! sent: each answer the worker gives restarts the timers of the calls
 //! still waiting. A worker that answers nothing for `limit` is stuck, with
-//! all it holds.
+//! all it holds. And however many answers come, a call is given up on at
+//! `most` after it was sent (a limit for each call that can be ahead of it
+//! and its own): a worker that answers the calls behind one while holding
+//! it does not hold it for ever.
 
 use std::future::Future;
 use std::time::Duration;
@@ -40,15 +43,18 @@ pub struct Overran {
 
 /// `call`'s output, unless `limit` (then `grace` per re-arm) passes in time
 /// tarkd was running with no change of `answers` (the worker's count of
-/// answers: each one means the worker moved on to a call behind it).
+/// answers: each one means the worker moved on to a call behind it), or
+/// `most` passes since it was sent.
 pub async fn within<F: Future>(
-    limit: Duration,
+    (limit, most): (Duration, Duration),
     grace: Duration,
     answers: &mut watch::Receiver<u64>,
     call: F,
 ) -> Result<F::Output, Overran> {
     let mut call = std::pin::pin!(call);
-    let mut deadline = Instant::now() + limit;
+    let sent = Instant::now();
+    let last = sent + most.max(limit);
+    let mut deadline = sent + limit;
     let mut stalled = Duration::ZERO;
     let mut retries = 0;
     // Once the counter's owner is gone, no answer restarts the timer.
@@ -58,7 +64,7 @@ pub async fn within<F: Future>(
             biased;
             out = &mut call => return Ok(out),
             changed = answers.changed(), if counted => match changed {
-                Ok(()) => deadline = Instant::now() + limit,
+                Ok(()) => deadline = deadline.max((Instant::now() + limit).min(last)),
                 Err(_) => counted = false,
             },
             () = tokio::time::sleep_until(deadline) => {
@@ -107,7 +113,7 @@ mod tests {
             });
             let (_count, mut answers) = watch::channel(0);
             let limit = Duration::from_millis(100);
-            let got = within(limit, Duration::from_secs(5), &mut answers, rx).await;
+            let got = within((limit, limit), Duration::from_secs(5), &mut answers, rx).await;
             let _ = tokio::join!(blocker, answerer);
             assert_eq!(got.map(Result::ok), Ok(Some(42)));
         });
@@ -120,7 +126,7 @@ mod tests {
             let never = std::future::pending::<()>();
             let (_count, mut answers) = watch::channel(0);
             let (limit, grace) = (Duration::from_millis(50), Duration::from_millis(50));
-            let got = within(limit, grace, &mut answers, never).await;
+            let got = within((limit, limit), grace, &mut answers, never).await;
             assert!(got.is_err());
         });
         Ok(())
@@ -144,15 +150,42 @@ mod tests {
                 let _ = tx.send(7);
                 count
             });
-            let limit = Duration::from_millis(400);
-            let got = within(limit, Duration::from_secs(5), &mut answers, rx).await;
+            let (limit, most) = (Duration::from_millis(400), Duration::from_secs(30));
+            let got = within((limit, most), Duration::from_secs(5), &mut answers, rx).await;
             assert_eq!(got.map(Result::ok), Ok(Some(7)));
             // Its owner gone, the counter restarts nothing: a silent call
             // is still given up on.
             drop(worker.await);
             let never = std::future::pending::<()>();
             let short = Duration::from_millis(50);
-            assert!(within(short, short, &mut answers, never).await.is_err());
+            assert!(
+                within((short, most), short, &mut answers, never)
+                    .await
+                    .is_err()
+            );
+        });
+        Ok(())
+    }
+
+    #[test]
+    fn answers_to_others_do_not_hold_a_call_for_ever() -> std::io::Result<()> {
+        runtime()?.block_on(async {
+            // A worker answering the calls behind this one every 20 ms
+            // while holding it: given up on at `most`, 300 ms, not never.
+            let (count, mut answers) = watch::channel(0u64);
+            let others = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    count.send_modify(|n| *n += 1);
+                }
+            });
+            let (limit, most) = (Duration::from_millis(100), Duration::from_millis(300));
+            let never = std::future::pending::<()>();
+            // Ten seconds, thirty times `most`: the old backstop never ended.
+            let bounded = within((limit, most), limit, &mut answers, never);
+            let got = tokio::time::timeout(Duration::from_secs(10), bounded).await;
+            others.abort();
+            assert!(matches!(got, Ok(Err(_))), "{got:?}");
         });
         Ok(())
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tark_proto::worker::v1 as pb;
 use tonic::Code;
 
-use super::{CallError, EXIT_REPORT_WAIT, WorkerKey, Workers, backstop, limits};
+use super::{CallError, EXIT_REPORT_WAIT, WorkerKey, Workers, backstop, limits, window};
 use crate::metrics::{METRICS, Metrics};
 use crate::plugins::registry::Plugin;
 use crate::reasons::Reason;
@@ -61,13 +61,15 @@ impl Workers {
             )
         })?;
         let mut answers = worker.window.answers();
+        // Behind at most the rest of the window, each within its limit.
+        let most = limit.saturating_mul(window::WINDOW);
         // A worker whose process ended fails the call at once, even if something
         // (an orphan of a kill racing its start) still holds the other end of
         // its channel: that leftover is killed with the worker's process group.
         let mut exited = worker.exit.clone();
         let grace = Duration::from_millis(self.config.limits.kill_grace_ms);
         let result = tokio::select! {
-            r = backstop::within(limit, grace, &mut answers, client.invoke(request)) => r,
+            r = backstop::within((limit, most), grace, &mut answers, client.invoke(request)) => r,
             _ = exited.wait_for(Option::is_some) => {
                 worker.kill();
                 Ok(Err(tonic::Status::unavailable("the worker exited")))
