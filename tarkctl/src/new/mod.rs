@@ -1,6 +1,7 @@
 //! `tarkctl plugin new NAME --type T`: writes a plugin folder that builds and
 //! installs as written: `Cargo.toml` on tark-plugin-sdk, `src/lib.rs` (a
-//! small working plugin of the world, from `templates/`), `plugin.toml` with
+//! small working plugin of the world: the repository's `sdk-<type>` example,
+//! renamed), `plugin.toml` with
 //! the fewest grants it needs, and a README with the build and install
 //! commands. Needs no tarkd.
 
@@ -29,13 +30,17 @@ impl Kind {
         }
     }
 
-    fn source(self) -> &'static str {
+    /// The plugin of this world in `examples/plugins/sdk-<type>`, which the
+    /// repository builds, installs and calls: the template is that example,
+    /// so the two cannot drift apart. [`files`] puts the new plugin's name
+    /// and variable in place of the example's.
+    fn example(self) -> &'static str {
         match self {
-            Kind::Auth => include_str!("templates/auth.rs"),
-            Kind::Tool => include_str!("templates/tool.rs"),
-            Kind::Provider => include_str!("templates/provider.rs"),
-            Kind::Hook => include_str!("templates/hook.rs"),
-            Kind::Channel => include_str!("templates/channel.rs"),
+            Kind::Auth => include_str!("../../../examples/plugins/sdk-auth/src/lib.rs"),
+            Kind::Tool => include_str!("../../../examples/plugins/sdk-tool/src/lib.rs"),
+            Kind::Provider => include_str!("../../../examples/plugins/sdk-provider/src/lib.rs"),
+            Kind::Hook => include_str!("../../../examples/plugins/sdk-hook/src/lib.rs"),
+            Kind::Channel => include_str!("../../../examples/plugins/sdk-channel/src/lib.rs"),
         }
     }
 
@@ -67,7 +72,12 @@ pub(crate) fn valid_name(name: &str) -> bool {
 /// The files of a new plugin, by path inside its folder. `sdk` is the
 /// dependency's source: `version = "0.1"` or `path = "..."`.
 pub(crate) fn files(name: &str, kind: Kind, sdk: &str) -> Vec<(&'static str, String)> {
-    let env = format!("{}_API_KEY", name.to_ascii_uppercase().replace('-', "_"));
+    let env = env_of(name);
+    let example = format!("sdk-{}", kind.name());
+    let source = kind
+        .example()
+        .replace(&env_of(&example), &env)
+        .replace(&example, name);
     let fill = |t: &str| {
         t.replace("__NAME__", name)
             .replace("__TYPE__", kind.name())
@@ -83,11 +93,16 @@ pub(crate) fn files(name: &str, kind: Kind, sdk: &str) -> Vec<(&'static str, Str
     );
     vec![
         ("Cargo.toml", fill(include_str!("templates/Cargo.toml.in"))),
-        ("src/lib.rs", fill(kind.source())),
+        ("src/lib.rs", source),
         ("plugin.toml", manifest),
         ("README.md", fill(include_str!("templates/README.md.in"))),
         (".gitignore", "/target\n".to_owned()),
     ]
+}
+
+/// The variable an auth plugin named `name` keeps its API key in.
+fn env_of(name: &str) -> String {
+    format!("{}_API_KEY", name.to_ascii_uppercase().replace('-', "_"))
 }
 
 /// Writes the folder (`dir`, default `./NAME`), which must not exist or be empty.
@@ -171,6 +186,8 @@ mod tests {
         ] {
             for (path, text) in files("my-plugin", kind, "version = \"0.1\"") {
                 assert!(!text.contains("__"), "{kind:?} {path}: {text}");
+                assert!(!text.contains("sdk-"), "{kind:?} {path}: {text}");
+                assert!(!text.contains("SDK_"), "{kind:?} {path}: {text}");
             }
         }
     }
