@@ -72,6 +72,17 @@ fn row(name: &str, n: usize, (p50, p99): (f64, f64)) {
     report::row(name, n, p50, p99);
 }
 
+/// Prints each of `rows`; their (p50, p99), in order.
+fn rows(rows: legacy::Rows) -> Vec<(f64, f64)> {
+    rows.into_iter()
+        .map(|(name, n, v)| {
+            let p = percentiles(v);
+            row(name, n, p);
+            p
+        })
+        .collect()
+}
+
 async fn time<F, Fut>(n: usize, mut f: F) -> anyhow::Result<Vec<Duration>>
 where
     F: FnMut() -> Fut,
@@ -354,14 +365,7 @@ async fn bench() -> anyhow::Result<()> {
     for (name, n, p) in hook_rows {
         row(&name, n, p);
     }
-    let legacy_p: Vec<(f64, f64)> = legacy_rows
-        .into_iter()
-        .map(|(name, n, v)| {
-            let p = percentiles(v);
-            row(name, n, p);
-            p
-        })
-        .collect();
+    let legacy_p = rows(legacy_rows);
     let (jailed_p, spawned_p, wasm_p) = (
         percentiles(jailed),
         percentiles(spawned),
@@ -380,15 +384,8 @@ async fn bench() -> anyhow::Result<()> {
         jailed_p.0 / wasm_p.0
     );
     println!("ChatStream chunks/s over a whole stream, median: {rate_p:.0}");
-    if let Some(rows) = author_rows {
-        let p: Vec<(f64, f64)> = rows
-            .into_iter()
-            .map(|(name, n, v)| {
-                let p = percentiles(v);
-                row(name, n, p);
-                p
-            })
-            .collect();
+    if let Some(author_rows) = author_rows {
+        let p = rows(author_rows);
         if let [seed, wasi, plain, cold_seed, cold_wasi, cold_plain] = p[..] {
             println!(
                 "ratio against the unknown-unknown component at p50: InvokeTool seed recipe {:.2}, WASI component {:.2}; cold start seed recipe {:.2}, WASI component {:.2}",
