@@ -20,4 +20,5 @@ pub mod priority;
 pub mod sandbox;
 pub mod seccomp;
 pub mod service;
+pub mod streams;
 pub mod watchdog;

@@ -14,6 +14,7 @@ use crate::abi::component::{self, version};
 use crate::abi::module;
 use crate::abi::runner::CallLimits;
 use crate::abi::{Failure, Plugin, host::HostState};
+use crate::streams::{self, After, Turn};
 use crate::{engine, sandbox};
 
 /// Serves one plugin. Calls are serialised: a worker runs one guest call at a
@@ -22,6 +23,11 @@ pub struct WorkerService {
     start_layers: Vec<sandbox::Layer>,
     broker: BrokerClient<Channel>,
     plugin: Mutex<Option<Loaded>>,
+    /// The order of each stream's polls (taken before the plugin's lock).
+    order: streams::Order,
+    /// How long a stream's poll waits for the one ahead of it: the plugin's
+    /// deadline and a grace, set at load.
+    patience: std::sync::OnceLock<std::time::Duration>,
     /// Signalled when tarkd asks the worker to end.
     pub shutdown: Arc<Notify>,
 }
@@ -39,13 +45,31 @@ impl WorkerService {
             start_layers,
             broker,
             plugin: Mutex::new(None),
+            order: streams::Order::default(),
+            patience: std::sync::OnceLock::new(),
             shutdown: Arc::new(Notify::new()),
         }
     }
 }
 
+/// How much longer than the plugin's deadline a stream's poll waits for the
+/// poll ahead of it (which the deadline bounds) before giving up.
+const POLL_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn failure(kind: pb::FailureKind, message: impl Into<String>) -> Response<pb::InvokeResponse> {
     failed(Failure::new(kind, message))
+}
+
+/// The answer to a poll behind its stream's end.
+fn ended_stream() -> Response<pb::InvokeResponse> {
+    Response::new(pb::InvokeResponse {
+        outcome: Some(pb::invoke_response::Outcome::Chunk(
+            tark_proto::plugin::v1::ChatChunk {
+                done: true,
+                ..Default::default()
+            },
+        )),
+    })
 }
 
 fn failed(f: Failure) -> Response<pb::InvokeResponse> {
@@ -69,6 +93,7 @@ impl pb::worker_server::Worker for WorkerService {
         let proto_limits = req.limits.unwrap_or_default();
         let limits = CallLimits::from_proto(&proto_limits);
         crate::priority::set_budget(limits.idle_after_cpu);
+        let _ = self.patience.set(limits.deadline + POLL_GRACE);
         let result_buffers = proto_limits.result_buffers;
         let engine = engine::build(limits.fuel.is_some())
             .map_err(|e| Status::internal(format!("engine setup failed: {e:#}")))?;
@@ -206,6 +231,31 @@ impl pb::worker_server::Worker for WorkerService {
                 "InvokeRequest carries no call",
             ));
         };
+        // A numbered poll waits for its turn; the polls behind a stream's end
+        // are answered here (`streams`).
+        let running = match &call {
+            pb::invoke_request::Call::ChatStreamPoll(p) if p.seq > 0 && p.pump > 0 => {
+                let patience = self.patience.get().copied().unwrap_or(POLL_GRACE);
+                match self.order.turn(p.pump, p.seq, patience).await {
+                    Turn::Run => Some(streams::Running::new(&self.order, p.pump, p.seq)),
+                    Turn::Ended => return Ok(ended_stream()),
+                    Turn::Stuck => {
+                        return Ok(failure(
+                            pb::FailureKind::Deadline,
+                            format!(
+                                "poll {} of stream {}: the poll ahead of it did not finish",
+                                p.seq, p.stream_id
+                            ),
+                        ));
+                    }
+                }
+            }
+            pb::invoke_request::Call::ChatStreamCancel(p) if p.pump > 0 => {
+                self.order.end(p.pump);
+                None
+            }
+            _ => None,
+        };
         let mut slot = self.plugin.lock().await;
         let Some(loaded) = slot.as_mut() else {
             return Ok(failure(pb::FailureKind::NotLoaded, "no plugin loaded"));
@@ -230,6 +280,7 @@ impl pb::worker_server::Worker for WorkerService {
         };
         let size = reply.encoded_len();
         if size > loaded.max_response_bytes {
+            // `running`, dropped, ends its stream: the chunk is lost.
             return Ok(failure(
                 pb::FailureKind::ResponseTooLarge,
                 format!(
@@ -237,6 +288,13 @@ impl pb::worker_server::Worker for WorkerService {
                     loaded.max_response_bytes
                 ),
             ));
+        }
+        if let Some(running) = running {
+            let more = matches!(
+                &reply.outcome,
+                Some(pb::invoke_response::Outcome::Chunk(c)) if !c.done
+            );
+            running.ran(if more { After::More } else { After::End });
         }
         Ok(Response::new(reply))
     }
