@@ -149,6 +149,42 @@ async fn streams_interleave_with_other_calls_and_end_at_the_deadline() -> anyhow
     Ok(())
 }
 
+/// tarkd keeps several polls of a stream in flight; the worker runs them in
+/// their order. Two long streams read at once, one by a slow reader, each
+/// arrive whole and in order, and neither is left open in the plugin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_streams_arrive_whole_and_in_order() -> anyhow::Result<()> {
+    let t = Tarkd::start(vec![PluginFiles::echo()?], Options::default())?;
+    let p = t.providers().await?;
+    let words = |tag: &str, n: usize| (0..n).map(|i| format!("{tag}{i}")).collect::<Vec<_>>();
+    let read = |tag: &'static str, n: usize, pause: Duration| {
+        let mut p = p.clone();
+        let sent = words(tag, n).join(" ");
+        async move {
+            let mut stream = p.chat_stream(chat("echo", &sent)).await?.into_inner();
+            let mut text = String::new();
+            while let Some(c) = stream.message().await? {
+                text.push_str(&c.text);
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                }
+            }
+            anyhow::Ok((sent, text))
+        }
+    };
+    let (fast, slow) = tokio::join!(
+        read("a", 400, Duration::ZERO),
+        read("b", 60, Duration::from_millis(2))
+    );
+    for (sent, text) in [fast?, slow?] {
+        assert_eq!(text, format!("echo: {sent}"));
+    }
+    let mut p = p.clone();
+    let open = p.chat(chat("open-streams", "?")).await?.into_inner();
+    assert_eq!(open.text, "0", "every stream ended in the plugin");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_streams_are_contained() -> anyhow::Result<()> {
     let t = Tarkd::start(

@@ -1,18 +1,26 @@
 //! The `Providers` service: LLM provider plugins' info, models and chat.
 //!
 //! A streamed chat is the plugin's `chat-stream-start`, then one
-//! `chat-stream-poll` per chunk, each its own call to the worker. tarkd polls only
-//! when the agent has taken the previous chunk (a channel of one), so a slow
-//! reader slows the plugin rather than filling tarkd's memory; other calls to
-//! the same plugin run between chunks. The stream ends at the plugin's `done`,
-//! its error, the agent's deadline (or `limits.stream_max_s`), or when the agent
-//! goes away. An abandoned stream's poll in progress is let finish (it is one
-//! short call, and cutting it off would replace the instance and every other
-//! stream in it), then the plugin's optional `chat-stream-cancel` is called so it
-//! can drop the stream.
+//! `chat-stream-poll` per chunk, each its own call to the worker. While chunks
+//! come, a few polls of the stream are in flight at once ([`AHEAD`]), numbered,
+//! and the worker runs them in their order: it goes from one chunk to the next
+//! without a round trip through tarkd for each. What is ahead of the agent is
+//! bounded (the polls in flight and a channel as long), so a slow reader slows
+//! the plugin rather than filling tarkd's memory; other calls to the same
+//! plugin run between chunks. The stream ends at the plugin's `done`, its
+//! error, the agent's deadline (or `limits.stream_max_s`), or when the agent
+//! goes away. The polls still in flight are let finish (each is one short
+//! call; cutting one off would replace the instance and every other stream in
+//! it; the worker answers those behind an end itself), then an abandoned
+//! stream's plugin is called at its optional `chat-stream-cancel` so it can
+//! drop the stream.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 
 use tark_proto::plugin::v1 as pb;
 use tark_proto::worker::v1 as wpb;
@@ -29,6 +37,20 @@ use wpb::invoke_response::Outcome;
 
 /// Longest pause between polls of a stream whose plugin has nothing new yet.
 const MAX_IDLE_WAIT: Duration = Duration::from_millis(100);
+
+/// Polls of one stream in flight at once while its chunks come. The worker
+/// runs them in order and goes from one to the next without waiting for
+/// tarkd; more would only take room in the worker's window (eight calls) from
+/// its other calls.
+const AHEAD: usize = 4;
+
+/// How long past its deadline an agent that stopped reading is waited for
+/// to take a stream's error.
+const TELL_GRACE: Duration = Duration::from_secs(1);
+
+/// Numbers the pumps, so a worker never mistakes the polls of an ended stream
+/// for those of a new one the plugin gave the same id.
+static PUMPS: AtomicU64 = AtomicU64::new(1);
 
 /// The stream type tonic's generated service uses for `ChatStream`.
 type ChunkStream = tonic::codegen::BoxStream<pb::ChatChunk>;
@@ -164,7 +186,7 @@ impl pb::providers_server::Providers for Api {
             Outcome::StreamStarted(s) => s.stream_id,
             _ => return Err(unexpected(&plugin.id)),
         };
-        let (tx, rx) = mpsc::channel(1);
+        let (tx, rx) = mpsc::channel(AHEAD);
         let pump = Pump {
             api: self.clone(),
             tenant,
@@ -190,74 +212,119 @@ struct Pump {
     limit: Duration,
 }
 
+/// How a pump stopped.
+enum End {
+    /// The plugin ended the stream, or failed it.
+    Plugin,
+    /// The agent went away, or its deadline passed: the plugin is told.
+    Abandoned,
+}
+
 impl Pump {
     async fn run(self, tx: mpsc::Sender<Result<pb::ChatChunk, Status>>) {
-        let id = &self.plugin.id;
-        let expired = || {
-            Status::deadline_exceeded(format!(
-                "plugin {id}: stream still open after {} ms",
-                self.limit.as_millis()
-            ))
-        };
-        let mut idle = Duration::ZERO;
-        loop {
-            // Room for the next chunk first: the agent's pace sets the plugin's.
-            let permit = tokio::select! {
-                p = tx.reserve() => match p {
-                    Ok(p) => p,
-                    Err(_) => return self.cancel().await,
-                },
-                () = tokio::time::sleep_until(self.until) => {
-                    let _ = tx.send(Err(expired())).await;
-                    return self.cancel().await;
-                }
+        let pump = PUMPS.fetch_add(1, Ordering::Relaxed);
+        let mut polls = FuturesOrdered::new();
+        let (mut seq, mut idle, mut chunks) = (0, Duration::ZERO, 0);
+        let end = loop {
+            // While chunks come, up to AHEAD polls in flight, one more for
+            // each chunk (the first chunk waits behind no other poll); while
+            // the plugin has nothing yet, one at a time, a little further
+            // apart each time.
+            let ahead = if idle.is_zero() {
+                AHEAD.min(chunks + 1)
+            } else {
+                1
             };
-            let poll = Call::ChatStreamPoll(wpb::StreamPoll {
-                stream_id: self.stream_id,
-            });
-            let polling = self.api.call(&self.tenant, &self.plugin, poll);
-            tokio::pin!(polling);
+            while polls.len() < ahead {
+                seq += 1;
+                polls.push_back(self.poll(pump, seq));
+            }
             let answer = tokio::select! {
-                a = &mut polling => a,
-                () = tokio::time::sleep_until(self.until) => {
-                    permit.send(Err(expired()));
-                    let _ = polling.await;
-                    return self.cancel().await;
-                }
+                Some(a) = polls.next() => a,
+                () = tokio::time::sleep_until(self.until) => break self.expired(&tx).await,
+                () = tx.closed() => break End::Abandoned,
             };
             let chunk = match answer {
                 Ok(Outcome::Chunk(c)) => c,
                 Ok(_) => {
-                    permit.send(Err(unexpected(id)));
-                    return;
+                    self.tell(&tx, unexpected(&self.plugin.id)).await;
+                    break End::Plugin;
                 }
                 Err(s) => {
-                    permit.send(Err(s));
-                    return;
+                    self.tell(&tx, s).await;
+                    break End::Plugin;
                 }
             };
-            if chunk.done {
-                if !chunk.text.is_empty() || chunk.usage.is_some() {
-                    permit.send(Ok(chunk));
-                }
-                return;
-            }
-            if chunk.text.is_empty() {
-                // Nothing yet: wait a little longer each time, up to a bound.
-                drop(permit);
+            let last = chunk.done;
+            if chunk.text.is_empty() && chunk.usage.is_none() && !last {
                 idle = (idle * 2).clamp(Duration::from_millis(1), MAX_IDLE_WAIT);
-                tokio::time::sleep(idle).await;
-            } else {
-                idle = Duration::ZERO;
-                permit.send(Ok(chunk));
+                if polls.is_empty() {
+                    tokio::select! {
+                        () = tokio::time::sleep(idle) => {}
+                        () = tokio::time::sleep_until(self.until) => break self.expired(&tx).await,
+                        () = tx.closed() => break End::Abandoned,
+                    }
+                }
+                continue;
             }
+            (idle, chunks) = (Duration::ZERO, chunks + 1);
+            if !(last && chunk.text.is_empty() && chunk.usage.is_none()) {
+                // The agent's pace sets the plugin's: at most the channel and
+                // the polls in flight are ahead of it.
+                tokio::select! {
+                    sent = tx.send(Ok(chunk)) => if sent.is_err() { break End::Abandoned },
+                    () = tokio::time::sleep_until(self.until) => break self.expired(&tx).await,
+                }
+            }
+            if last {
+                break End::Plugin;
+            }
+        };
+        // The agent's stream ends now; the polls still in flight are let
+        // finish (the worker answers those behind an end without the plugin,
+        // and one cut off part-way would cost the plugin its instance).
+        drop(tx);
+        while polls.next().await.is_some() {}
+        if let End::Abandoned = end {
+            self.cancel(pump).await;
         }
     }
 
+    /// Poll `seq` of this pump's stream.
+    async fn poll(&self, pump: u64, seq: u64) -> Result<Outcome, Status> {
+        let poll = Call::ChatStreamPoll(wpb::StreamPoll {
+            stream_id: self.stream_id,
+            seq,
+            pump,
+        });
+        self.api.call(&self.tenant, &self.plugin, poll).await
+    }
+
+    /// The agent's deadline (or `limits.stream_max_s`) passed.
+    async fn expired(&self, tx: &mpsc::Sender<Result<pb::ChatChunk, Status>>) -> End {
+        let status = Status::deadline_exceeded(format!(
+            "plugin {}: stream still open after {} ms",
+            self.plugin.id,
+            self.limit.as_millis()
+        ));
+        self.tell(tx, status).await;
+        End::Abandoned
+    }
+
+    /// Ends the agent's stream with an error, behind the chunks it has not
+    /// read yet; an agent that stops reading is not waited for past its
+    /// deadline and a grace.
+    async fn tell(&self, tx: &mpsc::Sender<Result<pb::ChatChunk, Status>>, status: Status) {
+        let patience = self.until.max(Instant::now()) + TELL_GRACE;
+        let _ = tokio::time::timeout_at(patience, tx.send(Err(status))).await;
+    }
+
     /// Tells the plugin the agent abandoned the stream.
-    async fn cancel(&self) {
+    async fn cancel(&self, pump: u64) {
         let cancel = Call::ChatStreamCancel(wpb::StreamPoll {
             stream_id: self.stream_id,
+            seq: 0,
+            pump,
         });
         if let Err(s) = self.api.call(&self.tenant, &self.plugin, cancel).await {
             tracing::debug!(plugin = %self.plugin.id, "cancelling a stream: {}", s.message());
