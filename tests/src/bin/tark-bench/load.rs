@@ -15,7 +15,7 @@ pub struct Load {
     pub cpu_us_per_call: f64,
 }
 
-fn tick_us() -> f64 {
+pub fn tick_us() -> f64 {
     // SAFETY: sysconf with a valid name.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     1e6 / if hz > 0 { hz as f64 } else { 100.0 }

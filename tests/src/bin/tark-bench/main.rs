@@ -129,6 +129,8 @@ fn main() -> anyhow::Result<()> {
         .transpose()?;
     if args.get(1).is_some_and(|a| a == "load") {
         runtime.block_on(load::only())?;
+    } else if args.get(1).is_some_and(|a| a == "stream") {
+        runtime.block_on(worlds::only())?;
     } else {
         runtime.block_on(bench())?;
     }

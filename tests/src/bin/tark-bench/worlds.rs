@@ -79,3 +79,40 @@ pub async fn hooks(
     }
     Ok((seq, fan))
 }
+
+/// `tark-bench stream`: only the streamed chat, `TARK_BENCH_ROUNDS` rounds
+/// (default 3) of `TARK_BENCH_N` 100-word streams (default 100), with the CPU
+/// tarkd and the provider's worker spend per chunk. For comparing builds
+/// (`TARK_BIN_DIR`) quickly.
+pub async fn only() -> anyhow::Result<()> {
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (rounds, n) = (env("TARK_BENCH_ROUNDS", 3), env("TARK_BENCH_N", 100));
+    let t = tark_tests::Tarkd::start(
+        vec![tark_tests::PluginFiles::echo()?],
+        tark_tests::Options::default(),
+    )?;
+    let providers = t.providers().await?;
+    // Warm: the worker is started by the first stream.
+    stream(&providers, 100, 1).await?;
+    let worker = t.worker_pid("echo", "default").await?.unwrap_or(0);
+    let pids = [t.pid(), worker];
+    let cpu = || pids.iter().map(|p| tark_tests::cpu_ticks(*p)).sum::<u64>();
+    for round in 1..=rounds {
+        let before = cpu();
+        let (first, rate) = stream(&providers, 100, n).await?;
+        let ticks = cpu() - before;
+        let chunks = (n * 101) as f64;
+        let cpu_us = ticks as f64 * super::load::tick_us() / chunks;
+        let (first_p, rate_p) = (super::percentiles(first), super::median(rate));
+        println!(
+            "round {round}: ChatStream {rate_p:>7.0} chunks/s (median of {n}), first chunk p50 {:>6.1} µs, {cpu_us:>6.1} µs CPU/chunk (tarkd + worker)",
+            first_p.0
+        );
+    }
+    Ok(())
+}
