@@ -39,6 +39,9 @@ pub fn describe_exit(status: ExitStatus) -> String {
     }
 }
 
+/// The first size of a worker's stderr reader's buffer.
+const STDERR_BUFFER: usize = 256;
+
 /// Relays a worker's stderr into tarkd's log, labelled and bounded (line length
 /// and count), until the worker exits. Returns the system call the worker said
 /// seccomp stopped, if it said so (it is only believed if it then died by SIGSYS).
@@ -49,7 +52,10 @@ pub(super) async fn relay_stderr(
 ) -> Option<i64> {
     use tokio_stream::StreamExt;
     let codec = tokio_util::codec::LinesCodec::new_with_max_length(MAX_STDERR_LINE);
-    let mut lines = tokio_util::codec::FramedRead::new(stderr, codec);
+    // A worker's stderr is nearly always silent, and there is one reader per
+    // live worker: its buffer starts small (FramedRead's default is 8 KiB,
+    // 8 MiB of tarkd's memory per 1,000 workers) and grows with a line.
+    let mut lines = tokio_util::codec::FramedRead::with_capacity(stderr, codec, STDERR_BUFFER);
     let (mut n, mut violation) = (0, None);
     while let Some(line) = lines.next().await {
         let Ok(line) = line else {
