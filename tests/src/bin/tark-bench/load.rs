@@ -121,12 +121,7 @@ pub async fn two_hops(
 /// and what a profiler watches: tarkd's pid and the echo processes' are printed
 /// first.
 pub async fn only() -> anyhow::Result<()> {
-    let env = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let env = super::env_or::<u64>;
     let (rounds, secs) = (env("TARK_BENCH_ROUNDS", 1), env("TARK_BENCH_LOAD_S", 3));
     let dur = Duration::from_secs(secs);
     let dir = tempfile::tempdir()?;

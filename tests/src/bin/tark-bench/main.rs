@@ -142,10 +142,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn bench() -> anyhow::Result<()> {
-    let n: usize = std::env::var("TARK_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3000);
+    let n: usize = env_or("TARK_BENCH_N", 3000);
     let cold_n = (n / 100).max(10);
 
     // Baselines: bare tonic unary echoes over Unix sockets.
@@ -487,6 +484,14 @@ async fn bench() -> anyhow::Result<()> {
 }
 
 /// The median of a sample.
+/// A number from the environment (`TARK_BENCH_*`), or `default`.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)

@@ -74,10 +74,7 @@ fn row(phase: &str, s: &Sample) {
 }
 
 pub async fn run() -> anyhow::Result<()> {
-    let tenants: usize = std::env::var("TARK_BENCH_TENANTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+    let tenants: usize = super::env_or("TARK_BENCH_TENANTS", 1000);
     let idle_s = 10;
     let config = format!(
         "[workers]\nidle_timeout_s = {idle_s}\nmax_live = {}\nmax_live_per_tenant = 4\n",

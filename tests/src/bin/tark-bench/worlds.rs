@@ -85,12 +85,7 @@ pub async fn hooks(
 /// tarkd and the provider's worker spend per chunk. For comparing builds
 /// (`TARK_BIN_DIR`) quickly.
 pub async fn only() -> anyhow::Result<()> {
-    let env = |name: &str, default: usize| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let env = super::env_or::<usize>;
     let (rounds, n) = (env("TARK_BENCH_ROUNDS", 3), env("TARK_BENCH_N", 100));
     let t = tark_tests::Tarkd::start(
         vec![tark_tests::PluginFiles::echo()?],
