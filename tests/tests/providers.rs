@@ -185,6 +185,28 @@ async fn long_streams_arrive_whole_and_in_order() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A plugin with nothing yet (an empty chunk, not done) is polled one call at
+/// a time after a pause; its words still arrive whole and in order, and the
+/// empty chunks never reach the agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_yet_is_waited_out_and_never_forwarded() -> anyhow::Result<()> {
+    let t = Tarkd::start(vec![PluginFiles::echo()?], Options::default())?;
+    let mut p = t.providers().await?;
+    let sent = (0..20)
+        .map(|i| format!("w{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (chunks, end) = drain(&mut p, tonic::Request::new(chat("dawdle", &sent))).await?;
+    assert!(end.is_ok(), "{end:?}");
+    let text: String = chunks.iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(text, format!("echo: {sent}"));
+    assert_eq!(chunks.len(), 21, "a chunk per word, no empty ones");
+    assert!(chunks.iter().all(|c| !c.text.is_empty()));
+    let open = p.chat(chat("open-streams", "?")).await?.into_inner();
+    assert_eq!(open.text, "0", "the stream ended in the plugin");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_streams_are_contained() -> anyhow::Result<()> {
     let t = Tarkd::start(

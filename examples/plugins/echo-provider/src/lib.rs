@@ -9,7 +9,8 @@
 //!
 //! Besides `echo`, it lists models for tarkd's tests: `forever` never finishes a
 //! stream, `oversized` yields a chunk larger than tarkd's response cap, `trap`
-//! crashes the instance, and `open-streams` answers how many streams are open.
+//! crashes the instance, `open-streams` answers how many streams are open, and
+//! `dawdle` answers "nothing yet" (an empty chunk) before each word.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -30,6 +31,8 @@ struct Stream {
     words: VecDeque<String>,
     usage: Usage,
     forever: bool,
+    /// `dawdle`: the next poll answers "nothing yet".
+    dawdling: Option<bool>,
 }
 
 static STREAMS: Mutex<Option<(u64, HashMap<u64, Stream>)>> = Mutex::new(None);
@@ -66,7 +69,7 @@ fn model(id: &str, display_name: &str) -> ModelInfo {
 
 fn check_model(model: &str) -> Result<(), String> {
     match model {
-        "echo" | "forever" | "oversized" | "open-streams" => Ok(()),
+        "echo" | "forever" | "oversized" | "open-streams" | "dawdle" => Ok(()),
         "trap" => panic!("the trap model crashes on purpose"),
         other => Err(format!("unknown model {other:?} (try \"echo\")")),
     }
@@ -89,6 +92,7 @@ impl Guest for Echo {
             model("oversized", "Test: a chunk over tarkd's size cap"),
             model("trap", "Test: crashes the plugin"),
             model("open-streams", "Test: how many streams are open"),
+            model("dawdle", "Test: nothing yet before each word"),
         ]
     }
 
@@ -132,6 +136,7 @@ impl Guest for Echo {
             words,
             usage,
             forever: model == "forever",
+            dawdling: (model == "dawdle").then_some(true),
         };
         open.insert(*next, stream);
         Ok(*next)
@@ -143,6 +148,16 @@ impl Guest for Echo {
         let stream = open
             .get_mut(&stream_id)
             .ok_or_else(|| format!("no open stream {stream_id}"))?;
+        if let Some(dawdling) = stream.dawdling.as_mut() {
+            *dawdling = !*dawdling;
+            if !*dawdling {
+                return Ok(StreamChunk {
+                    text: String::new(),
+                    done: false,
+                    usage: None,
+                });
+            }
+        }
         if stream.forever {
             return Ok(StreamChunk {
                 text: "and on ".into(),
