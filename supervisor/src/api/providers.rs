@@ -224,8 +224,36 @@ impl Pump {
     async fn run(self, tx: mpsc::Sender<Result<pb::ChatChunk, Status>>) {
         let pump = PUMPS.fetch_add(1, Ordering::Relaxed);
         let mut polls = FuturesOrdered::new();
+        // The deadline and the agent going away end the stream wherever the
+        // forwarding is; the polls it leaves in flight are still here.
+        let end = tokio::select! {
+            end = self.forward(&mut polls, |seq| self.poll(pump, seq), &tx) => end,
+            () = tokio::time::sleep_until(self.until) => self.expired(&tx).await,
+            () = tx.closed() => End::Abandoned,
+        };
+        // The agent's stream ends now; the polls still in flight are let
+        // finish (the worker answers those behind an end without the plugin,
+        // and one cut off part-way would cost the plugin its instance).
+        drop(tx);
+        while polls.next().await.is_some() {}
+        if let End::Abandoned = end {
+            self.cancel(pump).await;
+        }
+    }
+
+    /// Polls the plugin through `poll` and forwards its chunks until the
+    /// stream ends.
+    async fn forward<F>(
+        &self,
+        polls: &mut FuturesOrdered<F>,
+        poll: impl Fn(u64) -> F,
+        tx: &mpsc::Sender<Result<pb::ChatChunk, Status>>,
+    ) -> End
+    where
+        F: Future<Output = Result<Outcome, Status>>,
+    {
         let (mut seq, mut idle, mut chunks) = (0, Duration::ZERO, 0);
-        let end = loop {
+        loop {
             // While chunks come, up to AHEAD polls in flight, one more for
             // each chunk (the first chunk waits behind no other poll); while
             // the plugin has nothing yet, one at a time, a little further
@@ -237,56 +265,39 @@ impl Pump {
             };
             while polls.len() < ahead {
                 seq += 1;
-                polls.push_back(self.poll(pump, seq));
+                polls.push_back(poll(seq));
             }
-            let answer = tokio::select! {
-                Some(a) = polls.next() => a,
-                () = tokio::time::sleep_until(self.until) => break self.expired(&tx).await,
-                () = tx.closed() => break End::Abandoned,
+            let Some(answer) = polls.next().await else {
+                return End::Plugin;
             };
             let chunk = match answer {
                 Ok(Outcome::Chunk(c)) => c,
                 Ok(_) => {
-                    self.tell(&tx, unexpected(&self.plugin.id)).await;
-                    break End::Plugin;
+                    self.tell(tx, unexpected(&self.plugin.id)).await;
+                    return End::Plugin;
                 }
                 Err(s) => {
-                    self.tell(&tx, s).await;
-                    break End::Plugin;
+                    self.tell(tx, s).await;
+                    return End::Plugin;
                 }
             };
-            let last = chunk.done;
-            if chunk.text.is_empty() && chunk.usage.is_none() && !last {
+            let (last, empty) = (chunk.done, chunk.text.is_empty() && chunk.usage.is_none());
+            if empty && !last {
                 idle = (idle * 2).clamp(Duration::from_millis(1), MAX_IDLE_WAIT);
                 if polls.is_empty() {
-                    tokio::select! {
-                        () = tokio::time::sleep(idle) => {}
-                        () = tokio::time::sleep_until(self.until) => break self.expired(&tx).await,
-                        () = tx.closed() => break End::Abandoned,
-                    }
+                    tokio::time::sleep(idle).await;
                 }
                 continue;
             }
             (idle, chunks) = (Duration::ZERO, chunks + 1);
-            if !(last && chunk.text.is_empty() && chunk.usage.is_none()) {
-                // The agent's pace sets the plugin's: at most the channel and
-                // the polls in flight are ahead of it.
-                tokio::select! {
-                    sent = tx.send(Ok(chunk)) => if sent.is_err() { break End::Abandoned },
-                    () = tokio::time::sleep_until(self.until) => break self.expired(&tx).await,
-                }
+            // The agent's pace sets the plugin's: at most the channel and the
+            // polls in flight are ahead of it.
+            if !empty && tx.send(Ok(chunk)).await.is_err() {
+                return End::Abandoned;
             }
             if last {
-                break End::Plugin;
+                return End::Plugin;
             }
-        };
-        // The agent's stream ends now; the polls still in flight are let
-        // finish (the worker answers those behind an end without the plugin,
-        // and one cut off part-way would cost the plugin its instance).
-        drop(tx);
-        while polls.next().await.is_some() {}
-        if let End::Abandoned = end {
-            self.cancel(pump).await;
         }
     }
 
