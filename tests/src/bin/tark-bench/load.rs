@@ -22,7 +22,7 @@ pub fn tick_us() -> f64 {
 }
 
 /// CPU ticks used so far by these processes.
-fn ticks(pids: &[u32]) -> u64 {
+pub fn ticks(pids: &[u32]) -> u64 {
     pids.iter().map(|p| cpu_ticks(*p)).sum()
 }
 

@@ -96,7 +96,7 @@ pub async fn only() -> anyhow::Result<()> {
     stream(&providers, 100, 1).await?;
     let worker = t.worker_pid("echo", "default").await?.unwrap_or(0);
     let pids = [t.pid(), worker];
-    let cpu = || pids.iter().map(|p| tark_tests::cpu_ticks(*p)).sum::<u64>();
+    let cpu = || super::load::ticks(&pids);
     for round in 1..=rounds {
         let before = cpu();
         let (first, rate) = stream(&providers, 100, n).await?;
