@@ -219,6 +219,46 @@ impl Ids {
     }
 }
 
+impl Ids {
+    /// Moves a standby worker's lease to `key`, the tenant × plugin it is
+    /// bound to: the worker already runs as the lease's uid, so `key` takes
+    /// that uid. Refused (the lease given back unchanged) while a process of
+    /// `key` holds a uid of its own: two uids for one tenant × plugin would
+    /// let its worker and its command jails tell each other apart no more,
+    /// and the old one could meet another tenant later.
+    pub fn rekey(&self, mut lease: Lease, key: &WorkerKey) -> Result<Lease, Lease> {
+        let mut pool = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.held.get(key).is_some_and(|h| h.holders > 0) {
+            drop(pool);
+            return Err(lease);
+        }
+        let Some(moved) = pool.held.remove(&lease.key) else {
+            drop(pool);
+            return Err(lease);
+        };
+        if moved.holders != 1 {
+            pool.held.insert(lease.key.clone(), moved);
+            drop(pool);
+            return Err(lease);
+        }
+        // The uid `key` held before, free now, stays findable for reuse
+        // under the key the lease leaves.
+        if let Some(old) = pool.held.remove(key) {
+            pool.held.insert(
+                lease.key.clone(),
+                Held {
+                    offset: old.offset,
+                    holders: 0,
+                },
+            );
+        }
+        pool.held.insert(key.clone(), moved);
+        drop(pool);
+        lease.key = key.clone();
+        Ok(lease)
+    }
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
@@ -323,6 +363,41 @@ mod tests {
         // A key keeps its uid while it is not reassigned.
         drop(c);
         assert_eq!(ids.lease(&key("t3", "p"))?.uid, 600_000);
+        Ok(())
+    }
+
+    #[test]
+    fn a_standby_lease_moves_only_to_a_key_with_no_process() -> Result<(), Exhausted> {
+        let ids = Ids::new(600_000, 3);
+        let standby = ids.lease(&key("@standby", "1"))?;
+        let bound = ids
+            .rekey(standby, &key("t1", "p"))
+            .map_err(|_| Exhausted(0))?;
+        assert_eq!(bound.uid, 600_000);
+        // t1/p now holds it: one more process of t1/p shares it...
+        assert_eq!(ids.lease(&key("t1", "p"))?.uid, 600_000);
+        // ...and a second standby cannot be bound to t1/p while it is held.
+        let other = ids.lease(&key("@standby", "2"))?;
+        let other = match ids.rekey(other, &key("t1", "p")) {
+            Ok(l) => panic!("bound to a key with a live process: uid {}", l.uid),
+            Err(l) => l,
+        };
+        assert_eq!(other.uid, 600_001, "given back unchanged");
+        // Once t1/p has no process, a standby takes its place; the uid t1/p
+        // had stays free for others.
+        drop(bound);
+        let rebound = ids
+            .rekey(other, &key("t1", "p"))
+            .map_err(|_| Exhausted(0))?;
+        assert_eq!(rebound.uid, 600_001);
+        let t2 = ids.lease(&key("t2", "p"))?;
+        assert_eq!(t2.uid, 600_002);
+        let t3 = ids.lease(&key("t3", "p"))?;
+        assert_eq!(t3.uid, 600_000, "t1/p's old uid is free again");
+        // The rebound lease is t1/p's: while it lives nobody else gets 600_001.
+        assert_eq!(ids.lease(&key("t4", "p")).err(), Some(Exhausted(3)));
+        drop(rebound);
+        assert_eq!(ids.lease(&key("t4", "p"))?.uid, 600_001);
         Ok(())
     }
 }
