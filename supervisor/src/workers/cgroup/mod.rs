@@ -204,6 +204,23 @@ impl Leaf {
         &self.dir
     }
 
+    /// Moves the processes `pids` (running, started elsewhere: a standby
+    /// worker) into this cgroup, and checks that the kernel lists each of
+    /// them here afterwards.
+    pub fn adopt(&self, pids: &[u32]) -> std::io::Result<()> {
+        for pid in pids {
+            (&self.procs).write_all(pid.to_string().as_bytes())?;
+        }
+        let listed = std::fs::read_to_string(self.dir.join("cgroup.procs"))?;
+        match plan::missing(pids, &listed) {
+            None => Ok(()),
+            Some(pid) => Err(std::io::Error::other(format!(
+                "process {pid} is not in {} after moving it there",
+                self.dir.display()
+            ))),
+        }
+    }
+
     /// Processes of this leaf the kernel's OOM killer ended (its memory.max
     /// reached); none where the memory controller is not enabled.
     pub fn oom_kills(&self) -> Option<u64> {

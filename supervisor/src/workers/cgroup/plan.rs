@@ -153,6 +153,13 @@ pub fn oom_kills(memory_events: &str) -> Option<u64> {
 pub const TENANT_CPU_WEIGHT: &str = "100";
 
 /// Whether `name` is a worker cgroup tarkd made (a leftover to sweep).
+/// The first of `pids` a `cgroup.procs` text does not list.
+pub fn missing(pids: &[u32], procs: &str) -> Option<u32> {
+    pids.iter()
+        .copied()
+        .find(|pid| !procs.lines().any(|l| l.trim().parse() == Ok(*pid)))
+}
+
 pub fn is_leaf_name(name: &str) -> bool {
     let parts: Vec<&str> = name.split(':').collect();
     matches!(parts.as_slice(), [t, p, n]
@@ -314,6 +321,22 @@ mod tests {
                 want.map(PathBuf::from),
                 "{cgroup:?} in {mountinfo:?}"
             );
+        }
+    }
+
+    #[test]
+    fn moved_processes_are_found_in_cgroup_procs() {
+        let cases: &[(&[u32], &str, Option<u32>)] = &[
+            (&[10, 11], "10\n11\n", None),
+            (&[10, 11], "11\n10\n12\n", None),
+            (&[10, 11], "10\n", Some(11)),
+            (&[10], "100\n", Some(10)),
+            (&[10], "", Some(10)),
+            (&[10], "1 0\n", Some(10)),
+            (&[], "", None),
+        ];
+        for &(pids, procs, want) in cases {
+            assert_eq!(missing(pids, procs), want, "{pids:?} in {procs:?}");
         }
     }
 
