@@ -72,10 +72,15 @@ impl Worker {
 
     /// Kills a worker that misbehaved; its exit counts as a crash.
     pub(super) fn kill(&self) {
-        // The worker leads its own process group; kill the group.
-        let pgid = nix::unistd::Pid::from_raw(self.pid as i32);
-        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        kill_group(self.pid);
     }
+}
+
+/// Kills a worker spawned as `pid`: it leads its own process group (with the
+/// child it forked into its PID namespace), so the group is killed.
+pub(super) fn kill_group(pid: u32) {
+    let pgid = nix::unistd::Pid::from_raw(pid as i32);
+    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
 }
 
 /// One tenant × plugin: its live worker, if any, and its history.
