@@ -397,6 +397,8 @@ pub async fn serve(
     });
     // Tool lists are described before the first agent asks for them.
     daemon.describe_all();
+    let keeping = Arc::clone(&daemon);
+    tokio::spawn(async move { keeping.workers.keep_standby().await });
     let resuming = api.clone();
     tokio::spawn(async move { resuming.resume_channels().await });
     if let Some(timeout) = daemon.config.workers.idle_timeout() {

@@ -81,9 +81,9 @@ pub async fn watchdog(daemon: Arc<Daemon>, every: Duration) {
             answered.await
         });
         match tokio::time::timeout(every, probe).await {
-            Ok(Ok(Ok(live))) => send(&[
+            Ok(Ok(Ok((live, standby)))) => send(&[
                 NotifyState::Watchdog,
-                NotifyState::Status(&format!("serving; {live} live workers")),
+                NotifyState::Status(&format!("serving; {live} live workers, {standby} standby")),
             ]),
             _ => tracing::warn!("watchdog: tarkd did not answer within {every:?}; not pinging"),
         }

@@ -57,6 +57,7 @@ pub fn status_json(s: &pb::StatusResponse) -> serde_json::Value {
     json!({
         "version": s.version, "pid": s.pid, "uptime_seconds": s.uptime_seconds, "socket": s.socket,
         "state_dir": s.state_dir, "plugins_dir": s.plugins_dir,
+        "standby_ready": s.standby_ready, "standby_size": s.standby_size,
         "plugins": s.plugins.iter().map(plugin_json).collect::<Vec<_>>(),
     })
 }
@@ -87,6 +88,10 @@ pub fn print_status(s: &pb::StatusResponse) {
     println!(
         "socket {}  state {}  plugins {}",
         s.socket, s.state_dir, s.plugins_dir
+    );
+    println!(
+        "standby workers {}/{} ready",
+        s.standby_ready, s.standby_size
     );
     println!();
     let mut rows = Vec::new();

@@ -9,8 +9,10 @@ impl Api {
     /// The metrics text, with the gauges read now.
     pub fn metrics_text(&self) -> String {
         let m = &crate::metrics::METRICS;
-        m.live_workers
-            .set(i64::try_from(self.0.workers.answers()).unwrap_or(i64::MAX));
+        let (live, standby) = self.0.workers.answers();
+        m.live_workers.set(i64::try_from(live).unwrap_or(i64::MAX));
+        m.standby_workers
+            .set(i64::try_from(standby).unwrap_or(i64::MAX));
         match self.0.workers.authority.storage.total_bytes() {
             Ok(b) => {
                 m.storage_bytes.set(i64::try_from(b).unwrap_or(i64::MAX));
@@ -108,6 +110,8 @@ impl pb::system_server::System for Api {
             socket: d.config.socket.display().to_string(),
             state_dir: d.config.state_dir.display().to_string(),
             plugins_dir: d.config.plugins_dir.display().to_string(),
+            standby_ready: u32::try_from(d.workers.standby_ready()).unwrap_or(u32::MAX),
+            standby_size: u32::try_from(d.config.workers.standby).unwrap_or(u32::MAX),
             plugins: d
                 .registry()
                 .plugins

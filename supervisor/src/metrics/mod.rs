@@ -70,6 +70,7 @@ pub struct Metrics {
     pub worker_crashes: Family<PluginLabel, Counter>,
     pub quarantines: Family<PluginLabel, Counter>,
     pub live_workers: Gauge,
+    pub standby_workers: Gauge,
     pub storage_bytes: Gauge,
     /// Agent API connections open now, and those refused before a byte was
     /// read (no principal, over a limit).
@@ -91,6 +92,7 @@ impl Metrics {
             worker_crashes: Family::default(),
             quarantines: Family::default(),
             live_workers: Gauge::default(),
+            standby_workers: Gauge::default(),
             storage_bytes: Gauge::default(),
             api_connections: Gauge::default(),
             api_connections_refused: Family::default(),
@@ -144,8 +146,13 @@ impl Metrics {
         );
         r.register(
             "live_workers",
-            "Worker processes alive now",
+            "Worker processes alive now, bound to a tenant and plugin",
             m.live_workers.clone(),
+        );
+        r.register(
+            "standby_workers",
+            "Standby worker processes alive now, not yet bound",
+            m.standby_workers.clone(),
         );
         r.register(
             "storage_bytes",

@@ -24,6 +24,10 @@ pub struct WorkersConfig {
     /// How long a plugin has to say what tools it offers (each of its
     /// `get-tools` and `get-risk-level` calls), whatever its call deadline.
     pub describe_deadline_ms: u64,
+    /// Worker processes kept started and waiting, bound to a tenant × plugin
+    /// by a first call or a restart (0: none; every start spawns). They
+    /// count under `max_live`, and only take places no worker needs.
+    pub standby: usize,
 }
 
 impl Default for WorkersConfig {
@@ -33,6 +37,7 @@ impl Default for WorkersConfig {
             max_live: 1024,
             max_live_per_tenant: 32,
             describe_deadline_ms: 2000,
+            standby: 2,
         }
     }
 }
@@ -152,6 +157,7 @@ mod tests {
         max_live: 3,
         max_live_per_tenant: 2,
         describe_deadline_ms: 1000,
+        standby: 0,
     };
 
     #[test]

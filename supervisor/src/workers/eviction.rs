@@ -34,6 +34,13 @@ impl Workers {
                 Ok(ticket) => return Ok(ticket),
                 Err(full) => full,
             };
+            // Standby workers give way first.
+            if full == Full::All
+                && let Some(standby) = self.standby.give_way()
+            {
+                standby.discard().await;
+                continue;
+            }
             let Some(stopped) = self.make_room(full, key) else {
                 let why = match full {
                     Full::All => format!(

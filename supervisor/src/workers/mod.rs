@@ -6,7 +6,8 @@
 //! [`exit`] tells how it ended, [`restart`] decides when it may come back,
 //! [`limits`] what one call of a plugin may use, [`bounds`] how many workers
 //! may live and which gives way, [`cgroup`] the cgroup each one runs in,
-//! [`validate`] loading a plugin before it is installed.
+//! [`standby`] workers started ahead of need, [`validate`] loading a plugin
+//! before it is installed.
 
 mod backstop;
 pub mod bounds;
@@ -22,6 +23,7 @@ pub mod limits;
 pub mod restart;
 mod slot;
 pub mod spawn;
+mod standby;
 mod start;
 pub mod syscalls;
 pub mod validate;
@@ -70,6 +72,8 @@ pub struct Workers {
     live: bounds::Live,
     /// Where workers' cgroups are made, or why they get none.
     cgroups: Result<cgroup::Cgroups, String>,
+    /// Workers started ahead of need ([`Self::keep_standby`] fills it).
+    standby: standby::Pool,
 }
 
 impl Workers {
@@ -85,6 +89,7 @@ impl Workers {
             config.sandbox.worker_id_base,
             config.sandbox.worker_id_count,
         );
+        let standby = standby::Pool::new(config.workers.standby);
         Self {
             config,
             worker_path,
@@ -95,6 +100,7 @@ impl Workers {
             ids,
             live: bounds::Live::default(),
             cgroups,
+            standby,
         }
     }
 
@@ -112,11 +118,13 @@ impl Workers {
         (slot, in_use)
     }
 
-    /// Live workers, counted under the manager's lock: that it returns at
-    /// all is what the systemd watchdog checks.
-    pub fn answers(&self) -> usize {
+    /// Live workers bound to a tenant × plugin, and standby workers, counted
+    /// under the manager's lock: that it returns at all is what the systemd
+    /// watchdog checks.
+    pub fn answers(&self) -> (usize, usize) {
         let _slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        self.live.count("").0
+        let (all, standby) = self.live.count(standby::TENANT);
+        (all - standby, standby)
     }
 
     /// Test hook (feature `test-hooks`): holds the manager's lock forever,
@@ -148,6 +156,11 @@ impl Workers {
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
+    }
+
+    /// Standby workers ready to be bound now.
+    pub fn standby_ready(&self) -> usize {
+        self.standby.ready()
     }
 
     /// Status of one tenant × plugin, if it has had a worker.
@@ -188,7 +201,12 @@ impl Workers {
         }
         self.wait_for_backoff(&plugin.id, slot).await?;
         let ticket = self.admit(key).await?;
-        let worker = match self.start(key, slot, plugin, loaded, ticket).await {
+        let standby = self.standby.take().map(|mut s| {
+            // Its place under the caps is the one just reserved for `key`.
+            s.ticket = None;
+            s
+        });
+        let worker = match self.start(key, slot, plugin, loaded, ticket, standby).await {
             Ok(w) => w,
             Err(e) => {
                 slot.stats().last_error = e.message.clone();
@@ -422,7 +440,15 @@ impl Workers {
                 stopped.push(w);
             }
         }
-        futures_util::future::join_all(stopped.iter().map(|w| w.exit_reason(STOP_WAIT))).await;
+        let standby = self
+            .standby
+            .drain()
+            .into_iter()
+            .map(standby::Standby::discard);
+        let ended = futures_util::future::join_all(standby);
+        let exited =
+            futures_util::future::join_all(stopped.iter().map(|w| w.exit_reason(STOP_WAIT)));
+        futures_util::future::join(ended, exited).await;
         if let Ok(cgroups) = &self.cgroups {
             cgroups.removed().await;
         }

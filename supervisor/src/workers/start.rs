@@ -19,6 +19,7 @@ use super::ids;
 use super::restart::Decision;
 use super::slot::{Slot, Worker, WorkerKey};
 use super::spawn::Confinement;
+use super::standby::Standby;
 use super::{CallError, EXIT_REPORT_WAIT, Workers, channel};
 use crate::broker::Broker;
 use crate::plugins::registry::Plugin;
@@ -51,6 +52,24 @@ fn uid_layer(asked: (u32, u32), found: Option<(Vec<u32>, Vec<u32>)>) -> pb::Sand
             ),
         )
     }
+}
+
+/// A worker process for a tenant × plugin, before its channels are served.
+pub(super) struct Process {
+    pub(super) child: tokio::process::Child,
+    pub(super) pid: u32,
+    pub(super) control: Control,
+    pub(super) broker: std::os::unix::net::UnixStream,
+    pub(super) confinement: Confinement,
+    pub(super) lease: Option<ids::Lease>,
+    pub(super) leaf: Option<cgroup::Leaf>,
+}
+
+/// tarkd's end of a worker's control channel: connected already (a standby
+/// worker), or not yet.
+pub(super) enum Control {
+    Stream(std::os::unix::net::UnixStream),
+    Client(tark_proto::worker::v1::worker_client::WorkerClient<tonic::transport::Channel>),
 }
 
 fn layer(name: &str, applied: bool, detail: String) -> pb::SandboxLayer {
@@ -154,20 +173,13 @@ impl Workers {
         Ok(())
     }
 
-    pub(super) async fn start(
-        &self,
-        key: &WorkerKey,
-        slot: &Arc<Slot>,
-        plugin: &Plugin,
-        loaded: &crate::plugins::registry::Loaded,
-        ticket: super::bounds::Ticket,
-    ) -> Result<Arc<Worker>, CallError> {
-        let id = &plugin.id;
+    /// Spawns a worker process for `key`, confined.
+    async fn spawn_for(&self, key: &WorkerKey, id: &str) -> Result<Process, CallError> {
         let unavailable = |what: &str, e: &dyn std::fmt::Display| {
             CallError::new(Code::Unavailable, format!("plugin {id}: {what}: {e}"))
         };
         let label = format!("{}/{}", key.tenant, key.plugin);
-        let (confinement, uid_lease) = self.confinement(key)?;
+        let (confinement, lease) = self.confinement(key)?;
         let leaf = self
             .leaf(key)
             .map_err(|e| unavailable("making its cgroup", &e))?;
@@ -181,10 +193,56 @@ impl Workers {
             .spawn(label, confinement, procs)
             .await
             .map_err(|e| unavailable(&format!("starting {}", self.worker_path.display()), &e))?;
+        Ok(Process {
+            child: spawned.child,
+            pid: spawned.pid,
+            control: Control::Stream(spawned.control),
+            broker: spawned.broker,
+            confinement,
+            lease,
+            leaf,
+        })
+    }
+
+    /// Starts and loads a worker for `key`: `standby` bound to it when there
+    /// is one and it binds, else a newly spawned one.
+    pub(super) async fn start(
+        &self,
+        key: &WorkerKey,
+        slot: &Arc<Slot>,
+        plugin: &Plugin,
+        loaded: &crate::plugins::registry::Loaded,
+        ticket: super::bounds::Ticket,
+        standby: Option<Standby>,
+    ) -> Result<Arc<Worker>, CallError> {
+        let id = &plugin.id;
+        let unavailable = |what: &str, e: &dyn std::fmt::Display| {
+            CallError::new(Code::Unavailable, format!("plugin {id}: {what}: {e}"))
+        };
+        let bound = match standby.map(|s| self.bind(s, key)) {
+            Some(Ok(process)) => Some(process),
+            Some(Err(why)) => {
+                tracing::warn!(plugin = %id, tenant = %key.tenant, "standby worker not bound ({why}); spawning one");
+                None
+            }
+            None => None,
+        };
+        let from_standby = bound.is_some();
+        let process = match bound {
+            Some(p) => p,
+            None => self.spawn_for(key, id).await?,
+        };
+        let Process {
+            mut child,
+            pid,
+            control,
+            broker: broker_end,
+            confinement,
+            lease: uid_lease,
+            leaf,
+        } = process;
         let cgroup_layer = self.cgroup_layer(leaf.as_ref());
-        let pid = spawned.pid;
         let (exit_tx, exit_rx) = watch::channel(None);
-        let mut child = spawned.child;
         let relay = child
             .stderr
             .take()
@@ -259,18 +317,23 @@ impl Workers {
             Arc::clone(&self.authority),
         );
         let broker_stream =
-            channel::adopt(spawned.broker).map_err(|e| unavailable("broker channel", &e))?;
+            channel::adopt(broker_end).map_err(|e| unavailable("broker channel", &e))?;
         let mut exited = exit_rx.clone();
         let gone = async move {
             let _ = exited.wait_for(Option::is_some).await;
         };
         tokio::spawn(channel::serve_broker(broker, broker_stream, gone));
 
-        let control =
-            channel::adopt(spawned.control).map_err(|e| unavailable("control channel", &e))?;
-        let client = channel::worker_client(control)
-            .await
-            .map_err(|e| unavailable("control channel", &e))?;
+        let client = match control {
+            Control::Client(client) => client,
+            Control::Stream(stream) => {
+                let stream =
+                    channel::adopt(stream).map_err(|e| unavailable("control channel", &e))?;
+                channel::worker_client(stream)
+                    .await
+                    .map_err(|e| unavailable("control channel", &e))?
+            }
+        };
         let worker = Arc::new(Worker {
             pid,
             client,
@@ -302,7 +365,7 @@ impl Workers {
                 stats.sandbox = layers;
                 stats.contract = contract;
                 stats.provides = provides;
-                tracing::info!(plugin = %id, tenant = %key.tenant, pid, "worker started");
+                tracing::info!(plugin = %id, tenant = %key.tenant, pid, from_standby, "worker started");
                 for missing in stats.sandbox.iter().filter(|l| !l.applied) {
                     tracing::warn!(plugin = %id, tenant = %key.tenant, pid, "sandbox layer {missing}");
                 }
