@@ -11,7 +11,7 @@ pub mod tls;
 
 pub use calls::{Failed, StopOnDrop, Victim, call, for_tenant, invoke, output, probe};
 pub use plugin_files::PluginFiles;
-pub use process::{alive, cpu_ticks, eventually, eventually_async, run_ok};
+pub use process::{alive, children, cpu_ticks, eventually, eventually_async, parent, run_ok};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

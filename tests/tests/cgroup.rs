@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tark_proto::plugin::v1 as pb;
-use tark_tests::{Failed, Options, PluginFiles, Tarkd, eventually, for_tenant, invoke, output};
+use tark_tests::{
+    Failed, Options, PluginFiles, Tarkd, eventually, eventually_async, for_tenant, invoke, output,
+    parent,
+};
 
 /// A cgroup2 mount in a temporary directory and a cgroup in it for tarkd.
 struct Hierarchy {
@@ -158,6 +161,14 @@ async fn each_worker_runs_in_its_own_cgroup_with_limits_and_leaves_none() -> any
         "the leftover was not swept, or the operator's directory was: {leaves:?}"
     );
 
+    // The first calls bind the two standby workers (workers.standby's
+    // default): their processes must have moved into the tenants' cgroups.
+    let pool = eventually_async(Duration::from_secs(60), || async {
+        let s = t.status().await.ok()?;
+        (s.standby_ready == 2).then_some(())
+    })
+    .await;
+    assert!(pool.is_some(), "the standby pool never filled");
     let mut tools = t.tools().await?;
     for tenant in ["acme", "globex"] {
         output(
@@ -197,11 +208,19 @@ async fn each_worker_runs_in_its_own_cgroup_with_limits_and_leaves_none() -> any
                 "100"
             );
         }
-        // The spawned process (the PID-namespace reaper) joined before exec:
-        // every process of the worker is in there.
+        // A standby worker bound to the tenant: the process it was spawned as
+        // (the PID-namespace reaper) and the worker both moved in.
+        let spawned = parent(w.pid).unwrap_or(0);
+        let cmdline = std::fs::read(format!("/proc/{spawned}/cmdline"))?;
+        assert_eq!(
+            cmdline, b"tark-worker\0standby\0",
+            "worker {} was not a standby",
+            w.pid
+        );
         let procs = std::fs::read_to_string(dir.join("cgroup.procs"))?;
         assert_eq!(procs.lines().count(), 2, "{procs}");
         assert!(procs.lines().any(|p| p == w.pid.to_string()), "{procs}");
+        assert!(procs.lines().any(|p| p == spawned.to_string()), "{procs}");
 
         let layer = cgroup_layer(w)?;
         assert!(
