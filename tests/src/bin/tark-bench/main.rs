@@ -141,6 +141,82 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Standby workers of the tarkds that keep them.
+const STANDBY: usize = 2;
+
+/// Waits (untimed) until `t`'s standby pool is full.
+async fn standby_ready(t: &Tarkd) -> anyhow::Result<()> {
+    let mut system = t.system().await?;
+    let t0 = Instant::now();
+    while system
+        .status(pb::StatusRequest {})
+        .await?
+        .into_inner()
+        .standby_ready
+        < STANDBY as u32
+    {
+        anyhow::ensure!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the standby pool was not refilled in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(())
+}
+
+/// Restarts `t`'s bare plugin, then times its first call, with the compiled
+/// module in the cache or not (with `standby`, once the pool is full).
+async fn cold_start(t: &Tarkd, clear_cache: bool, standby: bool) -> anyhow::Result<Duration> {
+    let (mut p, mut c) = (t.plugins().await?, t.tools().await?);
+    p.restart_plugin(pb::PluginRef { id: "bare".into() })
+        .await?;
+    if clear_cache {
+        for e in std::fs::read_dir(t.dir.path().join("state/cache"))? {
+            std::fs::remove_file(e?.path())?;
+        }
+    }
+    if standby {
+        standby_ready(t).await?;
+    }
+    let t0 = Instant::now();
+    output(c.invoke_tool(invoke("bare-ok", "{}")).await).map_err(anyhow::Error::msg)?;
+    Ok(t0.elapsed())
+}
+
+/// Kill to next success: SIGKILL `t`'s bare worker, then call until a call
+/// succeeds (with `standby`, once the pool is full), `n` times.
+async fn kill_to_success(t: &Tarkd, n: usize, standby: bool) -> anyhow::Result<Vec<Duration>> {
+    let mut system = t.system().await?;
+    let tools = t.tools().await?;
+    let mut recovered = Vec::new();
+    for _ in 0..n {
+        if standby {
+            standby_ready(t).await?;
+        }
+        let status = system.status(pb::StatusRequest {}).await?.into_inner();
+        let pid = status
+            .plugins
+            .iter()
+            .filter(|p| p.id == "bare")
+            .flat_map(|p| &p.workers)
+            .find(|w| w.running)
+            .map(|w| w.pid);
+        let pid = pid.context("no running worker for bare")?;
+        let mut c = tools.clone();
+        let t0 = Instant::now();
+        // SAFETY: kill(2) on the benchmark's own worker.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        while output(c.invoke_tool(invoke("bare-ok", "{}")).await).is_err() {
+            anyhow::ensure!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no recovery after a kill"
+            );
+        }
+        recovered.push(t0.elapsed());
+    }
+    Ok(recovered)
+}
+
 async fn bench() -> anyhow::Result<()> {
     let n: usize = env_or("TARK_BENCH_N", 3000);
     let cold_n = (n / 100).max(10);
@@ -162,12 +238,13 @@ async fn bench() -> anyhow::Result<()> {
     let https_port = https.server.port;
     let roots = https.roots.display().to_string();
 
-    // Two tarkds with the notes plugin and a tool without host calls: one with the
-    // full sandbox, one with the worker lockdown and namespaces off.
-    let start = |sandboxed: bool| -> anyhow::Result<Tarkd> {
+    // Tarkds with the notes plugin and a tool without host calls: one with the
+    // full sandbox, one with the worker lockdown and namespaces off, and for
+    // cold starts one with the full sandbox and no standby workers.
+    let start = |sandboxed: bool, standby: usize| -> anyhow::Result<Tarkd> {
         // Kills are part of the benchmark: no quarantine.
         let config = format!(
-            "[sandbox]\nlockdown = {sandboxed}\nnamespaces = {sandboxed}\n[supervision]\nintensity = 1000000\n"
+            "[sandbox]\nlockdown = {sandboxed}\nnamespaces = {sandboxed}\n[supervision]\nintensity = 1000000\n[workers]\nstandby = {standby}\n"
         );
         let bare = fixtures::tool("bare", "", "")?;
         let probe_caps = format!(
@@ -187,7 +264,8 @@ async fn bench() -> anyhow::Result<()> {
             },
         )
     };
-    let (on, off) = (start(true)?, start(false)?);
+    let (on, off) = (start(true, STANDBY)?, start(false, STANDBY)?);
+    let spawning = start(true, 0)?;
     let (tools_on, tools_off) = (on.tools().await?, off.tools().await?);
     for tools in [&tools_on, &tools_off] {
         output(
@@ -241,53 +319,17 @@ async fn bench() -> anyhow::Result<()> {
     let host_calls = hostcalls::run(&on, http_port, &https, n).await?;
 
     // Cold start (full sandbox): restart the plugin, then time its first call,
-    // with the compiled module in the cache and without.
-    let plugins = on.plugins().await?;
-    let cache_dir = on.dir.path().join("state/cache");
-    let cold = |clear_cache: bool| {
-        let (mut p, mut c, cache_dir) = (plugins.clone(), tools_on.clone(), cache_dir.clone());
-        async move {
-            p.restart_plugin(pb::PluginRef { id: "bare".into() })
-                .await?;
-            if clear_cache {
-                for e in std::fs::read_dir(&cache_dir)? {
-                    std::fs::remove_file(e?.path())?;
-                }
-            }
-            let t0 = Instant::now();
-            output(c.invoke_tool(invoke("bare-ok", "{}")).await).map_err(anyhow::Error::msg)?;
-            Ok::<_, anyhow::Error>(t0.elapsed())
-        }
-    };
-    let (mut cached, mut compiled, mut recovered) = (Vec::new(), Vec::new(), Vec::new());
+    // with the compiled module in the cache and without; by a tarkd that
+    // spawns each worker, and (cached) by one that binds a standby worker,
+    // once its pool is full again.
+    let (mut cached, mut compiled, mut bound) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..cold_n {
-        cached.push(cold(false).await?);
-        compiled.push(cold(true).await?);
+        cached.push(cold_start(&spawning, false, false).await?);
+        compiled.push(cold_start(&spawning, true, false).await?);
+        bound.push(cold_start(&on, false, true).await?);
     }
-    // Kill to next success: SIGKILL the worker, then call until a call succeeds.
-    let mut system = on.system().await?;
-    for _ in 0..cold_n {
-        let status = system.status(pb::StatusRequest {}).await?.into_inner();
-        let pid = status
-            .plugins
-            .iter()
-            .filter(|p| p.id == "bare")
-            .flat_map(|p| &p.workers)
-            .find(|w| w.running)
-            .map(|w| w.pid);
-        let pid = pid.context("no running worker for bare")?;
-        let mut c = tools_on.clone();
-        let t0 = Instant::now();
-        // SAFETY: kill(2) on the benchmark's own worker.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-        while output(c.invoke_tool(invoke("bare-ok", "{}")).await).is_err() {
-            anyhow::ensure!(
-                t0.elapsed() < Duration::from_secs(10),
-                "no recovery after a kill"
-            );
-        }
-        recovered.push(t0.elapsed());
-    }
+    let recovered = kill_to_success(&spawning, cold_n, false).await?;
+    let recovered_bound = kill_to_success(&on, cold_n, true).await?;
 
     let (first_chunk, chunk_rate) = worlds::stream(&on.providers().await?, 100, cold_n).await?;
     let hook_rows = hook_dispatch(cold_n * 5).await?;
@@ -341,6 +383,16 @@ async fn bench() -> anyhow::Result<()> {
         "worker SIGKILL to next success",
         cold_n,
         percentiles(recovered),
+    );
+    row(
+        "cold start, standby worker, cached module",
+        cold_n,
+        percentiles(bound),
+    );
+    row(
+        "worker SIGKILL to next success, standby worker",
+        cold_n,
+        percentiles(recovered_bound),
     );
     let n_http = host_calls.http_broker.len();
     let get_p = percentiles(host_calls.storage_get);
