@@ -206,7 +206,11 @@ impl Workers {
             s.ticket = None;
             s
         });
-        let worker = match self.start(key, slot, plugin, loaded, ticket, standby).await {
+        let started = self.start(key, slot, plugin, loaded, ticket, standby).await;
+        // Replaced once this start is done, not during it: spawning one
+        // competes for the CPU with the start.
+        self.standby.refill();
+        let worker = match started {
             Ok(w) => w,
             Err(e) => {
                 slot.stats().last_error = e.message.clone();

@@ -44,6 +44,9 @@ pub const TENANT: &str = "@standby";
 /// How long a new standby worker has to answer before it is given up on.
 const READY_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a refill waits after a start took a standby worker.
+const REFILL_DELAY: Duration = Duration::from_millis(20);
+
 /// The longest pause between refills that failed.
 const MAX_RETRY: Duration = Duration::from_secs(30);
 
@@ -102,12 +105,15 @@ impl Pool {
         self.ready.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The oldest standby worker still alive, to be bound; the refill is
-    /// woken to replace it.
+    /// The oldest standby worker still alive, to be bound ([`Self::refill`]
+    /// replaces it).
     pub(super) fn take(&self) -> Option<Standby> {
-        let taken = self.pop();
+        self.pop()
+    }
+
+    /// Wakes the refill.
+    pub(super) fn refill(&self) {
         self.wake.notify_one();
-        taken
     }
 
     /// A standby worker to end because the caps are full: not replaced until
@@ -143,7 +149,7 @@ impl Pool {
 impl Workers {
     /// Keeps `workers.standby` workers ready, for as long as tarkd runs. One
     /// start at a time; a failed start is retried after a pause that doubles
-    /// up to [`MAX_RETRY`] (or when a worker is taken).
+    /// up to [`MAX_RETRY`] (or when a start has taken one).
     pub async fn keep_standby(&self) {
         let pool = &self.standby;
         if pool.size() == 0 {
@@ -167,6 +173,10 @@ impl Workers {
                 }
             }
             pool.wake.notified().await;
+            // A start just took one: let its first call run before the
+            // refill forks tarkd and starts a process, which on a small
+            // machine would take the CPU from it.
+            tokio::time::sleep(REFILL_DELAY).await;
         }
     }
 
