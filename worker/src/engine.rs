@@ -39,6 +39,16 @@ pub fn build(fuel: bool) -> wasmtime::Result<Engine> {
     Engine::new(&config)
 }
 
+/// wasmtime's once-per-process set-up (the host's ISA flags, its signal
+/// handlers) runs at the first engine a process builds, and costs a few
+/// hundred microseconds: a worker does it before tarkd sends `Load`, so that a
+/// standby worker has done it ahead of need.
+pub fn warm_up() {
+    if let Err(e) = build(false) {
+        tracing::debug!("warming the engine up: {e:#}");
+    }
+}
+
 /// Compiles raw plugin bytes, a component or a core module.
 pub fn compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Compiled> {
     if is_core_module(wasm) {

@@ -44,6 +44,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(70);
         }
     };
+    tark_worker::engine::warm_up();
     match runtime.block_on(run(start_layers)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
