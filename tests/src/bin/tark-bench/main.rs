@@ -23,6 +23,8 @@
 //!   unknown-unknown component: a call and a cold start of each;
 //! - command tools ([`commands`]): a tool running `/bin/true` in tark-jail,
 //!   against spawning it directly and against a wasm tool;
+//! - `tark-bench cold` ([`cold`]): only the cold starts and the kills, by a
+//!   tarkd that spawns each worker and by one that binds standby workers;
 //! - `tark-bench scale` ([`scale`]): many tenants each making a call, then idle:
 //!   worker count and memory before, during and after the idle timeout;
 //! - load ([`load`]): calls per second with 64 callers over 1 and 8 workers, and
@@ -33,6 +35,7 @@
 //! ([`report`]); `tark-bench render FILE OUT.svg` draws it ([`render`]).
 
 mod authors;
+mod cold;
 mod commands;
 mod echo;
 mod hostcalls;
@@ -46,7 +49,6 @@ mod worlds;
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use tark_proto::plugin::v1 as pb;
 use tark_tests::fixtures::{self, manifest};
 use tark_tests::servers::HttpServer;
@@ -131,6 +133,8 @@ fn main() -> anyhow::Result<()> {
         runtime.block_on(load::only())?;
     } else if args.get(1).is_some_and(|a| a == "stream") {
         runtime.block_on(worlds::only())?;
+    } else if args.get(1).is_some_and(|a| a == "cold") {
+        runtime.block_on(cold::only())?;
     } else {
         runtime.block_on(bench())?;
     }
@@ -139,82 +143,6 @@ fn main() -> anyhow::Result<()> {
         println!("tark-bench: wrote {}", path.display());
     }
     Ok(())
-}
-
-/// Standby workers of the tarkds that keep them.
-const STANDBY: usize = 2;
-
-/// Waits (untimed) until `t`'s standby pool is full.
-async fn standby_ready(t: &Tarkd) -> anyhow::Result<()> {
-    let mut system = t.system().await?;
-    let t0 = Instant::now();
-    while system
-        .status(pb::StatusRequest {})
-        .await?
-        .into_inner()
-        .standby_ready
-        < STANDBY as u32
-    {
-        anyhow::ensure!(
-            t0.elapsed() < Duration::from_secs(30),
-            "the standby pool was not refilled in 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    Ok(())
-}
-
-/// Restarts `t`'s bare plugin, then times its first call, with the compiled
-/// module in the cache or not (with `standby`, once the pool is full).
-async fn cold_start(t: &Tarkd, clear_cache: bool, standby: bool) -> anyhow::Result<Duration> {
-    let (mut p, mut c) = (t.plugins().await?, t.tools().await?);
-    p.restart_plugin(pb::PluginRef { id: "bare".into() })
-        .await?;
-    if clear_cache {
-        for e in std::fs::read_dir(t.dir.path().join("state/cache"))? {
-            std::fs::remove_file(e?.path())?;
-        }
-    }
-    if standby {
-        standby_ready(t).await?;
-    }
-    let t0 = Instant::now();
-    output(c.invoke_tool(invoke("bare-ok", "{}")).await).map_err(anyhow::Error::msg)?;
-    Ok(t0.elapsed())
-}
-
-/// Kill to next success: SIGKILL `t`'s bare worker, then call until a call
-/// succeeds (with `standby`, once the pool is full), `n` times.
-async fn kill_to_success(t: &Tarkd, n: usize, standby: bool) -> anyhow::Result<Vec<Duration>> {
-    let mut system = t.system().await?;
-    let tools = t.tools().await?;
-    let mut recovered = Vec::new();
-    for _ in 0..n {
-        if standby {
-            standby_ready(t).await?;
-        }
-        let status = system.status(pb::StatusRequest {}).await?.into_inner();
-        let pid = status
-            .plugins
-            .iter()
-            .filter(|p| p.id == "bare")
-            .flat_map(|p| &p.workers)
-            .find(|w| w.running)
-            .map(|w| w.pid);
-        let pid = pid.context("no running worker for bare")?;
-        let mut c = tools.clone();
-        let t0 = Instant::now();
-        // SAFETY: kill(2) on the benchmark's own worker.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-        while output(c.invoke_tool(invoke("bare-ok", "{}")).await).is_err() {
-            anyhow::ensure!(
-                t0.elapsed() < Duration::from_secs(10),
-                "no recovery after a kill"
-            );
-        }
-        recovered.push(t0.elapsed());
-    }
-    Ok(recovered)
 }
 
 async fn bench() -> anyhow::Result<()> {
@@ -264,7 +192,7 @@ async fn bench() -> anyhow::Result<()> {
             },
         )
     };
-    let (on, off) = (start(true, STANDBY)?, start(false, STANDBY)?);
+    let (on, off) = (start(true, cold::STANDBY)?, start(false, cold::STANDBY)?);
     let spawning = start(true, 0)?;
     let (tools_on, tools_off) = (on.tools().await?, off.tools().await?);
     for tools in [&tools_on, &tools_off] {
@@ -324,12 +252,12 @@ async fn bench() -> anyhow::Result<()> {
     // once its pool is full again.
     let (mut cached, mut compiled, mut bound) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..cold_n {
-        cached.push(cold_start(&spawning, false, false).await?);
-        compiled.push(cold_start(&spawning, true, false).await?);
-        bound.push(cold_start(&on, false, true).await?);
+        cached.push(cold::cold_start(&spawning, false, false).await?);
+        compiled.push(cold::cold_start(&spawning, true, false).await?);
+        bound.push(cold::cold_start(&on, false, true).await?);
     }
-    let recovered = kill_to_success(&spawning, cold_n, false).await?;
-    let recovered_bound = kill_to_success(&on, cold_n, true).await?;
+    let recovered = cold::kill_to_success(&spawning, cold_n, false).await?;
+    let recovered_bound = cold::kill_to_success(&on, cold_n, true).await?;
 
     let (first_chunk, chunk_rate) = worlds::stream(&on.providers().await?, 100, cold_n).await?;
     let hook_rows = hook_dispatch(cold_n * 5).await?;
