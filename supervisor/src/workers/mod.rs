@@ -444,11 +444,8 @@ impl Workers {
                 stopped.push(w);
             }
         }
-        let standby = self
-            .standby
-            .drain()
-            .into_iter()
-            .map(standby::Standby::discard);
+        let standby = self.standby.drain().await;
+        let standby = standby.into_iter().map(standby::Standby::discard);
         let ended = futures_util::future::join_all(standby);
         let exited =
             futures_util::future::join_all(stopped.iter().map(|w| w.exit_reason(STOP_WAIT)));

@@ -81,6 +81,11 @@ pub(super) struct Pool {
     size: usize,
     ready: Mutex<VecDeque<Standby>>,
     wake: Notify,
+    /// Held by the refill while it starts one, so that a stopping tarkd can
+    /// wait for that one too.
+    starting: tokio::sync::Mutex<()>,
+    /// Set when tarkd stops: nothing is added any more.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Pool {
@@ -89,6 +94,8 @@ impl Pool {
             size,
             ready: Mutex::default(),
             wake: Notify::new(),
+            starting: tokio::sync::Mutex::new(()),
+            closed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -136,13 +143,21 @@ impl Pool {
         None
     }
 
-    /// Every standby worker, for a stopping tarkd.
-    pub(super) fn drain(&self) -> Vec<Standby> {
+    /// Every standby worker, for a stopping tarkd, once the one being started
+    /// (if any) is in; none is added after.
+    pub(super) async fn drain(&self) -> Vec<Standby> {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _started = self.starting.lock().await;
         self.lock().drain(..).collect()
     }
 
-    fn put(&self, s: Standby) {
+    /// Adds a standby worker, or gives it back when tarkd is stopping.
+    fn put(&self, s: Standby) -> Option<Standby> {
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Some(s);
+        }
         self.lock().push_back(s);
+        None
     }
 }
 
@@ -160,11 +175,19 @@ impl Workers {
         loop {
             while pool.ready() < pool.size() {
                 n += 1;
-                match self.spawn_standby(n).await {
-                    Ok(s) => {
-                        pool.put(s);
-                        retry = Duration::from_millis(100);
-                    }
+                let starting = pool.starting.lock().await;
+                if pool.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                let outcome = self.spawn_standby(n).await.map(|s| pool.put(s));
+                if let Ok(Some(late)) = outcome {
+                    // tarkd is stopping: gone before the stop goes on.
+                    late.discard().await;
+                    return;
+                }
+                drop(starting);
+                match outcome {
+                    Ok(_) => retry = Duration::from_millis(100),
                     Err(why) => {
                         tracing::debug!("standby worker not started: {why}");
                         let _ = tokio::time::timeout(retry, pool.wake.notified()).await;
