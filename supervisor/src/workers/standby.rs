@@ -213,7 +213,9 @@ impl Workers {
                 Err(lease) => {
                     s.lease = Some(lease);
                     tokio::spawn(s.discard());
-                    return Err("a process of it still runs under its own uid".into());
+                    return Err(
+                        "another process of this tenant × plugin holds a uid of its own".into(),
+                    );
                 }
             }
         }
