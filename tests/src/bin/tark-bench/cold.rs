@@ -35,12 +35,21 @@ async fn standby_ready(t: &Tarkd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Restarts `t`'s bare plugin, then times its first call, with the compiled
-/// module in the cache or not (with `standby`, once the pool is full).
+/// Restarts `t`'s bare plugin, then (once its tools are described again)
+/// times its first call, with the compiled module in the cache or not (with
+/// `standby`, once the pool is full).
 pub async fn cold_start(t: &Tarkd, clear_cache: bool, standby: bool) -> anyhow::Result<Duration> {
     let (mut p, mut c) = (t.plugins().await?, t.tools().await?);
     p.restart_plugin(pb::PluginRef { id: "bare".into() })
         .await?;
+    // A restart has the plugin's tools described again, in a worker of its
+    // own: listing them waits for that, so the call timed below is the
+    // plugin's cold start alone.
+    let listed = c.list_tools(pb::ListToolsRequest {}).await?.into_inner();
+    anyhow::ensure!(
+        listed.tools.iter().any(|t| t.name == "bare-ok"),
+        "bare-ok is not listed after the restart"
+    );
     if clear_cache {
         for e in std::fs::read_dir(t.dir.path().join("state/cache"))? {
             std::fs::remove_file(e?.path())?;
