@@ -178,12 +178,14 @@ async fn standby_workers_count_under_max_live_and_give_way() -> anyhow::Result<(
     // Room for two workers: both standby at first, then both the tenants'.
     let config = "[workers]\nstandby = 2\nmax_live = 2\n";
     let t = Tarkd::start(vec![PluginFiles::notes()?], Options::config(config))?;
-    // tarkd's own describing worker may hold a place a while; then the pool
-    // fills what is left.
-    ready(&t, 1).await?;
+    // tarkd's own describing worker holds a place a while; once it has
+    // stopped, the pool fills both.
+    ready(&t, 2).await?;
     call(&t, "acme").await?;
     call(&t, "globex").await?;
     let workers = t.worker_pids().await?;
+    // Standby workers gave way: neither tenant's worker was stopped for room.
+    assert_eq!(workers.len(), 2, "tenants' workers {workers:?}");
     let live = children(t.pid())
         .into_iter()
         .filter(|(_, cmd)| cmd.starts_with("tark-worker"))

@@ -81,8 +81,21 @@ impl Live {
         caps: &WorkersConfig,
         tenant_cap: usize,
     ) -> Result<Ticket, Full> {
+        self.reserve_if(tenant, caps, tenant_cap, || true)
+    }
+
+    /// [`Self::reserve`] if `allowed()` holds, judged under the same lock as
+    /// the counts (a standby worker takes a place only while no start waits
+    /// for one).
+    pub fn reserve_if(
+        &self,
+        tenant: &str,
+        caps: &WorkersConfig,
+        tenant_cap: usize,
+        allowed: impl FnOnce() -> bool,
+    ) -> Result<Ticket, Full> {
         let mut c = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if c.all >= caps.max_live {
+        if c.all >= caps.max_live || !allowed() {
             return Err(Full::All);
         }
         let mine = c.tenants.get(tenant).copied().unwrap_or(0);
@@ -205,6 +218,13 @@ mod tests {
         assert_eq!(live.reserve("c", &CAPS, 0).err(), Some(Full::All));
         drop((big, big2, big3));
         assert_eq!(live.reserve("c", &CAPS, 0).err(), Some(Full::Tenant));
+        // A conditional reservation takes nothing when refused.
+        let refused = live.reserve_if("@standby", &CAPS, usize::MAX, || false);
+        assert_eq!(refused.err(), Some(Full::All));
+        assert_eq!(live.count("@standby"), (0, 0));
+        let taken = live.reserve_if("@standby", &CAPS, usize::MAX, || true);
+        assert!(taken.is_ok());
+        assert_eq!(live.count("@standby"), (1, 1));
     }
 
     #[test]

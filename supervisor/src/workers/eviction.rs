@@ -29,17 +29,19 @@ impl Workers {
             .get(&key.tenant)
             .and_then(|t| t.max_live);
         let tenant_cap = own.unwrap_or(caps.max_live_per_tenant);
+        let _waiting = self.standby.admitting();
         for _ in 0..ADMIT_TRIES {
             let full = match self.live.reserve(&key.tenant, caps, tenant_cap) {
                 Ok(ticket) => return Ok(ticket),
                 Err(full) => full,
             };
-            // Standby workers give way first.
-            if full == Full::All
-                && let Some(standby) = self.standby.give_way()
-            {
-                standby.discard().await;
-                continue;
+            // Standby workers give way first, one being started too.
+            if full == Full::All {
+                self.standby.started().await;
+                if let Some(standby) = self.standby.give_way() {
+                    standby.discard().await;
+                    continue;
+                }
             }
             let Some(stopped) = self.make_room(full, key) else {
                 let why = match full {

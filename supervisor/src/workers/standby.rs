@@ -22,6 +22,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tark_proto::worker::v1 as pb;
@@ -86,6 +87,18 @@ pub(super) struct Pool {
     starting: tokio::sync::Mutex<()>,
     /// Set when tarkd stops: nothing is added any more.
     closed: std::sync::atomic::AtomicBool,
+    /// Starts waiting for a place under the caps: while any does, the refill
+    /// takes none.
+    admitting: AtomicUsize,
+}
+
+/// A start waiting for its place ([`Pool::admitting`]).
+pub(super) struct Admitting<'p>(&'p AtomicUsize);
+
+impl Drop for Admitting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Pool {
@@ -96,7 +109,19 @@ impl Pool {
             wake: Notify::new(),
             starting: tokio::sync::Mutex::new(()),
             closed: std::sync::atomic::AtomicBool::new(false),
+            admitting: AtomicUsize::new(0),
         }
+    }
+
+    /// Counts a start as waiting for a place until the guard is dropped.
+    pub(super) fn admitting(&self) -> Admitting<'_> {
+        self.admitting.fetch_add(1, Ordering::SeqCst);
+        Admitting(&self.admitting)
+    }
+
+    /// Waits for the standby worker being started, if any, to be in the pool.
+    pub(super) async fn started(&self) {
+        let _done = self.starting.lock().await;
     }
 
     pub(super) fn size(&self) -> usize {
@@ -146,14 +171,14 @@ impl Pool {
     /// Every standby worker, for a stopping tarkd, once the one being started
     /// (if any) is in; none is added after.
     pub(super) async fn drain(&self) -> Vec<Standby> {
-        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.closed.store(true, Ordering::SeqCst);
         let _started = self.starting.lock().await;
         self.lock().drain(..).collect()
     }
 
     /// Adds a standby worker, or gives it back when tarkd is stopping.
     fn put(&self, s: Standby) -> Option<Standby> {
-        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.closed.load(Ordering::SeqCst) {
             return Some(s);
         }
         self.lock().push_back(s);
@@ -176,7 +201,7 @@ impl Workers {
             while pool.ready() < pool.size() {
                 n += 1;
                 let starting = pool.starting.lock().await;
-                if pool.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                if pool.closed.load(Ordering::SeqCst) {
                     return;
                 }
                 let outcome = self.spawn_standby(n).await.map(|s| pool.put(s));
@@ -258,10 +283,13 @@ impl Workers {
     /// Starts one standby worker and waits until it serves (one call it
     /// answers with "no plugin loaded").
     async fn spawn_standby(&self, n: u64) -> Result<Standby, String> {
+        let waiting = &self.standby.admitting;
         let ticket = self
             .live
-            .reserve(TENANT, &self.config.workers, usize::MAX)
-            .map_err(|_| "workers.max_live is reached".to_owned())?;
+            .reserve_if(TENANT, &self.config.workers, usize::MAX, || {
+                waiting.load(Ordering::SeqCst) == 0
+            })
+            .map_err(|_| "workers.max_live is reached, or a start waits for a place".to_owned())?;
         let key = WorkerKey {
             tenant: TENANT.to_owned(),
             plugin: n.to_string(),
