@@ -6,6 +6,7 @@ pub mod fixtures;
 pub mod https;
 mod plugin_files;
 mod process;
+pub mod report_tables;
 pub mod servers;
 pub mod tls;
 

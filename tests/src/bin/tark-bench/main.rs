@@ -122,6 +122,12 @@ fn main() -> anyhow::Result<()> {
         };
         return render::svg(std::path::Path::new(json), std::path::Path::new(svg));
     }
+    if args.get(1).is_some_and(|a| a == "readme") {
+        let (Some(json), Some(readme)) = (args.get(2), args.get(3)) else {
+            anyhow::bail!("usage: tark-bench readme REPORT.json README.md");
+        };
+        return report::readme(std::path::Path::new(json), std::path::Path::new(readme));
+    }
     // --json FILE: the run's rows and ratios as JSON too (report.rs).
     let json = args
         .iter()

@@ -91,6 +91,18 @@ pub fn write(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `tark-bench readme REPORT.json README.md`: rewrites the README's generated
+/// tables from the report (tark_tests::report_tables).
+pub fn readme(report: &Path, readme: &Path) -> anyhow::Result<()> {
+    use tark_tests::report_tables::{splice, tables};
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(report)?)?;
+    let text = std::fs::read_to_string(readme)?;
+    let new =
+        splice(&text, &tables(&doc)?).map_err(|e| anyhow::anyhow!("{}: {e}", readme.display()))?;
+    std::fs::write(readme, new)?;
+    Ok(())
+}
+
 /// The ratios CI's gate watches (`tark-bench gate`).
 pub const GATED: [&str; 2] = [
     "cpu_per_call_1_worker_vs_two_hop_echo",
