@@ -133,9 +133,17 @@ pub async fn only() -> anyhow::Result<()> {
         .collect();
     let bare = tark_tests::fixtures::tool("bare", "", "")?;
     let manifest = tark_tests::fixtures::manifest("bare", "tool", "");
+    // TARK_BENCH_STANDBY: the standby pool's size (tarkd's default if unset),
+    // to compare the load with and without standby workers.
+    let options = match std::env::var("TARK_BENCH_STANDBY") {
+        Ok(n) => {
+            tark_tests::Options::config(&format!("[workers]\nstandby = {}\n", n.parse::<usize>()?))
+        }
+        Err(_) => tark_tests::Options::default(),
+    };
     let t = Tarkd::start(
         vec![tark_tests::PluginFiles::new("bare", &manifest, Some(bare))],
-        tark_tests::Options::default(),
+        options,
     )?;
     println!(
         "tark-bench load: tarkd pid {}, echo pids {hop_pids:?}",
