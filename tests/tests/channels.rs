@@ -244,9 +244,12 @@ async fn a_started_channel_is_started_again_after_tarkd_restarts() -> anyhow::Re
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_channel_reaches_its_gateway_through_the_ws_broker() -> anyhow::Result<()> {
-    let gateway = tark_tests::servers::WsServer::start()?;
+/// tarkd with echo-channel allowed to reach a loopback WebSocket gateway, and
+/// the configuration that starts it on that gateway.
+fn gateway_channel(
+    gateway: &tark_tests::servers::WsServer,
+    poll_interval_ms: u64,
+) -> anyhow::Result<(Tarkd, String)> {
     let t = Tarkd::start(
         vec![PluginFiles::example_edited(
             "echo-channel",
@@ -257,10 +260,19 @@ async fn a_channel_reaches_its_gateway_through_the_ws_broker() -> anyhow::Result
                 gateway.port
             ),
         )?],
-        Options::config("[channels]\npoll_interval_ms = 20\n"),
+        Options::config(&format!(
+            "[channels]\npoll_interval_ms = {poll_interval_ms}\n"
+        )),
     )?;
-    let mut c = pb::channels_client::ChannelsClient::new(t.channel().await?);
     let config = format!(r#"{{"gateway":"ws://127.0.0.1:{}"}}"#, gateway.port);
+    Ok((t, config))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_reaches_its_gateway_through_the_ws_broker() -> anyhow::Result<()> {
+    let gateway = tark_tests::servers::WsServer::start()?;
+    let (t, config) = gateway_channel(&gateway, 20)?;
+    let mut c = pb::channels_client::ChannelsClient::new(t.channel().await?);
     c.start_channel(pb::StartChannelRequest {
         plugin: "echo-channel".into(),
         config_json: config,
@@ -287,6 +299,46 @@ async fn a_channel_reaches_its_gateway_through_the_ws_broker() -> anyhow::Result
     // Stopping closes it.
     c.stop_channel(plugin()).await?;
     let closed = eventually_async(PATIENCE, || async { (gateway.open() == 0).then_some(()) }).await;
-    assert!(closed.is_some(), "the gateway connection stayed open");
+    assert!(
+        closed.is_some(),
+        "the gateway connection stayed open; tarkd's log:\n{}",
+        t.log().join("\n")
+    );
+    Ok(())
+}
+
+/// A stop (or a start) that arrives while tarkd's poller is in the middle of a
+/// poll waits for the poll to end instead of cutting it off: a poll cut off
+/// costs the plugin its instance, and the instance held the gateway, which the
+/// stop then could not close. Polls run back to back here (each waits 5 ms on
+/// the gateway), so most stops land in one; with the poll cut off, one of the
+/// rounds almost surely leaves the gateway open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_stopped_mid_poll_still_closes_its_gateway() -> anyhow::Result<()> {
+    let gateway = tark_tests::servers::WsServer::start()?;
+    let (t, config) = gateway_channel(&gateway, 10)?;
+    let c = pb::channels_client::ChannelsClient::new(t.channel().await?);
+    for round in 0..12 {
+        let start = pb::StartChannelRequest {
+            plugin: "echo-channel".into(),
+            config_json: config.clone(),
+        };
+        // Started twice: the second start replaces the first poller.
+        c.clone().start_channel(start.clone()).await?;
+        c.clone().start_channel(start).await?;
+        let open =
+            eventually_async(PATIENCE, || async { (gateway.open() == 1).then_some(()) }).await;
+        assert!(open.is_some(), "round {round}: open {}", gateway.open());
+        // Some polls, then a stop that lands in one.
+        tokio::time::sleep(Duration::from_millis(15 + 7 * round)).await;
+        c.clone().stop_channel(plugin()).await?;
+        let closed =
+            eventually_async(PATIENCE, || async { (gateway.open() == 0).then_some(()) }).await;
+        assert!(
+            closed.is_some(),
+            "round {round}: the gateway connection stayed open after the stop; tarkd's log:\n{}",
+            t.log().join("\n")
+        );
+    }
     Ok(())
 }

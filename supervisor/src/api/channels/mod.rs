@@ -10,6 +10,13 @@
 //! (up to `channels.buffer` of them) for `PollChannel`. `StopChannel` ends the
 //! poller and the subscriptions and calls `stop`. Started channels are saved
 //! ([`saved`]) and started again when tarkd starts.
+//!
+//! A channel's lifecycle calls take turns ([`Channels::turn`]): the poller holds
+//! the turn across a poll (and the start before it), `StartChannel` and
+//! `StopChannel` across theirs. A poller is only ever ended between its calls,
+//! so no call is cut off part-way (which would cost the plugin its instance, and
+//! with it what the instance held, such as an open gateway), and no start the
+//! poller made lands after a stop.
 
 pub mod saved;
 
@@ -34,14 +41,27 @@ use wpb::invoke_response::Outcome;
 pub struct Channels {
     started: Mutex<HashMap<WorkerKey, Started>>,
     saved: saved::Saved,
+    /// Each channel's lifecycle turn (kept once made: one per tenant and
+    /// channel plugin that was ever started or stopped).
+    turns: Mutex<HashMap<WorkerKey, Turn>>,
 }
+
+/// The right to make a channel's lifecycle calls (start, poll, stop).
+type Turn = Arc<tokio::sync::Mutex<()>>;
 
 impl Channels {
     pub fn new(state_dir: &std::path::Path) -> Self {
         Self {
             started: Mutex::default(),
             saved: saved::Saved::new(state_dir),
+            turns: Mutex::default(),
         }
+    }
+
+    /// The lifecycle turn of one tenant's channel.
+    fn turn(&self, k: &WorkerKey) -> Turn {
+        let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(turns.entry(k.clone()).or_default())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WorkerKey, Started>> {
@@ -151,6 +171,9 @@ impl pb::channels_server::Channels for Api {
         let tenant = tenant(&req)?;
         let plugin = self.plugin_of(&req.into_inner().id, PluginType::Channel)?;
         let k = key(&tenant, &plugin.id);
+        let turn = self.0.channels.turn(&k);
+        let _turn = turn.lock().await;
+        // The poller waits for the turn or sleeps: ended here, it is between calls.
         let was = self.0.channels.lock().remove(&k);
         drop(was);
         if let Err(e) = self.0.channels.saved.remove(&k) {
@@ -271,11 +294,13 @@ impl Api {
         plugin: &Arc<Plugin>,
         config_json: String,
     ) -> Result<(), Status> {
+        let k = key(tenant, &plugin.id);
+        let turn = self.0.channels.turn(&k);
+        let _turn = turn.lock().await;
         let start = Call::ChannelStart(wpb::ChannelStart {
             config_json: config_json.clone(),
         });
         acked(&plugin.id, self.call(tenant, plugin, start).await?)?;
-        let k = key(tenant, &plugin.id);
         self.0.channels.saved.put(&k, &config_json).map_err(|e| {
             Status::internal(format!("channel {}: saving its start: {e}", plugin.id))
         })?;
@@ -285,6 +310,7 @@ impl Api {
         let poller = Poller {
             api: self.clone(),
             key: k.clone(),
+            turn: Arc::clone(&turn),
             plugin: Arc::clone(plugin),
             config_json,
             inbound: inbound.clone(),
@@ -296,7 +322,8 @@ impl Api {
             waiting,
             poller,
         };
-        // Starting again replaces the earlier poller (with the new config).
+        // Starting again replaces the earlier poller (with the new config),
+        // which is between calls while this holds the turn.
         let old = self.0.channels.lock().insert(k, started);
         drop(old);
         Ok(())
@@ -338,6 +365,7 @@ impl Api {
 struct Poller {
     api: Api,
     key: WorkerKey,
+    turn: Turn,
     plugin: Arc<Plugin>,
     config_json: String,
     inbound: Subscribers,
@@ -360,6 +388,8 @@ impl Poller {
         let mut last_error = String::new();
         loop {
             tokio::time::sleep(interval).await;
+            let turn = Arc::clone(&self.turn);
+            let _turn = turn.lock().await;
             // The plugin as installed now: an update replaces it (and its workers),
             // and the channel is started again on the new version.
             match self.api.plugin_of(&self.key.plugin, PluginType::Channel) {
