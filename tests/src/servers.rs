@@ -29,6 +29,8 @@ pub struct WsServer {
     pub port: u16,
     /// Connections open now.
     pub open: Arc<AtomicUsize>,
+    /// Connections accepted so far.
+    pub accepted: Arc<AtomicUsize>,
 }
 
 /// Binds a loopback port on a thread (and runtime) of its own and runs
@@ -166,14 +168,15 @@ impl HttpServer {
 
 impl WsServer {
     pub fn start() -> anyhow::Result<Self> {
-        let open = Arc::new(AtomicUsize::new(0));
-        let counted = Arc::clone(&open);
+        let (open, accepted) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let counted = (Arc::clone(&open), Arc::clone(&accepted));
         let port = serve(move |stream| {
-            let open = Arc::clone(&counted);
+            let (open, accepted) = (Arc::clone(&counted.0), Arc::clone(&counted.1));
             async move {
                 let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
                     return;
                 };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 open.fetch_add(1, Ordering::SeqCst);
                 while let Some(Ok(msg)) = ws.next().await {
                     if msg.is_text() && ws.send(msg).await.is_err() {
@@ -183,11 +186,19 @@ impl WsServer {
                 open.fetch_sub(1, Ordering::SeqCst);
             }
         })?;
-        Ok(Self { port, open })
+        Ok(Self {
+            port,
+            open,
+            accepted,
+        })
     }
 
     pub fn open(&self) -> usize {
         self.open.load(Ordering::SeqCst)
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 }
 

@@ -342,3 +342,46 @@ async fn a_channel_stopped_mid_poll_still_closes_its_gateway() -> anyhow::Result
     }
     Ok(())
 }
+
+/// An instance that traps cannot close the gateway it opened; the worker closes
+/// it for the instance, so the channel, started again on a fresh instance,
+/// holds one connection and not one more per crash (which would, in time, use
+/// up the worker's WebSocket limit). echo-channel's poll panics when it reads
+/// "crash-poll", here from the gateway, which echoes what was sent to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_held_by_a_crashed_instance_is_closed() -> anyhow::Result<()> {
+    let gateway = tark_tests::servers::WsServer::start()?;
+    let (t, config) = gateway_channel(&gateway, 20)?;
+    let mut c = pb::channels_client::ChannelsClient::new(t.channel().await?);
+    c.start_channel(pb::StartChannelRequest {
+        plugin: "echo-channel".into(),
+        config_json: config,
+    })
+    .await?;
+    for crash in 1..=3 {
+        let open =
+            eventually_async(PATIENCE, || async { (gateway.open() == 1).then_some(()) }).await;
+        assert!(open.is_some(), "crash {crash}: open {}", gateway.open());
+        c.send_message(send("c1", "crash-poll")).await?;
+        // The poll crashed and the channel was started again: a new connection.
+        let again = eventually_async(PATIENCE, || async {
+            (gateway.accepted() > crash).then_some(())
+        })
+        .await;
+        assert!(
+            again.is_some(),
+            "crash {crash}: the channel was not started again"
+        );
+    }
+    let one = eventually_async(PATIENCE, || async { (gateway.open() == 1).then_some(()) }).await;
+    assert!(
+        one.is_some(),
+        "{} gateway connections open after 3 crashes; tarkd's log:\n{}",
+        gateway.open(),
+        t.log().join("\n")
+    );
+    c.stop_channel(plugin()).await?;
+    let closed = eventually_async(PATIENCE, || async { (gateway.open() == 0).then_some(()) }).await;
+    assert!(closed.is_some(), "open {} after the stop", gateway.open());
+    Ok(())
+}

@@ -27,6 +27,32 @@ pub struct HostState {
     /// Made at the guest's first WASI call: most plugins make none.
     ctx: Option<WasiCtx>,
     table: ResourceTable,
+    /// WebSocket handles this instance opened and has not closed.
+    ws_open: Vec<i64>,
+}
+
+/// How many of an instance's WebSocket handles are remembered for closing.
+const MAX_TRACKED_WS: usize = 1024;
+
+/// An instance dropped after a trap, a deadline or a call cut off cannot close
+/// its WebSockets any more: they are closed for it, or they would stay open in
+/// tarkd until the worker exits and count against the worker's limit, so a
+/// plugin that reconnects from its next instance would in time be refused.
+impl Drop for HostState {
+    fn drop(&mut self) {
+        if self.ws_open.is_empty() {
+            return;
+        }
+        let (handles, mut broker) = (std::mem::take(&mut self.ws_open), self.broker.clone());
+        // Outside a runtime the worker is exiting, and its connections close with it.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                for handle in handles {
+                    let _ = broker.ws_close(pb::WsHandle { handle }).await;
+                }
+            });
+        }
+    }
 }
 
 impl WasiView for HostState {
@@ -63,6 +89,7 @@ impl HostState {
             ctx: None,
             wasi,
             table: ResourceTable::new(),
+            ws_open: Vec::new(),
         }
     }
 
@@ -152,8 +179,17 @@ impl HostState {
 
     pub async fn ws_connect(&mut self, url: String, headers_json: String) -> String {
         let req = self.timed(pb::WsConnectRequest { url, headers_json });
-        let r = self.broker.ws_connect(req).await;
-        ws_json(r.map(|h| json!({ "ok": true, "handle": h.into_inner().handle })))
+        let r = self.broker.ws_connect(req).await.map(|h| {
+            let handle = h.into_inner().handle;
+            // tarkd forgets handles the server closed without telling the
+            // worker: the list is bounded instead of exact.
+            if self.ws_open.len() >= MAX_TRACKED_WS {
+                self.ws_open.remove(0);
+            }
+            self.ws_open.push(handle);
+            json!({ "ok": true, "handle": handle })
+        });
+        ws_json(r)
     }
 
     pub async fn ws_send(&mut self, handle: i64, data: String) -> String {
@@ -180,6 +216,7 @@ impl HostState {
     }
 
     pub async fn ws_close(&mut self, handle: i64) -> String {
+        self.ws_open.retain(|h| *h != handle);
         let r = self.broker.ws_close(pb::WsHandle { handle }).await;
         ws_json(r.map(|_| json!({ "ok": true })))
     }
