@@ -193,10 +193,18 @@ fn staging_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// The folder holding plugin.toml: the root, or its single folder (archives
-/// usually wrap their contents in one).
+/// A plugin folder's manifest: tark's plugin.toml or a tau extension's
+/// extension.json.
+fn has_manifest(dir: &Path) -> bool {
+    ["plugin.toml", "extension.json"]
+        .iter()
+        .any(|f| dir.join(f).is_file())
+}
+
+/// The folder holding plugin.toml (or extension.json): the root, or its single
+/// folder (archives usually wrap their contents in one).
 fn plugin_root(root: &Path) -> anyhow::Result<PathBuf> {
-    if root.join("plugin.toml").is_file() {
+    if has_manifest(root) {
         return Ok(root.to_owned());
     }
     let entries: Vec<PathBuf> = std::fs::read_dir(root)?
@@ -205,8 +213,10 @@ fn plugin_root(root: &Path) -> anyhow::Result<PathBuf> {
         .map(|e| e.path())
         .collect();
     match entries.as_slice() {
-        [only] if only.join("plugin.toml").is_file() => Ok(only.clone()),
-        _ => bail!("no plugin.toml at the top of the source (or in its single folder)"),
+        [only] if has_manifest(only) => Ok(only.clone()),
+        _ => bail!(
+            "no plugin.toml or extension.json at the top of the source (or in its single folder)"
+        ),
     }
 }
 

@@ -118,3 +118,110 @@ async fn taus_limits_hold_and_tarkds_policy_caps_them() -> anyhow::Result<()> {
     assert!(detail.contains("256000"), "{detail}");
     Ok(())
 }
+
+/// tau-guard's folder as tau's guide lays an extension out: `extension.json`
+/// beside the module, no `plugin.toml`. `over` replaces fields of the manifest.
+fn extension_folder(root: &std::path::Path, over: serde_json::Value) -> anyhow::Result<String> {
+    let dir = root.join("tau-guard");
+    std::fs::create_dir_all(&dir)?;
+    let mut manifest = serde_json::json!({
+        "schema_version": 1,
+        "id": "tau-guard",
+        "version": "0.1.0",
+        "runtime": "wasm",
+        "entrypoint": "hook.wasm",
+        "hooks": ["run-start", "run-end", "pre-tool-call", "post-tool-call",
+                  "message-transform", "policy-override"],
+        "permissions": ["run-commands"],
+        "timeout_ms": 2000,
+        "wasm": {
+            "fuel_limit": 2000000,
+            "memory_limit_bytes": 33554432,
+            "max_response_bytes": 256000,
+            "filesystem_mode": "deny",
+            "network_mode": "deny"
+        }
+    });
+    if let (Some(m), Some(over)) = (manifest.as_object_mut(), over.as_object()) {
+        m.extend(over.clone());
+    }
+    std::fs::write(
+        dir.join("extension.json"),
+        serde_json::to_vec_pretty(&manifest)?,
+    )?;
+    let wasm = tark_tests::fixtures::repo_root().join("examples/plugins/tau-guard/plugin.wasm");
+    std::fs::copy(wasm, dir.join("hook.wasm"))?;
+    Ok(dir.display().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_json_folder_installs_lists_and_answers_its_hooks() -> anyhow::Result<()> {
+    let t = Tarkd::start(vec![], Options::default())?;
+    let src = tempfile::tempdir()?;
+    let dir = extension_folder(src.path(), serde_json::json!({}))?;
+    let added = t.ctl_ok(&["plugin", "add", &dir, "--yes"])?;
+    assert!(added.contains("installed tau-guard 0.1.0"), "{added}");
+    let listed = t.ctl_ok(&["plugin", "list"])?;
+    assert!(listed.contains("tau-guard"), "{listed}");
+
+    let o = dispatch(&t, before("shell", r#"{"cmd":"rm -rf /"}"#)).await?;
+    assert!(o.blocked, "{o:?}");
+    let o = dispatch(&t, before("deploy", r#"{"env":"prod"}"#)).await?;
+    let args: serde_json::Value = serde_json::from_str(&o.arguments_json)?;
+    assert_eq!(args["checked_by"], "tau-guard@0.1.0 (pre-tool-call v1)");
+    assert_eq!(only(&dispatch(&t, named("run-start")).await?).0, "ok");
+    // Its own fuel limit, from extension.json, holds.
+    let (_, detail) = only(&dispatch(&t, named("spin")).await?);
+    assert!(
+        detail.contains("fuel limit of 2000000 exhausted"),
+        "{detail}"
+    );
+
+    let info = t.plugin_info("tau-guard").await?;
+    assert_eq!(info.wit, "tark core module (hook, tau extension)");
+    assert_eq!(info.diagnostics, Vec::<String>::new());
+    assert_eq!(info.activation[0], "onHook:run-start");
+    assert_eq!(info.activation.len(), 6);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_extension_json_is_refused_by_name() -> anyhow::Result<()> {
+    let t = Tarkd::start(vec![], Options::default())?;
+    for (over, problem) in [
+        (
+            serde_json::json!({"entrypoint": "../hook.wasm"}),
+            "must not contain parent traversals",
+        ),
+        (
+            serde_json::json!({"wasm": {"fuel_limit": 0}}),
+            "tau.wasm.fuel_limit must be positive",
+        ),
+        (
+            serde_json::json!({"hooks": ["on-start"]}),
+            "unsupported extension hooks entry",
+        ),
+        (
+            serde_json::json!({"runtime": "process"}),
+            "runtime \"process\" is not run",
+        ),
+        (
+            serde_json::json!({"entrypoint": "missing.wasm"}),
+            "missing.wasm not found",
+        ),
+    ] {
+        let src = tempfile::tempdir()?;
+        let dir = extension_folder(src.path(), over.clone())?;
+        let refused = t.ctl(&["plugin", "add", &dir, "--yes"])?;
+        let message = refused.err().unwrap_or_default();
+        assert!(
+            message.contains("tau-guard") && message.contains(problem),
+            "{over}: {message:?}"
+        );
+        assert!(
+            t.plugin_info("tau-guard").await.is_err(),
+            "{over}: installed"
+        );
+    }
+    Ok(())
+}

@@ -39,6 +39,11 @@ pub(crate) fn invalid(message: impl Into<String>) -> CallError {
 /// The plugin name a folder's manifest gives, before full validation (which
 /// needs the name to compare the folder with).
 pub(crate) fn peek_name(source: &Path, folder: &Folder) -> Result<String, CallError> {
+    if folder.file(Path::new("plugin.toml")).is_none()
+        && let Some(text) = folder.file(Path::new(manifest::extension::FILE))
+    {
+        return peek_extension_id(source, text);
+    }
     let path = source.join("plugin.toml");
     let text = folder
         .file(Path::new("plugin.toml"))
@@ -58,6 +63,23 @@ pub(crate) fn peek_name(source: &Path, folder: &Folder) -> Result<String, CallEr
         )));
     }
     Ok(name.to_owned())
+}
+
+/// A tau extension's `id`, its plugin name.
+fn peek_extension_id(source: &Path, text: &[u8]) -> Result<String, CallError> {
+    let path = source.join(manifest::extension::FILE);
+    let value: serde_json::Value =
+        serde_json::from_slice(text).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+    let id = value["id"]
+        .as_str()
+        .ok_or_else(|| invalid(format!("{}: id is required", path.display())))?;
+    if !manifest::valid_name(id) {
+        return Err(invalid(format!(
+            "{}: id {id:?} must be lowercase letters, digits and hyphens",
+            path.display()
+        )));
+    }
+    Ok(id.to_owned())
 }
 
 /// Puts the staged folder at `dest` in one step: exchanged with the installed

@@ -168,10 +168,16 @@ pub(super) fn scan_dir(dir: &Path, host_version: &semver::Version) -> std::io::R
 /// Loads one plugin folder, turning every failure into a diagnostic.
 pub fn load(dir: &Path, id: &str, host_version: &semver::Version) -> Plugin {
     use crate::plugins::folder::read_regular;
-    let text = read_regular(dir, Path::new("plugin.toml"), MAX_MANIFEST_BYTES).and_then(|b| {
-        String::from_utf8(b).map_err(|_| format!("{}/plugin.toml is not UTF-8", dir.display()))
+    // plugin.toml, else extension.json; a folder with neither is reported as
+    // lacking plugin.toml, the usual manifest.
+    let file = manifest::FILES
+        .into_iter()
+        .find(|f| dir.join(f).is_file())
+        .unwrap_or(manifest::FILES[0]);
+    let text = read_regular(dir, Path::new(file), MAX_MANIFEST_BYTES).and_then(|b| {
+        String::from_utf8(b).map_err(|_| format!("{}/{file} is not UTF-8", dir.display()))
     });
-    let mut plugin = build(dir, id, host_version, text, |wasm| {
+    let mut plugin = build(dir, id, host_version, (file, text), |wasm| {
         let bytes = read_regular(dir, Path::new(wasm), MAX_WASM_BYTES)
             .map_err(|e| format!("wasm file {e}"))?;
         check_wasm(&dir.join(wasm), bytes.len() as u64, &bytes)?;
@@ -208,14 +214,18 @@ pub fn from_folder(
     folder: &crate::plugins::folder::Folder,
     host_version: &semver::Version,
 ) -> Plugin {
+    let file = manifest::FILES
+        .into_iter()
+        .find(|f| folder.file(Path::new(f)).is_some())
+        .unwrap_or(manifest::FILES[0]);
     let text = folder
-        .file(Path::new("plugin.toml"))
-        .ok_or_else(|| format!("{} has no plugin.toml", dir.display()))
+        .file(Path::new(file))
+        .ok_or_else(|| format!("{} has no plugin.toml (or extension.json)", dir.display()))
         .and_then(|b| {
             String::from_utf8(b.to_vec())
-                .map_err(|_| format!("{}/plugin.toml is not UTF-8", dir.display()))
+                .map_err(|_| format!("{}/{file} is not UTF-8", dir.display()))
         });
-    let mut plugin = build(dir, id, host_version, text, |wasm| {
+    let mut plugin = build(dir, id, host_version, (file, text), |wasm| {
         let path = dir.join(wasm);
         let bytes = folder
             .file(Path::new(wasm))
@@ -231,7 +241,7 @@ fn build(
     dir: &Path,
     id: &str,
     host_version: &semver::Version,
-    text: Result<String, String>,
+    (file, text): (&str, Result<String, String>),
     read: impl FnOnce(&str) -> Result<Vec<u8>, String>,
 ) -> Plugin {
     let mut plugin = Plugin {
@@ -253,7 +263,7 @@ fn build(
             return plugin;
         }
     };
-    let manifest = match manifest::parse(&text, id, host_version) {
+    let manifest = match manifest::parse_file(file, &text, id, host_version) {
         Ok(m) => m,
         Err(e) => {
             plugin.diagnostics.extend(e.problems);

@@ -12,6 +12,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub mod commands;
+pub mod extension;
 pub mod oauth;
 pub mod tau;
 
@@ -243,6 +244,24 @@ pub fn valid_name(name: &str) -> bool {
         && !name.starts_with('-')
         && !name.ends_with('-')
         && !name.contains("--")
+}
+
+/// The manifest files a plugin folder may have, the first found is read:
+/// tark's `plugin.toml`, or a tau extension's `extension.json`.
+pub const FILES: [&str; 2] = ["plugin.toml", extension::FILE];
+
+/// Parses the manifest `file` (one of [`FILES`]) of the plugin folder `folder`.
+pub fn parse_file(
+    file: &str,
+    text: &str,
+    folder: &str,
+    host_version: &semver::Version,
+) -> Result<Manifest, ManifestError> {
+    if file == extension::FILE {
+        extension::parse(text, folder)
+    } else {
+        parse(text, folder, host_version)
+    }
 }
 
 /// Parses `plugin.toml` text and validates it. `folder` is the plugin's folder

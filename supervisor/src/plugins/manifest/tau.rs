@@ -20,13 +20,13 @@ pub struct Requested {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(super) struct RawTau {
-    timeout_ms: Option<u64>,
-    wasm: RawTauWasm,
+    pub(super) timeout_ms: Option<u64>,
+    pub(super) wasm: RawTauWasm,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct RawTauWasm {
+pub(super) struct RawTauWasm {
     fuel_limit: Option<u64>,
     memory_limit_bytes: Option<u64>,
     max_response_bytes: Option<u64>,
