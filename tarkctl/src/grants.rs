@@ -131,27 +131,9 @@ pub async fn add(
     update_of: Option<&str>,
 ) -> anyhow::Result<()> {
     let (yes, grant) = (how.yes, how.grant);
-    // Kept until the install is done: a staged source is deleted with it.
-    let mut staged = crate::source::stage(source)?;
     let origin = crate::source::origin(source);
-    let plan_of = |folder: String| pb::InstallPluginRequest {
-        source: folder,
-        approved: None,
-        origin: String::new(),
-        allow_unsigned: false,
-    };
-    let mut source = staged.folder.display().to_string();
-    let plan = match c.install_plugin(plan_of(source.clone())).await {
-        Err(s) if hidden_tmp(&s, &staged.folder) => {
-            // tarkd runs with a /tmp of its own: hand it a copy it can see.
-            staged = crate::source::stage_copy(&staged.folder)?;
-            source = staged.folder.display().to_string();
-            c.install_plugin(plan_of(source.clone())).await
-        }
-        answer => answer,
-    }
-    .map_err(crate::status_error)?
-    .into_inner();
+    // `_staged` is kept until the install is done: a staged source is deleted with it.
+    let (_staged, source, plan) = plan(c, source).await?;
     let info = plan.plugin.clone().unwrap_or_default();
     if let Some(id) = update_of {
         if info.id != id {
@@ -210,6 +192,71 @@ pub async fn add(
         .map_err(crate::status_error)?
         .into_inner();
     show_installed(done, &approved, json_out);
+    Ok(())
+}
+
+/// tarkd's plan for installing `source` (nothing is installed): the staged
+/// folder (deleted when dropped), its path as tarkd was given it, the answer.
+async fn plan(
+    c: &mut pb::plugins_client::PluginsClient<tonic::transport::Channel>,
+    source: &str,
+) -> anyhow::Result<(crate::source::Staged, String, pb::InstallPluginResponse)> {
+    let mut staged = crate::source::stage(source)?;
+    let plan_of = |folder: String| pb::InstallPluginRequest {
+        source: folder,
+        approved: None,
+        origin: String::new(),
+        allow_unsigned: false,
+    };
+    let mut source = staged.folder.display().to_string();
+    let plan = match c.install_plugin(plan_of(source.clone())).await {
+        Err(s) if hidden_tmp(&s, &staged.folder) => {
+            // tarkd runs with a /tmp of its own: hand it a copy it can see.
+            staged = crate::source::stage_copy(&staged.folder)?;
+            source = staged.folder.display().to_string();
+            c.install_plugin(plan_of(source.clone())).await
+        }
+        answer => answer,
+    }
+    .map_err(crate::status_error)?
+    .into_inner();
+    Ok((staged, source, plan))
+}
+
+/// `tarkctl plugin validate`: the plugin at `source` (a folder, or its
+/// plugin.toml or extension.json) checked by tarkd exactly as an install
+/// would check it, installing nothing.
+pub async fn validate(
+    c: &mut pb::plugins_client::PluginsClient<tonic::transport::Channel>,
+    source: &str,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let path = std::path::Path::new(source);
+    let manifest = path
+        .file_name()
+        .and_then(|f| f.to_str())
+        .filter(|f| ["plugin.toml", "extension.json"].contains(f) && path.is_file());
+    let folder = match (manifest, path.parent()) {
+        (Some(_), Some(dir)) if !dir.as_os_str().is_empty() => dir.display().to_string(),
+        (Some(_), _) => ".".to_owned(),
+        (None, _) => source.to_owned(),
+    };
+    let (_staged, _, plan) = plan(c, &folder).await?;
+    let info = plan.plugin.clone().unwrap_or_default();
+    let requested = plan.requested.clone().unwrap_or_default();
+    if json_out {
+        crate::render::print_json(&json!({
+            "valid": true, "plugin": crate::render::plugin_json(&info),
+            "requests": items(&requested), "notes": plan.notes,
+        }));
+        return Ok(());
+    }
+    println!("{source}: valid");
+    crate::render::print_info(&info);
+    show_list("requests", &items(&requested));
+    for n in &plan.notes {
+        println!("  note: {n}");
+    }
     Ok(())
 }
 

@@ -34,6 +34,10 @@ pub(crate) enum PluginCommand {
         #[arg(long)]
         allow_unsigned: bool,
     },
+    /// Check a plugin folder (or its plugin.toml or extension.json) as tarkd
+    /// would install it, installing nothing: the plugin as it would be, what
+    /// it requests, its warnings; the problems when it is invalid.
+    Validate { source: String },
     /// Install a new version of an installed plugin (as add, but the source must
     /// hold that plugin); without a source, the one it was installed from is
     /// fetched again (a git URL's ref, a folder, an archive).
@@ -127,6 +131,10 @@ pub(crate) async fn run(
                 allow_unsigned,
             };
             grants::add(&mut c, &source, &how, json_out, None).await?;
+        }
+        PluginCommand::Validate { source } => {
+            let mut c = pb::plugins_client::PluginsClient::new(channel);
+            grants::validate(&mut c, &source, json_out).await?;
         }
         PluginCommand::Grants {
             id,

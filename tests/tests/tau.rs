@@ -225,3 +225,41 @@ async fn a_bad_extension_json_is_refused_by_name() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_validate_checks_either_manifest_and_installs_nothing() -> anyhow::Result<()> {
+    let t = Tarkd::start(vec![], Options::default())?;
+    let src = tempfile::tempdir()?;
+    let dir = extension_folder(
+        src.path(),
+        serde_json::json!({"permissions": ["run-commands", "network"]}),
+    )?;
+    let file = format!("{dir}/extension.json");
+    for source in [&dir, &file] {
+        let shown = t.ctl_ok(&["plugin", "validate", source])?;
+        assert!(shown.contains(": valid"), "{shown}");
+        assert!(shown.contains("tau-guard 0.1.0 (hook)"), "{shown}");
+        assert!(shown.contains("onHook:pre-tool-call"), "{shown}");
+        assert!(
+            shown.contains("permission \"network\" grants nothing by itself"),
+            "{shown}"
+        );
+    }
+    let toml = tark_tests::fixtures::repo_root().join("examples/plugins/tau-guard/plugin.toml");
+    let shown = t.ctl_ok(&["plugin", "validate", &toml.display().to_string()])?;
+    assert!(shown.contains("tau-guard 0.1.0 (hook)"), "{shown}");
+
+    let bad = tempfile::tempdir()?;
+    let bad = extension_folder(bad.path(), serde_json::json!({"schema_version": 2}))?;
+    let refused = t.ctl(&["plugin", "validate", &bad])?;
+    let message = refused.err().unwrap_or_default();
+    assert!(
+        message.contains("unsupported extension manifest schema"),
+        "{message}"
+    );
+    assert!(
+        t.plugin_info("tau-guard").await.is_err(),
+        "validate installed it"
+    );
+    Ok(())
+}
