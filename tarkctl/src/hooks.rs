@@ -1,4 +1,5 @@
-//! `tarkctl hook`: send one event to every hook plugin and show each decision.
+//! `tarkctl hook`: send one event to every hook plugin (or one, `--plugin`)
+//! and show each decision.
 
 use anyhow::Context;
 use serde_json::{Value, json};
@@ -21,7 +22,7 @@ fn text(payload: &Value, key: &str) -> String {
 /// `error` (`{"error":…}`), or any other name with its payload as is.
 pub fn event(name: &str, payload: &str) -> anyhow::Result<pb::HookEvent> {
     use pb::hook_event::Event;
-    let p: Value = serde_json::from_str(payload).context("--payload is not valid JSON")?;
+    let p: Value = serde_json::from_str(payload).context("the payload is not valid JSON")?;
     let event = match name {
         "before-tool" => Event::ToolExecute(pb::ToolExecuteEvent {
             tool: text(&p, "tool"),
@@ -37,19 +38,26 @@ pub fn event(name: &str, payload: &str) -> anyhow::Result<pb::HookEvent> {
             payload_json: payload.to_owned(),
         }),
     };
-    Ok(pb::HookEvent { event: Some(event) })
+    Ok(pb::HookEvent {
+        event: Some(event),
+        ..Default::default()
+    })
 }
 
+/// Sends the event to every hook plugin, or only to `only` when it names one.
 pub async fn dispatch(
     channel: Channel,
     name: &str,
     payload: &str,
+    only: &str,
     tenant: &Option<String>,
     json: bool,
 ) -> anyhow::Result<()> {
     let mut c = pb::hooks_client::HooksClient::new(channel);
+    let mut e = event(name, payload)?;
+    only.clone_into(&mut e.plugin);
     let o = c
-        .dispatch_hook(request(event(name, payload)?, tenant)?)
+        .dispatch_hook(request(e, tenant)?)
         .await
         .map_err(status_error)?
         .into_inner();

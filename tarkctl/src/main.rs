@@ -107,8 +107,14 @@ enum Command {
     Hook {
         event: String,
         /// The event's JSON payload.
-        #[arg(long, default_value = "{}")]
+        #[arg(long, default_value = "{}", conflicts_with = "payload_file")]
         payload: String,
+        /// The payload from this JSON file instead (tau's `--payload-file`).
+        #[arg(long)]
+        payload_file: Option<std::path::PathBuf>,
+        /// Only this hook plugin runs (tau's exec of one extension's hook).
+        #[arg(long)]
+        plugin: Option<String>,
     },
     /// Recent refusals of plugins' host calls, and counts per plugin and capability.
     Audit {
@@ -483,8 +489,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             channels::run(channel, plugin, a, t, json).await?;
         }
-        Command::Hook { event, payload } => {
-            hooks::dispatch(channel, &event, &payload, t, json).await?;
+        Command::Hook {
+            event,
+            payload,
+            payload_file,
+            plugin,
+        } => {
+            let payload = match payload_file {
+                Some(f) => std::fs::read_to_string(&f)
+                    .with_context(|| format!("reading the payload file {}", f.display()))?,
+                None => payload,
+            };
+            let only = plugin.as_deref().unwrap_or("");
+            hooks::dispatch(channel, &event, &payload, only, t, json).await?;
         }
         Command::Tools => {
             let mut c = pb::tools_client::ToolsClient::new(channel);

@@ -15,6 +15,7 @@ fn before(tool: &str, args: &str) -> pb::HookEvent {
             tool: tool.into(),
             arguments_json: args.into(),
         })),
+        ..Default::default()
     }
 }
 
@@ -24,6 +25,7 @@ fn named(name: &str) -> pb::HookEvent {
             name: name.into(),
             payload_json: "{}".into(),
         })),
+        ..Default::default()
     }
 }
 

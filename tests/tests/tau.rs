@@ -12,6 +12,7 @@ fn before(tool: &str, args: &str) -> pb::HookEvent {
             tool: tool.into(),
             arguments_json: args.into(),
         })),
+        ..Default::default()
     }
 }
 
@@ -21,6 +22,7 @@ fn named(name: &str) -> pb::HookEvent {
             name: name.into(),
             payload_json: r#"{"run_id":"r1"}"#.into(),
         })),
+        ..Default::default()
     }
 }
 
@@ -261,5 +263,54 @@ async fn plugin_validate_checks_either_manifest_and_installs_nothing() -> anyhow
         t.plugin_info("tau-guard").await.is_err(),
         "validate installed it"
     );
+    Ok(())
+}
+
+/// tau's exec: one extension's hook with a payload file, the other hook
+/// plugins left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tarkctl_hook_runs_one_plugins_hook_with_a_payload_file() -> anyhow::Result<()> {
+    let t = Tarkd::start(
+        vec![PluginFiles::tau_guard()?, PluginFiles::guard("guard-a")?],
+        Options::default(),
+    )?;
+    let dir = tempfile::tempdir()?;
+    let payload = dir.path().join("payload.json");
+    std::fs::write(&payload, r#"{"run_id":"r1","prompt":"hello"}"#)?;
+    let payload = payload.display().to_string();
+    let all = t.ctl_ok(&["--json", "hook", "run-start", "--payload-file", &payload])?;
+    let all: serde_json::Value = serde_json::from_str(&all)?;
+    assert_eq!(all["results"].as_array().map(Vec::len), Some(2), "{all}");
+
+    let one = t.ctl_ok(&[
+        "--json",
+        "hook",
+        "run-start",
+        "--plugin",
+        "tau-guard",
+        "--payload-file",
+        &payload,
+    ])?;
+    let one: serde_json::Value = serde_json::from_str(&one)?;
+    let results = one["results"].as_array().cloned().unwrap_or_default();
+    assert_eq!(results.len(), 1, "{one}");
+    assert_eq!(results[0]["plugin"], "tau-guard");
+    assert_eq!(results[0]["decision"], "ok");
+
+    let none = t.ctl(&["hook", "run-start", "--plugin", "no-such-hook"])?;
+    let message = none.err().unwrap_or_default();
+    assert!(
+        message.contains("no hook plugin \"no-such-hook\""),
+        "{message}"
+    );
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{not json")?;
+    let refused = t.ctl(&[
+        "hook",
+        "run-start",
+        "--payload-file",
+        &bad.display().to_string(),
+    ])?;
+    assert!(refused.err().unwrap_or_default().contains("not valid JSON"));
     Ok(())
 }

@@ -114,11 +114,20 @@ impl pb::hooks_server::Hooks for Api {
         req: Request<pb::HookEvent>,
     ) -> Result<Response<pb::HookOutcome>, Status> {
         let tenant = tenant(&req)?;
+        let req = req.into_inner();
         let event = req
-            .into_inner()
             .event
             .ok_or_else(|| Status::invalid_argument("HookEvent carries no event"))?;
-        let hooks = self.plugins_of(&tenant, PluginType::Hook);
+        let mut hooks = self.plugins_of(&tenant, PluginType::Hook);
+        if !req.plugin.is_empty() {
+            hooks.retain(|p| p.id == req.plugin);
+            if hooks.is_empty() {
+                return Err(Status::not_found(format!(
+                    "no hook plugin {:?} serves this tenant",
+                    req.plugin
+                )));
+            }
+        }
         let fail_closed = |p: &Plugin| self.0.config.hooks.fail_closed.contains(&p.id);
         use pb::hook_event::Event;
         let call = match event {

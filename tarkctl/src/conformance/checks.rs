@@ -373,7 +373,12 @@ pub async fn hook(ch: &Channel, plugin: &str) -> Vec<Check> {
     let mut checks = Vec::new();
     for (id, event) in cases {
         let at = Instant::now();
-        let r = c.dispatch_hook(pb::HookEvent { event: Some(event) }).await;
+        let r = c
+            .dispatch_hook(pb::HookEvent {
+                event: Some(event),
+                ..Default::default()
+            })
+            .await;
         checks.push(judge(id.into(), at, r, |o| {
             match o.results.iter().find(|r| r.plugin == plugin) {
                 None => Check::new(String::new(), Status::Fail, "the hook did not run".into()),

@@ -57,12 +57,14 @@ pub async fn hooks(
             tool: "shell".into(),
             arguments_json: r#"{"cmd":"ls"}"#.into(),
         })),
+        ..Default::default()
     };
     let named = pb::HookEvent {
         event: Some(Event::Named(pb::NamedEvent {
             name: "session-start".into(),
             payload_json: "{}".into(),
         })),
+        ..Default::default()
     };
     let (mut seq, mut fan) = (Vec::new(), Vec::new());
     for _ in 0..n {
