@@ -172,12 +172,9 @@ async fn an_extension_json_folder_installs_lists_and_answers_its_hooks() -> anyh
     let args: serde_json::Value = serde_json::from_str(&o.arguments_json)?;
     assert_eq!(args["checked_by"], "tau-guard@0.1.0 (pre-tool-call v1)");
     assert_eq!(only(&dispatch(&t, named("run-start")).await?).0, "ok");
-    // Its own fuel limit, from extension.json, holds.
-    let (_, detail) = only(&dispatch(&t, named("spin")).await?);
-    assert!(
-        detail.contains("fuel limit of 2000000 exhausted"),
-        "{detail}"
-    );
+    // tau-guard's test events ("spin", "flood") are no tau hooks: an
+    // extension.json cannot subscribe to them, so they do not reach it.
+    assert!(dispatch(&t, named("spin")).await?.results.is_empty());
 
     let info = t.plugin_info("tau-guard").await?;
     assert_eq!(info.wit, "tark core module (hook, tau extension)");
@@ -312,5 +309,40 @@ async fn tarkctl_hook_runs_one_plugins_hook_with_a_payload_file() -> anyhow::Res
         &bad.display().to_string(),
     ])?;
     assert!(refused.err().unwrap_or_default().contains("not valid JSON"));
+    Ok(())
+}
+
+/// An extension receives the hooks its extension.json declares, as tau runs
+/// them, and no others; a plugin.toml hook plugin declares none and gets all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_receives_only_the_hooks_it_declares() -> anyhow::Result<()> {
+    let t = Tarkd::start(vec![PluginFiles::guard("guard-a")?], Options::default())?;
+    let src = tempfile::tempdir()?;
+    let dir = extension_folder(src.path(), serde_json::json!({"hooks": ["run-start"]}))?;
+    t.ctl_ok(&["plugin", "add", &dir, "--yes"])?;
+    let ran = |o: &pb::HookOutcome| -> Vec<String> {
+        o.results.iter().map(|r| r.plugin.clone()).collect()
+    };
+    let o = dispatch(&t, named("run-start")).await?;
+    assert_eq!(ran(&o), ["guard-a", "tau-guard"]);
+    for other in ["run-end", "policy-override", "session-start"] {
+        assert_eq!(
+            ran(&dispatch(&t, named(other)).await?),
+            ["guard-a"],
+            "{other}"
+        );
+    }
+    // Not subscribed to pre-tool-call: it does not see the tool call, so it
+    // does not make this deploy a dry run as it otherwise does.
+    let o = dispatch(&t, before("deploy", r#"{"env":"prod"}"#)).await?;
+    assert_eq!(ran(&o), ["guard-a"]);
+    let args: serde_json::Value = serde_json::from_str(&o.arguments_json)?;
+    assert_eq!(args, serde_json::json!({"env": "prod"}), "{o:?}");
+    let refused = t.ctl(&["hook", "run-end", "--plugin", "tau-guard"])?;
+    let message = refused.err().unwrap_or_default();
+    assert!(
+        message.contains("tau-guard does not declare hook \"run-end\""),
+        "{message}"
+    );
     Ok(())
 }

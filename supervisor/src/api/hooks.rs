@@ -119,15 +119,25 @@ impl pb::hooks_server::Hooks for Api {
             .event
             .ok_or_else(|| Status::invalid_argument("HookEvent carries no event"))?;
         let mut hooks = self.plugins_of(&tenant, PluginType::Hook);
+        let hook = hook_name(&event);
+        let subscribes = |p: &Plugin| p.loaded.as_ref().is_none_or(|l| l.manifest.receives(hook));
         if !req.plugin.is_empty() {
             hooks.retain(|p| p.id == req.plugin);
-            if hooks.is_empty() {
+            let Some(p) = hooks.first() else {
                 return Err(Status::not_found(format!(
                     "no hook plugin {:?} serves this tenant",
                     req.plugin
                 )));
+            };
+            if !subscribes(p) {
+                return Err(Status::failed_precondition(format!(
+                    "hook plugin {} does not declare hook {hook:?}",
+                    p.id
+                )));
             }
         }
+        // A plugin that declares its hooks receives only those.
+        hooks.retain(|p| subscribes(p));
         let fail_closed = |p: &Plugin| self.0.config.hooks.fail_closed.contains(&p.id);
         use pb::hook_event::Event;
         let call = match event {
@@ -165,6 +175,18 @@ impl pb::hooks_server::Hooks for Api {
             chain.apply(&p.id, fail_closed(p), v);
         }
         Ok(Response::new(chain.outcome))
+    }
+}
+
+/// tau's name for a hook event, the name hook plugins subscribe by (the worker
+/// hands a tau extension the same one).
+fn hook_name(event: &pb::hook_event::Event) -> &str {
+    use pb::hook_event::Event;
+    match event {
+        Event::ToolExecute(_) => "pre-tool-call",
+        Event::ToolComplete(_) => "post-tool-call",
+        Event::Error(_) => "run-end",
+        Event::Named(n) => &n.name,
     }
 }
 

@@ -6,8 +6,8 @@
 //! the folder, `hooks` and `permissions` from tau's lists and each named once,
 //! `timeout_ms` in 1..=300000 (5000 when absent), and positive `wasm` limits.
 //! Then it becomes a tarkd manifest: a `hook` plugin whose module is the
-//! entrypoint, whose hooks are its activation events (`onHook:run-start`, ...),
-//! and whose limits are requested as `[tau]` requests them, capped by tarkd's
+//! entrypoint, which receives only the hook events it declares (reported as
+//! activation events `onHook:run-start`, ...), and whose limits are requested as `[tau]` requests them, capped by tarkd's
 //! policy. Nothing in it grants a capability: tau's permissions and wasm modes
 //! are reported, and an extension reaches the host only through what the
 //! operator approves. tarkd runs `wasm` extensions; `process` ones are refused
@@ -173,6 +173,7 @@ pub fn parse(text: &str, folder: &str) -> Result<Manifest, ManifestError> {
             oauth: None,
             limits,
             commands: Vec::new(),
+            subscriptions: Some(raw.hooks),
             warnings,
         }),
         _ => Err(ManifestError { problems }),

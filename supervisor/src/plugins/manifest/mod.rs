@@ -87,6 +87,10 @@ pub struct Manifest {
     pub limits: Requested,
     /// `[[tools]]`: command tools, for a plugin with no module.
     pub commands: Vec<CommandTool>,
+    /// The hook events (tau's hook names) a hook plugin receives: `None`, every
+    /// event (plugin.toml declares none); `Some`, only these (extension.json's
+    /// `hooks`, as tau delivers them).
+    pub subscriptions: Option<Vec<String>>,
     /// Keys tarkd did not understand and capabilities it does not grant.
     pub warnings: Vec<String>,
 }
@@ -115,6 +119,13 @@ pub struct Contribution {
 }
 
 impl Manifest {
+    /// Whether this hook plugin receives the hook event `hook` (tau's name).
+    pub fn receives(&self, hook: &str) -> bool {
+        self.subscriptions
+            .as_ref()
+            .is_none_or(|hooks| hooks.iter().any(|h| h == hook))
+    }
+
     /// The built-in provider an (auth-only) provider plugin stands in for.
     pub fn base_provider(&self) -> &str {
         self.contributes
@@ -431,6 +442,7 @@ pub fn parse(
             oauth,
             limits,
             commands,
+            subscriptions: None,
             warnings,
         }),
         _ => Err(ManifestError { problems }),

@@ -169,3 +169,25 @@ fn defaults_and_paths_as_tau_has_them() {
     let all = parse(&ext(j!({"hooks": HOOKS})), "wasm-assistant").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(all.activation.len(), HOOKS.len());
 }
+
+#[test]
+fn it_receives_the_hooks_it_declares_and_no_others() {
+    let m = parse(
+        &ext(j!({"hooks": ["run-start", "pre-tool-call"]})),
+        "wasm-assistant",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    for (hook, receives) in [
+        ("run-start", true),
+        ("pre-tool-call", true),
+        ("run-end", false),
+        ("post-tool-call", false),
+        ("message-transform", false),
+        ("policy-override", false),
+        ("session-start", false),
+    ] {
+        assert_eq!(m.receives(hook), receives, "{hook}");
+    }
+    let none = parse(&ext(j!({"hooks": []})), "wasm-assistant").unwrap_or_else(|e| panic!("{e}"));
+    assert!(HOOKS.iter().all(|h| !none.receives(h)));
+}
