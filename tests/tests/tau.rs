@@ -201,10 +201,6 @@ async fn a_bad_extension_json_is_refused_by_name() -> anyhow::Result<()> {
             "unsupported extension hooks entry",
         ),
         (
-            serde_json::json!({"runtime": "process"}),
-            "runtime \"process\" is not run",
-        ),
-        (
             serde_json::json!({"entrypoint": "missing.wasm"}),
             "missing.wasm not found",
         ),
@@ -343,6 +339,145 @@ async fn an_extension_receives_only_the_hooks_it_declares() -> anyhow::Result<()
     assert!(
         message.contains("tau-guard does not declare hook \"run-end\""),
         "{message}"
+    );
+    Ok(())
+}
+
+/// A tau process extension as tau's guide shapes one (issue-assistant's
+/// `runtime.sh`): tau's request on stdin, `{"ok":true,"result":…}` on stdout.
+/// This one also blocks a tool call whose request mentions `rm -rf`, fails
+/// when the request says `"fail"`, spins on `"spin"` and answers garbage on
+/// `"garbage"`.
+const RUNTIME_SH: &str = r#"#!/bin/sh
+read -r request
+case "$request" in
+  *'"hook":"pre-tool-call"'*'rm -rf'*) printf '{"block":true,"reason":"issue-assistant: no rm -rf"}' ;;
+  *'"fail"'*) echo "asked to fail" >&2; exit 3 ;;
+  *'"spin"'*) while :; do :; done ;;
+  *'"garbage"'*) printf 'not-json' ;;
+  *'"manifest_id":"issue-assistant"'*) printf '{"ok":true,"result":"hook-processed"}' ;;
+  *) printf '{"error":"no manifest_id in the request"}' ;;
+esac
+"#;
+
+fn process_extension(root: &std::path::Path, timeout_ms: u64) -> anyhow::Result<String> {
+    let dir = root.join("issue-assistant");
+    std::fs::create_dir_all(&dir)?;
+    let manifest = serde_json::json!({
+        "schema_version": 1,
+        "id": "issue-assistant",
+        "version": "0.1.0",
+        "runtime": "process",
+        "entrypoint": "runtime.sh",
+        "hooks": ["run-start", "pre-tool-call"],
+        "permissions": ["run-commands"],
+        "timeout_ms": timeout_ms
+    });
+    std::fs::write(
+        dir.join("extension.json"),
+        serde_json::to_vec_pretty(&manifest)?,
+    )?;
+    std::fs::write(dir.join("runtime.sh"), RUNTIME_SH)?;
+    std::fs::write(
+        dir.join("payload.json"),
+        r#"{"run_id":"r1","prompt":"triage"}"#,
+    )?;
+    Ok(dir.display().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_extension_runs_its_hooks_in_the_jail() -> anyhow::Result<()> {
+    let t = Tarkd::start(vec![], Options::default())?;
+    let src = tempfile::tempdir()?;
+    let dir = process_extension(src.path(), 1500)?;
+    // run-commands is the shell capability, which needs the operator's approval.
+    let plan = t.tarkctl(&["plugin", "add", &dir])?;
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&plan.stdout),
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    assert!(!plan.status.success(), "{shown}");
+    assert!(
+        shown.contains("shell") && shown.contains("approval needed"),
+        "{shown}"
+    );
+    t.ctl_ok(&["plugin", "add", &dir, "--yes"])?;
+
+    // tau's exec: run-start with tau's payload file.
+    let payload = format!("{dir}/payload.json");
+    let ran = t.ctl_ok(&[
+        "--json",
+        "hook",
+        "run-start",
+        "--plugin",
+        "issue-assistant",
+        "--payload-file",
+        &payload,
+    ])?;
+    let ran: serde_json::Value = serde_json::from_str(&ran)?;
+    assert_eq!(ran["results"][0]["decision"], "ok", "{ran}");
+
+    let o = dispatch(&t, before("shell", r#"{"cmd":"rm -rf /"}"#)).await?;
+    assert!(o.blocked, "{o:?}");
+    assert_eq!(
+        o.block_reason,
+        "blocked by hook issue-assistant: issue-assistant: no rm -rf"
+    );
+    assert_eq!(
+        only(&dispatch(&t, before("shell", r#"{"cmd":"ls"}"#)).await?).0,
+        "proceed"
+    );
+
+    let failing = |o: &pb::HookOutcome| only(o);
+    let named_with = |payload: &str| pb::HookEvent {
+        event: Some(pb::hook_event::Event::Named(pb::NamedEvent {
+            name: "run-start".into(),
+            payload_json: payload.into(),
+        })),
+        ..Default::default()
+    };
+    let (decision, detail) = failing(&dispatch(&t, named_with(r#"{"x":"fail"}"#)).await?);
+    assert_eq!(decision, "failed");
+    assert!(
+        detail.contains("exited with exit status: 3") && detail.contains("asked to fail"),
+        "{detail}"
+    );
+    let (_, detail) = failing(&dispatch(&t, named_with(r#"{"x":"garbage"}"#)).await?);
+    assert!(detail.contains("malformed JSON"), "{detail}");
+    let (_, detail) = failing(&dispatch(&t, named_with(r#"{"x":"spin"}"#)).await?);
+    assert!(detail.contains("deadline of 1500 ms exceeded"), "{detail}");
+
+    // Without the shell capability approved, no hook runs, and the refusal is audited.
+    t.ctl_ok(&["plugin", "grants", "issue-assistant", "--revoke", "shell"])?;
+    let (decision, detail) = only(&dispatch(&t, named("run-start")).await?);
+    assert_eq!(decision, "failed");
+    assert!(detail.contains("hook run-start runs a process"), "{detail}");
+    let audit = t.ctl_ok(&["audit", "--plugin", "issue-assistant"])?;
+    assert!(audit.contains("shell"), "{audit}");
+    Ok(())
+}
+
+/// What a process extension can reach from its jail: it cannot write its own
+/// folder or /tmp, and sees none of the host's home folders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_extension_writes_nothing_and_sees_little() -> anyhow::Result<()> {
+    const PROBE_SH: &str = r#"#!/bin/sh
+read -r request
+own=no; (echo x > ./written) 2>/dev/null && own=yes
+tmp=no; (echo x > /tmp/written-by-extension) 2>/dev/null && tmp=yes
+root=no; ls /root >/dev/null 2>&1 && root=yes
+printf '{"block":true,"reason":"own=%s tmp=%s root=%s"}' "$own" "$tmp" "$root"
+"#;
+    let t = Tarkd::start(vec![], Options::default())?;
+    let src = tempfile::tempdir()?;
+    let dir = process_extension(src.path(), 5000)?;
+    std::fs::write(format!("{dir}/runtime.sh"), PROBE_SH)?;
+    t.ctl_ok(&["plugin", "add", &dir, "--yes"])?;
+    let o = dispatch(&t, before("shell", "{}")).await?;
+    assert_eq!(
+        o.block_reason, "blocked by hook issue-assistant: own=no tmp=no root=no",
+        "{o:?}"
     );
     Ok(())
 }

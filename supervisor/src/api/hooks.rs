@@ -178,6 +178,38 @@ impl pb::hooks_server::Hooks for Api {
     }
 }
 
+impl Api {
+    /// A hook plugin's answer to a call: from its worker, or, for a tau
+    /// process extension, from its program run in a jail.
+    async fn answer(&self, tenant: &str, plugin: &Plugin, call: Call) -> Result<Outcome, Status> {
+        let Some(loaded) = plugin.runnable() else {
+            return self.call(tenant, plugin, call).await;
+        };
+        let Some(program) = loaded.manifest.process.clone() else {
+            return self.call(tenant, plugin, call).await;
+        };
+        let id = &plugin.id;
+        let (name, version) = (&loaded.manifest.name, loaded.manifest.version.to_string());
+        let Some((hook, _)) = tark_tau::envelope(&call) else {
+            return Err(unexpected(id));
+        };
+        let request = tark_tau::request(&call, name, &version).ok_or_else(|| unexpected(id))?;
+        let jail = self.0.workers.jail(tenant, plugin)?;
+        let text =
+            crate::commands::process::run(jail, tenant, plugin, &program, &hook, &request).await?;
+        match tark_tau::answer(&call, &text) {
+            Ok(tark_tau::Answer::Decision(d)) => {
+                Ok(Outcome::Decision(wpb::HookDecision { decision: Some(d) }))
+            }
+            Ok(tark_tau::Answer::Ack) => Ok(Outcome::Ack(wpb::Ack { error: None })),
+            Ok(tark_tau::Answer::Failed(m)) => Err(Status::unknown(format!("plugin {id}: {m}"))),
+            Err(e) => Err(Status::unknown(format!(
+                "plugin {id}: hook {hook}: the extension process {e}"
+            ))),
+        }
+    }
+}
+
 /// tau's name for a hook event, the name hook plugins subscribe by (the worker
 /// hands a tau extension the same one).
 fn hook_name(event: &pb::hook_event::Event) -> &str {
@@ -197,7 +229,8 @@ impl Api {
         let ms = self.0.config.hooks.deadline_ms;
         let id = &plugin.id;
         let answer =
-            tokio::time::timeout(Duration::from_millis(ms), self.call(tenant, plugin, call)).await;
+            tokio::time::timeout(Duration::from_millis(ms), self.answer(tenant, plugin, call))
+                .await;
         use wpb::hook_decision::Decision;
         match answer {
             Err(_) => Verdict::Failed(format!("plugin {id}: no answer within {ms} ms")),

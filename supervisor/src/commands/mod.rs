@@ -13,6 +13,7 @@
 //! (and, through its PID namespace, everything it started); its output is
 //! capped at `limits.max_response_kib`.
 
+pub mod process;
 pub mod template;
 
 use std::io::Write;
@@ -142,11 +143,13 @@ pub async fn run(
             .map(|p| p.to_string_lossy().into_owned())
             .collect(),
         landlock_min_abi: jail.landlock_min_abi,
+        stdin: Vec::new(),
+        exec: Vec::new(),
     };
     execute(&jail, &format!("{tenant}/{id}/{}", tool.name), spec)
         .await
         .map(|r| r.into_result(&tool.name, jail.max_output))
-        .map_err(|e| e.at(id, &tool.name, jail.deadline))
+        .map_err(|e| e.at(id, &format!("tool {}", tool.name), jail.deadline))
 }
 
 /// The declared `fs_read` entries every source of the grant allows (none
@@ -169,11 +172,11 @@ fn readable(
 }
 
 /// How a run ended.
-struct Finished {
-    status: std::process::ExitStatus,
-    stdout: Vec<u8>,
-    over: bool,
-    stderr: Vec<u8>,
+pub(crate) struct Finished {
+    pub(crate) status: std::process::ExitStatus,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) over: bool,
+    pub(crate) stderr: Vec<u8>,
 }
 
 impl Finished {
@@ -206,32 +209,37 @@ impl Finished {
 }
 
 /// Why a run produced no result.
-enum Failure {
+pub(crate) enum Failure {
     Deadline,
     Jail(String),
 }
 
 impl Failure {
-    fn at(self, plugin: &str, tool: &str, deadline: Duration) -> CallError {
+    /// The error for `what` ("tool NAME", "hook NAME") of `plugin`.
+    pub(crate) fn at(self, plugin: &str, what: &str, deadline: Duration) -> CallError {
         match self {
             Failure::Deadline => CallError::new(
                 Code::DeadlineExceeded,
                 format!(
-                    "plugin {plugin}: tool {tool}: deadline of {} ms exceeded; the command was killed",
+                    "plugin {plugin}: {what}: deadline of {} ms exceeded; the command was killed",
                     deadline.as_millis()
                 ),
             )
             .because(Reason::DeadlineExceeded, plugin),
             Failure::Jail(why) => CallError::new(
                 Code::FailedPrecondition,
-                format!("plugin {plugin}: tool {tool} could not be run: {why}"),
+                format!("plugin {plugin}: {what} could not be run: {why}"),
             )
             .because(Reason::SandboxIncomplete, plugin),
         }
     }
 }
 
-async fn execute(jail: &Jail, label: &str, spec: wpb::CommandSpec) -> Result<Finished, Failure> {
+pub(crate) async fn execute(
+    jail: &Jail,
+    label: &str,
+    spec: wpb::CommandSpec,
+) -> Result<Finished, Failure> {
     let procs = jail
         .cgroup
         .as_ref()

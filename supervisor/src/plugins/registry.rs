@@ -56,9 +56,10 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// A plugin of command tools (`[[tools]]`): no module, no worker.
+    /// A plugin that runs commands (command tools, `[[tools]]`, or a tau
+    /// process extension): no module, no worker.
     pub fn is_commands(&self) -> bool {
-        !self.manifest.commands.is_empty()
+        !self.manifest.commands.is_empty() || self.manifest.process.is_some()
     }
 }
 
@@ -177,11 +178,8 @@ pub fn load(dir: &Path, id: &str, host_version: &semver::Version) -> Plugin {
     let text = read_regular(dir, Path::new(file), MAX_MANIFEST_BYTES).and_then(|b| {
         String::from_utf8(b).map_err(|_| format!("{}/{file} is not UTF-8", dir.display()))
     });
-    let mut plugin = build(dir, id, host_version, (file, text), |wasm| {
-        let bytes = read_regular(dir, Path::new(wasm), MAX_WASM_BYTES)
-            .map_err(|e| format!("wasm file {e}"))?;
-        check_wasm(&dir.join(wasm), bytes.len() as u64, &bytes)?;
-        Ok(bytes)
+    let mut plugin = build(dir, id, host_version, (file, text), |path| {
+        read_regular(dir, Path::new(path), MAX_WASM_BYTES)
     });
     let folder = crate::plugins::folder::read(dir, None, crate::plugins::folder::Limits::default());
     plugin.package_digest = match folder {
@@ -225,13 +223,11 @@ pub fn from_folder(
             String::from_utf8(b.to_vec())
                 .map_err(|_| format!("{}/{file} is not UTF-8", dir.display()))
         });
-    let mut plugin = build(dir, id, host_version, (file, text), |wasm| {
-        let path = dir.join(wasm);
-        let bytes = folder
-            .file(Path::new(wasm))
-            .ok_or_else(|| format!("wasm file {} not found", path.display()))?;
-        check_wasm(&path, bytes.len() as u64, bytes)?;
-        Ok(bytes.to_vec())
+    let mut plugin = build(dir, id, host_version, (file, text), |path| {
+        folder
+            .file(Path::new(path))
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| format!("{} not found", dir.join(path).display()))
     });
     plugin.package_digest = package_digest(folder);
     plugin
@@ -270,9 +266,17 @@ fn build(
             return plugin;
         }
     };
-    // A plugin of command tools has no module to read.
-    let module = if manifest.commands.is_empty() {
+    // A plugin of command tools has no module to read; a process extension
+    // has its program (what its sha256 then follows).
+    let module = if let Some(program) = &manifest.process {
+        read(program).map_err(|e| format!("the extension's entrypoint {e}"))
+    } else if manifest.commands.is_empty() {
         read(&manifest.wasm)
+            .map_err(|e| format!("wasm file {e}"))
+            .and_then(|bytes| {
+                check_wasm(&dir.join(&manifest.wasm), bytes.len() as u64, &bytes)?;
+                Ok(bytes)
+            })
     } else {
         Ok(Vec::new())
     };

@@ -181,7 +181,7 @@ impl Workers {
             return Err(CallError::new(
                 Code::FailedPrecondition,
                 format!(
-                    "plugin {} has command tools and no module: it runs in no worker",
+                    "plugin {} runs commands and has no module: it runs in no worker",
                     plugin.id
                 ),
             )

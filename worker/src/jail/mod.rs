@@ -14,7 +14,9 @@
 //! paths the plugin declared and the operator approved (no writes, no TCP, no
 //! signals or abstract sockets outside), refuses Unix sockets unless the tool
 //! declared one ([`sockets`]), and executes the program with a fixed
-//! environment. No shell is involved: the argv is what tarkd rendered from
+//! environment. A tau process extension's folder is also readable and
+//! executable (`exec`), and tau's request is its standard input (a memory
+//! file, [`stdin`]). No shell is involved: the argv is what tarkd rendered from
 //! the manifest's template.
 //!
 //! A jail failure exits 126 with a `tark-jail:` line on stderr, which tarkd
@@ -60,7 +62,8 @@ pub fn main() -> std::process::ExitCode {
 fn run() -> Result<std::convert::Infallible, String> {
     crate::pidns::enter().map_err(|e| format!("entering the PID namespace: {e}"))?;
     let spec = read_spec()?;
-    for p in spec.read.iter().chain([&spec.cwd]) {
+    let stdin = stdin(&spec.stdin)?;
+    for p in spec.read.iter().chain(&spec.exec).chain([&spec.cwd]) {
         if !paths::acceptable(p) {
             return Err(format!("{p:?} is not a plain absolute path"));
         }
@@ -71,11 +74,12 @@ fn run() -> Result<std::convert::Infallible, String> {
         }
     }
     // The root of its own, then nothing held over the command.
-    root::enter(&spec.read, &spec.sockets)?;
+    let visible: Vec<String> = spec.read.iter().chain(&spec.exec).cloned().collect();
+    root::enter(&visible, &spec.sockets)?;
     caps::drop_all()?;
     limits(&spec).map_err(|e| format!("setting rlimits: {e}"))?;
     nix::sys::prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
-    landlock(&spec.read, spec.landlock_min_abi)?;
+    landlock(&spec.read, &spec.exec, spec.landlock_min_abi)?;
     if spec.sockets.is_empty() {
         sockets::refuse()?;
     }
@@ -87,7 +91,7 @@ fn run() -> Result<std::convert::Infallible, String> {
         .env("LANG", "C.UTF-8")
         .env("HOME", "/nonexistent")
         .current_dir(&spec.cwd)
-        .stdin(std::process::Stdio::null());
+        .stdin(stdin);
     Err(format!("running {:?}: {}", spec.program, command.exec()))
 }
 
@@ -99,6 +103,24 @@ fn read_spec() -> Result<CommandSpec, String> {
         .read_to_end(&mut bytes)
         .map_err(|e| format!("reading the command from fd 3: {e}"))?;
     CommandSpec::decode(bytes.as_slice()).map_err(|e| format!("decoding the command: {e}"))
+}
+
+/// The command's standard input: `bytes` in a memory file of its own, read
+/// from the start (a pipe would need a writer once the jail is the command),
+/// or nothing.
+fn stdin(bytes: &[u8]) -> Result<std::process::Stdio, String> {
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    use std::io::{Seek, Write};
+    if bytes.is_empty() {
+        return Ok(std::process::Stdio::null());
+    }
+    let fd = memfd_create(c"tark-jail-stdin", MFdFlags::MFD_CLOEXEC)
+        .map_err(|e| format!("making the command's stdin: {e}"))?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(bytes)
+        .and_then(|()| file.rewind())
+        .map_err(|e| format!("writing the command's stdin: {e}"))?;
+    Ok(file.into())
 }
 
 fn limits(spec: &CommandSpec) -> std::io::Result<()> {
@@ -117,12 +139,12 @@ fn limits(spec: &CommandSpec) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Read-only beneath `read`, read and execute beneath the system folders, and
-/// nothing else; no TCP; signals and abstract sockets scoped to the jail. A
+/// Read-only beneath `read`, read and execute beneath the system folders and
+/// `exec`, and nothing else; no TCP; signals and abstract sockets scoped to the jail. A
 /// kernel with an older ABI enforces what it knows (the rest is covered by the
 /// read-only root, the namespaces and the uid, see [`crate::landlock_abi`]);
 /// below `min_abi` the command is refused rather than run with less.
-fn landlock(read: &[String], min_abi: u32) -> Result<(), String> {
+fn landlock(read: &[String], exec: &[String], min_abi: u32) -> Result<(), String> {
     let abi = crate::landlock_abi::TARGET;
     let read_only = AccessFs::ReadFile | AccessFs::ReadDir;
     let status = Ruleset::default()
@@ -139,6 +161,7 @@ fn landlock(read: &[String], min_abi: u32) -> Result<(), String> {
             ))
         })
         .and_then(|r| r.add_rules(path_beneath_rules(read, read_only)))
+        .and_then(|r| r.add_rules(path_beneath_rules(exec, AccessFs::from_read(abi))))
         .and_then(|r| r.restrict_self())
         .map_err(|e| format!("landlock: {e}"))?;
     crate::landlock_abi::judge(&status, min_abi)

@@ -8,10 +8,12 @@
 //! Then it becomes a tarkd manifest: a `hook` plugin whose module is the
 //! entrypoint, which receives only the hook events it declares (reported as
 //! activation events `onHook:run-start`, ...), and whose limits are requested as `[tau]` requests them, capped by tarkd's
-//! policy. Nothing in it grants a capability: tau's permissions and wasm modes
-//! are reported, and an extension reaches the host only through what the
-//! operator approves. tarkd runs `wasm` extensions; `process` ones are refused
-//! by name.
+//! policy. A `process` extension has no module: its entrypoint runs as a
+//! jailed command per hook (the command tools' jail), which needs the shell
+//! capability, declared by tau's `run-commands` and approved by the operator
+//! like any other. Nothing else in it grants a capability: tau's other
+//! permissions and wasm modes are reported, and an extension reaches the host
+//! only through what the operator approves.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -99,16 +101,20 @@ pub fn parse(text: &str, folder: &str) -> Result<Manifest, ManifestError> {
         }
         Some(Ok(v)) => Some(v),
     };
-    match raw.runtime.as_deref() {
-        Some("wasm") => {}
-        Some("process") => problems.push(
-            "runtime \"process\" is not run by this tarkd: only \"wasm\" extensions are".to_owned(),
-        ),
-        Some(r) => problems.push(format!(
-            "unsupported extension runtime {r:?}: expected wasm or process"
-        )),
-        None => problems.push("runtime is required (wasm or process)".to_owned()),
-    }
+    let process = match raw.runtime.as_deref() {
+        Some("wasm") => false,
+        Some("process") => true,
+        Some(r) => {
+            problems.push(format!(
+                "unsupported extension runtime {r:?}: expected wasm or process"
+            ));
+            false
+        }
+        None => {
+            problems.push("runtime is required (wasm or process)".to_owned());
+            false
+        }
+    };
     let entrypoint = entrypoint(raw.entrypoint.as_deref().unwrap_or(""), &mut problems);
     for (field, list, known) in [
         ("hooks", &raw.hooks, &HOOKS[..]),
@@ -133,6 +139,14 @@ pub fn parse(text: &str, folder: &str) -> Result<Manifest, ManifestError> {
         problems.push(format!(
             "extension manifest 'timeout_ms' must be <= {TIMEOUT_MS_MAX}"
         ));
+    }
+    // tau's gate for running a process is `run-commands`; tarkd's is the shell
+    // capability, which the operator approves like any other.
+    let run_commands = raw.permissions.iter().any(|p| p == "run-commands");
+    if process && !run_commands && !raw.hooks.is_empty() {
+        warnings.push(
+            "a process extension without permission \"run-commands\" runs none of its hooks (tau's rule): each is refused".to_owned(),
+        );
     }
     for p in raw.permissions.iter().filter(|p| *p != "run-commands") {
         warnings.push(format!(
@@ -164,8 +178,15 @@ pub fn parse(text: &str, folder: &str) -> Result<Manifest, ManifestError> {
             homepage: String::new(),
             license: String::new(),
             min_tark_version: None,
-            wasm: entrypoint,
-            capabilities: Capabilities::default(),
+            wasm: if process {
+                String::new()
+            } else {
+                entrypoint.clone()
+            },
+            capabilities: Capabilities {
+                shell: process && run_commands,
+                ..Capabilities::default()
+            },
             contributes: Default::default(),
             api_version: "0.1".to_owned(),
             activation: raw.hooks.iter().map(|h| format!("onHook:{h}")).collect(),
@@ -173,6 +194,7 @@ pub fn parse(text: &str, folder: &str) -> Result<Manifest, ManifestError> {
             oauth: None,
             limits,
             commands: Vec::new(),
+            process: process.then_some(entrypoint),
             subscriptions: Some(raw.hooks),
             warnings,
         }),

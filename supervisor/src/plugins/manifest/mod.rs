@@ -87,6 +87,10 @@ pub struct Manifest {
     pub limits: Requested,
     /// `[[tools]]`: command tools, for a plugin with no module.
     pub commands: Vec<CommandTool>,
+    /// A tau process extension's program, relative to its folder: its hooks
+    /// run as jailed commands (behind the shell capability, tau's
+    /// `run-commands`), and it has no module.
+    pub process: Option<String>,
     /// The hook events (tau's hook names) a hook plugin receives: `None`, every
     /// event (plugin.toml declares none); `Some`, only these (extension.json's
     /// `hooks`, as tau delivers them).
@@ -442,6 +446,7 @@ pub fn parse(
             oauth,
             limits,
             commands,
+            process: None,
             subscriptions: None,
             warnings,
         }),

@@ -62,7 +62,6 @@ fn refusals_name_the_field() {
         (j!({"version": "1"}), "version is not semver"),
         (j!({"runtime": "python"}), "unsupported extension runtime"),
         (j!({"runtime": null}), "runtime is required"),
-        (j!({"runtime": "process"}), "runtime \"process\" is not run"),
         (j!({"entrypoint": ""}), "entrypoint must not be empty"),
         (
             j!({"entrypoint": "../escape.wasm"}),
@@ -190,4 +189,38 @@ fn it_receives_the_hooks_it_declares_and_no_others() {
     }
     let none = parse(&ext(j!({"hooks": []})), "wasm-assistant").unwrap_or_else(|e| panic!("{e}"));
     assert!(HOOKS.iter().all(|h| !none.receives(h)));
+}
+
+#[test]
+fn a_process_extension_runs_its_program_behind_the_shell_gate() {
+    let m = parse(
+        &ext(j!({"runtime": "process", "entrypoint": "./bin/runtime.sh"})),
+        "wasm-assistant",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.process.as_deref(), Some("bin/runtime.sh"));
+    assert_eq!(m.wasm, "");
+    assert!(
+        m.capabilities.shell,
+        "run-commands declares the shell capability"
+    );
+    assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+    let ungated = parse(
+        &ext(j!({"runtime": "process", "permissions": []})),
+        "wasm-assistant",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!ungated.capabilities.shell);
+    assert!(
+        ungated
+            .warnings
+            .iter()
+            .any(|w| w.contains("runs none of its hooks"))
+    );
+    let wasm = parse(&ext(j!({})), "wasm-assistant").unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !wasm.capabilities.shell,
+        "run-commands grants a wasm extension nothing"
+    );
+    assert_eq!(wasm.process, None);
 }
