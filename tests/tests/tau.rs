@@ -481,3 +481,29 @@ printf '{"block":true,"reason":"own=%s tmp=%s root=%s"}' "$own" "$tmp" "$root"
     );
     Ok(())
 }
+
+/// tau runs no hook of an extension that does not declare `run-commands`;
+/// neither does tarkd, and it says so in tau's words (and audits it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_extension_without_run_commands_runs_nothing() -> anyhow::Result<()> {
+    let t = Tarkd::start(vec![], Options::default())?;
+    let src = tempfile::tempdir()?;
+    let dir = process_extension(src.path(), 1500)?;
+    let manifest = format!("{dir}/extension.json");
+    let text = std::fs::read_to_string(&manifest)?.replace("\"run-commands\"", "");
+    std::fs::write(&manifest, text)?;
+    let shown = t.ctl_ok(&["plugin", "validate", &dir])?;
+    assert!(shown.contains("runs none of its hooks"), "{shown}");
+    // It asks for nothing: no shell capability to approve.
+    let added = t.ctl_ok(&["plugin", "add", &dir, "--yes"])?;
+    assert!(!added.contains("shell"), "{added}");
+    let (decision, detail) = only(&dispatch(&t, named("run-start")).await?);
+    assert_eq!(decision, "failed");
+    assert!(
+        detail.contains("hook 'run-start' requires permission 'run-commands'"),
+        "{detail}"
+    );
+    let audit = t.ctl_ok(&["audit", "--plugin", "issue-assistant"])?;
+    assert!(audit.contains("run-commands"), "{audit}");
+    Ok(())
+}

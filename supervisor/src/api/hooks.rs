@@ -178,6 +178,18 @@ impl pb::hooks_server::Hooks for Api {
     }
 }
 
+/// tau's name for a hook event, the name hook plugins subscribe by (the worker
+/// hands a tau extension the same one).
+fn hook_name(event: &pb::hook_event::Event) -> &str {
+    use pb::hook_event::Event;
+    match event {
+        Event::ToolExecute(_) => "pre-tool-call",
+        Event::ToolComplete(_) => "post-tool-call",
+        Event::Error(_) => "run-end",
+        Event::Named(n) => &n.name,
+    }
+}
+
 impl Api {
     /// A hook plugin's answer to a call: from its worker, or, for a tau
     /// process extension, from its program run in a jail.
@@ -208,21 +220,7 @@ impl Api {
             ))),
         }
     }
-}
 
-/// tau's name for a hook event, the name hook plugins subscribe by (the worker
-/// hands a tau extension the same one).
-fn hook_name(event: &pb::hook_event::Event) -> &str {
-    use pb::hook_event::Event;
-    match event {
-        Event::ToolExecute(_) => "pre-tool-call",
-        Event::ToolComplete(_) => "post-tool-call",
-        Event::Error(_) => "run-end",
-        Event::Named(n) => &n.name,
-    }
-}
-
-impl Api {
     /// One hook's answer to one event, within `hooks.deadline_ms`. Dropping the
     /// call at the deadline cuts it off in the worker.
     async fn ask(&self, tenant: &str, plugin: &Plugin, call: Call) -> Verdict {
