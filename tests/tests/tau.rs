@@ -507,3 +507,26 @@ async fn a_process_extension_without_run_commands_runs_nothing() -> anyhow::Resu
     assert!(audit.contains("run-commands"), "{audit}");
     Ok(())
 }
+
+/// tau's rule holds for wasm extensions too: without `run-commands` tau runs
+/// none of an extension's hooks, and tarkd refuses each in tau's words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasm_extension_without_run_commands_runs_no_hook() -> anyhow::Result<()> {
+    let t = Tarkd::start(vec![], Options::default())?;
+    let src = tempfile::tempdir()?;
+    let dir = extension_folder(src.path(), serde_json::json!({"permissions": []}))?;
+    let shown = t.ctl_ok(&["plugin", "validate", &dir])?;
+    assert!(shown.contains("runs none of its hooks"), "{shown}");
+    t.ctl_ok(&["plugin", "add", &dir, "--yes"])?;
+    let o = dispatch(&t, before("shell", r#"{"cmd":"rm -rf /"}"#)).await?;
+    assert!(!o.blocked, "{o:?}");
+    let (decision, detail) = only(&o);
+    assert_eq!(decision, "failed");
+    assert!(
+        detail.contains("hook 'pre-tool-call' requires permission 'run-commands'"),
+        "{detail}"
+    );
+    let audit = t.ctl_ok(&["audit", "--plugin", "tau-guard"])?;
+    assert!(audit.contains("run-commands"), "{audit}");
+    Ok(())
+}

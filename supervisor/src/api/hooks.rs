@@ -197,10 +197,18 @@ impl Api {
         let Some(loaded) = plugin.runnable() else {
             return self.call(tenant, plugin, call).await;
         };
+        let id = &plugin.id;
+        // tau's rule for either runtime, in tau's words.
+        if let Some((hook, _)) = tark_tau::envelope(&call)
+            && let Some(why) = loaded.manifest.tau_refusal(&hook)
+        {
+            let audit = &self.0.workers.authority.audit;
+            audit.record(tenant, id, "run-commands", &hook, "deny", &why);
+            return Err(Status::permission_denied(format!("plugin {id}: {why}")));
+        }
         let Some(program) = loaded.manifest.process.clone() else {
             return self.call(tenant, plugin, call).await;
         };
-        let id = &plugin.id;
         let (name, version) = (&loaded.manifest.name, loaded.manifest.version.to_string());
         let Some((hook, _)) = tark_tau::envelope(&call) else {
             return Err(unexpected(id));

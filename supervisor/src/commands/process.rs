@@ -46,16 +46,6 @@ pub async fn run(
             .audit
             .record(tenant, id, "shell", target, decision, reason);
     };
-    // tau's own rule, in tau's words, before tarkd's gate says the same.
-    if !plugin.declared().shell {
-        let reason = "its extension.json does not declare permission \"run-commands\"";
-        audit("deny", hook, reason);
-        return Err(CallError::new(
-            Code::PermissionDenied,
-            format!("plugin {id}: hook '{hook}' requires permission 'run-commands': {reason}"),
-        )
-        .because(Reason::CapabilityDenied, id));
-    }
     if let Err(denial) = grant.shell() {
         audit("deny", hook, &denial.reason);
         return Err(CallError::new(

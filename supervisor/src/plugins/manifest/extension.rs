@@ -143,9 +143,9 @@ pub fn parse(text: &str, folder: &str) -> Result<Manifest, ManifestError> {
     // tau's gate for running a process is `run-commands`; tarkd's is the shell
     // capability, which the operator approves like any other.
     let run_commands = raw.permissions.iter().any(|p| p == "run-commands");
-    if process && !run_commands && !raw.hooks.is_empty() {
+    if !run_commands && !raw.hooks.is_empty() {
         warnings.push(
-            "a process extension without permission \"run-commands\" runs none of its hooks (tau's rule): each is refused".to_owned(),
+            "an extension without permission \"run-commands\" runs none of its hooks (tau's rule): each is refused".to_owned(),
         );
     }
     for p in raw.permissions.iter().filter(|p| *p != "run-commands") {
@@ -195,6 +195,7 @@ pub fn parse(text: &str, folder: &str) -> Result<Manifest, ManifestError> {
             limits,
             commands: Vec::new(),
             process: process.then_some(entrypoint),
+            tau_permissions: raw.permissions,
             subscriptions: Some(raw.hooks),
             warnings,
         }),

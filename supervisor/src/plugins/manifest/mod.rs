@@ -91,6 +91,9 @@ pub struct Manifest {
     /// run as jailed commands (behind the shell capability, tau's
     /// `run-commands`), and it has no module.
     pub process: Option<String>,
+    /// tau's `permissions` as an extension.json declares them (none for
+    /// plugin.toml). tau runs no hook of an extension without `run-commands`.
+    pub tau_permissions: Vec<String>,
     /// The hook events (tau's hook names) a hook plugin receives: `None`, every
     /// event (plugin.toml declares none); `Some`, only these (extension.json's
     /// `hooks`, as tau delivers them).
@@ -123,6 +126,17 @@ pub struct Contribution {
 }
 
 impl Manifest {
+    /// Why tau would not run this extension's hooks, if it would not: an
+    /// extension.json without permission `run-commands`.
+    pub fn tau_refusal(&self, hook: &str) -> Option<String> {
+        (self.subscriptions.is_some() && !self.tau_permissions.iter().any(|p| p == "run-commands"))
+            .then(|| {
+                format!(
+                    "hook '{hook}' requires permission 'run-commands': its extension.json does not declare it"
+                )
+            })
+    }
+
     /// Whether this hook plugin receives the hook event `hook` (tau's name).
     pub fn receives(&self, hook: &str) -> bool {
         self.subscriptions
@@ -447,6 +461,7 @@ pub fn parse(
             limits,
             commands,
             process: None,
+            tau_permissions: Vec::new(),
             subscriptions: None,
             warnings,
         }),
