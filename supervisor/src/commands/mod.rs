@@ -57,6 +57,44 @@ pub struct Jail {
     pub landlock_min_abi: u32,
 }
 
+impl Jail {
+    /// The gate every command run passes: the plugin still installed, and
+    /// its `shell` capability declared, approved and allowed for `tenant`. A
+    /// refusal is audited under `target` and names the run (`what`).
+    fn shell_gate(
+        &self,
+        tenant: &str,
+        plugin: &Plugin,
+        target: &str,
+        what: &str,
+    ) -> Result<Arc<crate::broker::grants::Grant>, CallError> {
+        let id = &plugin.id;
+        let grant = self.authority.grant_for(id, tenant).ok_or_else(|| {
+            CallError::new(
+                Code::NotFound,
+                format!("plugin {id} is no longer installed"),
+            )
+            .because(Reason::PluginNotFound, id)
+        })?;
+        if let Err(denial) = grant.shell() {
+            self.audit(tenant, id, "deny", target, &denial.reason);
+            return Err(CallError::new(
+                Code::PermissionDenied,
+                format!("plugin {id}: {what}: {}", denial.reason),
+            )
+            .because(Reason::CapabilityDenied, id));
+        }
+        Ok(grant)
+    }
+
+    /// One audit record of a command run (capability `shell`).
+    fn audit(&self, tenant: &str, plugin: &str, decision: &str, target: &str, reason: &str) {
+        self.authority
+            .audit
+            .record(tenant, plugin, "shell", target, decision, reason);
+    }
+}
+
 /// Runs one command tool for `tenant`. Bad arguments and a failing command
 /// are the tool's result (as a module's tool would answer); a refusal, the
 /// deadline or a jail that could not start are errors.
@@ -68,29 +106,8 @@ pub async fn run(
     arguments_json: &str,
 ) -> Result<wpb::ToolResult, CallError> {
     let id = &plugin.id;
-    let grant = jail.authority.grant_for(id, tenant).ok_or_else(|| {
-        CallError::new(
-            Code::NotFound,
-            format!("plugin {id} is no longer installed"),
-        )
-        .because(Reason::PluginNotFound, id)
-    })?;
-    let audit = |decision: &str, target: &str, reason: &str| {
-        jail.authority
-            .audit
-            .record(tenant, id, "shell", target, decision, reason);
-    };
-    if let Err(denial) = grant.shell() {
-        audit("deny", &tool.name, &denial.reason);
-        return Err(CallError::new(
-            Code::PermissionDenied,
-            format!(
-                "plugin {id}: tool {} runs a command: {}",
-                tool.name, denial.reason
-            ),
-        )
-        .because(Reason::CapabilityDenied, id));
-    }
+    let what = format!("tool {} runs a command", tool.name);
+    let grant = jail.shell_gate(tenant, plugin, &tool.name, &what)?;
     let failed = |message: String| wpb::ToolResult {
         result: Some(wpb::tool_result::Result::Error(message)),
     };
@@ -127,7 +144,7 @@ pub async fn run(
         .chain(args.iter().map(String::as_str))
         .collect::<Vec<_>>()
         .join(" ");
-    audit("allow", &format!("{}: {line}", tool.name), "");
+    jail.audit(tenant, id, "allow", &format!("{}: {line}", tool.name), "");
     let spec = wpb::CommandSpec {
         program: tool.command.clone(),
         args,

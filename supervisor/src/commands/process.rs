@@ -34,31 +34,14 @@ pub async fn run(
     request: &str,
 ) -> Result<String, CallError> {
     let id = &plugin.id;
-    let grant = jail.authority.grant_for(id, tenant).ok_or_else(|| {
-        CallError::new(
-            Code::NotFound,
-            format!("plugin {id} is no longer installed"),
-        )
-        .because(Reason::PluginNotFound, id)
-    })?;
-    let audit = |decision: &str, target: &str, reason: &str| {
-        jail.authority
-            .audit
-            .record(tenant, id, "shell", target, decision, reason);
-    };
-    if let Err(denial) = grant.shell() {
-        audit("deny", hook, &denial.reason);
-        return Err(CallError::new(
-            Code::PermissionDenied,
-            format!("plugin {id}: hook {hook} runs a process: {}", denial.reason),
-        )
-        .because(Reason::CapabilityDenied, id));
-    }
+    jail.shell_gate(tenant, plugin, hook, &format!("hook {hook} runs a process"))?;
     let dir = plugin.dir.to_string_lossy().into_owned();
     let path = plugin.dir.join(program);
     let head = read_head(&path);
     let (command, args) = argv(&head, &path.to_string_lossy());
-    audit(
+    jail.audit(
+        tenant,
+        id,
         "allow",
         &format!("{hook}: {command} {}", args.join(" ")),
         "",
