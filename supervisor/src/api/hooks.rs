@@ -119,8 +119,8 @@ impl pb::hooks_server::Hooks for Api {
             .event
             .ok_or_else(|| Status::invalid_argument("HookEvent carries no event"))?;
         let mut hooks = self.plugins_of(&tenant, PluginType::Hook);
-        let hook = hook_name(&event);
-        let subscribes = |p: &Plugin| p.loaded.as_ref().is_none_or(|l| l.manifest.receives(hook));
+        let hook = hook_name(&event).to_owned();
+        let subscribes = |p: &Plugin| p.loaded.as_ref().is_none_or(|l| l.manifest.receives(&hook));
         if !req.plugin.is_empty() {
             hooks.retain(|p| p.id == req.plugin);
             let Some(p) = hooks.first() else {
@@ -157,7 +157,7 @@ impl pb::hooks_server::Hooks for Api {
                         tool: e.tool.clone(),
                         arguments_json: chain.outcome.arguments_json.clone(),
                     });
-                    let verdict = self.ask(&tenant, p, call).await;
+                    let verdict = self.ask(&tenant, p, &hook, call).await;
                     chain.apply(&p.id, fail_closed(p), verdict);
                 }
                 return Ok(Response::new(chain.outcome));
@@ -167,7 +167,9 @@ impl pb::hooks_server::Hooks for Api {
             Event::Named(e) => Call::HookNamed(e),
         };
         let verdicts = futures_util::future::join_all(
-            hooks.iter().map(|p| self.ask(&tenant, p, call.clone())),
+            hooks
+                .iter()
+                .map(|p| self.ask(&tenant, p, &hook, call.clone())),
         )
         .await;
         let mut chain = Chain::new(String::new());
@@ -191,32 +193,33 @@ fn hook_name(event: &pb::hook_event::Event) -> &str {
 }
 
 impl Api {
-    /// A hook plugin's answer to a call: from its worker, or, for a tau
-    /// process extension, from its program run in a jail.
-    async fn answer(&self, tenant: &str, plugin: &Plugin, call: Call) -> Result<Outcome, Status> {
+    /// A hook plugin's answer to a call for `hook` (tau's name): from its
+    /// worker, or, for a tau process extension, from its program run in a jail.
+    async fn answer(
+        &self,
+        tenant: &str,
+        plugin: &Plugin,
+        hook: &str,
+        call: Call,
+    ) -> Result<Outcome, Status> {
         let Some(loaded) = plugin.runnable() else {
             return self.call(tenant, plugin, call).await;
         };
         let id = &plugin.id;
         // tau's rule for either runtime, in tau's words.
-        if let Some((hook, _)) = tark_tau::envelope(&call)
-            && let Some(why) = loaded.manifest.tau_refusal(&hook)
-        {
+        if let Some(why) = loaded.manifest.tau_refusal(hook) {
             let audit = &self.0.workers.authority.audit;
-            audit.record(tenant, id, "run-commands", &hook, "deny", &why);
+            audit.record(tenant, id, "run-commands", hook, "deny", &why);
             return Err(Status::permission_denied(format!("plugin {id}: {why}")));
         }
         let Some(program) = loaded.manifest.process.clone() else {
             return self.call(tenant, plugin, call).await;
         };
         let (name, version) = (&loaded.manifest.name, loaded.manifest.version.to_string());
-        let Some((hook, _)) = tark_tau::envelope(&call) else {
-            return Err(unexpected(id));
-        };
         let request = tark_tau::request(&call, name, &version).ok_or_else(|| unexpected(id))?;
         let jail = self.0.workers.jail(tenant, plugin)?;
         let text =
-            crate::commands::process::run(jail, tenant, plugin, &program, &hook, &request).await?;
+            crate::commands::process::run(jail, tenant, plugin, &program, hook, &request).await?;
         match tark_tau::answer(&call, &text) {
             Ok(tark_tau::Answer::Decision(d)) => {
                 Ok(Outcome::Decision(wpb::HookDecision { decision: Some(d) }))
@@ -231,12 +234,14 @@ impl Api {
 
     /// One hook's answer to one event, within `hooks.deadline_ms`. Dropping the
     /// call at the deadline cuts it off in the worker.
-    async fn ask(&self, tenant: &str, plugin: &Plugin, call: Call) -> Verdict {
+    async fn ask(&self, tenant: &str, plugin: &Plugin, hook: &str, call: Call) -> Verdict {
         let ms = self.0.config.hooks.deadline_ms;
         let id = &plugin.id;
-        let answer =
-            tokio::time::timeout(Duration::from_millis(ms), self.answer(tenant, plugin, call))
-                .await;
+        let answer = tokio::time::timeout(
+            Duration::from_millis(ms),
+            self.answer(tenant, plugin, hook, call),
+        )
+        .await;
         use wpb::hook_decision::Decision;
         match answer {
             Err(_) => Verdict::Failed(format!("plugin {id}: no answer within {ms} ms")),
