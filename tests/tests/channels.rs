@@ -244,6 +244,11 @@ async fn a_started_channel_is_started_again_after_tarkd_restarts() -> anyhow::Re
     Ok(())
 }
 
+/// Waits (up to PATIENCE) until the gateway has exactly `n` connections open.
+async fn open_within(gateway: &tark_tests::servers::WsServer, n: usize) -> Option<()> {
+    eventually_async(PATIENCE, || async { (gateway.open() == n).then_some(()) }).await
+}
+
 /// tarkd with echo-channel allowed to reach a loopback WebSocket gateway, and
 /// the configuration that starts it on that gateway.
 fn gateway_channel(
@@ -278,7 +283,7 @@ async fn a_channel_reaches_its_gateway_through_the_ws_broker() -> anyhow::Result
         config_json: config,
     })
     .await?;
-    let open = eventually_async(PATIENCE, || async { (gateway.open() == 1).then_some(()) }).await;
+    let open = open_within(&gateway, 1).await;
     assert!(open.is_some(), "the gateway connection is not open");
     // Sent to the gateway (an echo server), which sends it back as inbound.
     c.send_message(send("c1", "over the gateway")).await?;
@@ -298,7 +303,7 @@ async fn a_channel_reaches_its_gateway_through_the_ws_broker() -> anyhow::Result
 
     // Stopping closes it.
     c.stop_channel(plugin()).await?;
-    let closed = eventually_async(PATIENCE, || async { (gateway.open() == 0).then_some(()) }).await;
+    let closed = open_within(&gateway, 0).await;
     assert!(
         closed.is_some(),
         "the gateway connection stayed open; tarkd's log:\n{}",
@@ -326,14 +331,12 @@ async fn a_channel_stopped_mid_poll_still_closes_its_gateway() -> anyhow::Result
         // Started twice: the second start replaces the first poller.
         c.clone().start_channel(start.clone()).await?;
         c.clone().start_channel(start).await?;
-        let open =
-            eventually_async(PATIENCE, || async { (gateway.open() == 1).then_some(()) }).await;
+        let open = open_within(&gateway, 1).await;
         assert!(open.is_some(), "round {round}: open {}", gateway.open());
         // Some polls, then a stop that lands in one.
         tokio::time::sleep(Duration::from_millis(15 + 7 * round)).await;
         c.clone().stop_channel(plugin()).await?;
-        let closed =
-            eventually_async(PATIENCE, || async { (gateway.open() == 0).then_some(()) }).await;
+        let closed = open_within(&gateway, 0).await;
         assert!(
             closed.is_some(),
             "round {round}: the gateway connection stayed open after the stop; tarkd's log:\n{}",
@@ -359,8 +362,7 @@ async fn a_gateway_held_by_a_crashed_instance_is_closed() -> anyhow::Result<()> 
     })
     .await?;
     for crash in 1..=3 {
-        let open =
-            eventually_async(PATIENCE, || async { (gateway.open() == 1).then_some(()) }).await;
+        let open = open_within(&gateway, 1).await;
         assert!(open.is_some(), "crash {crash}: open {}", gateway.open());
         c.send_message(send("c1", "crash-poll")).await?;
         // The poll crashed and the channel was started again: a new connection.
@@ -373,7 +375,7 @@ async fn a_gateway_held_by_a_crashed_instance_is_closed() -> anyhow::Result<()> 
             "crash {crash}: the channel was not started again"
         );
     }
-    let one = eventually_async(PATIENCE, || async { (gateway.open() == 1).then_some(()) }).await;
+    let one = open_within(&gateway, 1).await;
     assert!(
         one.is_some(),
         "{} gateway connections open after 3 crashes; tarkd's log:\n{}",
@@ -381,7 +383,7 @@ async fn a_gateway_held_by_a_crashed_instance_is_closed() -> anyhow::Result<()> 
         t.log().join("\n")
     );
     c.stop_channel(plugin()).await?;
-    let closed = eventually_async(PATIENCE, || async { (gateway.open() == 0).then_some(()) }).await;
+    let closed = open_within(&gateway, 0).await;
     assert!(closed.is_some(), "open {} after the stop", gateway.open());
     Ok(())
 }
